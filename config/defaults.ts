@@ -1,0 +1,95 @@
+/**
+ * The services kvgate knows without configuration, and the gateway-wide
+ * defaults. Figures follow the original gateway's tuning table.
+ *
+ * @module
+ */
+
+/** How a service authenticates and shapes its errors. */
+export type ServiceStyle = "openai" | "anthropic" | "gemini";
+
+/** One upstream provider as configured. */
+export interface ServiceConfig {
+  /** Absolute http(s) URL of the upstream; the client's path is appended to it. */
+  target: string;
+  /** Environment variable holding this service's keys (comma or newline separated). */
+  envKey: string;
+  /** Tokens added to the bucket per second: the long-run request rate. */
+  rps: number;
+  /** Bucket capacity: how many requests may leave at once. */
+  burst: number;
+  /** Requests in flight to the upstream at once, across the deployment. */
+  maxConn: number;
+  /** Auth header placement and error shape; "openai" for any OpenAI-compatible upstream. */
+  style: ServiceStyle;
+}
+
+/** Gateway-wide settings, each with its default in {@linkcode DEFAULT_SETTINGS}. */
+export interface GatewaySettings {
+  /** Requests that may wait per service before new ones are refused with 429. */
+  queueLimit: number;
+  /** Longest a request may wait for a slot, a token or a rested key, in ms. */
+  queueTimeoutMs: number;
+  /** Upstream retries after the first attempt (each one takes a token). */
+  maxRetries: number;
+  /** Time from sending a request upstream to its response headers, in ms. */
+  firstByteTimeoutMs: number;
+  /** Longest silence inside a response body before the stream is ended, in ms. */
+  idleTimeoutMs: number;
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes: number;
+  /** How long a key rejected with 401/403/quota errors stays out of rotation, in ms. */
+  keyDisableMs: number;
+  /** "shared": limits hold for the deployment through KV. "local": per instance only. */
+  limitMode: "shared" | "local";
+  /** Lifetime τ of tokens leased from the shared bucket, in ms. */
+  leaseMs: number;
+  /** How long a vanished instance's in-flight slots stay counted, in ms. */
+  slotTtlMs: number;
+  /** Timeout of one KV call, in ms. */
+  kvTimeoutMs: number;
+}
+
+/** Defaults for every gateway-wide setting. */
+export const DEFAULT_SETTINGS: Readonly<GatewaySettings> = Object.freeze({
+  queueLimit: 200,
+  queueTimeoutMs: 60_000,
+  maxRetries: 2,
+  firstByteTimeoutMs: 60_000,
+  idleTimeoutMs: 120_000,
+  maxBodyBytes: 32 * 1024 * 1024,
+  keyDisableMs: 3_600_000,
+  limitMode: "shared",
+  leaseMs: 2_000,
+  slotTtlMs: 15_000,
+  kvTimeoutMs: 2_000,
+});
+
+function service(
+  name: string,
+  target: string,
+  rps: number,
+  burst: number,
+  maxConn: number,
+  style: ServiceStyle = "openai",
+): [string, ServiceConfig] {
+  return [name, { target, envKey: `${name.toUpperCase()}_API_KEYS`, rps, burst, maxConn, style }];
+}
+
+/** The built-in services, by route prefix. */
+export const DEFAULT_SERVICES: Readonly<Record<string, Readonly<ServiceConfig>>> = Object.freeze(
+  Object.fromEntries([
+    service("cerebras", "https://api.cerebras.ai", 4, 8, 6),
+    service("groq", "https://api.groq.com/openai", 1, 3, 2),
+    service("claude", "https://api.anthropic.com", 2, 2, 1, "anthropic"),
+    service("nvidia", "https://integrate.api.nvidia.com", 3, 6, 5),
+    service("deepseek", "https://api.deepseek.com", 10, 20, 10),
+    service("openai", "https://api.openai.com", 10, 20, 10),
+    service("openrouter", "https://openrouter.ai/api", 5, 10, 8),
+    service("siliconflow", "https://api.siliconflow.cn", 5, 10, 10),
+    service("gemini", "https://generativelanguage.googleapis.com", 3, 5, 3, "gemini"),
+    service("xai", "https://api.x.ai", 2, 5, 3),
+    service("ollama", "https://ollama.com", 10, 10, 5),
+    service("pollinations", "https://gen.pollinations.ai", 5, 10, 5),
+  ]),
+);

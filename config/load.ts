@@ -1,0 +1,241 @@
+import {
+  DEFAULT_SERVICES,
+  DEFAULT_SETTINGS,
+  type GatewaySettings,
+  type ServiceConfig,
+  type ServiceStyle,
+} from "./defaults.ts";
+
+/** A configuration problem found at start-up; the message names the place. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** A service ready for the gateway: its configuration plus the keys found for it. */
+export interface Service extends ServiceConfig {
+  /** Route prefix: the first path segment. */
+  name: string;
+  /** Provider keys, trimmed, without empties or duplicates. Never logged. */
+  keys: string[];
+}
+
+/** Everything the gateway needs, validated. */
+export interface GatewayConfig extends GatewaySettings {
+  services: Record<string, Service>;
+  /** ACCESS_PASSWORD, or undefined when unset. */
+  password: string | undefined;
+  port: number;
+  /** KV_PATH: a file path, ":memory:", or a KV Connect URL; undefined = platform KV. */
+  kvPath: string | undefined;
+  /** True on Deno Deploy (DENO_DEPLOYMENT_ID set). */
+  onDeploy: boolean;
+}
+
+/** Reads one environment variable; injectable so tests need no real environment. */
+export type EnvReader = (name: string) => string | undefined;
+
+/** Options for {@linkcode loadConfig}. */
+export interface LoadConfigOptions {
+  /** Reads a file named by GATEWAY_CONFIG_FILE. Default: `Deno.readTextFileSync`. */
+  readFile?: (path: string) => string;
+}
+
+const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const STYLES: readonly ServiceStyle[] = ["openai", "anthropic", "gemini"];
+const SERVICE_FIELDS = ["target", "envKey", "rps", "burst", "maxConn", "style"] as const;
+const POSITIVE_SETTINGS = [
+  "queueTimeoutMs",
+  "firstByteTimeoutMs",
+  "idleTimeoutMs",
+  "maxBodyBytes",
+  "keyDisableMs",
+  "leaseMs",
+  "slotTtlMs",
+  "kvTimeoutMs",
+] as const;
+const INTEGER_SETTINGS = ["queueLimit", "maxRetries"] as const;
+
+/** Splits a key list on commas and newlines; trims, drops empties and duplicates. */
+export function parseKeyList(raw: string | undefined): string[] {
+  if (!raw) return [];
+  return [...new Set(raw.split(/[,\n\r]+/).map((k) => k.trim()).filter((k) => k !== ""))];
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  return JSON.stringify(v) ?? String(v);
+}
+
+function checkTarget(where: string, v: unknown): string {
+  if (typeof v !== "string") {
+    throw new ConfigError(`${where} must be a URL string (got ${describe(v)})`);
+  }
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    throw new ConfigError(`${where} must be an absolute http(s) URL (got ${describe(v)})`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(`${where} must be an absolute http(s) URL (got ${describe(v)})`);
+  }
+  if (url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(`${where} must not carry a query, fragment or credentials`);
+  }
+  return url.href.replace(/\/+$/, "");
+}
+
+function checkPositive(where: string, v: unknown, integer: boolean): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
+    const kind = integer ? "a positive integer" : "a positive number";
+    throw new ConfigError(`${where} must be ${kind} (got ${describe(v)})`);
+  }
+  return v;
+}
+
+function mergeService(
+  name: string,
+  base: ServiceConfig | undefined,
+  patch: unknown,
+): ServiceConfig {
+  const where = `GATEWAY_CONFIG.services.${name}`;
+  if (!SERVICE_NAME.test(name)) {
+    throw new ConfigError(`${where}: a service name must match ${SERVICE_NAME} (got "${name}")`);
+  }
+  if (!isRecord(patch)) throw new ConfigError(`${where} must be an object`);
+  for (const field of Object.keys(patch)) {
+    if (!(SERVICE_FIELDS as readonly string[]).includes(field)) {
+      throw new ConfigError(
+        `${where}.${field} is not a known field (known: ${SERVICE_FIELDS.join(", ")})`,
+      );
+    }
+  }
+  const merged = {
+    envKey: `${name.toUpperCase().replaceAll("-", "_")}_API_KEYS`,
+    rps: 5,
+    burst: 10,
+    maxConn: 5,
+    style: "openai",
+    ...base,
+    ...patch,
+  } as Record<string, unknown>;
+  if (merged.target === undefined) {
+    throw new ConfigError(`${where}.target is required for a new service`);
+  }
+  const style = merged.style as ServiceStyle;
+  if (!STYLES.includes(style)) {
+    throw new ConfigError(
+      `${where}.style must be one of ${STYLES.join(", ")} (got ${describe(style)})`,
+    );
+  }
+  if (typeof merged.envKey !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(merged.envKey)) {
+    throw new ConfigError(
+      `${where}.envKey must be an environment variable name (got ${describe(merged.envKey)})`,
+    );
+  }
+  return {
+    target: checkTarget(`${where}.target`, merged.target),
+    envKey: merged.envKey,
+    rps: checkPositive(`${where}.rps`, merged.rps, false),
+    burst: checkPositive(`${where}.burst`, merged.burst, true),
+    maxConn: checkPositive(`${where}.maxConn`, merged.maxConn, true),
+    style,
+  };
+}
+
+function parseJson(source: string, text: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${source} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isRecord(parsed)) throw new ConfigError(`${source} must be a JSON object`);
+  return parsed;
+}
+
+/**
+ * Builds the gateway configuration from the environment: built-in services,
+ * then GATEWAY_CONFIG_FILE, then GATEWAY_CONFIG merged over them.
+ *
+ * @throws {ConfigError} naming the service and field at fault.
+ */
+export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): GatewayConfig {
+  const readFile = options.readFile ?? ((p: string) => Deno.readTextFileSync(p));
+  const layers: Array<[string, Record<string, unknown>]> = [];
+  const file = env("GATEWAY_CONFIG_FILE");
+  if (file) {
+    let text: string;
+    try {
+      text = readFile(file);
+    } catch (e) {
+      throw new ConfigError(`GATEWAY_CONFIG_FILE ${file} cannot be read: ${(e as Error).message}`);
+    }
+    layers.push([
+      `GATEWAY_CONFIG_FILE (${file})`,
+      parseJson(`GATEWAY_CONFIG_FILE (${file})`, text),
+    ]);
+  }
+  const inline = env("GATEWAY_CONFIG");
+  if (inline && inline.trim() !== "") {
+    layers.push(["GATEWAY_CONFIG", parseJson("GATEWAY_CONFIG", inline)]);
+  }
+
+  const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  const services: Record<string, ServiceConfig> = { ...DEFAULT_SERVICES };
+  for (const [, layer] of layers) {
+    for (const [field, value] of Object.entries(layer)) {
+      if (field === "services") {
+        if (!isRecord(value)) throw new ConfigError("GATEWAY_CONFIG.services must be an object");
+        for (const [name, patch] of Object.entries(value)) {
+          services[name] = mergeService(name, services[name], patch);
+        }
+      } else if (field in DEFAULT_SETTINGS) {
+        settings[field] = value;
+      } else {
+        throw new ConfigError(
+          `GATEWAY_CONFIG.${field} is not a known setting (known: services, ${
+            Object.keys(DEFAULT_SETTINGS).join(", ")
+          })`,
+        );
+      }
+    }
+  }
+  for (const f of POSITIVE_SETTINGS) checkPositive(`GATEWAY_CONFIG.${f}`, settings[f], false);
+  for (const f of INTEGER_SETTINGS) {
+    const v = settings[f];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw new ConfigError(
+        `GATEWAY_CONFIG.${f} must be a non-negative integer (got ${describe(v)})`,
+      );
+    }
+  }
+  if (settings.limitMode !== "shared" && settings.limitMode !== "local") {
+    throw new ConfigError(
+      `GATEWAY_CONFIG.limitMode must be "shared" or "local" (got ${describe(settings.limitMode)})`,
+    );
+  }
+
+  const portText = env("PORT") ?? "8000";
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`PORT must be a port number (got ${describe(portText)})`);
+  }
+  const onDeploy = !!env("DENO_DEPLOYMENT_ID");
+  const resolved: Record<string, Service> = {};
+  for (const [name, svc] of Object.entries(services)) {
+    resolved[name] = { name, ...svc, keys: parseKeyList(env(svc.envKey)) };
+  }
+  const password = env("ACCESS_PASSWORD");
+  return {
+    ...(settings as unknown as GatewaySettings),
+    services: resolved,
+    password: password && password.trim() !== "" ? password.trim() : undefined,
+    port,
+    kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kvgate.sqlite3"),
+    onDeploy,
+  };
+}

@@ -1,0 +1,63 @@
+import type { ServiceStyle } from "../config/mod.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * Compares a client's secret with the password in time that depends only
+ * on the password's length, never on where the first difference lies.
+ */
+export function timingSafeEqual(given: string, expected: Uint8Array): boolean {
+  const g = encoder.encode(given);
+  let diff = g.length ^ expected.length;
+  for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ (g[i] ?? 0);
+  return diff === 0;
+}
+
+/**
+ * The credential a client presented: `Authorization: Bearer`, `x-api-key`,
+ * and on gemini also `x-goog-api-key` and `?key=`. Undefined when none.
+ */
+export function clientCredential(
+  headers: Headers,
+  url: URL,
+  style: ServiceStyle,
+): string | undefined {
+  const auth = headers.get("authorization");
+  if (auth !== null) {
+    const m = /^\s*Bearer\s+(.+?)\s*$/i.exec(auth);
+    if (m) return m[1];
+  }
+  const apiKey = headers.get("x-api-key");
+  if (apiKey !== null) return apiKey.trim();
+  if (style === "gemini") {
+    const goog = headers.get("x-goog-api-key");
+    if (goog !== null) return goog.trim();
+    const q = url.searchParams.get("key");
+    if (q !== null) return q;
+  }
+  return undefined;
+}
+
+/** Headers that carry client credentials; never forwarded upstream. */
+export const CREDENTIAL_HEADERS: readonly string[] = [
+  "authorization",
+  "x-api-key",
+  "x-goog-api-key",
+];
+
+/** Puts the provider key where the provider expects it. */
+export function setUpstreamAuth(
+  headers: Headers,
+  style: ServiceStyle,
+  key: string,
+  geminiNative: boolean,
+): void {
+  if (style === "anthropic") {
+    headers.set("x-api-key", key);
+    if (!headers.has("anthropic-version")) headers.set("anthropic-version", "2023-06-01");
+  } else if (style === "gemini" && geminiNative) {
+    headers.set("x-goog-api-key", key);
+  } else {
+    headers.set("authorization", `Bearer ${key}`);
+  }
+}

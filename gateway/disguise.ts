@@ -1,0 +1,60 @@
+/**
+ * What a stranger sees: the stock pages of a default nginx, byte for byte
+ * in shape, with `Server: nginx` and nothing that hints at an API.
+ *
+ * @module
+ */
+
+const WELCOME = `<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+<style>
+html { color-scheme: light dark; }
+body { width: 35em; margin: 0 auto;
+font-family: Tahoma, Verdana, Arial, sans-serif; }
+</style>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. Further configuration is required.</p>
+
+<p>For online documentation and support please refer to
+<a href="http://nginx.org/">nginx.org</a>.<br/>
+Commercial support is available at
+<a href="http://nginx.com/">nginx.com</a>.</p>
+
+<p><em>Thank you for using nginx.</em></p>
+</body>
+</html>
+`;
+
+function statusPage(status: number, text: string): string {
+  return `<html>
+<head><title>${status} ${text}</title></head>
+<body>
+<center><h1>${status} ${text}</h1></center>
+<hr><center>nginx</center>
+</body>
+</html>
+`;
+}
+
+function page(status: number, body: string, method: string): Response {
+  const headers = new Headers({
+    "server": "nginx",
+    "content-type": "text/html",
+    "date": new Date().toUTCString(),
+  });
+  return new Response(method === "HEAD" ? null : body, { status, headers });
+}
+
+/** The answer at `/` and for unauthenticated requests to paths that are no service. */
+export function disguise(pathname: string, method: string): Response {
+  if (pathname === "/" || pathname === "/index.html") {
+    if (method === "GET" || method === "HEAD") return page(200, WELCOME, method);
+    return page(405, statusPage(405, "Not Allowed"), method);
+  }
+  return page(404, statusPage(404, "Not Found"), method);
+}

@@ -1,0 +1,438 @@
+import { ulid } from "ulid";
+import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
+import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
+import type { Clock, Refusal } from "../limiter/mod.ts";
+import { clientCredential, setUpstreamAuth, timingSafeEqual } from "./auth.ts";
+import { type Bytes, readBody } from "./body.ts";
+import { applyCors, preflight } from "./cors.ts";
+import { disguise } from "./disguise.ts";
+import { errorResponse, type GatewayError } from "./errors.ts";
+import { relayResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
+import { relayBody, type RelayEnd } from "./relay.ts";
+import { type Route, route, serviceName } from "./route.ts";
+import type { ServiceRuntime } from "./runtime.ts";
+
+/** One structured log line; never holds a key, password or client token. */
+export type LogLine = Record<string, unknown>;
+
+/** What the request pipeline needs; everything is injected. */
+export interface HandlerDeps {
+  config: GatewayConfig;
+  runtimes: ReadonlyMap<string, ServiceRuntime>;
+  fetch: typeof fetch;
+  clock: Clock;
+  log: (line: LogLine) => void;
+  random: () => number;
+}
+
+/** Error bodies are read whole to classify them; larger ones are cut here. */
+const MAX_ERROR_BODY = 1024 * 1024;
+
+/** The request as it walks the stages. */
+interface Exchange {
+  req: Request;
+  url: URL;
+  id: string;
+  started: number;
+  rt: ServiceRuntime;
+  style: ServiceStyle;
+  deadline: number;
+  attempts: number;
+  key?: PooledKey;
+  queueMs: number;
+  upstreamMs?: number;
+}
+
+/** An upstream answer that will not be retried further, kept to give the client. */
+interface Settled {
+  status: number;
+  headers: Headers;
+  body: Bytes;
+}
+
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const onAbort = () => {
+      clock.clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+async function readSmall(res: Response): Promise<Bytes> {
+  if (!res.body) return new Uint8Array();
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  while (size < MAX_ERROR_BODY) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.byteLength;
+  }
+  if (size >= MAX_ERROR_BODY) await reader.cancel().catch(() => {});
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.byteLength;
+  }
+  return out;
+}
+
+function decodeForClassify(body: Uint8Array, headers: Headers): string {
+  // A body the upstream gzipped anyway is not readable here; classify on status alone.
+  if (headers.has("content-encoding") && headers.get("content-encoding") !== "identity") return "";
+  return new TextDecoder().decode(body.subarray(0, 64 * 1024));
+}
+
+/**
+ * The request pipeline: disguise → authenticate → route → read body →
+ * admit (in-flight slot) → [pick key → take token → call upstream]
+ * repeated on retryable failures → relay → account.
+ */
+export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Response> {
+  const { config, runtimes, clock, log } = deps;
+  const password = config.password === undefined
+    ? undefined
+    : new TextEncoder().encode(config.password);
+  const prefixes = [...runtimes.keys()].map((n) => `/${n}`).join(", ");
+
+  function answer(x: Exchange, err: GatewayError): Response {
+    account(x, err.status, err.code);
+    return errorResponse(x.style, err, applyCors(new Headers({ "x-request-id": x.id })));
+  }
+
+  function account(x: Exchange, status: number, outcome: string, bytes?: number): void {
+    log({
+      t: new Date(clock.now()).toISOString(),
+      id: x.id,
+      service: x.rt.service.name,
+      method: x.req.method,
+      status,
+      outcome,
+      attempts: x.attempts,
+      key: x.key?.id,
+      queueMs: x.queueMs,
+      upstreamMs: x.upstreamMs,
+      totalMs: clock.now() - x.started,
+      bytes,
+    });
+  }
+
+  function refused(x: Exchange, r: Refusal): Response {
+    const message = r.reason === "queue_full"
+      ? `The gateway queue for ${x.rt.service.name} is full; retry later.`
+      : r.reason === "queue_timeout"
+      ? `Waited too long for capacity on ${x.rt.service.name}; retry later.`
+      : "The client went away.";
+    return answer(x, {
+      status: r.reason === "aborted" ? 499 : 429,
+      type: "rate_limit_error",
+      code: `gateway_${r.reason}`,
+      message,
+      retryAfterMs: r.retryAfterMs,
+    });
+  }
+
+  function unknownService(req: Request, url: URL): Response {
+    const cred = clientCredential(req.headers, url, "openai");
+    if (password === undefined || cred === undefined || !timingSafeEqual(cred, password)) {
+      return disguise(url.pathname, req.method);
+    }
+    const body = {
+      error: {
+        message: `No service at /${serviceName(url.pathname)}. Valid prefixes: ${prefixes}.`,
+        type: "invalid_request_error",
+        code: "unknown_service",
+      },
+    };
+    return Response.json(body, {
+      status: 404,
+      headers: applyCors(new Headers({ "x-request-id": ulid() })),
+    });
+  }
+
+  /** Calls the upstream once; resolves to its response or why there is none. */
+  async function callUpstream(
+    x: Exchange,
+    r: Route,
+    key: PooledKey,
+    body: Bytes | undefined,
+  ): Promise<Response | "timeout" | "network" | "aborted"> {
+    const headers = upstreamRequestHeaders(x.req.headers);
+    setUpstreamAuth(headers, x.style, key.secret, r.geminiNative);
+    const firstByte = new AbortController();
+    const timer = clock.setTimeout(() => firstByte.abort(), config.firstByteTimeoutMs);
+    const sent = clock.now();
+    try {
+      const res = await deps.fetch(r.upstream, {
+        method: x.req.method,
+        headers,
+        body,
+        redirect: "manual",
+        signal: AbortSignal.any([x.req.signal, firstByte.signal]),
+      });
+      x.upstreamMs = clock.now() - sent;
+      return res;
+    } catch {
+      if (x.req.signal.aborted) return "aborted";
+      return firstByte.signal.aborted ? "timeout" : "network";
+    } finally {
+      clock.clearTimeout(timer);
+    }
+  }
+
+  function respondSettled(x: Exchange, s: Settled, release: () => void, outcome: string): Response {
+    release();
+    const headers = applyCors(relayResponseHeaders(s.headers));
+    headers.set("x-request-id", x.id);
+    account(x, s.status, outcome, s.body.byteLength);
+    return new Response(x.req.method === "HEAD" ? null : s.body, { status: s.status, headers });
+  }
+
+  function respondStream(x: Exchange, res: Response, release: () => void): Response {
+    const headers = applyCors(relayResponseHeaders(res.headers));
+    headers.set("x-request-id", x.id);
+    if (headers.get("content-type")?.includes("text/event-stream")) {
+      headers.set("x-accel-buffering", "no");
+    }
+    if (!res.body) {
+      release();
+      account(x, res.status, "complete", 0);
+      return new Response(null, { status: res.status, headers });
+    }
+    const body = relayBody(res.body, config.idleTimeoutMs, (end: RelayEnd, bytes) => {
+      release();
+      account(x, res.status, end, bytes);
+    });
+    return new Response(body, { status: res.status, headers });
+  }
+
+  function backoffMs(retry: number): number {
+    return Math.min(4000, 250 * 2 ** retry) * (0.5 + deps.random());
+  }
+
+  /** Attempts with key rotation and retries; the slot is held throughout. */
+  async function relay(x: Exchange, r: Route, body: Bytes | undefined, release: () => void) {
+    const tried = new Set<string>();
+    let last: Settled | undefined;
+    let lastFailure: "timeout" | "network" | undefined;
+    for (let attempt = 0; attempt <= config.maxRetries; attempt++) {
+      // Pick key: wait for the earliest resting key when all rest.
+      let pick = x.rt.pool.pick(clock.now(), tried);
+      while (!pick.ok) {
+        const now = clock.now();
+        if (pick.untilMs > x.deadline) {
+          if (last) return respondSettled(x, last, release, "exhausted");
+          release();
+          return answer(x, {
+            status: 429,
+            type: "rate_limit_error",
+            code: "gateway_keys_resting",
+            message:
+              `Every ${x.rt.service.name} key is resting after upstream rate limits or errors; retry later.`,
+            retryAfterMs: pick.untilMs - now,
+          });
+        }
+        if (!(await sleep(clock, pick.untilMs - now, x.req.signal))) {
+          release();
+          return answer(x, {
+            status: 499,
+            type: "api_error",
+            code: "client_closed",
+            message: "Client closed.",
+          });
+        }
+        pick = x.rt.pool.pick(clock.now(), tried);
+      }
+      const key = pick.key;
+      const token = await x.rt.limiter.takeToken({
+        deadline: x.deadline,
+        signal: x.req.signal,
+        priority: attempt > 0,
+      });
+      if (!token.ok) {
+        if (last) return respondSettled(x, last, release, "exhausted");
+        release();
+        return refused(x, token);
+      }
+      tried.add(key.id);
+      x.key = key;
+      x.attempts = attempt + 1;
+      const res = await callUpstream(x, r, key, body);
+      let outcome: Outcome;
+      if (res === "aborted") {
+        release();
+        return answer(x, {
+          status: 499,
+          type: "api_error",
+          code: "client_closed",
+          message: "Client closed.",
+        });
+      }
+      if (typeof res === "string") {
+        lastFailure = res;
+        outcome = { kind: "upstream_error" };
+      } else if (res.status < 400) {
+        x.rt.pool.report(key, { kind: "success" }, clock.now());
+        return respondStream(x, res, release);
+      } else {
+        // Error bodies are small: read them to classify, and to answer with if this is the last try.
+        const bytes = await readSmall(res).catch(() => new Uint8Array());
+        outcome = classifyResponse(
+          res.status,
+          res.headers,
+          decodeForClassify(bytes, res.headers),
+          clock.now(),
+        );
+        last = { status: res.status, headers: res.headers, body: bytes };
+        lastFailure = undefined;
+      }
+      x.rt.pool.report(key, outcome, clock.now());
+      if (outcome.kind === "client_error" || outcome.kind === "success") {
+        return respondSettled(x, last!, release, "client_error");
+      }
+      if (attempt === config.maxRetries) break;
+      if (outcome.kind === "upstream_error") {
+        const wait = backoffMs(attempt);
+        if (clock.now() + wait > x.deadline) break;
+        if (!(await sleep(clock, wait, x.req.signal))) {
+          release();
+          return answer(x, {
+            status: 499,
+            type: "api_error",
+            code: "client_closed",
+            message: "Client closed.",
+          });
+        }
+      }
+    }
+    if (last && lastFailure === undefined) return respondSettled(x, last, release, "exhausted");
+    release();
+    return answer(
+      x,
+      lastFailure === "timeout"
+        ? {
+          status: 504,
+          type: "api_error",
+          code: "upstream_timeout",
+          message:
+            `The ${x.rt.service.name} upstream sent no response within ${config.firstByteTimeoutMs} ms.`,
+        }
+        : {
+          status: 502,
+          type: "api_error",
+          code: "upstream_unreachable",
+          message: `The ${x.rt.service.name} upstream could not be reached.`,
+        },
+    );
+  }
+
+  return async function handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const rt = runtimes.get(serviceName(url.pathname));
+    if (!rt) return unknownService(req, url);
+    const started = clock.now();
+    const x: Exchange = {
+      req,
+      url,
+      id: ulid(started),
+      started,
+      rt,
+      style: rt.service.style,
+      deadline: started + config.queueTimeoutMs,
+      attempts: 0,
+      queueMs: 0,
+    };
+    if (req.method === "OPTIONS") return preflight(req, x.id);
+
+    // Authenticate.
+    if (password === undefined) {
+      return answer(x, {
+        status: 503,
+        type: "api_error",
+        code: "gateway_not_configured",
+        message:
+          "This gateway has no ACCESS_PASSWORD. The operator must set it in the deployment's environment variables.",
+      });
+    }
+    const cred = clientCredential(req.headers, url, x.style);
+    if (cred === undefined || !timingSafeEqual(cred, password)) {
+      return answer(x, {
+        status: 401,
+        type: "authentication_error",
+        code: "invalid_api_key",
+        message: cred === undefined
+          ? "Missing API key: send the gateway password as a Bearer token or x-api-key."
+          : "Incorrect API key: use the gateway password.",
+      });
+    }
+
+    // Route.
+    const r = route(url, config.services, x.style === "gemini" ? ["key"] : []);
+    if ("error" in r) {
+      return answer(x, {
+        status: 400,
+        type: "invalid_request_error",
+        code: "invalid_path",
+        message: r.error === "bad_path" ? r.message : "Unknown service.",
+      });
+    }
+    if (rt.pool.keys.length === 0) {
+      return answer(x, {
+        status: 503,
+        type: "api_error",
+        code: "no_keys",
+        message: `No keys are configured for ${rt.service.name}: set ${rt.service.envKey}.`,
+      });
+    }
+
+    // Read the body whole: a retry must be able to send it again.
+    const read = await readBody(req, config.maxBodyBytes);
+    if (!read.ok) {
+      return answer(
+        x,
+        read.reason === "too_large"
+          ? {
+            status: 413,
+            type: "request_too_large",
+            code: "request_too_large",
+            message: `The request body is larger than ${config.maxBodyBytes} bytes.`,
+          }
+          : {
+            status: 400,
+            type: "invalid_request_error",
+            code: "unreadable_body",
+            message: "The request body could not be read.",
+          },
+      );
+    }
+
+    // Admit: an in-flight slot, first in first out.
+    const [slot] = await Promise.all([
+      rt.limiter.acquireSlot({ deadline: x.deadline, signal: req.signal }),
+      rt.fresh(),
+    ]);
+    x.queueMs = clock.now() - started;
+    if (!slot.ok) return refused(x, slot);
+    try {
+      return await relay(x, r, read.body, slot.release);
+    } catch (e) {
+      slot.release();
+      log({ id: x.id, service: rt.service.name, event: "internal_error", error: String(e) });
+      return answer(x, {
+        status: 500,
+        type: "api_error",
+        code: "gateway_error",
+        message: "Internal gateway error.",
+      });
+    }
+  };
+}

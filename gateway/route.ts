@@ -1,0 +1,72 @@
+import type { Service } from "../config/mod.ts";
+
+/** Where a service request goes upstream. */
+export interface Route {
+  service: Service;
+  /** The absolute upstream URL, always on the service's target origin. */
+  upstream: URL;
+  /** True on gemini's native paths (`/v1beta/...`), which take `x-goog-api-key`. */
+  geminiNative: boolean;
+}
+
+/** A route failure: no such service, or a path that tries to leave the target. */
+export type RouteResult = Route | { error: "no_service" } | { error: "bad_path"; message: string };
+
+/** The first path segment: the service name. */
+export function serviceName(pathname: string): string {
+  const end = pathname.indexOf("/", 1);
+  return end === -1 ? pathname.slice(1) : pathname.slice(1, end);
+}
+
+// A segment whose decoded form could move up or across the target's path.
+function unsafeSegment(segment: string): boolean {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(segment);
+  } catch {
+    return true;
+  }
+  return decoded === "." || decoded === ".." || /[\/\\]/.test(decoded) || segment.includes("\\");
+}
+
+/**
+ * Maps `/<service>/rest?query` to `<target>/rest?query`, exactly on the first
+ * segment. Any path that could reach another origin or climb above the
+ * target's path (`..`, `%2e%2e`, `//host`, backslashes, encoded slashes)
+ * is refused. `dropParams` are removed from the query (gemini's `?key=`).
+ */
+export function route(
+  url: URL,
+  services: Readonly<Record<string, Service>>,
+  dropParams: readonly string[] = [],
+): RouteResult {
+  const name = serviceName(url.pathname);
+  const service = Object.hasOwn(services, name) ? services[name] : undefined;
+  if (!service) return { error: "no_service" };
+  let rest = url.pathname.slice(name.length + 1);
+  if (rest.includes("//") || rest.split("/").some((s) => s !== "" && unsafeSegment(s))) {
+    return { error: "bad_path", message: "The request path is not allowed." };
+  }
+  let geminiNative = false;
+  if (service.style === "gemini") {
+    if (rest === "/v1" || rest.startsWith("/v1/")) rest = "/v1beta/openai" + rest.slice(3);
+    else geminiNative = true;
+  }
+  let search = url.search;
+  if (dropParams.length > 0 && search) {
+    const params = new URLSearchParams(search);
+    for (const p of dropParams) params.delete(p);
+    const s = params.toString();
+    search = s ? `?${s}` : "";
+  }
+  const target = new URL(service.target);
+  const upstream = new URL(service.target + rest + search);
+  const base = target.pathname.replace(/\/+$/, "");
+  if (
+    upstream.origin !== target.origin ||
+    (upstream.pathname !== base && !upstream.pathname.startsWith(base + "/"))
+  ) {
+    return { error: "bad_path", message: "The request path is not allowed." };
+  }
+  return { service, upstream, geminiNative };
+}

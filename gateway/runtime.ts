@@ -1,0 +1,52 @@
+import type { Service } from "../config/mod.ts";
+import type { KeyPool } from "../keys/mod.ts";
+import type { Clock, ServiceLimiter } from "../limiter/mod.ts";
+
+/** How stale a key-health view may be before a request refreshes it in the background. */
+const REFRESH_AFTER_MS = 500;
+/** Past this age a request waits (briefly) for the refresh: no request acts on a view older than 1 s. */
+const WAIT_AFTER_MS = 1000;
+/** The longest a request waits on that refresh; KV trouble must not stall requests. */
+const WAIT_AT_MOST_MS = 250;
+
+/** One service's live state in this instance: its key pool and its limiter. */
+export class ServiceRuntime {
+  readonly service: Service;
+  readonly pool: KeyPool;
+  readonly limiter: ServiceLimiter;
+  #clock: Clock;
+  #checkedAt = -Infinity;
+  #refreshing: Promise<void> | undefined;
+  #onError: (e: unknown) => void;
+
+  constructor(
+    service: Service,
+    pool: KeyPool,
+    limiter: ServiceLimiter,
+    clock: Clock,
+    onError: (e: unknown) => void,
+  ) {
+    this.service = service;
+    this.pool = pool;
+    this.limiter = limiter;
+    this.#clock = clock;
+    this.#onError = onError;
+  }
+
+  /** Makes sure the key-health view is at most about a second old (another instance may have cooled a key). */
+  async fresh(): Promise<void> {
+    const age = this.#clock.now() - this.#checkedAt;
+    if (age < REFRESH_AFTER_MS) return;
+    this.#refreshing ??= this.pool.refresh().catch(this.#onError).finally(() => {
+      this.#checkedAt = this.#clock.now();
+      this.#refreshing = undefined;
+    });
+    if (age < WAIT_AFTER_MS) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#refreshing,
+      new Promise<void>((r) => timer = setTimeout(r, WAIT_AT_MOST_MS)),
+    ]);
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,133 @@
+import { defaultCooldownMs, type Outcome } from "./classify.ts";
+import type { KeyHealth, KeyHealthStore } from "./health_store.ts";
+
+/** A provider key with its loggable id. The key itself never leaves the process but upstream. */
+export interface PooledKey {
+  readonly id: string;
+  readonly secret: string;
+}
+
+/** The result of picking: a key, or the time the earliest resting key returns. */
+export type Pick = { ok: true; key: PooledKey } | { ok: false; untilMs: number };
+
+/** Options for {@linkcode KeyPool}. */
+export interface KeyPoolOptions {
+  store: KeyHealthStore;
+  /** How long a key rejected by 401/403/quota rests, in ms. Default 3600000. */
+  keyDisableMs?: number;
+  /** Told of each rest (no key material, only the id). */
+  log?: (event: string, detail: Record<string, unknown>) => void;
+}
+
+/**
+ * The keys of one service in round-robin order, skipping those that rest.
+ * Health is read from KV by {@linkcode KeyPool.refresh} and written on every
+ * 429, 401 or quota error, so every instance skips the same keys.
+ */
+export class KeyPool {
+  readonly service: string;
+  readonly keys: readonly PooledKey[];
+  #health = new Map<string, KeyHealth>();
+  #next = 0;
+  #store: KeyHealthStore;
+  #disableMs: number;
+  #log: KeyPoolOptions["log"];
+  #pending = new Set<Promise<unknown>>();
+
+  constructor(service: string, keys: readonly PooledKey[], options: KeyPoolOptions) {
+    this.service = service;
+    this.keys = keys;
+    this.#store = options.store;
+    this.#disableMs = options.keyDisableMs ?? 3_600_000;
+    this.#log = options.log;
+  }
+
+  /** Reads the shared health records; local rests not yet written are kept. */
+  async refresh(): Promise<void> {
+    const shared = await this.#store.list(this.service);
+    for (const [id, local] of this.#health) {
+      const remote = shared.get(id);
+      if (!remote || remote.until < local.until) shared.set(id, local);
+    }
+    this.#health = shared;
+  }
+
+  /** The health record of a key, if it has one. */
+  health(id: string): KeyHealth | undefined {
+    return this.#health.get(id);
+  }
+
+  /**
+   * The next key in rotation that is not resting, preferring keys not in
+   * `tried` (a retry goes to another key when there is one).
+   */
+  pick(now: number, tried?: ReadonlySet<string>): Pick {
+    const n = this.keys.length;
+    let fallback = -1;
+    let earliest = Infinity;
+    for (let i = 0; i < n; i++) {
+      const idx = (this.#next + i) % n;
+      const key = this.keys[idx];
+      const h = this.#health.get(key.id);
+      if (h && h.until > now) {
+        earliest = Math.min(earliest, h.until);
+        continue;
+      }
+      if (tried?.has(key.id)) {
+        if (fallback < 0) fallback = idx;
+        continue;
+      }
+      this.#next = idx + 1;
+      return { ok: true, key };
+    }
+    if (fallback >= 0) {
+      this.#next = fallback + 1;
+      return { ok: true, key: this.keys[fallback] };
+    }
+    return { ok: false, untilMs: earliest };
+  }
+
+  /** Records what an attempt with `key` taught about it. */
+  report(key: PooledKey, outcome: Outcome, now: number): void {
+    const old = this.#health.get(key.id);
+    let rest: KeyHealth | undefined;
+    if (outcome.kind === "rate_limited") {
+      const strikes = (old?.state === "cooling" ? old.strikes : 0) + 1;
+      const ms = outcome.retryAfterMs ?? defaultCooldownMs(strikes);
+      rest = { state: "cooling", until: now + ms, strikes, reason: "rate_limited" };
+    } else if (outcome.kind === "key_rejected") {
+      rest = {
+        state: "disabled",
+        until: now + this.#disableMs,
+        strikes: 0,
+        reason: outcome.reason,
+      };
+    } else if (outcome.kind === "success" && old) {
+      this.#health.delete(key.id);
+      this.#track(this.#store.clear(this.service, key.id));
+      return;
+    }
+    if (!rest) return;
+    if (old && old.until > rest.until) rest = { ...rest, until: old.until };
+    this.#health.set(key.id, rest);
+    this.#log?.("key_rest", {
+      service: this.service,
+      key: key.id,
+      state: rest.state,
+      reason: rest.reason,
+      ms: rest.until - now,
+    });
+    this.#track(this.#store.mark(this.service, key.id, rest, now));
+  }
+
+  /** Resolves when every health write so far has reached KV (or failed). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#pending]);
+  }
+
+  #track(p: Promise<unknown>): void {
+    const tracked = p.catch((e) => this.#log?.("key_health_write_failed", { error: String(e) }));
+    this.#pending.add(tracked);
+    tracked.finally(() => this.#pending.delete(tracked));
+  }
+}

@@ -1,0 +1,9 @@
+/**
+ * Provider keys: ids, round-robin picking, and health shared through KV.
+ *
+ * @module
+ */
+export * from "./key_id.ts";
+export * from "./classify.ts";
+export * from "./health_store.ts";
+export * from "./key_pool.ts";

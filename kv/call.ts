@@ -1,0 +1,57 @@
+/** Options for {@linkcode kvCall}. */
+export interface KvCallOptions {
+  /** Longest one attempt may take, in ms. Default 2000. */
+  timeoutMs?: number;
+  /** Attempts in all, the first included. Default 4. */
+  attempts?: number;
+  /** Waits between attempts; injectable for tests. Default: a real timer. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** A KV call that kept failing after its bounded retries. */
+export class KvUnavailableError extends Error {
+  override name = "KvUnavailableError";
+}
+
+/** True for failures worth another try: lock contention, timeouts, dropped connections. */
+export function isTransientKvError(e: unknown): boolean {
+  const message = e instanceof Error ? e.message : String(e);
+  return /database is locked|busy|timed out|timeout|connection|network|unavailable|reset/i.test(
+    message,
+  );
+}
+
+const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`KV call timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs one KV call with a timeout and a bounded number of retries on
+ * transient errors (`database is locked`, timeouts). A timed-out write may
+ * still land later; every caller is written so that such a late write errs
+ * on the safe side (tokens or slots taken and never used, not given twice).
+ *
+ * @throws {KvUnavailableError} after the last attempt fails.
+ */
+export async function kvCall<T>(fn: () => Promise<T>, options: KvCallOptions = {}): Promise<T> {
+  const { timeoutMs = 2000, attempts = 4, sleep = realSleep } = options;
+  let last: unknown;
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    try {
+      return await withTimeout(fn(), timeoutMs);
+    } catch (e) {
+      last = e;
+      if (!isTransientKvError(e)) throw e;
+      if (attempt + 1 < attempts) {
+        await sleep(Math.min(200, 5 * 2 ** attempt) * (0.5 + Math.random()));
+      }
+    }
+  }
+  throw new KvUnavailableError(`KV unavailable: ${(last as Error)?.message ?? last}`);
+}

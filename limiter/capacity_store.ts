@@ -1,0 +1,83 @@
+import {
+  type BucketRate,
+  fullBucket,
+  msUntilToken,
+  refill,
+  returnTokens,
+  takeTokens,
+} from "./bucket.ts";
+import type { BucketState } from "./bucket.ts";
+import type { Clock } from "./clock.ts";
+
+/** The limits of one service as the limiter sees them. */
+export interface ServiceLimits extends BucketRate {
+  maxConn: number;
+}
+
+/** Result of asking a store for tokens. */
+export interface TokenLease {
+  granted: number;
+  /** When nothing was granted: ms until the store expects a token. */
+  retryAfterMs: number;
+}
+
+/**
+ * Where a service's capacity lives. The in-memory store limits one
+ * instance; the KV store limits the deployment. The limiter in front of
+ * either is the same, so the request pipeline never knows which it has.
+ */
+export interface CapacityStore {
+  /** Takes up to `want` tokens. */
+  leaseTokens(want: number): Promise<TokenLease>;
+  /** Hands back `n` unused tokens (shutdown, expiry of a local stock). */
+  returnTokens(n: number): Promise<void>;
+  /**
+   * Asks to hold `target` in-flight slots in all (an absolute figure, so a
+   * repeat or a late write is harmless). Returns how many are now held:
+   * `target` when lowering, up to `target` when raising.
+   */
+  holdSlots(target: number): Promise<number>;
+  /** True when the store's tokens are shared with other instances (worth batching). */
+  readonly shared: boolean;
+}
+
+/** Capacity kept in this instance's memory: limits hold for this instance only. */
+export class MemoryCapacityStore implements CapacityStore {
+  readonly shared = false;
+  #bucket: BucketState;
+  #held = 0;
+  #limits: ServiceLimits;
+  #clock: Clock;
+
+  constructor(limits: ServiceLimits, clock: Clock) {
+    this.#limits = limits;
+    this.#clock = clock;
+    this.#bucket = fullBucket(clock.now(), limits);
+  }
+
+  leaseTokens(want: number): Promise<TokenLease> {
+    return Promise.resolve(this.leaseTokensSync(want));
+  }
+
+  /** Synchronous form, used where no await is wanted (degraded fallback, benches). */
+  leaseTokensSync(want: number): TokenLease {
+    const refilled = refill(this.#bucket, this.#clock.now(), this.#limits);
+    const { state, granted } = takeTokens(refilled, want);
+    this.#bucket = state;
+    return { granted, retryAfterMs: granted > 0 ? 0 : msUntilToken(state, this.#limits) };
+  }
+
+  returnTokens(n: number): Promise<void> {
+    this.#bucket = returnTokens(
+      refill(this.#bucket, this.#clock.now(), this.#limits),
+      n,
+      this.#limits,
+    );
+    return Promise.resolve();
+  }
+
+  holdSlots(target: number): Promise<number> {
+    this.#held = Math.max(0, Math.min(target, this.#limits.maxConn));
+    return Promise.resolve(this.#held);
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * Pacing: token buckets and in-flight caps, per instance or shared through KV.
+ *
+ * @module
+ */
+export * from "./clock.ts";
+export * from "./bucket.ts";
+export * from "./capacity_store.ts";
+export * from "./kv_capacity_store.ts";
+export * from "./degrading_store.ts";
+export * from "./presence.ts";
+export * from "./service_limiter.ts";

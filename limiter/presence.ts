@@ -1,0 +1,65 @@
+import { instanceKey, instancePrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
+import type { Clock } from "./clock.ts";
+
+/** The value of an instance heartbeat record. */
+export interface InstanceRecord {
+  seenAt: number;
+  expiresAt: number;
+}
+
+/** Options for {@linkcode Presence}. */
+export interface PresenceOptions {
+  clock: Clock;
+  /** Heartbeat period, in ms; a record counts for three periods. Default 5000. */
+  intervalMs?: number;
+  call?: KvCallOptions;
+}
+
+/**
+ * Tells roughly how many instances are live: each writes a heartbeat record
+ * and counts the fresh ones. Used to size leases and degraded-mode shares.
+ */
+export class Presence {
+  #kv: Deno.Kv;
+  #id: string;
+  #clock: Clock;
+  #interval: number;
+  #call: KvCallOptions;
+  #peers = 1;
+
+  constructor(kv: Deno.Kv, instanceId: string, options: PresenceOptions) {
+    this.#kv = kv;
+    this.#id = instanceId;
+    this.#clock = options.clock;
+    this.#interval = options.intervalMs ?? 5000;
+    this.#call = options.call ?? {};
+  }
+
+  /** Live instances at the last beat, this one included; at least 1. */
+  get peers(): number {
+    return this.#peers;
+  }
+
+  /** Writes this instance's record and recounts the live ones. */
+  async beat(): Promise<void> {
+    const now = this.#clock.now();
+    const record: InstanceRecord = { seenAt: now, expiresAt: now + 3 * this.#interval };
+    await kvCall(
+      () => this.#kv.set(instanceKey(this.#id), record, { expireIn: 6 * this.#interval }),
+      this.#call,
+    );
+    let live = 0;
+    await kvCall(async () => {
+      live = 0;
+      for await (const e of this.#kv.list<InstanceRecord>({ prefix: instancePrefix() })) {
+        if (e.value.expiresAt > now) live++;
+      }
+    }, this.#call);
+    this.#peers = Math.max(1, live);
+  }
+
+  /** Removes this instance's record (graceful shutdown). */
+  async leave(): Promise<void> {
+    await kvCall(() => this.#kv.delete(instanceKey(this.#id)), this.#call);
+  }
+}

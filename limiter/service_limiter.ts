@@ -1,0 +1,463 @@
+import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
+import type { Clock, TimerHandle } from "./clock.ts";
+
+/** Why a request was not admitted. */
+export type RefusalReason = "queue_full" | "queue_timeout" | "aborted";
+
+/** A refusal; the edge maps it to 429 + Retry-After in the provider's shape. */
+export interface Refusal {
+  ok: false;
+  reason: RefusalReason;
+  retryAfterMs: number;
+}
+
+/** Permission to send: either granted or refused with a reason. */
+export type Admission = { ok: true } | Refusal;
+
+/** A held in-flight slot; `release()` is idempotent. */
+export type SlotAdmission = { ok: true; release: () => void } | Refusal;
+
+/** Options for waiting on the limiter. */
+export interface WaitOptions {
+  /** Epoch ms after which the wait gives up with `queue_timeout`. */
+  deadline: number;
+  /** Aborting leaves the queue at once with `aborted`. */
+  signal?: AbortSignal;
+  /** Goes to the front of the token queue (a retry already holding a slot). */
+  priority?: boolean;
+}
+
+/** Options for {@linkcode ServiceLimiter}. */
+export interface ServiceLimiterOptions {
+  /** Where tokens and slots come from. */
+  store: CapacityStore;
+  clock: Clock;
+  /** Most requests waiting at once (slot and token queues together). Default 200. */
+  queueLimit?: number;
+  /** Lifetime τ of leased tokens in ms: unspent ones are dropped after it. Default 2000. */
+  leaseMs?: number;
+  /** How long held slots stay valid without renewal, in ms. Default 15000. */
+  slotTtlMs?: number;
+  /** Live instances sharing the store, for lease sizing. Default: always 1. */
+  peers?: () => number;
+}
+
+/** Counters for benchmarks and the status page. */
+export interface LimiterStats {
+  tokenLeases: number;
+  tokensLeased: number;
+  tokensSpent: number;
+  tokensStranded: number;
+  slotWrites: number;
+}
+
+interface Waiter {
+  resolve: (a: Admission) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+  timer?: TimerHandle;
+  done: boolean;
+}
+
+interface TokenBatch {
+  n: number;
+  expiresAt: number;
+}
+
+/** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */
+class WaitQueue {
+  #items: Waiter[] = [];
+  #head = 0;
+  live = 0;
+
+  push(w: Waiter, front = false): void {
+    if (front) {
+      if (this.#head > 0) this.#items[--this.#head] = w;
+      else this.#items.unshift(w);
+    } else this.#items.push(w);
+    this.live++;
+  }
+
+  /** The oldest waiter still waiting, removed from the queue. */
+  shift(): Waiter | undefined {
+    while (this.#head < this.#items.length) {
+      const w = this.#items[this.#head++];
+      if (!w.done) {
+        this.#compact();
+        return w;
+      }
+    }
+    this.#compact();
+    return undefined;
+  }
+
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    }
+  }
+}
+
+const OK: Admission = Object.freeze({ ok: true });
+
+/**
+ * Paces one service for one instance: a FIFO queue of requests waiting for
+ * an in-flight slot, then a FIFO queue of slot holders waiting for a token.
+ * Tokens and slots are leased from a {@linkcode CapacityStore}; while a
+ * local stock lasts, a request costs no store call at all.
+ */
+export class ServiceLimiter {
+  readonly stats: LimiterStats = {
+    tokenLeases: 0,
+    tokensLeased: 0,
+    tokensSpent: 0,
+    tokensStranded: 0,
+    slotWrites: 0,
+  };
+  #store: CapacityStore;
+  #clock: Clock;
+  #limits: ServiceLimits;
+  #queueLimit: number;
+  #leaseMs: number;
+  #slotTtlMs: number;
+  #peers: () => number;
+
+  #batches: TokenBatch[] = [];
+  #stock = 0;
+  #tokenQueue = new WaitQueue();
+  #leasing = false;
+  #tokenTimer: TimerHandle | undefined;
+
+  #slotsHeld = 0;
+  #slotsInUse = 0;
+  #slotsValidUntil = Infinity;
+  #slotQueue = new WaitQueue();
+  #holding = false;
+  #slotTimer: TimerHandle | undefined;
+  #slotPollMs = 20;
+
+  // Demand estimate: tokens taken in the current and the previous second.
+  #demandWindowStart = 0;
+  #demandThis = 0;
+  #demandPrev = 0;
+  #closed = false;
+
+  constructor(limits: ServiceLimits, options: ServiceLimiterOptions) {
+    this.#limits = limits;
+    this.#store = options.store;
+    this.#clock = options.clock;
+    this.#queueLimit = options.queueLimit ?? 200;
+    this.#leaseMs = options.leaseMs ?? 2000;
+    this.#slotTtlMs = options.slotTtlMs ?? 15_000;
+    this.#peers = options.peers ?? (() => 1);
+    if (!(this.#queueLimit >= 0)) {
+      throw new RangeError(`queueLimit must be >= 0 (got ${this.#queueLimit})`);
+    }
+    if (!(this.#leaseMs > 0)) throw new RangeError(`leaseMs must be > 0 (got ${this.#leaseMs})`);
+  }
+
+  /** Requests waiting for a slot or a token. */
+  get waiting(): number {
+    return this.#slotQueue.live + this.#tokenQueue.live;
+  }
+
+  /** Slots this instance uses now. */
+  get inFlight(): number {
+    return this.#slotsInUse;
+  }
+
+  /** Waits, first in first out, for one in-flight slot. */
+  acquireSlot(options: WaitOptions): Promise<SlotAdmission> {
+    if (this.#slotQueue.live === 0 && this.#slotFree()) {
+      this.#slotsInUse++;
+      return Promise.resolve({ ok: true, release: this.#releaser() });
+    }
+    return this.#enqueue(this.#slotQueue, options, () => this.#pumpSlots()).then((a) =>
+      a.ok ? { ok: true, release: this.#releaser() } : a
+    );
+  }
+
+  /** Waits, first in first out, for one token; each upstream attempt takes one. */
+  takeToken(options: WaitOptions): Promise<Admission> {
+    if (this.#tokenQueue.live === 0 && this.#spendLocal()) {
+      this.#maybePrefetch();
+      return Promise.resolve(OK);
+    }
+    return this.#enqueue(this.#tokenQueue, options, () => this.#pumpTokens());
+  }
+
+  /** Hands unused tokens and idle slots back to the store; stops timers. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#tokenTimer !== undefined) this.#clock.clearTimeout(this.#tokenTimer);
+    if (this.#slotTimer !== undefined) this.#clock.clearTimeout(this.#slotTimer);
+    this.#expireBatches();
+    const unused = this.#stock;
+    this.#batches = [];
+    this.#stock = 0;
+    const jobs: Promise<unknown>[] = [];
+    if (unused > 0) jobs.push(this.#store.returnTokens(unused));
+    if (this.#slotsHeld > 0) jobs.push(this.#store.holdSlots(0));
+    this.#slotsHeld = 0;
+    await Promise.allSettled(jobs);
+  }
+
+  /** Renews held slots so other instances keep counting them; call every slotTtlMs/3. */
+  async heartbeat(): Promise<void> {
+    if (this.#slotsHeld === 0 || this.#closed || !this.#store.shared) return;
+    try {
+      this.#slotsHeld = await this.#store.holdSlots(Math.max(this.#slotsInUse, this.#slotsHeld));
+      this.stats.slotWrites++;
+      this.#slotsValidUntil = this.#clock.now() + this.#slotTtlMs;
+    } catch {
+      // Fenced by #slotFree once #slotsValidUntil passes: no admissions past the lease.
+    }
+  }
+
+  #enqueue(queue: WaitQueue, options: WaitOptions, pump: () => void): Promise<Admission> {
+    const now = this.#clock.now();
+    if (options.signal?.aborted) return Promise.resolve(this.#refuse("aborted"));
+    if (!options.priority && this.waiting >= this.#queueLimit) {
+      return Promise.resolve(this.#refuse("queue_full"));
+    }
+    if (options.deadline <= now) return Promise.resolve(this.#refuse("queue_timeout"));
+    return new Promise<Admission>((resolve) => {
+      const waiter: Waiter = { resolve, signal: options.signal, done: false };
+      const settle = (reason: RefusalReason) => {
+        if (waiter.done) return;
+        this.#finish(waiter);
+        queue.live--;
+        resolve(this.#refuse(reason));
+      };
+      waiter.timer = this.#clock.setTimeout(() => settle("queue_timeout"), options.deadline - now);
+      if (options.signal) {
+        waiter.onAbort = () => settle("aborted");
+        options.signal.addEventListener("abort", waiter.onAbort, { once: true });
+      }
+      queue.push(waiter, options.priority);
+      pump();
+    });
+  }
+
+  #finish(w: Waiter): void {
+    w.done = true;
+    if (w.timer !== undefined) this.#clock.clearTimeout(w.timer);
+    if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
+  }
+
+  #grant(queue: WaitQueue): boolean {
+    const w = queue.shift();
+    if (!w) return false;
+    this.#finish(w);
+    queue.live--;
+    w.resolve(OK);
+    return true;
+  }
+
+  #refuse(reason: RefusalReason): Admission & { ok: false } {
+    // Expected wait: the queue ahead drained at the service's rate.
+    const ahead = this.waiting + 1;
+    const retryAfterMs = Math.max(1000, Math.ceil((ahead / this.#limits.rps) * 1000));
+    return { ok: false, reason, retryAfterMs };
+  }
+
+  // ---- tokens ----
+
+  #expireBatches(): void {
+    const now = this.#clock.now();
+    while (this.#batches.length > 0 && this.#batches[0].expiresAt <= now) {
+      const stale = this.#batches.shift()!;
+      this.#stock -= stale.n;
+      this.stats.tokensStranded += stale.n;
+    }
+  }
+
+  #spendLocal(): boolean {
+    if (this.#stock === 0) return false;
+    this.#expireBatches();
+    if (this.#stock === 0) return false;
+    const batch = this.#batches[0];
+    if (--batch.n === 0) this.#batches.shift();
+    this.#stock--;
+    this.stats.tokensSpent++;
+    this.#countDemand(1);
+    return true;
+  }
+
+  #countDemand(n: number): void {
+    const now = this.#clock.now();
+    if (now - this.#demandWindowStart >= 1000) {
+      this.#demandPrev = now - this.#demandWindowStart >= 2000 ? 0 : this.#demandThis;
+      this.#demandThis = 0;
+      this.#demandWindowStart = now;
+    }
+    this.#demandThis += n;
+  }
+
+  /** Tokens per second this instance has been spending lately. */
+  #demandRate(): number {
+    const elapsed = Math.min(1000, this.#clock.now() - this.#demandWindowStart);
+    return this.#demandPrev * (1 - elapsed / 1000) + this.#demandThis;
+  }
+
+  /** How many tokens one lease asks for: what waits now plus about half a lease lifetime of demand, bounded. */
+  #leaseSize(waiting: number): number {
+    if (!this.#store.shared) return waiting;
+    const peers = Math.max(1, this.#peers());
+    const cap = Math.max(
+      1,
+      Math.ceil((this.#limits.burst + (this.#limits.rps * this.#leaseMs) / 1000) / (4 * peers)),
+    );
+    const ahead = Math.ceil((this.#demandRate() * this.#leaseMs) / 2000);
+    return Math.max(waiting, Math.min(cap, Math.max(waiting, ahead)));
+  }
+
+  #maybePrefetch(): void {
+    if (!this.#store.shared || this.#leasing || this.#closed) return;
+    const size = this.#leaseSize(0);
+    if (size > 1 && this.#stock <= size / 2) this.#lease(size);
+  }
+
+  #pumpTokens(): void {
+    while (this.#tokenQueue.live > 0 && this.#spendLocal()) this.#grant(this.#tokenQueue);
+    if (this.#tokenQueue.live > 0 && !this.#leasing && this.#tokenTimer === undefined) {
+      this.#lease(this.#leaseSize(this.#tokenQueue.live));
+    }
+  }
+
+  #lease(want: number): void {
+    this.#leasing = true;
+    this.stats.tokenLeases++;
+    this.#store.leaseTokens(want).then(
+      ({ granted, retryAfterMs }) => {
+        this.#leasing = false;
+        if (this.#closed) {
+          if (granted > 0) this.#store.returnTokens(granted).catch(() => {});
+          return;
+        }
+        if (granted > 0) {
+          this.#batches.push({ n: granted, expiresAt: this.#clock.now() + this.#leaseMs });
+          this.#stock += granted;
+          this.stats.tokensLeased += granted;
+          this.#pumpTokens();
+        } else if (this.#tokenQueue.live > 0) {
+          this.#retryLeaseIn(retryAfterMs);
+        }
+      },
+      () => {
+        // The store already retried; try again shortly rather than spin.
+        this.#leasing = false;
+        if (this.#tokenQueue.live > 0 && !this.#closed) this.#retryLeaseIn(250);
+      },
+    );
+  }
+
+  #retryLeaseIn(ms: number): void {
+    // Jitter spreads instances that all wait for the same refill.
+    const delay = Math.max(1, ms) * (this.#store.shared ? 1 + Math.random() * 0.2 : 1);
+    this.#tokenTimer = this.#clock.setTimeout(() => {
+      this.#tokenTimer = undefined;
+      this.#pumpTokens();
+    }, delay);
+  }
+
+  // ---- slots ----
+
+  #slotFree(): boolean {
+    if (this.#slotsInUse >= this.#slotsHeld) return false;
+    // Fence: slots whose lease could not be renewed are no longer ours to use.
+    return this.#clock.now() < this.#slotsValidUntil;
+  }
+
+  #releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#slotsInUse--;
+      if (this.#slotQueue.live > 0 && this.#slotFree()) {
+        this.#slotsInUse++;
+        this.#grant(this.#slotQueue);
+      } else if (this.#slotQueue.live === 0) {
+        this.#scheduleSlotHandback();
+      }
+    };
+  }
+
+  #scheduleSlotHandback(): void {
+    if (!this.#store.shared) {
+      this.#slotsHeld = this.#slotsInUse;
+      this.#store.holdSlots(this.#slotsInUse);
+      return;
+    }
+    // Keep an idle slot a moment for the next local request, then give it back
+    // so other instances can use it.
+    if (this.#slotTimer !== undefined || this.#holding) return;
+    this.#slotTimer = this.#clock.setTimeout(() => {
+      this.#slotTimer = undefined;
+      if (this.#slotQueue.live === 0 && this.#slotsHeld > this.#slotsInUse) {
+        this.#holdSlots(this.#slotsInUse);
+      }
+    }, 50);
+  }
+
+  #pumpSlots(): void {
+    while (this.#slotQueue.live > 0 && this.#slotFree()) {
+      this.#slotsInUse++;
+      this.#grant(this.#slotQueue);
+    }
+    if (this.#slotQueue.live > 0 && !this.#holding && this.#slotTimer === undefined) {
+      this.#holdSlots(this.#slotsInUse + this.#slotQueue.live);
+    }
+  }
+
+  #holdSlots(target: number): void {
+    this.#holding = true;
+    this.stats.slotWrites++;
+    const asked = this.#clock.now();
+    this.#store.holdSlots(target).then(
+      (held) => {
+        this.#holding = false;
+        if (this.#closed) return;
+        this.#slotsHeld = held;
+        this.#slotsValidUntil = this.#store.shared ? asked + this.#slotTtlMs : Infinity;
+        const before = this.#slotQueue.live;
+        this.#pumpSlotsLocal();
+        if (this.#slotQueue.live > 0) {
+          // Nothing free anywhere: poll, backing off, until another instance lets go.
+          this.#slotPollMs = before === this.#slotQueue.live
+            ? Math.min(this.#slotPollMs * 2, 250)
+            : 20;
+          this.#pollSlotsIn(this.#store.shared ? this.#slotPollMs : 0);
+        } else {
+          this.#slotPollMs = 20;
+          if (this.#slotsHeld > this.#slotsInUse) this.#scheduleSlotHandback();
+        }
+      },
+      () => {
+        this.#holding = false;
+        if (this.#slotQueue.live > 0 && !this.#closed) this.#pollSlotsIn(250);
+      },
+    );
+  }
+
+  #pumpSlotsLocal(): void {
+    while (this.#slotQueue.live > 0 && this.#slotFree()) {
+      this.#slotsInUse++;
+      this.#grant(this.#slotQueue);
+    }
+  }
+
+  #pollSlotsIn(ms: number): void {
+    if (ms === 0) return; // memory store: a release pumps the queue
+    this.#slotTimer = this.#clock.setTimeout(() => {
+      this.#slotTimer = undefined;
+      this.#pumpSlots();
+    }, ms * (0.75 + Math.random() * 0.5));
+  }
+}

@@ -1,0 +1,401 @@
+import { assert, assertEquals } from "../support/assert.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { auth, chatBody, PASSWORD, startGateway } from "../support/harness.ts";
+
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+
+async function setup(mockOptions = {}, settings: Record<string, unknown> = {}, extra = {}) {
+  const mock = await startMockUpstream(mockOptions);
+  const gw = await startGateway({
+    services: {
+      openai: { target: mock.url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+      claude: { target: mock.url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+      gemini: { target: mock.url, keys: ["g-one"], rps: 100, burst: 100, maxConn: 50 },
+      sub: { target: `${mock.url}/base/path`, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+    },
+    settings,
+    ...extra,
+  });
+  return {
+    mock,
+    gw,
+    async [Symbol.asyncDispose]() {
+      await gw.close();
+      await mock.close();
+    },
+  };
+}
+
+Deno.test("routing: the rest of the path and the query go to the target", async () => {
+  await using t = await setup();
+  const res = await fetch(`${t.gw.url}/openai/v1/chat/completions?x=1`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: chatBody(),
+  });
+  assertEquals(res.status, 200);
+  await res.body?.cancel();
+  assertEquals(t.mock.received[0].path, "/v1/chat/completions");
+  assertEquals(t.mock.received[0].search, "?x=1");
+  const sub = await fetch(`${t.gw.url}/sub/v1/models`, { headers: auth() });
+  await sub.body?.cancel();
+  assertEquals(t.mock.received[1].path, "/base/path/v1/models");
+});
+
+Deno.test("routing: the first segment must match exactly (/claudex is not claude)", async () => {
+  await using t = await setup();
+  const anon = await fetch(`${t.gw.url}/claudex/v1/messages`, { method: "POST", body: "{}" });
+  assertEquals(anon.status, 404);
+  assertEquals(anon.headers.get("server"), "nginx");
+  assert((await anon.text()).includes("<center>nginx</center>"));
+  const authed = await fetch(`${t.gw.url}/claudex/v1/messages`, {
+    method: "POST",
+    headers: auth(),
+    body: "{}",
+  });
+  assertEquals(authed.status, 404);
+  const body = await authed.json();
+  assertEquals(body.error.code, "unknown_service");
+  assert(body.error.message.includes("/claude"), "names the valid prefixes");
+  assertEquals(t.mock.received.length, 0);
+});
+
+Deno.test("routing: no path leaves the target's origin or climbs above its path", async () => {
+  await using t = await setup();
+  const attempts = [
+    "/sub/../../etc/passwd",
+    "/sub/%2e%2e/%2e%2e/secret",
+    "/sub/%2E%2E/x",
+    "/sub/v1/..%2f..%2fx",
+    "/sub//evil.example/x",
+    "/sub/v1/%5c%5cevil.example/x",
+    "/sub/v1/\\evil.example",
+    "/sub/v1/%2fevil",
+    "/sub/%zz",
+  ];
+  for (const path of attempts) {
+    // A raw request line, so no client normalizes the path first.
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(new URL(t.gw.url).port),
+    });
+    await conn.write(
+      new TextEncoder().encode(
+        `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PASSWORD}\r\nConnection: close\r\n\r\n`,
+      ),
+    );
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    conn.close();
+    const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    assert(/^HTTP\/1\.1 (400|404)/.test(head), `${path} answered ${head.split("\r\n")[0]}`);
+  }
+  for (const r of t.mock.received) {
+    assert(r.path.startsWith("/base/path/"), `upstream saw ${r.path}`);
+  }
+});
+
+Deno.test("gemini: /gemini/v1 maps to /v1beta/openai; native paths pass with x-goog-api-key; ?key= authenticates", async () => {
+  await using t = await setup();
+  const res = await fetch(`${t.gw.url}/gemini/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: chatBody(),
+  });
+  assertEquals(res.status, 200);
+  await res.body?.cancel();
+  assertEquals(t.mock.received[0].path, "/v1beta/openai/chat/completions");
+  assertEquals(t.mock.received[0].headers.get("authorization"), "Bearer g-one");
+
+  const native = await fetch(
+    `${t.gw.url}/gemini/v1beta/models/gemini-pro:generateContent?key=${PASSWORD}&alt=json`,
+    { method: "POST", headers: { "content-type": "application/json" }, body: "{}" },
+  );
+  assertEquals(native.status, 200);
+  await native.body?.cancel();
+  const seen = t.mock.received[1];
+  assertEquals(seen.path, "/v1beta/models/gemini-pro:generateContent");
+  assertEquals(seen.search, "?alt=json");
+  assertEquals(seen.headers.get("x-goog-api-key"), "g-one");
+  assertEquals(seen.headers.get("authorization"), null);
+});
+
+Deno.test("auth: a wrong or missing password gets 401 in the provider's error shape", async () => {
+  await using t = await setup();
+  const missing = await fetch(`${t.gw.url}/openai/v1/models`);
+  assertEquals(missing.status, 401);
+  const m = await missing.json();
+  assertEquals(m.error.type, "authentication_error");
+  assertEquals(typeof m.error.code, "string");
+  assertEquals(typeof m.error.message, "string");
+  const wrong = await fetch(`${t.gw.url}/openai/v1/models`, {
+    headers: { authorization: "Bearer nope" },
+  });
+  assertEquals(wrong.status, 401);
+  await wrong.body?.cancel();
+  const claude = await fetch(`${t.gw.url}/claude/v1/messages`, {
+    method: "POST",
+    headers: { "x-api-key": "wrong" },
+    body: "{}",
+  });
+  assertEquals(claude.status, 401);
+  const c = await claude.json();
+  assertEquals(c.type, "error");
+  assertEquals(c.error.type, "authentication_error");
+  const xApiKey = await fetch(`${t.gw.url}/openai/v1/models`, {
+    headers: { "x-api-key": PASSWORD },
+  });
+  assertEquals(xApiKey.status, 200);
+  await xApiKey.body?.cancel();
+  assertEquals(t.mock.received.length, 1, "only the authenticated request reached the upstream");
+});
+
+Deno.test("disguise: / and unknown paths look like a default nginx, without CORS or request ids", async () => {
+  await using t = await setup();
+  const root = await fetch(`${t.gw.url}/`);
+  assertEquals(root.status, 200);
+  assertEquals(root.headers.get("server"), "nginx");
+  assert((await root.text()).includes("Welcome to nginx!"));
+  assertEquals(root.headers.get("access-control-allow-origin"), null);
+  assertEquals(root.headers.get("x-request-id"), null);
+  const other = await fetch(`${t.gw.url}/wp-admin/login.php`);
+  assertEquals(other.status, 404);
+  assertEquals(other.headers.get("content-type"), "text/html");
+  assert((await other.text()).includes("404 Not Found"));
+  assertEquals(other.headers.get("x-request-id"), null);
+});
+
+Deno.test("CORS: preflight answers 204 with allow headers; API responses carry CORS headers", async () => {
+  await using t = await setup();
+  const pre = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "OPTIONS",
+    headers: {
+      origin: "https://example.com",
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization, content-type",
+    },
+  });
+  assertEquals(pre.status, 204);
+  assertEquals(pre.headers.get("access-control-allow-origin"), "*");
+  assert(pre.headers.get("access-control-allow-methods")?.includes("POST"));
+  assertEquals(pre.headers.get("access-control-allow-headers"), "authorization, content-type");
+  const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
+  assertEquals(res.headers.get("access-control-allow-origin"), "*");
+  await res.body?.cancel();
+  assertEquals(t.mock.received.length, 1);
+});
+
+Deno.test("headers: hop-by-hop and client credentials are dropped; identity encoding is asked for", async () => {
+  await using t = await setup();
+  const res = await fetch(`${t.gw.url}/openai/v1/models`, {
+    headers: auth({
+      "x-api-key": "client-extra",
+      "connection": "keep-alive, x-private",
+      "x-private": "hop",
+      "keep-alive": "timeout=5",
+      "accept-encoding": "gzip, br",
+      "x-custom": "kept",
+    }),
+  });
+  await res.body?.cancel();
+  const h = t.mock.received[0].headers;
+  assertEquals(h.get("authorization"), "Bearer sk-one");
+  assertEquals(h.get("x-api-key"), null);
+  assertEquals(h.get("x-private"), null);
+  assertEquals(h.get("keep-alive"), null);
+  assertEquals(h.get("accept-encoding"), "identity");
+  assertEquals(h.get("x-custom"), "kept");
+});
+
+Deno.test("gzip: an upstream that gzips anyway reaches the client as gzip bytes labelled gzip", async () => {
+  await using t = await setup({ forceGzip: true });
+  // Deno's fetch hands over raw bytes only when the caller itself asks for identity
+  // (with "gzip" it decodes and keeps the label — the very bug the gateway avoids).
+  const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json", "accept-encoding": "identity" }),
+    body: chatBody(),
+  });
+  assertEquals(res.headers.get("content-encoding"), "gzip");
+  const raw = new Uint8Array(await res.arrayBuffer());
+  assertEquals([raw[0], raw[1]], [0x1f, 0x8b], "the bytes are gzip");
+  const text = await new Response(
+    new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip")),
+  ).text();
+  assertEquals(JSON.parse(text).choices[0].message.content, "Hello from mock");
+  // And a client that lets fetch decode gets the JSON as usual.
+  const plain = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: chatBody(),
+  });
+  assertEquals((await plain.json()).choices[0].message.content, "Hello from mock");
+});
+
+Deno.test("gzip: an upstream that honours identity sends plain bytes with no encoding label", async () => {
+  await using t = await setup();
+  const res = await fetch(`${t.gw.url}/openai/v1/models`, {
+    headers: auth({ "accept-encoding": "identity" }),
+  });
+  assertEquals(res.headers.get("content-encoding"), null);
+  assertEquals((await res.json()).object, "list");
+});
+
+Deno.test("streaming: each SSE chunk reaches the client as it arrives", async () => {
+  await using t = await setup({ chunkDelayMs: 200, chunks: 4 });
+  const started = Date.now();
+  const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: chatBody({ stream: true }),
+  });
+  assertEquals(res.headers.get("content-type"), "text/event-stream");
+  assertEquals(res.headers.get("x-accel-buffering"), "no");
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  const firstAt = Date.now() - started;
+  assert(new TextDecoder().decode(first.value).includes("part0"));
+  while (!(await reader.read()).done) { /* drain */ }
+  const lastAt = Date.now() - started;
+  // 6 events 200 ms apart: the last leaves the mock about 1 s after the first.
+  assert(firstAt < 400, `first chunk after ${firstAt} ms`);
+  assert(lastAt - firstAt >= 800, `first at ${firstAt} ms, last at ${lastAt} ms`);
+});
+
+Deno.test("streaming: a client that disconnects aborts the upstream request and frees its slot", async () => {
+  await using t = await setup({ chunkDelayMs: 100, chunks: 50 });
+  const ac = new AbortController();
+  const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: chatBody({ stream: true }),
+    signal: ac.signal,
+  });
+  const reader = res.body!.getReader();
+  await reader.read();
+  const limiter = t.gw.gateway.runtimes.get("openai")!.limiter;
+  assertEquals(limiter.inFlight, 1, "a stream holds its slot");
+  assertEquals(t.mock.inFlight, 1);
+  ac.abort();
+  await reader.cancel().catch(() => {});
+  for (let i = 0; i < 50 && (t.mock.inFlight > 0 || limiter.inFlight > 0); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assertEquals(t.mock.inFlight, 0, "the upstream stream was aborted");
+  assertEquals(limiter.inFlight, 0, "the slot was freed");
+  assert(t.gw.logs.some((l) => l.outcome === "client_abort"));
+});
+
+Deno.test("request ids and logs: a ULID on every service response, one log line without secrets", async () => {
+  await using t = await setup();
+  const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
+  await res.body?.cancel();
+  const denied = await fetch(`${t.gw.url}/openai/v1/models`, {
+    headers: { authorization: "Bearer wrong-secret" },
+  });
+  await denied.body?.cancel();
+  assert(ULID.test(res.headers.get("x-request-id") ?? ""), "x-request-id is a ULID");
+  assert(ULID.test(denied.headers.get("x-request-id") ?? ""));
+  const lines = t.gw.logs.filter((l) => l.id !== undefined);
+  assertEquals(lines.length, 2);
+  const ok = lines.find((l) => l.id === res.headers.get("x-request-id"))!;
+  assertEquals(ok.service, "openai");
+  assertEquals(ok.status, 200);
+  assertEquals(ok.attempts, 1);
+  assert(/^k_[0-9a-f]{12}$/.test(String(ok.key)), "the key appears as a short hash");
+  assertEquals(typeof ok.queueMs, "number");
+  assertEquals(typeof ok.upstreamMs, "number");
+  const all = JSON.stringify(t.gw.logs);
+  for (const secret of ["sk-one", PASSWORD, "wrong-secret"]) {
+    assert(!all.includes(secret), `log holds ${secret}`);
+  }
+});
+
+Deno.test("limits: a body over maxBodyBytes gets 413 and never reaches the upstream", async () => {
+  await using t = await setup({}, { maxBodyBytes: 1024 });
+  const big = "x".repeat(2048);
+  const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth(),
+    body: big,
+  });
+  assertEquals(res.status, 413);
+  assertEquals((await res.json()).error.code, "request_too_large");
+  // Chunked, with no content-length.
+  const chunked = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth(),
+    body: new Blob([big]).stream(),
+  });
+  assertEquals(chunked.status, 413);
+  await chunked.body?.cancel();
+  assertEquals(t.mock.received.length, 0);
+});
+
+Deno.test("garbage in headers, paths and bodies never crashes or hangs the gateway", async () => {
+  await using t = await setup();
+  const port = Number(new URL(t.gw.url).port);
+  const junk = [
+    "GET /openai/v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: \x01\x02\r\n\r\n",
+    "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nAuthorization: Bearer " +
+    PASSWORD +
+    "\r\n\r\n\xff\xfe\x00{[",
+    "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage-tls-hello\r\n\r\n",
+    "GET /%%%%/../\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+    "POST /claude/v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nx-api-key: " +
+    PASSWORD +
+    "\r\n\r\nzz\r\nnot hex\r\n",
+    "GET /openai/v1/models?" + "a=%".repeat(2000) +
+    " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + PASSWORD +
+    "\r\n\r\n",
+  ];
+  for (const raw of junk) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(Uint8Array.from(raw, (c) => c.charCodeAt(0)));
+    const buf = new Uint8Array(8192);
+    const read = conn.read(buf).catch(() => null);
+    const timeout = new Promise((r) => setTimeout(() => r("timeout"), 3000));
+    const n = await Promise.race([read, timeout]);
+    conn.close();
+    assert(
+      n !== "timeout" || raw.includes("chunked") || raw.includes("Content-Length"),
+      "answered in time",
+    );
+  }
+  const after = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
+  assertEquals(after.status, 200, "still serving after garbage");
+  await after.body?.cancel();
+});
+
+Deno.test("Deno Deploy without ACCESS_PASSWORD: every API request answers 503 telling the operator", async () => {
+  await using t = await setup({}, {}, { password: null, env: { DENO_DEPLOYMENT_ID: "test" } });
+  const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
+  assertEquals(res.status, 503);
+  const body = await res.json();
+  assert(body.error.message.includes("ACCESS_PASSWORD"));
+  assertEquals(t.mock.received.length, 0);
+});
+
+Deno.test("timeouts: no response headers within firstByteTimeoutMs answers 504", async () => {
+  await using t = await setup({ latencyMs: 1500 }, { firstByteTimeoutMs: 200, maxRetries: 0 });
+  const started = Date.now();
+  const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
+  assertEquals(res.status, 504);
+  assertEquals((await res.json()).error.code, "upstream_timeout");
+  assert(Date.now() - started < 1200, "answered before the upstream did");
+});
+
+Deno.test("timeouts: a stream silent for idleTimeoutMs ends cleanly", async () => {
+  await using t = await setup({ chunkDelayMs: 1000, chunks: 5 }, { idleTimeoutMs: 300 });
+  const started = Date.now();
+  const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: chatBody({ stream: true }),
+  });
+  const text = await res.text(); // resolves only on a clean end
+  assert(text.includes("part0"));
+  assert(!text.includes("part1"));
+  assert(Date.now() - started < 1000, "ended at the idle timeout, not the stream's end");
+  assert(t.gw.logs.some((l) => l.outcome === "idle_timeout"));
+});

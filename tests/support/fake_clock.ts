@@ -1,0 +1,54 @@
+import type { Clock, TimerHandle } from "../../limiter/mod.ts";
+
+/** A clock that moves only when told; timers fire in time order as it passes them. */
+export class FakeClock implements Clock {
+  #now: number;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+
+  constructor(start = 1_700_000_000_000) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
+    return id as unknown as TimerHandle;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    this.#timers.delete(handle as unknown as number);
+  }
+
+  /** Pending timers. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** Moves time forward by `ms`, firing due timers in order and letting promises settle between them. */
+  async advance(ms: number): Promise<void> {
+    const end = this.#now + ms;
+    while (true) {
+      await flush();
+      let due: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= end && (!due || entry[1].at < due[1].at)) due = entry;
+      }
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.#now = Math.max(this.#now, due[1].at);
+      due[1].fn();
+    }
+    this.#now = end;
+    await flush();
+  }
+}
+
+/** Lets every queued promise callback run (KV in memory settles within a few macrotasks). */
+export async function flush(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+}

@@ -1,0 +1,91 @@
+import { loadConfig } from "../../config/mod.ts";
+import {
+  createGateway,
+  type Gateway,
+  type GatewayOptions,
+  type LogLine,
+} from "../../gateway/mod.ts";
+
+/** One test service: any config fields plus its keys. */
+export interface TestService {
+  target: string;
+  keys?: string[];
+  rps?: number;
+  burst?: number;
+  maxConn?: number;
+  style?: "openai" | "anthropic" | "gemini";
+}
+
+/** Options for {@linkcode startGateway}. */
+export interface HarnessOptions extends Partial<Omit<GatewayOptions, "kv">> {
+  services: Record<string, TestService>;
+  settings?: Record<string, unknown>;
+  /** Default "test-password". Pass null for none. */
+  password?: string | null;
+  kv?: Deno.Kv;
+  env?: Record<string, string>;
+}
+
+/** A gateway serving on 127.0.0.1 with its log lines captured. */
+export interface RunningGateway {
+  url: string;
+  gateway: Gateway;
+  kv: Deno.Kv;
+  logs: LogLine[];
+  close(): Promise<void>;
+}
+
+export const PASSWORD = "test-password";
+
+/** Starts a gateway on an ephemeral loopback port. */
+export async function startGateway(options: HarnessOptions): Promise<RunningGateway> {
+  const env: Record<string, string> = { ...options.env };
+  const services: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(options.services)) {
+    const { keys, ...rest } = s;
+    services[name] = rest;
+    if (keys) env[`${name.toUpperCase().replaceAll("-", "_")}_API_KEYS`] = keys.join(",");
+  }
+  env.GATEWAY_CONFIG = JSON.stringify({ ...options.settings, services });
+  if (options.password !== null) env.ACCESS_PASSWORD = options.password ?? PASSWORD;
+  const config = loadConfig((n) => env[n]);
+  const ownKv = options.kv === undefined;
+  const kv = options.kv ?? await Deno.openKv(":memory:");
+  const logs: LogLine[] = [];
+  const gateway = await createGateway(config, {
+    ...options,
+    kv,
+    log: options.log ?? ((l) => logs.push(l)),
+  });
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
+    gateway.handler,
+  );
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    gateway,
+    kv,
+    logs,
+    async close() {
+      await gateway.close();
+      ac.abort();
+      await server.finished;
+      if (ownKv) kv.close();
+    },
+  };
+}
+
+/** Headers carrying the test password. */
+export function auth(extra: Record<string, string> = {}): Record<string, string> {
+  return { authorization: `Bearer ${PASSWORD}`, ...extra };
+}
+
+/** A chat completion request body. */
+export function chatBody(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    model: "mock-model",
+    messages: [{ role: "user", content: "hi" }],
+    ...extra,
+  });
+}
