@@ -32,7 +32,7 @@ export interface ServiceLimiterOptions {
   /** Where tokens and slots come from. */
   store: CapacityStore;
   clock: Clock;
-  /** Most requests waiting at once (slot and token queues together). Default 200. */
+  /** Most requests waiting for admission (an in-flight slot) at once. Default 200. */
   queueLimit?: number;
   /** Lifetime τ of leased tokens in ms: unspent ones are dropped after it. Default 2000. */
   leaseMs?: number;
@@ -155,6 +155,8 @@ export class ServiceLimiter {
     this.#leaseMs = options.leaseMs ?? 2000;
     this.#slotTtlMs = options.slotTtlMs ?? 15_000;
     this.#peers = options.peers ?? (() => 1);
+    // A store of this instance's own holds every slot from the start: no round trip to admit.
+    if (!this.#store.shared) this.#slotsHeld = limits.maxConn;
     if (!(this.#queueLimit >= 0)) {
       throw new RangeError(`queueLimit must be >= 0 (got ${this.#queueLimit})`);
     }
@@ -202,7 +204,7 @@ export class ServiceLimiter {
     this.#stock = 0;
     const jobs: Promise<unknown>[] = [];
     if (unused > 0) jobs.push(this.#store.returnTokens(unused));
-    if (this.#slotsHeld > 0) jobs.push(this.#store.holdSlots(0));
+    if (this.#slotsHeld > 0 && this.#store.shared) jobs.push(this.#store.holdSlots(0));
     this.#slotsHeld = 0;
     await Promise.allSettled(jobs);
   }
@@ -222,7 +224,8 @@ export class ServiceLimiter {
   #enqueue(queue: WaitQueue, options: WaitOptions, pump: () => void): Promise<Admission> {
     const now = this.#clock.now();
     if (options.signal?.aborted) return Promise.resolve(this.#refuse("aborted"));
-    if (!options.priority && this.waiting >= this.#queueLimit) {
+    // Token waiters already hold a slot (at most maxConn of them): only the admission queue is bounded.
+    if (queue === this.#slotQueue && queue.live >= this.#queueLimit) {
       return Promise.resolve(this.#refuse("queue_full"));
     }
     if (options.deadline <= now) return Promise.resolve(this.#refuse("queue_timeout"));
@@ -390,11 +393,7 @@ export class ServiceLimiter {
   }
 
   #scheduleSlotHandback(): void {
-    if (!this.#store.shared) {
-      this.#slotsHeld = this.#slotsInUse;
-      this.#store.holdSlots(this.#slotsInUse);
-      return;
-    }
+    if (!this.#store.shared) return;
     // Keep an idle slot a moment for the next local request, then give it back
     // so other instances can use it.
     if (this.#slotTimer !== undefined || this.#holding) return;
@@ -411,7 +410,10 @@ export class ServiceLimiter {
       this.#slotsInUse++;
       this.#grant(this.#slotQueue);
     }
-    if (this.#slotQueue.live > 0 && !this.#holding && this.#slotTimer === undefined) {
+    if (
+      this.#slotQueue.live > 0 && this.#store.shared && !this.#holding &&
+      this.#slotTimer === undefined
+    ) {
       this.#holdSlots(this.#slotsInUse + this.#slotQueue.live);
     }
   }
@@ -425,7 +427,7 @@ export class ServiceLimiter {
         this.#holding = false;
         if (this.#closed) return;
         this.#slotsHeld = held;
-        this.#slotsValidUntil = this.#store.shared ? asked + this.#slotTtlMs : Infinity;
+        this.#slotsValidUntil = asked + this.#slotTtlMs;
         const before = this.#slotQueue.live;
         this.#pumpSlotsLocal();
         if (this.#slotQueue.live > 0) {
@@ -433,7 +435,7 @@ export class ServiceLimiter {
           this.#slotPollMs = before === this.#slotQueue.live
             ? Math.min(this.#slotPollMs * 2, 250)
             : 20;
-          this.#pollSlotsIn(this.#store.shared ? this.#slotPollMs : 0);
+          this.#pollSlotsIn(this.#slotPollMs);
         } else {
           this.#slotPollMs = 20;
           if (this.#slotsHeld > this.#slotsInUse) this.#scheduleSlotHandback();
@@ -454,7 +456,6 @@ export class ServiceLimiter {
   }
 
   #pollSlotsIn(ms: number): void {
-    if (ms === 0) return; // memory store: a release pumps the queue
     this.#slotTimer = this.#clock.setTimeout(() => {
       this.#slotTimer = undefined;
       this.#pumpSlots();
