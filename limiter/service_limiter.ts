@@ -329,7 +329,15 @@ export class ServiceLimiter {
   #pumpTokens(): void {
     while (this.#tokenQueue.live > 0 && this.#spendLocal()) this.#grant(this.#tokenQueue);
     if (this.#tokenQueue.live > 0 && !this.#leasing && this.#tokenTimer === undefined) {
-      this.#lease(this.#leaseSize(this.#tokenQueue.live));
+      if (!this.#store.shared) return this.#lease(this.#tokenQueue.live);
+      // Start the lease one turn later so that requests arriving together share it.
+      this.#leasing = true;
+      this.#clock.setTimeout(() => {
+        this.#leasing = false;
+        if (this.#tokenQueue.live > 0 && !this.#closed) {
+          this.#lease(this.#leaseSize(this.#tokenQueue.live));
+        }
+      }, 0);
     }
   }
 

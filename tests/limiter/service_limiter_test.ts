@@ -1,0 +1,163 @@
+import { assert, assertEquals } from "../support/assert.ts";
+import { FakeClock, flush } from "../support/fake_clock.ts";
+import { KvCapacityStore, MemoryCapacityStore, ServiceLimiter } from "../../limiter/mod.ts";
+
+const limits = { rps: 4, burst: 8, maxConn: 100 };
+
+/** Takes a token, letting the fake clock run the zero-delay timers the KV lease waits on. */
+async function take(limiter: ServiceLimiter, clock: FakeClock) {
+  const p = limiter.takeToken({ deadline: clock.now() + 60_000 });
+  await clock.advance(0);
+  return await p;
+}
+
+function memoryLimiter(clock: FakeClock, l = limits, queueLimit = 200) {
+  return new ServiceLimiter(l, { store: new MemoryCapacityStore(l, clock), clock, queueLimit });
+}
+
+Deno.test("limiter.takeToken() lets a burst through at once, then paces at rps", async () => {
+  const clock = new FakeClock();
+  const limiter = memoryLimiter(clock);
+  const granted: number[] = [];
+  const start = clock.now();
+  for (let i = 0; i < 20; i++) {
+    limiter.takeToken({ deadline: start + 60_000 }).then((a) =>
+      a.ok && granted.push(clock.now() - start)
+    );
+  }
+  await clock.advance(0);
+  assertEquals(granted.length, 8, "the burst");
+  await clock.advance(1000);
+  assertEquals(granted.length, 12, "4 more in the next second");
+  await clock.advance(2000);
+  assertEquals(granted.length, 20);
+  assertEquals(granted.slice(8), [
+    250,
+    500,
+    750,
+    1000,
+    1250,
+    1500,
+    1750,
+    2000,
+    2250,
+    2500,
+    2750,
+    3000,
+  ]);
+});
+
+Deno.test("limiter.takeToken() is first in, first out", async () => {
+  const clock = new FakeClock();
+  const limiter = memoryLimiter(clock, { rps: 1, burst: 1, maxConn: 10 });
+  const order: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    limiter.takeToken({ deadline: clock.now() + 60_000 }).then(() => order.push(i));
+  }
+  await clock.advance(5000);
+  assertEquals(order, [0, 1, 2, 3, 4]);
+});
+
+Deno.test("limiter.acquireSlot() caps in-flight at maxConn and hands a freed slot to the oldest waiter", async () => {
+  const clock = new FakeClock();
+  const limiter = memoryLimiter(clock, { rps: 100, burst: 100, maxConn: 2 });
+  const deadline = clock.now() + 60_000;
+  const a = await limiter.acquireSlot({ deadline });
+  const b = await limiter.acquireSlot({ deadline });
+  let third = false;
+  const c = limiter.acquireSlot({ deadline }).then((s) => (third = true, s));
+  await clock.advance(100);
+  assertEquals(third, false);
+  assertEquals(limiter.inFlight, 2);
+  assert(a.ok && b.ok);
+  a.release();
+  a.release(); // idempotent
+  await flush();
+  assertEquals(third, true);
+  assertEquals(limiter.inFlight, 2);
+  const s = await c;
+  assert(s.ok);
+  s.release();
+  b.release();
+  assertEquals(limiter.inFlight, 0);
+});
+
+Deno.test("limiter refuses past queueLimit and past the deadline, with a Retry-After", async () => {
+  const clock = new FakeClock();
+  const limiter = memoryLimiter(clock, { rps: 1, burst: 1, maxConn: 1 }, 1);
+  const deadline = clock.now() + 1000;
+  const held = await limiter.acquireSlot({ deadline });
+  assert(held.ok);
+  const queued = limiter.acquireSlot({ deadline });
+  const full = await limiter.acquireSlot({ deadline });
+  assertEquals(full.ok, false);
+  assert(!full.ok && full.reason === "queue_full" && full.retryAfterMs >= 1000);
+  await clock.advance(1000);
+  const timedOut = await queued;
+  assert(!timedOut.ok && timedOut.reason === "queue_timeout");
+  assertEquals(limiter.waiting, 0);
+});
+
+Deno.test("limiter: an aborted waiter leaves the queue at once", async () => {
+  const clock = new FakeClock();
+  const limiter = memoryLimiter(clock, { rps: 1, burst: 1, maxConn: 1 });
+  await limiter.takeToken({ deadline: clock.now() + 60_000 });
+  const ac = new AbortController();
+  const waiting = limiter.takeToken({ deadline: clock.now() + 60_000, signal: ac.signal });
+  assertEquals(limiter.waiting, 1);
+  ac.abort();
+  const r = await waiting;
+  assert(!r.ok && r.reason === "aborted");
+  assertEquals(limiter.waiting, 0);
+  assertEquals(clock.pending <= 1, true, "its deadline timer is gone");
+});
+
+Deno.test("limiter (KV store): requests arriving together cost one KV lease, and leased tokens cost none", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const l = { rps: 50, burst: 50, maxConn: 100 };
+    const store = new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock });
+    const limiter = new ServiceLimiter(l, { store, clock });
+    const all = Array.from(
+      { length: 10 },
+      () => limiter.takeToken({ deadline: clock.now() + 60_000 }),
+    );
+    await clock.advance(0);
+    const results = await Promise.all(all);
+    assert(results.every((r) => r.ok));
+    assertEquals(limiter.stats.tokenLeases, 1, "one lease for the whole burst");
+    const before = limiter.stats.tokenLeases;
+    // With demand seen, later requests are served from the local stock.
+    for (let i = 0; i < 3; i++) {
+      await clock.advance(20);
+      assert((await take(limiter, clock)).ok);
+    }
+    assert(limiter.stats.tokenLeases - before <= 1, "at most one refill ahead for three requests");
+    await limiter.close();
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counted as stranded", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const l = { rps: 100, burst: 100, maxConn: 100 };
+    const store = new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock });
+    const limiter = new ServiceLimiter(l, { store, clock, leaseMs: 2000 });
+    for (let i = 0; i < 20; i++) {
+      await take(limiter, clock);
+      await clock.advance(10);
+    }
+    const leased = limiter.stats.tokensLeased;
+    assert(leased > limiter.stats.tokensSpent, "a stock was leased ahead");
+    await clock.advance(3000);
+    await take(limiter, clock);
+    assertEquals(limiter.stats.tokensStranded, leased - 20);
+    await limiter.close();
+  } finally {
+    kv.close();
+  }
+});
