@@ -241,3 +241,38 @@ Deno.test("every key resting: a request waits for the earliest key, or gets 429 
     await mock.close();
   }
 });
+
+Deno.test("a key cooled by one instance's 429 is skipped by every instance within 1 s, until the same moment", async () => {
+  const mock = await startMockUpstream();
+  const kv = await Deno.openKv(":memory:");
+  const services = { openai: { target: mock.url, keys: ["a", "b"], ...FAST } };
+  const one = await startGateway({ kv, services });
+  const two = await startGateway({ kv, services });
+  try {
+    // Warm the second instance's view of key health, then cool key a through the first.
+    assertEquals(await drain(await post(two.url)), 200);
+    mock.reset();
+    mock.script.set("a", [{ status: 429, headers: { "retry-after": "3" } }]);
+    assertEquals(await drain(await post(one.url)), 200);
+    const coolAt = Date.now();
+    const pool = one.gateway.runtimes.get("openai")!.pool;
+    await pool.settled();
+    const until = pool.health(await keyId("a"))!.until;
+    await new Promise((r) => setTimeout(r, 1000));
+    mock.reset();
+    for (let i = 0; i < 6; i++) assertEquals(await drain(await post(two.url)), 200);
+    assert(Date.now() - coolAt < 3000);
+    assertEquals(
+      mock.received.filter((r) => r.key === "a").length,
+      0,
+      "the second instance skipped key a",
+    );
+    const seen = two.gateway.runtimes.get("openai")!.pool.health(await keyId("a"));
+    assertEquals(seen?.until, until, "the rest ends at the same moment everywhere");
+  } finally {
+    await one.close();
+    await two.close();
+    kv.close();
+    await mock.close();
+  }
+});

@@ -48,6 +48,8 @@ export interface MockOptions {
 export interface MockUpstream {
   url: string;
   received: Received[];
+  /** 429s the per-key rate limit answered. */
+  rateLimited: number;
   /** Most requests in flight at once (a streamed answer counts until its end). */
   maxInFlight: number;
   inFlight: number;
@@ -82,6 +84,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
     received: [],
     maxInFlight: 0,
     inFlight: 0,
+    rateLimited: 0,
     options,
     script: new Map(),
     reset() {
@@ -261,6 +264,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
         const w = (windows.get(key) ?? []).filter((t) => now - t < 1000);
         if (w.length >= mock.options.perKeyRps) {
           windows.set(key, w);
+          mock.rateLimited++;
           return await respond(
             req,
             429,

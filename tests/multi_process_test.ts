@@ -1,0 +1,168 @@
+/**
+ * Several real gateway processes (`main.ts`, as `deno task start` runs it)
+ * sharing one KV file, driven by concurrent clients, against one mock
+ * upstream that counts arrivals and concurrency.
+ */
+import { assert } from "./support/assert.ts";
+import { startMockUpstream } from "./support/mock_upstream.ts";
+import { worstWindowRatio } from "./support/shared_load.ts";
+import { chatBody, PASSWORD } from "./support/harness.ts";
+
+const ROOT = new URL("../", import.meta.url);
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+interface Proc {
+  url: string;
+  child: Deno.ChildProcess;
+}
+
+async function startProcess(kvPath: string, config: unknown): Promise<Proc> {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", "main.ts"],
+    cwd: ROOT,
+    env: {
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      KV_PATH: kvPath,
+      ACCESS_PASSWORD: PASSWORD,
+      OPENAI_API_KEYS: "sk-one,sk-two",
+      GATEWAY_CONFIG: JSON.stringify(config),
+    },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      const r = await fetch(`${url}/`);
+      await r.body?.cancel();
+      return { url, child };
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error("gateway process did not start");
+}
+
+async function drive(procs: Proc[], durationMs: number, perProcess: number) {
+  const end = Date.now() + durationMs;
+  let statuses = 0;
+  const client = async (p: Proc) => {
+    while (Date.now() < end) {
+      try {
+        const r = await fetch(`${p.url}/openai/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+          body: chatBody(),
+          signal: AbortSignal.timeout(Math.max(1, end - Date.now() + 2000)),
+        });
+        await r.body?.cancel();
+        statuses++;
+      } catch {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  };
+  await Promise.all(procs.flatMap((p) => Array.from({ length: perProcess }, () => client(p))));
+  return statuses;
+}
+
+const limits = { rps: 10, burst: 5, maxConn: 4 };
+
+for (const mode of ["shared", "local"] as const) {
+  Deno.test(`3 gateway processes on one KV file (${mode}): ${mode === "shared" ? "the limits hold for all" : "the baseline sends about 3× the limit"}`, async () => {
+    const dir = await Deno.makeTempDir();
+    const mock = await startMockUpstream({ latencyMs: 100, perKeyRps: 10, retryAfterSec: 1 });
+    const config = {
+      limitMode: mode,
+      leaseMs: 1000,
+      slotTtlMs: 3000,
+      queueTimeoutMs: 10_000,
+      maxRetries: 0,
+      services: { openai: { target: mock.url, ...limits } },
+    };
+    const procs = await Promise.all([1, 2, 3].map(() => startProcess(`${dir}/kv.sqlite3`, config)));
+    try {
+      const t0 = Date.now();
+      await drive(procs, 4000, 6);
+      const sends = mock.received.map((r) => r.at - t0).sort((a, b) => a - b);
+      // The local baseline leases nothing: its own envelope has τ = 0.
+      const ratio = worstWindowRatio(sends, 2000, limits, mode === "shared" ? config.leaseMs : 0);
+      const tooMany = mock.received.length; // counted below against 429s
+      if (mode === "shared") {
+        assert(ratio <= 1, `worst 2 s window: ${ratio.toFixed(2)} of burst + rps·(W + τ)`);
+        assert(mock.maxInFlight <= limits.maxConn, `upstream saw ${mock.maxInFlight} in flight`);
+        assert(mock.rateLimited === 0, `the upstream answered ${mock.rateLimited} 429s`);
+        assert(
+          tooMany >= 0.6 * (limits.burst + limits.rps * 4),
+          `utilisation: ${tooMany} requests`,
+        );
+      } else {
+        assert(ratio > 1.8, `baseline: worst window ${ratio.toFixed(2)}× the envelope`);
+        assert(mock.maxInFlight > limits.maxConn, `baseline exceeds maxConn (${mock.maxInFlight})`);
+        assert(mock.rateLimited > 0, "and the upstream answers 429s");
+      }
+    } finally {
+      for (const p of procs) {
+        try {
+          p.child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await p.child.status;
+      }
+      await mock.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("a killed gateway process's in-flight slots come back within the slot TTL", async () => {
+  const dir = await Deno.makeTempDir();
+  const mock = await startMockUpstream({ chunkDelayMs: 1000, chunks: 60 });
+  const config = {
+    slotTtlMs: 2000,
+    services: { openai: { target: mock.url, rps: 100, burst: 100, maxConn: 2 } },
+  };
+  const [doomed, survivor] = await Promise.all(
+    [1, 2].map(() => startProcess(`${dir}/kv.sqlite3`, config)),
+  );
+  try {
+    // Two long streams hold both slots through the doomed process.
+    const streams = [1, 2].map(() =>
+      fetch(`${doomed.url}/openai/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+        body: chatBody({ stream: true }),
+      }).then((r) => r.body!.getReader().read()).catch(() => {})
+    );
+    await Promise.all(streams);
+    doomed.child.kill("SIGKILL");
+    await doomed.child.status;
+    const t0 = Date.now();
+    const r = await fetch(`${survivor.url}/openai/v1/models`, {
+      headers: { authorization: `Bearer ${PASSWORD}` },
+    });
+    await r.body?.cancel();
+    const waited = Date.now() - t0;
+    assert(r.status === 200, `status ${r.status}`);
+    assert(
+      waited >= 500 && waited <= 2000 + 1500,
+      `the survivor got a slot after ${waited} ms (TTL 2000)`,
+    );
+  } finally {
+    for (const p of [doomed, survivor]) {
+      try {
+        p.child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await p.child.status;
+    }
+    await mock.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,142 @@
+/**
+ * Drives several limiter instances that share one KV, as several isolates
+ * of one deployment would, and records every send. Used by the shared-limit
+ * tests and by bench/shared_limits.ts.
+ *
+ * @module
+ */
+import {
+  DegradingStore,
+  KvCapacityStore,
+  MemoryCapacityStore,
+  ServiceLimiter,
+  type ServiceLimits,
+  systemClock,
+} from "../../limiter/mod.ts";
+import { faultyKv, type KvFaults } from "./faulty_kv.ts";
+
+/** Options for {@linkcode runSharedLoad}. */
+export interface SharedLoadOptions {
+  instances: number;
+  limits: ServiceLimits;
+  durationMs: number;
+  /** Concurrent requests each instance keeps trying to send. */
+  workersPerInstance: number;
+  /** How long each send stays in flight, in ms. */
+  holdMs: number;
+  leaseMs?: number;
+  slotTtlMs?: number;
+  faults: KvFaults;
+  /** "local": each instance limits itself only (the baseline). */
+  mode?: "shared" | "local";
+  /** Called once the load runs, to inject faults mid-run. */
+  during?: (elapsedMs: () => number) => Promise<void>;
+}
+
+/** What happened, send by send. */
+export interface SharedLoadResult {
+  /** Send times (ms since the start), sorted. */
+  sends: number[];
+  /** Most sends in flight at once across all instances. */
+  maxInFlight: number;
+  kvOps: number;
+  /** Limiter-added latency of each admitted request (slot + token), in ms. */
+  waits: number[];
+  limiters: ServiceLimiter[];
+  events: string[];
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Runs the load and returns every send. */
+export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedLoadResult> {
+  const base = await Deno.openKv(":memory:");
+  const kv = faultyKv(base, options.faults);
+  const events: string[] = [];
+  const limiters = Array.from({ length: options.instances }, (_, i) => {
+    const store = options.mode === "local"
+      ? new MemoryCapacityStore(options.limits, systemClock)
+      : new DegradingStore(
+        new KvCapacityStore(kv, "svc", options.limits, {
+          instanceId: `i${i}`,
+          clock: systemClock,
+          slotTtlMs: options.slotTtlMs,
+          call: { timeoutMs: 500, attempts: 2, sleep: (ms) => sleep(ms) },
+        }),
+        options.limits,
+        {
+          clock: systemClock,
+          peers: () => options.instances,
+          log: (e) => events.push(`${i}:${e}`),
+        },
+      );
+    return new ServiceLimiter(options.limits, {
+      store,
+      clock: systemClock,
+      leaseMs: options.leaseMs,
+      slotTtlMs: options.slotTtlMs,
+      peers: () => options.instances,
+      queueLimit: 10_000,
+    });
+  });
+  const t0 = performance.now();
+  const elapsed = () => performance.now() - t0;
+  const end = Date.now() + options.durationMs;
+  const sends: number[] = [];
+  const waits: number[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  options.faults.ops = 0;
+  const worker = async (limiter: ServiceLimiter) => {
+    while (Date.now() < end) {
+      const asked = performance.now();
+      const slot = await limiter.acquireSlot({ deadline: end });
+      if (!slot.ok) continue;
+      const token = await limiter.takeToken({ deadline: end });
+      if (!token.ok) {
+        slot.release();
+        continue;
+      }
+      waits.push(performance.now() - asked);
+      sends.push(elapsed());
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await sleep(options.holdMs);
+      inFlight--;
+      slot.release();
+    }
+  };
+  const heartbeat = setInterval(
+    () => limiters.forEach((l) => l.heartbeat()),
+    (options.slotTtlMs ?? 15_000) / 3,
+  );
+  const work = limiters.flatMap((l) =>
+    Array.from({ length: options.workersPerInstance }, () => worker(l))
+  );
+  await Promise.all([...work, options.during?.(elapsed)]);
+  clearInterval(heartbeat);
+  const kvOps = options.faults.ops;
+  options.faults.failing = false;
+  await Promise.all(limiters.map((l) => l.close()));
+  base.close();
+  return { sends: sends.sort((a, b) => a - b), maxInFlight, kvOps, waits, limiters, events };
+}
+
+/**
+ * The worst window of width `windowMs`: sends in it divided by the
+ * guarantee `burst + rps·(W + τ)`. At most 1 when the guarantee holds.
+ */
+export function worstWindowRatio(
+  sends: number[],
+  windowMs: number,
+  limits: ServiceLimits,
+  leaseMs: number,
+): number {
+  let worst = 0;
+  let j = 0;
+  for (let i = 0; i < sends.length; i++) {
+    while (j < sends.length && sends[j] < sends[i] + windowMs) j++;
+    worst = Math.max(worst, j - i);
+  }
+  return worst / (limits.burst + (limits.rps * (windowMs + leaseMs)) / 1000);
+}
