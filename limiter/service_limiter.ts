@@ -414,10 +414,7 @@ export class ServiceLimiter {
   }
 
   #pumpSlots(): void {
-    while (this.#slotQueue.live > 0 && this.#slotFree()) {
-      this.#slotsInUse++;
-      this.#grant(this.#slotQueue);
-    }
+    this.#pumpSlotsLocal();
     if (
       this.#slotQueue.live > 0 && this.#store.shared && !this.#holding &&
       this.#slotTimer === undefined

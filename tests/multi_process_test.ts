@@ -51,6 +51,15 @@ async function startProcess(kvPath: string, config: unknown): Promise<Proc> {
   throw new Error("gateway process did not start");
 }
 
+async function stopAll(procs: Proc[]): Promise<void> {
+  for (const p of procs) {
+    try {
+      p.child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await p.child.status;
+  }
+}
+
 async function drive(procs: Proc[], durationMs: number, perProcess: number) {
   const end = Date.now() + durationMs;
   let statuses = 0;
@@ -110,12 +119,7 @@ for (const mode of ["shared", "local"] as const) {
         assert(mock.rateLimited > 0, "and the upstream answers 429s");
       }
     } finally {
-      for (const p of procs) {
-        try {
-          p.child.kill("SIGKILL");
-        } catch { /* gone */ }
-        await p.child.status;
-      }
+      await stopAll(procs);
       await mock.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -156,12 +160,7 @@ Deno.test("a killed gateway process's in-flight slots come back within the slot 
       `the survivor got a slot after ${waited} ms (TTL 2000)`,
     );
   } finally {
-    for (const p of [doomed, survivor]) {
-      try {
-        p.child.kill("SIGKILL");
-      } catch { /* gone */ }
-      await p.child.status;
-    }
+    await stopAll([doomed, survivor]);
     await mock.close();
     await Deno.remove(dir, { recursive: true });
   }
