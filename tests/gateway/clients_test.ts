@@ -2,25 +2,15 @@ import { assert, assertEquals } from "../support/assert.ts";
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { ChatOpenAI } from "@langchain/openai";
-import { startMockUpstream } from "../support/mock_upstream.ts";
-import { PASSWORD, startGateway } from "../support/harness.ts";
+import { PASSWORD, startMocked } from "../support/harness.ts";
 
-async function setup() {
-  const mock = await startMockUpstream({ keys: ["sk-one", "sk-two"] });
-  const gw = await startGateway({
+function setup() {
+  return startMocked({ keys: ["sk-one", "sk-two"] }, (url) => ({
     services: {
-      openai: { target: mock.url, keys: ["sk-one", "sk-two"], rps: 100, burst: 100, maxConn: 50 },
-      claude: { target: mock.url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+      openai: { target: url, keys: ["sk-one", "sk-two"], rps: 100, burst: 100, maxConn: 50 },
+      claude: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
     },
-  });
-  return {
-    mock,
-    gw,
-    async [Symbol.asyncDispose]() {
-      await gw.close();
-      await mock.close();
-    },
-  };
+  }));
 }
 
 Deno.test("OpenAI SDK: chat, streamed chat and models.list work through /openai/v1", async () => {

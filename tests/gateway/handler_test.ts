@@ -1,29 +1,19 @@
 import { assert, assertEquals } from "../support/assert.ts";
-import { startMockUpstream } from "../support/mock_upstream.ts";
-import { auth, chatBody, PASSWORD, startGateway } from "../support/harness.ts";
+import { auth, chatBody, PASSWORD, startMocked } from "../support/harness.ts";
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
-async function setup(mockOptions = {}, settings: Record<string, unknown> = {}, extra = {}) {
-  const mock = await startMockUpstream(mockOptions);
-  const gw = await startGateway({
+function setup(mockOptions = {}, settings: Record<string, unknown> = {}, extra = {}) {
+  return startMocked(mockOptions, (url) => ({
     services: {
-      openai: { target: mock.url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
-      claude: { target: mock.url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
-      gemini: { target: mock.url, keys: ["g-one"], rps: 100, burst: 100, maxConn: 50 },
-      sub: { target: `${mock.url}/base/path`, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+      openai: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+      claude: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+      gemini: { target: url, keys: ["g-one"], rps: 100, burst: 100, maxConn: 50 },
+      sub: { target: `${url}/base/path`, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
     },
     settings,
     ...extra,
-  });
-  return {
-    mock,
-    gw,
-    async [Symbol.asyncDispose]() {
-      await gw.close();
-      await mock.close();
-    },
-  };
+  }));
 }
 
 Deno.test("routing: the rest of the path and the query go to the target", async () => {

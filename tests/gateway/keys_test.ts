@@ -1,102 +1,74 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { startMockUpstream } from "../support/mock_upstream.ts";
-import { auth, chatBody, startGateway } from "../support/harness.ts";
+import { drain, postChat, startGateway, startMocked } from "../support/harness.ts";
 import { keyId } from "../../keys/mod.ts";
-
-function post(url: string) {
-  return fetch(`${url}/openai/v1/chat/completions`, {
-    method: "POST",
-    headers: auth({ "content-type": "application/json" }),
-    body: chatBody(),
-  });
-}
-
-async function drain(r: Response) {
-  await r.body?.cancel();
-  return r.status;
-}
 
 const FAST = { rps: 1000, burst: 1000, maxConn: 50 };
 
 Deno.test("keys rotate round-robin across requests", async () => {
-  const mock = await startMockUpstream();
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a", "b", "c"], ...FAST } },
-  });
-  try {
-    for (let i = 0; i < 6; i++) assertEquals(await drain(await post(gw.url)), 200);
-    assertEquals(mock.received.map((r) => r.key), ["a", "b", "c", "a", "b", "c"]);
-  } finally {
-    await gw.close();
-    await mock.close();
-  }
+  await using t = await startMocked({}, (url) => ({
+    services: { openai: { target: url, keys: ["a", "b", "c"], ...FAST } },
+  }));
+  const { mock, gw } = t;
+  for (let i = 0; i < 6; i++) assertEquals(await drain(await postChat(gw.url)), 200);
+  assertEquals(mock.received.map((r) => r.key), ["a", "b", "c", "a", "b", "c"]);
 });
 
 Deno.test("429: the key cools down for the upstream's Retry-After and the request retries on another key", async () => {
-  const mock = await startMockUpstream({ perKeyRps: 1, retryAfterSec: 1 });
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a", "b"], ...FAST } },
-  });
-  try {
-    mock.script.set("a", [{
-      status: 429,
-      headers: { "retry-after": "1" },
-      body: '{"error":{"message":"slow down"}}',
-    }]);
-    const started = Date.now();
-    assertEquals(await drain(await post(gw.url)), 200, "retried on key b");
-    assertEquals(mock.received.map((r) => r.key), ["a", "b"]);
-    // For the next second, only b is used — a is cooling.
-    mock.options.perKeyRps = undefined;
-    while (Date.now() - started < 800) {
-      assertEquals(await drain(await post(gw.url)), 200);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const onA = mock.received.filter((r) => r.key === "a");
-    assertEquals(onA.length, 1, "no request on the cooling key before its Retry-After ended");
-    await new Promise((r) => setTimeout(r, 1100 - (Date.now() - started)));
-    await drain(await post(gw.url));
-    await drain(await post(gw.url));
-    assert(
-      mock.received.slice(-2).some((r) => r.key === "a"),
-      "a is back in rotation after its rest",
-    );
-    const rest = gw.logs.find((l) => l.event === "key_rest");
-    assertEquals(rest?.key, await keyId("a"));
-  } finally {
-    await gw.close();
-    await mock.close();
+  await using t = await startMocked({ perKeyRps: 1, retryAfterSec: 1 }, (url) => ({
+    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
+  }));
+  const { mock, gw } = t;
+  mock.script.set("a", [{
+    status: 429,
+    headers: { "retry-after": "1" },
+    body: '{"error":{"message":"slow down"}}',
+  }]);
+  const started = Date.now();
+  assertEquals(await drain(await postChat(gw.url)), 200, "retried on key b");
+  assertEquals(mock.received.map((r) => r.key), ["a", "b"]);
+  // For the next second, only b is used — a is cooling.
+  mock.options.perKeyRps = undefined;
+  while (Date.now() - started < 800) {
+    assertEquals(await drain(await postChat(gw.url)), 200);
+    await new Promise((r) => setTimeout(r, 100));
   }
+  const onA = mock.received.filter((r) => r.key === "a");
+  assertEquals(onA.length, 1, "no request on the cooling key before its Retry-After ended");
+  await new Promise((r) => setTimeout(r, 1100 - (Date.now() - started)));
+  await drain(await postChat(gw.url));
+  await drain(await postChat(gw.url));
+  assert(
+    mock.received.slice(-2).some((r) => r.key === "a"),
+    "a is back in rotation after its rest",
+  );
+  const rest = gw.logs.find((l) => l.event === "key_rest");
+  assertEquals(rest?.key, await keyId("a"));
 });
 
 Deno.test("429 without a hint: the cool-down is 5 s, doubling per consecutive 429", async () => {
-  const mock = await startMockUpstream();
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a", "b"], ...FAST } },
+  await using t = await startMocked({}, (url) => ({
+    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
     settings: { maxRetries: 0 },
-  });
-  try {
-    const pool = gw.gateway.runtimes.get("openai")!.pool;
-    const idA = await keyId("a");
-    mock.script.set("a", [{ status: 429 }]);
-    const t0 = Date.now();
-    assertEquals(await drain(await post(gw.url)), 429);
-    const first = pool.health(idA)!;
-    assert(Math.abs(first.until - t0 - 5000) < 500, `first rest ${first.until - t0} ms`);
-    assertEquals(first.strikes, 1);
-    pool.report(pool.keys[0], { kind: "rate_limited", retryAfterMs: undefined }, Date.now());
-    const second = pool.health(idA)!;
-    assert(
-      Math.abs(second.until - Date.now() - 10_000) < 500,
-      `second rest ${second.until - Date.now()} ms`,
-    );
-    // A success ends the streak.
-    pool.report(pool.keys[0], { kind: "success" }, Date.now());
-    assertEquals(pool.health(idA), undefined);
-  } finally {
-    await gw.close();
-    await mock.close();
-  }
+  }));
+  const { mock, gw } = t;
+  const pool = gw.gateway.runtimes.get("openai")!.pool;
+  const idA = await keyId("a");
+  mock.script.set("a", [{ status: 429 }]);
+  const t0 = Date.now();
+  assertEquals(await drain(await postChat(gw.url)), 429);
+  const first = pool.health(idA)!;
+  assert(Math.abs(first.until - t0 - 5000) < 500, `first rest ${first.until - t0} ms`);
+  assertEquals(first.strikes, 1);
+  pool.report(pool.keys[0], { kind: "rate_limited", retryAfterMs: undefined }, Date.now());
+  const second = pool.health(idA)!;
+  assert(
+    Math.abs(second.until - Date.now() - 10_000) < 500,
+    `second rest ${second.until - Date.now()} ms`,
+  );
+  // A success ends the streak.
+  pool.report(pool.keys[0], { kind: "success" }, Date.now());
+  assertEquals(pool.health(idA), undefined);
 });
 
 Deno.test("401 disables the key, the request retries on another, and a restart remembers", async () => {
@@ -107,7 +79,7 @@ Deno.test("401 disables the key, the request retries on another, and a restart r
       kv,
       services: { openai: { target: mock.url, keys: ["revoked", "good"], ...FAST } },
     });
-    assertEquals(await drain(await post(gw.url)), 200);
+    assertEquals(await drain(await postChat(gw.url)), 200);
     assertEquals(mock.received.map((r) => r.key), ["revoked", "good"]);
     await gw.close();
 
@@ -116,7 +88,7 @@ Deno.test("401 disables the key, the request retries on another, and a restart r
       services: { openai: { target: mock.url, keys: ["revoked", "good"], ...FAST } },
     });
     mock.reset();
-    for (let i = 0; i < 4; i++) assertEquals(await drain(await post(again.url)), 200);
+    for (let i = 0; i < 4; i++) assertEquals(await drain(await postChat(again.url)), 200);
     assertEquals(
       mock.received.map((r) => r.key),
       ["good", "good", "good", "good"],
@@ -132,114 +104,89 @@ Deno.test("401 disables the key, the request retries on another, and a restart r
 });
 
 Deno.test("a quota error (429 insufficient_quota) disables the key like a 401", async () => {
-  const mock = await startMockUpstream();
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a", "b"], ...FAST } },
-  });
-  try {
-    mock.script.set("a", [{
-      status: 429,
-      body:
-        '{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}',
-    }]);
-    assertEquals(await drain(await post(gw.url)), 200);
-    const h = gw.gateway.runtimes.get("openai")!.pool.health(await keyId("a"));
-    assertEquals(h?.state, "disabled");
-    assertEquals(h?.reason, "quota");
-  } finally {
-    await gw.close();
-    await mock.close();
-  }
+  await using t = await startMocked({}, (url) => ({
+    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
+  }));
+  const { mock, gw } = t;
+  mock.script.set("a", [{
+    status: 429,
+    body:
+      '{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}',
+  }]);
+  assertEquals(await drain(await postChat(gw.url)), 200);
+  const h = gw.gateway.runtimes.get("openai")!.pool.health(await keyId("a"));
+  assertEquals(h?.state, "disabled");
+  assertEquals(h?.reason, "quota");
 });
 
 Deno.test("5xx: retried on another key with backoff, without penalising the key", async () => {
-  const mock = await startMockUpstream();
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a", "b"], ...FAST } },
-  });
-  try {
-    mock.script.set("a", [{ status: 503, body: '{"error":{"message":"overloaded"}}' }]);
-    assertEquals(await drain(await post(gw.url)), 200);
-    assertEquals(mock.received.map((r) => r.key), ["a", "b"]);
-    const gap = mock.received[1].at - mock.received[0].at;
-    assert(gap >= 100, `backoff before the retry (${gap} ms)`);
-    assertEquals(gw.gateway.runtimes.get("openai")!.pool.health(await keyId("a")), undefined);
-    const log = gw.logs.find((l) => l.status === 200 && l.id);
-    assertEquals(log?.attempts, 2);
-  } finally {
-    await gw.close();
-    await mock.close();
-  }
+  await using t = await startMocked({}, (url) => ({
+    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
+  }));
+  const { mock, gw } = t;
+  mock.script.set("a", [{ status: 503, body: '{"error":{"message":"overloaded"}}' }]);
+  assertEquals(await drain(await postChat(gw.url)), 200);
+  assertEquals(mock.received.map((r) => r.key), ["a", "b"]);
+  const gap = mock.received[1].at - mock.received[0].at;
+  assert(gap >= 100, `backoff before the retry (${gap} ms)`);
+  assertEquals(gw.gateway.runtimes.get("openai")!.pool.health(await keyId("a")), undefined);
+  const log = gw.logs.find((l) => l.status === 200 && l.id);
+  assertEquals(log?.attempts, 2);
 });
 
 Deno.test("400 and other 4xx come back as they are, without a retry", async () => {
-  const mock = await startMockUpstream();
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a", "b"], ...FAST } },
-  });
-  try {
-    mock.script.set("*", [{
-      status: 400,
-      body: '{"error":{"message":"bad model","type":"invalid_request_error"}}',
-    }]);
-    const r = await post(gw.url);
-    assertEquals(r.status, 400);
-    assertEquals((await r.json()).error.message, "bad model");
-    assertEquals(mock.received.length, 1);
-  } finally {
-    await gw.close();
-    await mock.close();
-  }
+  await using t = await startMocked({}, (url) => ({
+    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
+  }));
+  const { mock, gw } = t;
+  mock.script.set("*", [{
+    status: 400,
+    body: '{"error":{"message":"bad model","type":"invalid_request_error"}}',
+  }]);
+  const r = await postChat(gw.url);
+  assertEquals(r.status, 400);
+  assertEquals((await r.json()).error.message, "bad model");
+  assertEquals(mock.received.length, 1);
 });
 
 Deno.test("after maxRetries the client gets the last upstream status, body and Retry-After; each retry took a token", async () => {
-  const mock = await startMockUpstream();
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a", "b", "c", "d"], ...FAST } },
+  await using t = await startMocked({}, (url) => ({
+    services: { openai: { target: url, keys: ["a", "b", "c", "d"], ...FAST } },
     settings: { maxRetries: 2 },
-  });
-  try {
-    const limited = {
-      status: 429,
-      headers: { "retry-after": "7" },
-      body: '{"error":{"message":"limited"}}',
-    };
-    mock.script.set("*", [limited, limited, { ...limited, body: '{"error":{"message":"last"}}' }]);
-    const r = await post(gw.url);
-    assertEquals(r.status, 429);
-    assertEquals(r.headers.get("retry-after"), "7");
-    assertEquals((await r.json()).error.message, "last");
-    assertEquals(mock.received.length, 3, "1 attempt + 2 retries");
-    assertEquals(new Set(mock.received.map((r) => r.key)).size, 3, "each on another key");
-    assertEquals(gw.gateway.runtimes.get("openai")!.limiter.stats.tokensSpent, 3);
-  } finally {
-    await gw.close();
-    await mock.close();
-  }
+  }));
+  const { mock, gw } = t;
+  const limited = {
+    status: 429,
+    headers: { "retry-after": "7" },
+    body: '{"error":{"message":"limited"}}',
+  };
+  mock.script.set("*", [limited, limited, { ...limited, body: '{"error":{"message":"last"}}' }]);
+  const r = await postChat(gw.url);
+  assertEquals(r.status, 429);
+  assertEquals(r.headers.get("retry-after"), "7");
+  assertEquals((await r.json()).error.message, "last");
+  assertEquals(mock.received.length, 3, "1 attempt + 2 retries");
+  assertEquals(new Set(mock.received.map((r) => r.key)).size, 3, "each on another key");
+  assertEquals(gw.gateway.runtimes.get("openai")!.limiter.stats.tokensSpent, 3);
 });
 
 Deno.test("every key resting: a request waits for the earliest key, or gets 429 past the queue deadline", async () => {
-  const mock = await startMockUpstream();
-  const gw = await startGateway({
-    services: { openai: { target: mock.url, keys: ["a"], ...FAST } },
+  await using t = await startMocked({}, (url) => ({
+    services: { openai: { target: url, keys: ["a"], ...FAST } },
     settings: { maxRetries: 0, queueTimeoutMs: 3000 },
-  });
-  try {
-    mock.script.set("a", [{ status: 429, headers: { "retry-after-ms": "600" } }]);
-    assertEquals(await drain(await post(gw.url)), 429);
-    const t0 = Date.now();
-    assertEquals(await drain(await post(gw.url)), 200, "waited for the key");
-    assert(Date.now() - t0 >= 450, `waited ${Date.now() - t0} ms`);
-    mock.script.set("a", [{ status: 429, headers: { "retry-after": "30" } }]);
-    assertEquals(await drain(await post(gw.url)), 429);
-    const r = await post(gw.url);
-    assertEquals(r.status, 429);
-    assertEquals((await r.json()).error.code, "gateway_keys_resting");
-    assert(Number(r.headers.get("retry-after")) >= 28, "Retry-After until the key returns");
-  } finally {
-    await gw.close();
-    await mock.close();
-  }
+  }));
+  const { mock, gw } = t;
+  mock.script.set("a", [{ status: 429, headers: { "retry-after-ms": "600" } }]);
+  assertEquals(await drain(await postChat(gw.url)), 429);
+  const t0 = Date.now();
+  assertEquals(await drain(await postChat(gw.url)), 200, "waited for the key");
+  assert(Date.now() - t0 >= 450, `waited ${Date.now() - t0} ms`);
+  mock.script.set("a", [{ status: 429, headers: { "retry-after": "30" } }]);
+  assertEquals(await drain(await postChat(gw.url)), 429);
+  const r = await postChat(gw.url);
+  assertEquals(r.status, 429);
+  assertEquals((await r.json()).error.code, "gateway_keys_resting");
+  assert(Number(r.headers.get("retry-after")) >= 28, "Retry-After until the key returns");
 });
 
 Deno.test("a key cooled by one instance's 429 is skipped by every instance within 1 s, until the same moment", async () => {
@@ -250,17 +197,17 @@ Deno.test("a key cooled by one instance's 429 is skipped by every instance withi
   const two = await startGateway({ kv, services });
   try {
     // Warm the second instance's view of key health, then cool key a through the first.
-    assertEquals(await drain(await post(two.url)), 200);
+    assertEquals(await drain(await postChat(two.url)), 200);
     mock.reset();
     mock.script.set("a", [{ status: 429, headers: { "retry-after": "3" } }]);
-    assertEquals(await drain(await post(one.url)), 200);
+    assertEquals(await drain(await postChat(one.url)), 200);
     const coolAt = Date.now();
     const pool = one.gateway.runtimes.get("openai")!.pool;
     await pool.settled();
     const until = pool.health(await keyId("a"))!.until;
     await new Promise((r) => setTimeout(r, 1000));
     mock.reset();
-    for (let i = 0; i < 6; i++) assertEquals(await drain(await post(two.url)), 200);
+    for (let i = 0; i < 6; i++) assertEquals(await drain(await postChat(two.url)), 200);
     assert(Date.now() - coolAt < 3000);
     assertEquals(
       mock.received.filter((r) => r.key === "a").length,

@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { runSharedLoad, worstWindowRatio } from "../support/shared_load.ts";
+import { KvCapacityStore, ServiceLimiter, systemClock } from "../../limiter/mod.ts";
 
 const limits = { rps: 20, burst: 10, maxConn: 6 };
 const leaseMs = 500;
@@ -47,8 +48,6 @@ Deno.test("the local-only baseline lets 4 instances send about 4 times the limit
 
 Deno.test("KV failing: instances degrade to their local share (never unlimited), log once, and recover", async () => {
   const faults = { latencyMs: 0, failing: false, ops: 0 };
-  let degradedSends = 0;
-  let sendsAtFail = 0;
   const r = await runSharedLoad({
     instances: 4,
     limits,
@@ -60,13 +59,11 @@ Deno.test("KV failing: instances degrade to their local share (never unlimited),
     during: async () => {
       await new Promise((r) => setTimeout(r, 1000));
       faults.failing = true;
-      sendsAtFail = -1; // marker; counted from r.sends below
       await new Promise((r) => setTimeout(r, 1000));
       faults.failing = false;
     },
   });
-  assert(sendsAtFail === -1);
-  degradedSends = r.sends.filter((t) => t >= 1200 && t < 2000).length;
+  const degradedSends = r.sends.filter((t) => t >= 1200 && t < 2000).length;
   // Local share: each instance rps/4 (and burst/4): together about rps over 0.8 s plus small bursts.
   const cap = limits.burst + limits.rps * (0.8 + leaseMs / 1000);
   assert(degradedSends > 0, "still serving while KV fails");
@@ -85,9 +82,6 @@ Deno.test("KV failing: instances degrade to their local share (never unlimited),
 });
 
 Deno.test("a killed instance's slots come back within the slot TTL", async () => {
-  const { DegradingStore: _unused, KvCapacityStore, ServiceLimiter, systemClock } = await import(
-    "../../limiter/mod.ts"
-  );
   const kv = await Deno.openKv(":memory:");
   try {
     const l = { rps: 1000, burst: 1000, maxConn: 2 };

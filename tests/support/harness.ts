@@ -1,4 +1,5 @@
 import { loadConfig } from "../../config/mod.ts";
+import { type MockOptions, type MockUpstream, startMockUpstream } from "./mock_upstream.ts";
 import {
   createGateway,
   type Gateway,
@@ -88,4 +89,52 @@ export function chatBody(extra: Record<string, unknown> = {}): string {
     messages: [{ role: "user", content: "hi" }],
     ...extra,
   });
+}
+
+/** A mock provider with a gateway in front of it; `await using` closes both. */
+export interface MockedGateway extends AsyncDisposable {
+  mock: MockUpstream;
+  gw: RunningGateway;
+}
+
+/**
+ * Starts a mock provider, then a gateway built by `gatewayOptions` from the
+ * mock's URL. The mock is closed again if the gateway fails to start.
+ */
+export async function startMocked(
+  mockOptions: MockOptions,
+  gatewayOptions: (mockUrl: string) => HarnessOptions,
+): Promise<MockedGateway> {
+  const mock = await startMockUpstream(mockOptions);
+  let gw: RunningGateway;
+  try {
+    gw = await startGateway(gatewayOptions(mock.url));
+  } catch (e) {
+    await mock.close();
+    throw e;
+  }
+  return {
+    mock,
+    gw,
+    async [Symbol.asyncDispose]() {
+      await gw.close();
+      await mock.close();
+    },
+  };
+}
+
+/** POSTs a chat completion through the gateway's `/openai` service. */
+export function postChat(url: string, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: chatBody(),
+    signal,
+  });
+}
+
+/** Discards a response's body and returns its status. */
+export async function drain(r: Response): Promise<number> {
+  await r.body?.cancel();
+  return r.status;
 }
