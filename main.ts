@@ -78,15 +78,23 @@ async function main(): Promise<void> {
     },
   }, gateway.handler);
 
-  // Deploy allows about 5 s after SIGTERM: hand back tokens and slots first.
+  // Deploy allows about 5 s after SIGTERM. Stop accepting, refuse the queue,
+  // hand back unused tokens and idle slots at once, then give requests in
+  // flight up to 4 s (each hands its slot back as it ends).
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     jsonLog({ event: "stopping", instance: gateway.instanceId });
-    await gateway.close();
     ac.abort();
-    await server.finished.catch(() => {});
+    await gateway.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      server.finished.catch(() => {}),
+      new Promise((r) => timer = setTimeout(r, 4000)),
+    ]);
+    clearTimeout(timer);
+    jsonLog({ event: "stopped", instance: gateway.instanceId });
     kv.close();
     Deno.exit(0);
   };

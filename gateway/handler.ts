@@ -131,10 +131,12 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       ? `The gateway queue for ${x.rt.service.name} is full; retry later.`
       : r.reason === "queue_timeout"
       ? `Waited too long for capacity on ${x.rt.service.name}; retry later.`
+      : r.reason === "closing"
+      ? "This gateway instance is shutting down; retry."
       : "The client went away.";
     return answer(x, {
-      status: r.reason === "aborted" ? 499 : 429,
-      type: "rate_limit_error",
+      status: r.reason === "aborted" ? 499 : r.reason === "closing" ? 503 : 429,
+      type: r.reason === "closing" ? "api_error" : "rate_limit_error",
       code: `gateway_${r.reason}`,
       message,
       retryAfterMs: r.retryAfterMs,

@@ -6,8 +6,32 @@
  * @module
  */
 
-/** The shared token bucket of a service: `{tokens, updatedAt}`. */
+/** The shared token bucket of a service, compare-and-set form: `{tokens, updatedAt}`. */
 export const bucketKey = (service: string) => ["bucket", service] as const;
+
+/**
+ * The shared GCRA ledger of a service: a `Deno.KvU64` holding the end of all
+ * reserved time in epoch microseconds (see `limiter/gcra.ts`).
+ */
+export const tokenLedgerKey = (service: string) => ["token_ledger", service, "tat"] as const;
+
+/**
+ * One reservation on a service's ledger: a `Deno.KvU64` token count, written
+ * in the same atomic operation as the ledger. Keyed by the reserving
+ * instance's clock so that a reader lists only recent ones.
+ */
+export const ledgerClaimKey = (service: string, atMs: number, instanceId: string, seq: number) =>
+  ["token_ledger", service, "claim", atMs, instanceId, seq] as const;
+
+/**
+ * The range read back after a reservation: the claims made from `fromMs` on,
+ * then the ledger itself, in one list (one consistent read).
+ */
+export const ledgerReadRange = (service: string, fromMs: number) => ({
+  start: ["token_ledger", service, "claim", fromMs] as const,
+  // Exclusive end just past tokenLedgerKey(service): "claim" < "tat" < ["tat", 0].
+  end: ["token_ledger", service, "tat", 0] as const,
+});
 
 /** In-flight slot leases of a service: `{holders: {instanceId: {n, expiresAt}}}`. */
 export const slotsKey = (service: string) => ["slots", service] as const;

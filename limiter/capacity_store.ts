@@ -19,6 +19,13 @@ export interface TokenLease {
   granted: number;
   /** When nothing was granted: ms until the store expects a token. */
   retryAfterMs: number;
+  /**
+   * Epoch ms from which the first granted token may be spent. Default: at
+   * once. A ledger store grants tokens that fall due later.
+   */
+  firstAt?: number;
+  /** Ms between one granted token falling due and the next. Default 0 (all at once). */
+  spacingMs?: number;
 }
 
 /**

@@ -1,4 +1,12 @@
-import { bucketKey, kvCall, type KvCallOptions, slotsKey } from "../kv/mod.ts";
+import {
+  bucketKey,
+  kvCall,
+  type KvCallOptions,
+  ledgerClaimKey,
+  ledgerReadRange,
+  slotsKey,
+  tokenLedgerKey,
+} from "../kv/mod.ts";
 import {
   type BucketState,
   fullBucket,
@@ -7,6 +15,7 @@ import {
   returnTokens,
   takeTokens,
 } from "./bucket.ts";
+import { emissionMicros, handBack, ledgerNow, reservationEnd, scheduleOf } from "./gcra.ts";
 import type { CapacityStore, ServiceLimits, TokenLease } from "./capacity_store.ts";
 import type { Clock } from "./clock.ts";
 
@@ -32,7 +41,37 @@ export interface KvCapacityStoreOptions {
   call?: KvCallOptions;
   /** Compare-and-set attempts before a lease gives up for now. Default 8. */
   maxConflicts?: number;
+  /**
+   * How far instance clocks may disagree, in ms: a ledger read lists the
+   * claims made since this long before its own. Default 3000.
+   */
+  clockSkewMs?: number;
+  /**
+   * How tokens are shared. `"ledger"` (default): a GCRA ledger changed by
+   * conflict-free `max`/`sum`, then read back; instances never conflict, and
+   * a lease may be granted for later rather than refused. `"compare_and_set"`:
+   * a bucket record changed by `check` on its versionstamp, refused when
+   * empty (kept as the baseline the benchmark compares against).
+   */
+  tokens?: "ledger" | "compare_and_set";
 }
+
+/** This instance's latest ledger reservation, for handing back its unused tail. */
+interface LastReservation {
+  n: number;
+  /** Its exact end on the ledger. */
+  end: bigint;
+  claim: ReturnType<typeof ledgerClaimKey>;
+  /** The ledger's versionstamp as read back. */
+  ledgerVersionstamp: string;
+  /** True when nobody had reserved after it at the read. */
+  last: boolean;
+}
+
+/** Claims are read for this long at least (a reader lists only recent ones); clean-up after. */
+const CLAIM_EXPIRE_MS = 60_000;
+/** Claims one read-back may hold; more would span two reads (two snapshots). */
+const CLAIM_READ_BATCH = 500;
 
 /** About 50 ms of tokens at the service rate, at least one: what a waiting instance waits for before asking again. */
 function refillStep(limits: ServiceLimits, want: number): number {
@@ -40,9 +79,10 @@ function refillStep(limits: ServiceLimits, want: number): number {
 }
 
 /**
- * Capacity shared by every instance through Deno KV. Each change is a
- * compare-and-set on the record's versionstamp: read, compute with the pure
- * bucket functions, commit with `check`, and on conflict read again.
+ * Capacity shared by every instance through Deno KV, changed only by
+ * atomic operations. Tokens: a conflict-free GCRA ledger (or, as the
+ * baseline, a compare-and-set bucket). Slots: one record of per-instance
+ * claims with expiry time stamps, changed by compare-and-set.
  */
 export class KvCapacityStore implements CapacityStore {
   readonly shared = true;
@@ -54,7 +94,11 @@ export class KvCapacityStore implements CapacityStore {
   #ttl: number;
   #call: KvCallOptions;
   #maxConflicts: number;
+  #tokens: "ledger" | "compare_and_set";
   #held = 0;
+  #lastReservation: LastReservation | undefined;
+  #claimSeq = 0;
+  #clockSkewMs: number;
 
   constructor(
     kv: Deno.Kv,
@@ -70,9 +114,98 @@ export class KvCapacityStore implements CapacityStore {
     this.#ttl = options.slotTtlMs ?? 15_000;
     this.#call = options.call ?? {};
     this.#maxConflicts = options.maxConflicts ?? 8;
+    this.#tokens = options.tokens ?? "ledger";
+    this.#clockSkewMs = options.clockSkewMs ?? 3000;
+    if (this.#tokens !== "ledger" && this.#tokens !== "compare_and_set") {
+      throw new RangeError(`tokens must be "ledger" or "compare_and_set" (got ${this.#tokens})`);
+    }
   }
 
-  async leaseTokens(want: number): Promise<TokenLease> {
+  leaseTokens(want: number): Promise<TokenLease> {
+    return this.#tokens === "ledger" ? this.#reserve(want) : this.#leaseFromBucket(want);
+  }
+
+  returnTokens(n: number): Promise<void> {
+    return this.#tokens === "ledger" ? this.#handBackTail(n) : this.#returnToBucket(n);
+  }
+
+  /**
+   * Reserves `want` tokens on the ledger: one conflict-free commit (ledger
+   * and claim together), then one list that reads the claims and the ledger
+   * in a single snapshot, which gives the reservation's exact place.
+   */
+  async #reserve(want: number): Promise<TokenLease> {
+    const ledger = tokenLedgerKey(this.#service);
+    const now = this.#clock.now();
+    const claim = ledgerClaimKey(this.#service, Math.floor(now), this.#me, this.#claimSeq++);
+    const committed = await kvCall(
+      () =>
+        this.#kv.atomic()
+          .max(ledger, ledgerNow(now))
+          .sum(ledger, BigInt(want) * emissionMicros(this.#limits))
+          .set(claim, new Deno.KvU64(BigInt(want)), { expireIn: CLAIM_EXPIRE_MS })
+          .commit(),
+      this.#call,
+    );
+    if (!committed.ok) throw new Error("ledger commit refused"); // no checks: cannot happen
+    const range = ledgerReadRange(this.#service, Math.floor(now) - this.#clockSkewMs);
+    const entries = await kvCall(async () => {
+      const out: Deno.KvEntry<Deno.KvU64>[] = [];
+      for await (const e of this.#kv.list<Deno.KvU64>(range, { batchSize: CLAIM_READ_BATCH })) {
+        out.push(e);
+      }
+      return out;
+    }, this.#call);
+    const tatEntry = entries.at(-1);
+    if (
+      entries.length >= CLAIM_READ_BATCH || !tatEntry ||
+      tatEntry.key.length !== ledger.length
+    ) {
+      // More claims than one read holds, so no single snapshot: the place is
+      // unknown, and the tokens are left unused (safe) rather than guessed.
+      return { granted: 0, retryAfterMs: 50 };
+    }
+    const claims = entries.slice(0, -1).map((e) => ({
+      versionstamp: e.versionstamp,
+      n: Number(e.value.value),
+    }));
+    const end = reservationEnd(tatEntry.value.value, committed.versionstamp, claims, this.#limits);
+    this.#lastReservation = {
+      n: want,
+      end,
+      claim,
+      ledgerVersionstamp: tatEntry.versionstamp,
+      last: tatEntry.versionstamp === committed.versionstamp,
+    };
+    return { granted: want, retryAfterMs: 0, ...scheduleOf(end, want, this.#limits) };
+  }
+
+  /**
+   * Hands back the unused tail of the latest reservation, only if nobody
+   * reserved after it (checked on the ledger's versionstamp); its claim is
+   * lowered in the same operation, so every reader's sums stay exact.
+   * Earlier tokens sit between other instances' reservations and cannot be
+   * taken back safely.
+   */
+  async #handBackTail(n: number): Promise<void> {
+    const r = this.#lastReservation;
+    if (!r?.last || n <= 0) return;
+    this.#lastReservation = undefined;
+    const giving = Math.min(n, r.n);
+    const back = handBack(r.end, giving, this.#clock.now(), this.#limits);
+    if (back === undefined) return;
+    const ledger = tokenLedgerKey(this.#service);
+    await kvCall(
+      () =>
+        this.#kv.atomic().check({ key: ledger, versionstamp: r.ledgerVersionstamp })
+          .set(ledger, new Deno.KvU64(back))
+          .set(r.claim, new Deno.KvU64(BigInt(r.n - giving)), { expireIn: CLAIM_EXPIRE_MS })
+          .commit(),
+      this.#call,
+    );
+  }
+
+  async #leaseFromBucket(want: number): Promise<TokenLease> {
     const key = bucketKey(this.#service);
     for (let i = 0; i < this.#maxConflicts; i++) {
       const entry = await kvCall(() => this.#kv.get<BucketState>(key), this.#call);
@@ -99,7 +232,7 @@ export class KvCapacityStore implements CapacityStore {
     return { granted: 0, retryAfterMs: 5 + Math.random() * 20 };
   }
 
-  async returnTokens(n: number): Promise<void> {
+  async #returnToBucket(n: number): Promise<void> {
     if (n <= 0) return;
     const key = bucketKey(this.#service);
     for (let i = 0; i < this.#maxConflicts; i++) {

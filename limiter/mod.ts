@@ -5,6 +5,7 @@
  */
 export * from "./clock.ts";
 export * from "./bucket.ts";
+export * from "./gcra.ts";
 export * from "./capacity_store.ts";
 export * from "./kv_capacity_store.ts";
 export * from "./degrading_store.ts";

@@ -2,7 +2,7 @@ import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
 import type { Clock, TimerHandle } from "./clock.ts";
 
 /** Why a request was not admitted. */
-export type RefusalReason = "queue_full" | "queue_timeout" | "aborted";
+export type RefusalReason = "queue_full" | "queue_timeout" | "aborted" | "closing";
 
 /** A refusal; the edge maps it to 429 + Retry-After in the provider's shape. */
 export interface Refusal {
@@ -59,9 +59,12 @@ interface Waiter {
   done: boolean;
 }
 
+/** Leased tokens not yet spent; token k falls due at `nextAt + k·spacingMs`. */
 interface TokenBatch {
   n: number;
-  expiresAt: number;
+  nextAt: number;
+  spacingMs: number;
+  receivedAt: number;
 }
 
 /** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */
@@ -105,6 +108,9 @@ class WaitQueue {
 
 const OK: Admission = Object.freeze({ ok: true });
 
+/** How long an idle shared slot stays with this instance before it goes back, in ms. */
+export const SLOT_LINGER_MS = 1000;
+
 /**
  * Paces one service for one instance: a FIFO queue of requests waiting for
  * an in-flight slot, then a FIFO queue of slot holders waiting for a token.
@@ -131,7 +137,12 @@ export class ServiceLimiter {
   #stock = 0;
   #tokenQueue = new WaitQueue();
   #leasing = false;
-  #tokenTimer: TimerHandle | undefined;
+  /** Smoothed time a lease takes, in ms: how far ahead of need the next one is asked for. */
+  #leaseRttMs = 20;
+  /** Wakes the token queue when a lease may be asked for again (after a refusal). */
+  #leaseRetryTimer: TimerHandle | undefined;
+  /** Wakes the token queue when the next leased token falls due. */
+  #dueTimer: TimerHandle | undefined;
 
   #slotsHeld = 0;
   #slotsInUse = 0;
@@ -193,10 +204,23 @@ export class ServiceLimiter {
     return this.#enqueue(this.#tokenQueue, options, () => this.#pumpTokens());
   }
 
-  /** Hands unused tokens and idle slots back to the store; stops timers. */
+  /**
+   * Shutting down: refuses every waiter (`closing`), hands unused tokens and
+   * idle slots back to the store, and stops timers. Slots still in use are
+   * handed back one by one as their requests finish.
+   */
   async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
-    if (this.#tokenTimer !== undefined) this.#clock.clearTimeout(this.#tokenTimer);
+    for (const queue of [this.#slotQueue, this.#tokenQueue]) {
+      for (let w = queue.shift(); w; w = queue.shift()) {
+        this.#finish(w);
+        queue.live--;
+        w.resolve(this.#refuse("closing"));
+      }
+    }
+    if (this.#leaseRetryTimer !== undefined) this.#clock.clearTimeout(this.#leaseRetryTimer);
+    if (this.#dueTimer !== undefined) this.#clock.clearTimeout(this.#dueTimer);
     if (this.#slotTimer !== undefined) this.#clock.clearTimeout(this.#slotTimer);
     this.#expireBatches();
     const unused = this.#stock;
@@ -204,8 +228,10 @@ export class ServiceLimiter {
     this.#stock = 0;
     const jobs: Promise<unknown>[] = [];
     if (unused > 0) jobs.push(this.#store.returnTokens(unused));
-    if (this.#slotsHeld > 0 && this.#store.shared) jobs.push(this.#store.holdSlots(0));
-    this.#slotsHeld = 0;
+    if (this.#slotsHeld > this.#slotsInUse && this.#store.shared) {
+      jobs.push(this.#store.holdSlots(this.#slotsInUse));
+    }
+    this.#slotsHeld = this.#slotsInUse;
     await Promise.allSettled(jobs);
   }
 
@@ -224,6 +250,7 @@ export class ServiceLimiter {
   #enqueue(queue: WaitQueue, options: WaitOptions, pump: () => void): Promise<Admission> {
     const now = this.#clock.now();
     if (options.signal?.aborted) return Promise.resolve(this.#refuse("aborted"));
+    if (this.#closed) return Promise.resolve(this.#refuse("closing"));
     // Token waiters already hold a slot (at most maxConn of them): only the admission queue is bounded.
     if (queue === this.#slotQueue && queue.live >= this.#queueLimit) {
       return Promise.resolve(this.#refuse("queue_full"));
@@ -271,12 +298,19 @@ export class ServiceLimiter {
 
   // ---- tokens ----
 
+  /** Drops tokens not spent within leaseMs of falling due (counted as stranded). */
   #expireBatches(): void {
     const now = this.#clock.now();
-    while (this.#batches.length > 0 && this.#batches[0].expiresAt <= now) {
-      const stale = this.#batches.shift()!;
-      this.#stock -= stale.n;
-      this.stats.tokensStranded += stale.n;
+    while (this.#batches.length > 0) {
+      const b = this.#batches[0];
+      while (b.n > 0 && Math.max(b.nextAt, b.receivedAt) + this.#leaseMs <= now) {
+        b.n--;
+        b.nextAt += b.spacingMs;
+        this.#stock--;
+        this.stats.tokensStranded++;
+      }
+      if (b.n > 0) return;
+      this.#batches.shift();
     }
   }
 
@@ -285,6 +319,8 @@ export class ServiceLimiter {
     this.#expireBatches();
     if (this.#stock === 0) return false;
     const batch = this.#batches[0];
+    if (batch.nextAt > this.#clock.now()) return false;
+    batch.nextAt += batch.spacingMs;
     if (--batch.n === 0) this.#batches.shift();
     this.#stock--;
     this.stats.tokensSpent++;
@@ -308,7 +344,12 @@ export class ServiceLimiter {
     return this.#demandPrev * (1 - elapsed / 1000) + this.#demandThis;
   }
 
-  /** How many tokens one lease asks for: what waits now plus about half a lease lifetime of demand, bounded. */
+  /**
+   * How many tokens one lease asks for: what waits now, or about half a
+   * lease lifetime of recent demand, whichever is more; never more than
+   * `max(burst, cap)` with cap = (burst + rps·τ) / (4·instances), so leased
+   * tokens left unspent stay a small share of the limit.
+   */
   #leaseSize(waiting: number): number {
     if (!this.#store.shared) return waiting;
     const peers = Math.max(1, this.#peers());
@@ -316,43 +357,72 @@ export class ServiceLimiter {
       1,
       Math.ceil((this.#limits.burst + (this.#limits.rps * this.#leaseMs) / 1000) / (4 * peers)),
     );
-    const ahead = Math.ceil((this.#demandRate() * this.#leaseMs) / 2000);
-    return Math.max(waiting, Math.min(cap, Math.max(waiting, ahead)));
+    const ahead = Math.min(cap, Math.ceil((this.#demandRate() * this.#leaseMs) / 2000));
+    return Math.max(1, Math.min(Math.max(waiting, ahead), Math.max(cap, this.#limits.burst)));
   }
 
+  /**
+   * True when no lease is under way and the stock (which may hold tokens
+   * that fall due later) runs out within about two lease round trips. The
+   * next lease is asked for no earlier than that, so an instance with many
+   * waiters never reserves deep into the future.
+   */
+  #leaseIdle(): boolean {
+    if (this.#leasing || this.#leaseRetryTimer !== undefined || this.#closed) return false;
+    const last = this.#batches[this.#batches.length - 1];
+    if (!last) return true;
+    const lastDue = last.nextAt + (last.n - 1) * last.spacingMs;
+    return lastDue <= this.#clock.now() + 2 * this.#leaseRttMs;
+  }
+
+  /** Refills ahead of need, one lease at a time, once the stock is down to half a lease. */
   #maybePrefetch(): void {
-    if (!this.#store.shared || this.#leasing || this.#closed) return;
+    if (!this.#store.shared || !this.#leaseIdle()) return;
     const size = this.#leaseSize(0);
     if (size > 1 && this.#stock <= size / 2) this.#lease(size);
   }
 
   #pumpTokens(): void {
     while (this.#tokenQueue.live > 0 && this.#spendLocal()) this.#grant(this.#tokenQueue);
-    if (this.#tokenQueue.live > 0 && !this.#leasing && this.#tokenTimer === undefined) {
-      if (!this.#store.shared) return this.#lease(this.#tokenQueue.live);
-      // Start the lease one turn later so that requests arriving together share it.
-      this.#leasing = true;
-      this.#clock.setTimeout(() => {
-        this.#leasing = false;
-        if (this.#tokenQueue.live > 0 && !this.#closed) {
-          this.#lease(this.#leaseSize(this.#tokenQueue.live));
-        }
-      }, 0);
-    }
+    if (this.#closed) return;
+    if (this.#tokenQueue.live === 0) return this.#maybePrefetch();
+    if (this.#stock > 0) this.#wakeWhenDue();
+    if (this.#tokenQueue.live <= this.#stock || !this.#leaseIdle()) return;
+    if (!this.#store.shared) return this.#lease(this.#tokenQueue.live - this.#stock);
+    // Start the lease one turn later so that requests arriving together share it.
+    this.#leasing = true;
+    this.#clock.setTimeout(() => {
+      this.#leasing = false;
+      const need = this.#tokenQueue.live - this.#stock;
+      if (need > 0 && !this.#closed) this.#lease(this.#leaseSize(need));
+    }, 0);
+  }
+
+  /** Leased tokens that fall due later: wake the queue when the first one does. */
+  #wakeWhenDue(): void {
+    if (this.#dueTimer !== undefined || this.#batches.length === 0) return;
+    const delay = Math.max(0, this.#batches[0].nextAt - this.#clock.now());
+    this.#dueTimer = this.#clock.setTimeout(() => {
+      this.#dueTimer = undefined;
+      this.#pumpTokens();
+    }, delay);
   }
 
   #lease(want: number): void {
     this.#leasing = true;
     this.stats.tokenLeases++;
+    const asked = this.#clock.now();
     this.#store.leaseTokens(want).then(
-      ({ granted, retryAfterMs }) => {
+      ({ granted, retryAfterMs, firstAt, spacingMs = 0 }) => {
         this.#leasing = false;
+        this.#leaseRttMs = 0.8 * this.#leaseRttMs + 0.2 * (this.#clock.now() - asked);
         if (this.#closed) {
           if (granted > 0) this.#store.returnTokens(granted).catch(() => {});
           return;
         }
         if (granted > 0) {
-          this.#batches.push({ n: granted, expiresAt: this.#clock.now() + this.#leaseMs });
+          const now = this.#clock.now();
+          this.#batches.push({ n: granted, nextAt: firstAt ?? now, spacingMs, receivedAt: now });
           this.#stock += granted;
           this.stats.tokensLeased += granted;
           this.#pumpTokens();
@@ -371,8 +441,8 @@ export class ServiceLimiter {
   #retryLeaseIn(ms: number): void {
     // Jitter spreads instances that all wait for the same refill.
     const delay = Math.max(1, ms) * (this.#store.shared ? 1 + Math.random() * 0.2 : 1);
-    this.#tokenTimer = this.#clock.setTimeout(() => {
-      this.#tokenTimer = undefined;
+    this.#leaseRetryTimer = this.#clock.setTimeout(() => {
+      this.#leaseRetryTimer = undefined;
       this.#pumpTokens();
     }, delay);
   }
@@ -391,6 +461,12 @@ export class ServiceLimiter {
       if (released) return;
       released = true;
       this.#slotsInUse--;
+      if (this.#closed) {
+        // Shutting down: no linger, the slot goes back now.
+        this.#slotsHeld = this.#slotsInUse;
+        if (this.#store.shared) this.#store.holdSlots(this.#slotsInUse).catch(() => {});
+        return;
+      }
       if (this.#slotQueue.live > 0 && this.#slotFree()) {
         this.#slotsInUse++;
         this.#grant(this.#slotQueue);
@@ -402,15 +478,16 @@ export class ServiceLimiter {
 
   #scheduleSlotHandback(): void {
     if (!this.#store.shared) return;
-    // Keep an idle slot a moment for the next local request, then give it back
-    // so other instances can use it.
+    // Keep an idle slot a while for the next local request (a request every
+    // half second then costs no slot write), then give it back so other
+    // instances can use it.
     if (this.#slotTimer !== undefined || this.#holding) return;
     this.#slotTimer = this.#clock.setTimeout(() => {
       this.#slotTimer = undefined;
       if (this.#slotQueue.live === 0 && this.#slotsHeld > this.#slotsInUse) {
         this.#holdSlots(this.#slotsInUse);
       }
-    }, 50);
+    }, SLOT_LINGER_MS);
   }
 
   #pumpSlots(): void {
@@ -419,7 +496,14 @@ export class ServiceLimiter {
       this.#slotQueue.live > 0 && this.#store.shared && !this.#holding &&
       this.#slotTimer === undefined
     ) {
-      this.#holdSlots(this.#slotsInUse + this.#slotQueue.live);
+      // One turn later, so that requests arriving together share one write.
+      this.#holding = true;
+      this.#clock.setTimeout(() => {
+        this.#holding = false;
+        if (this.#slotQueue.live > 0 && !this.#closed) {
+          this.#holdSlots(this.#slotsInUse + this.#slotQueue.live);
+        }
+      }, 0);
     }
   }
 
@@ -435,10 +519,16 @@ export class ServiceLimiter {
         this.#slotsValidUntil = asked + this.#slotTtlMs;
         const before = this.#slotQueue.live;
         this.#pumpSlotsLocal();
-        if (this.#slotQueue.live > 0) {
+        if (this.#slotQueue.live > 0 && held >= target) {
+          // Everything asked for was granted: the rest arrived since. Ask again now.
+          this.#pumpSlots();
+        } else if (this.#slotQueue.live > 0) {
           // Nothing free anywhere: poll, backing off, until another instance lets go.
+          // Back off to 250 ms per live instance (at most 1 s): the polls of
+          // all instances together stay near four a second.
+          const ceiling = Math.min(1000, 250 * Math.max(1, this.#peers()));
           this.#slotPollMs = before === this.#slotQueue.live
-            ? Math.min(this.#slotPollMs * 2, 250)
+            ? Math.min(this.#slotPollMs * 2, ceiling)
             : 20;
           this.#pollSlotsIn(this.#slotPollMs);
         } else {

@@ -165,3 +165,48 @@ Deno.test("a killed gateway process's in-flight slots come back within the slot 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("SIGTERM: a stopping gateway process hands back its unused tokens, and exits within 5 s", async () => {
+  const dir = await Deno.makeTempDir();
+  const mock = await startMockUpstream({});
+  // A slow refill (one token per 2 s) makes every token handed back visible.
+  const config = {
+    leaseMs: 10_000,
+    services: { openai: { target: mock.url, rps: 0.5, burst: 10, maxConn: 10 } },
+  };
+  const [stopping, other] = await Promise.all(
+    [1, 2].map(() => startProcess(`${dir}/kv.sqlite3`, config)),
+  );
+  const post = (p: Proc) =>
+    fetch(`${p.url}/openai/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+      body: chatBody(),
+      signal: AbortSignal.timeout(8000),
+    }).then(async (r) => {
+      await r.body?.cancel();
+      return r.status;
+    });
+  try {
+    // Three requests; with that demand seen, the process leases a few tokens ahead.
+    assert((await Promise.all([1, 2, 3].map(() => post(stopping)))).every((s) => s === 200));
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    stopping.child.kill("SIGTERM");
+    const status = await stopping.child.status;
+    assert(
+      status.success && Date.now() - t0 < 5000,
+      `exit ${status.code} after ${Date.now() - t0} ms`,
+    );
+    // The rest of the burst, 10 − 3, must be there at once for the other process.
+    const t1 = Date.now();
+    const statuses = await Promise.all(Array.from({ length: 7 }, () => post(other)));
+    const took = Date.now() - t1;
+    assert(statuses.every((s) => s === 200), `statuses ${statuses}`);
+    assert(took < 1500, `the last of seven took ${took} ms: leased tokens were not handed back`);
+  } finally {
+    await stopAll([stopping, other]);
+    await mock.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -94,7 +94,10 @@ Deno.test("401 disables the key, the request retries on another, and a restart r
       ["good", "good", "good", "good"],
       "the disabled key stays out",
     );
-    const stored = JSON.stringify(await Array.fromAsync(kv.list({ prefix: [] })));
+    const stored = JSON.stringify(
+      await Array.fromAsync(kv.list({ prefix: [] })),
+      (_, v) => typeof v === "bigint" ? String(v) : v,
+    );
     assert(!stored.includes("revoked") && !stored.includes('"good"'), "KV holds no raw key");
     await again.close();
   } finally {

@@ -29,6 +29,13 @@ export interface SharedLoadOptions {
   faults: KvFaults;
   /** "local": each instance limits itself only (the baseline). */
   mode?: "shared" | "local";
+  /** How the KV store shares tokens (see KvCapacityStore). Default "ledger". */
+  tokens?: "ledger" | "compare_and_set";
+  /**
+   * Open loop: requests offered per second in all, spread over the instances
+   * at random, instead of workers that send back to back.
+   */
+  offeredRps?: number;
   /** Called once the load runs, to inject faults mid-run. */
   during?: (elapsedMs: () => number) => Promise<void>;
 }
@@ -40,8 +47,14 @@ export interface SharedLoadResult {
   /** Most sends in flight at once across all instances. */
   maxInFlight: number;
   kvOps: number;
+  /** KV operations per send after the first second (start-up excluded). */
+  steadyOpsPerSend: number;
   /** Limiter-added latency of each admitted request (slot + token), in ms. */
   waits: number[];
+  /** The same, for requests served wholly from the local stock (no KV call awaited). */
+  fastWaits: number[];
+  /** The same, for requests that waited for a lease or a slot write. */
+  slowWaits: number[];
   limiters: ServiceLimiter[];
   events: string[];
 }
@@ -61,6 +74,7 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
           instanceId: `i${i}`,
           clock: systemClock,
           slotTtlMs: options.slotTtlMs,
+          tokens: options.tokens,
           call: { timeoutMs: 500, attempts: 2, sleep: (ms) => sleep(ms) },
         }),
         options.limits,
@@ -84,42 +98,80 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
   const end = Date.now() + options.durationMs;
   const sends: number[] = [];
   const waits: number[] = [];
+  const fastWaits: number[] = [];
+  const slowWaits: number[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
   options.faults.ops = 0;
-  const worker = async (limiter: ServiceLimiter) => {
-    while (Date.now() < end) {
-      const asked = performance.now();
-      const slot = await limiter.acquireSlot({ deadline: end });
-      if (!slot.ok) continue;
-      const token = await limiter.takeToken({ deadline: end });
-      if (!token.ok) {
-        slot.release();
-        continue;
-      }
-      waits.push(performance.now() - asked);
-      sends.push(elapsed());
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      await sleep(options.holdMs);
-      inFlight--;
+  /** One request; false when it was refused. */
+  const send = async (limiter: ServiceLimiter): Promise<boolean> => {
+    const asked = performance.now();
+    // Served from the local stock when the counters move before the first await.
+    const spentBefore = limiter.stats.tokensSpent;
+    const inFlightBefore = limiter.inFlight;
+    const slotPromise = limiter.acquireSlot({ deadline: end });
+    const slotAtOnce = limiter.inFlight > inFlightBefore;
+    const slot = await slotPromise;
+    if (!slot.ok) return false;
+    const tokenPromise = limiter.takeToken({ deadline: end });
+    const fast = slotAtOnce && limiter.stats.tokensSpent > spentBefore;
+    const token = await tokenPromise;
+    if (!token.ok) {
       slot.release();
+      return false;
     }
+    const wait = performance.now() - asked;
+    waits.push(wait);
+    (fast ? fastWaits : slowWaits).push(wait);
+    sends.push(elapsed());
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    await sleep(options.holdMs);
+    inFlight--;
+    slot.release();
+    return true;
   };
+  const worker = async (limiter: ServiceLimiter) => {
+    while (Date.now() < end) await send(limiter);
+  };
+  const openLoop = async (perSec: number) => {
+    const pending: Promise<boolean>[] = [];
+    for (let i = 0; Date.now() < end; i++) {
+      const due = t0 + (i * 1000) / perSec;
+      const delay = due - performance.now();
+      if (delay > 0) await sleep(delay);
+      pending.push(send(limiters[Math.floor(Math.random() * limiters.length)]));
+    }
+    await Promise.all(pending);
+  };
+  let opsAtWarm = 0;
+  const warm = setTimeout(() => opsAtWarm = options.faults.ops, 1000);
   const heartbeat = setInterval(
     () => limiters.forEach((l) => l.heartbeat()),
     (options.slotTtlMs ?? 15_000) / 3,
   );
-  const work = limiters.flatMap((l) =>
-    Array.from({ length: options.workersPerInstance }, () => worker(l))
-  );
+  const work = options.offeredRps
+    ? [openLoop(options.offeredRps)]
+    : limiters.flatMap((l) => Array.from({ length: options.workersPerInstance }, () => worker(l)));
   await Promise.all([...work, options.during?.(elapsed)]);
   clearInterval(heartbeat);
+  clearTimeout(warm);
   const kvOps = options.faults.ops;
+  const steadySends = sends.filter((t) => t >= 1000).length;
   options.faults.failing = false;
   await Promise.all(limiters.map((l) => l.close()));
   base.close();
-  return { sends: sends.sort((a, b) => a - b), maxInFlight, kvOps, waits, limiters, events };
+  return {
+    sends: sends.sort((a, b) => a - b),
+    maxInFlight,
+    kvOps,
+    steadyOpsPerSend: (kvOps - opsAtWarm) / Math.max(1, steadySends),
+    waits,
+    fastWaits,
+    slowWaits,
+    limiters,
+    events,
+  };
 }
 
 /**

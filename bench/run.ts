@@ -1,0 +1,410 @@
+/**
+ * The load benchmark (issue 4): kvgate next to the floor, in one run, on
+ * loopback. One mock upstream process (bench/mock_upstream.ts) with a fixed
+ * latency; the same loads against each target in turn:
+ *
+ * 1. `direct` — the mock itself (the limit);
+ * 2. `minimal` — bench/minimal_proxy.ts, a bare pass-through Deno proxy (the floor);
+ * 3. `kvgate` — main.ts with limits far above the load (pacing on, never binding), KV in a file;
+ * 4. `kvgate-binding` — main.ts with limits the load exceeds (the queue's cost).
+ *
+ * Loads: non-streaming chat completions at 1 connection (latency) and 32
+ * connections (throughput) with wrk, and streaming (time to first chunk and
+ * to the last) with a Deno client. Each target runs twice, interleaved.
+ * Per phase: requests/s, p50, p99, and the proxy process's CPU time per
+ * request from /proc/<pid>/stat before and after. Then memory: 10,000
+ * requests queued behind a binding limit, then all aborted.
+ *
+ * Run: `deno task bench` (needs wrk: `apt-get install -y wrk`; the task installs it if missing).
+ *
+ * @module
+ */
+
+const DENO = Deno.execPath();
+const ROOT = new URL("../", import.meta.url);
+const PASSWORD = "bench-password";
+const PHASE_S = Number(Deno.env.get("BENCH_PHASE_S") ?? 5);
+const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
+const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
+const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+interface Proc {
+  name: string;
+  base: string;
+  path: string;
+  child: Deno.ChildProcess;
+}
+
+async function start(
+  name: string,
+  script: string,
+  env: Record<string, string>,
+  path: string,
+  extraArgs: string[] = [],
+): Promise<Proc> {
+  const port = freePort();
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", ...extraArgs, script],
+    cwd: ROOT,
+    env: { ...env, PORT: String(port), HOST: "127.0.0.1" },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    try {
+      const r = await fetch(`${base}/`);
+      await r.body?.cancel();
+      return { name, base, path, child };
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error(`${name} did not start`);
+}
+
+async function stop(p: Proc): Promise<void> {
+  try {
+    p.child.kill("SIGKILL");
+  } catch { /* gone */ }
+  await p.child.status;
+}
+
+/** utime + stime of a process, in ms. */
+function cpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+function rssKiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+}
+
+/** Established TCP connections whose local port is `port` (the server side). */
+function connectionsTo(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  let n = 0;
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[1]?.endsWith(`:${hex}`) && cols[3] === "01") n++;
+    }
+  }
+  return n;
+}
+
+const LUA = await Deno.makeTempFile({ suffix: ".lua" });
+await Deno.writeTextFile(
+  LUA,
+  `wrk.method = "POST"
+wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Translate: hello"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer ${PASSWORD}"
+`,
+);
+
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  errors: number;
+}
+
+function toMs(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : n;
+}
+
+async function wrk(url: string, connections: number, seconds: number): Promise<LoadResult> {
+  const out = await new Deno.Command("wrk", {
+    args: ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", LUA, url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const pct = (p: string) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s|m)`).exec(text);
+    return m ? toMs(m[1], m[2]) : NaN;
+  };
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? 0);
+  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0) +
+    [...text.matchAll(/(connect|read|write|timeout) (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? 0),
+    p50: pct("50"),
+    p99: pct("99"),
+    requests,
+    errors,
+  };
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+/** Sequential streaming requests: time to the first body chunk and to the end. */
+async function streams(url: string, n: number) {
+  const first: number[] = [];
+  const last: number[] = [];
+  let errors = 0;
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const r = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "bench-model", stream: true, messages: [] }),
+    });
+    if (!r.ok || !r.body) {
+      errors++;
+      await r.body?.cancel();
+      continue;
+    }
+    const reader = r.body.getReader();
+    let got = false;
+    while (true) {
+      const { done } = await reader.read();
+      if (!got) {
+        first.push(performance.now() - t0);
+        got = true;
+      }
+      if (done) break;
+    }
+    last.push(performance.now() - t0);
+  }
+  return { first: percentile(first, 50), last: percentile(last, 50), errors };
+}
+
+interface Row {
+  round: number;
+  target: string;
+  load: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuPerReqMs: number;
+  errors: number;
+}
+
+async function measure(p: Proc, round: number, rows: Row[]): Promise<void> {
+  const url = p.base + p.path;
+  const pid = p.name === "direct" ? NaN : p.child.pid;
+  const cpu = () => Number.isNaN(pid) ? NaN : cpuMs(pid);
+  await wrk(url, 8, 1); // warm-up: JIT, connection pools
+  for (const conns of [1, 32]) {
+    const before = cpu();
+    const r = await wrk(url, conns, PHASE_S);
+    const used = cpu() - before;
+    rows.push({
+      round,
+      target: p.name,
+      load: `${conns} conn`,
+      rps: r.rps,
+      p50: r.p50,
+      p99: r.p99,
+      cpuPerReqMs: used / Math.max(1, r.requests),
+      errors: r.errors,
+    });
+  }
+  const before = cpu();
+  const s = await streams(url, STREAMS);
+  rows.push({
+    round,
+    target: p.name,
+    load: "stream",
+    rps: NaN,
+    p50: s.first,
+    p99: s.last,
+    cpuPerReqMs: (cpu() - before) / STREAMS,
+    errors: s.errors,
+  });
+}
+
+function kvgateEnv(mockBase: string, kvPath: string, limits: Record<string, number>) {
+  return {
+    ACCESS_PASSWORD: PASSWORD,
+    KV_PATH: kvPath,
+    OPENAI_API_KEYS: "sk-bench-one,sk-bench-two",
+    GATEWAY_CONFIG: JSON.stringify({
+      queueLimit: 20_000,
+      queueTimeoutMs: 600_000,
+      services: { openai: { target: mockBase, ...limits } },
+    }),
+  };
+}
+
+const f = (n: number, d = 3) => Number.isFinite(n) ? n.toFixed(d) : "-";
+
+async function main() {
+  const dir = await Deno.makeTempDir();
+  const mock = await start("direct", "bench/mock_upstream.ts", {
+    LATENCY_MS: "2",
+    CHUNKS: "10",
+    CHUNK_DELAY_MS: "2",
+  }, "/v1/chat/completions");
+  const minimal = await start("minimal", "bench/minimal_proxy.ts", {
+    TARGET: mock.base,
+  }, "/v1/chat/completions");
+  const kvgate = await start(
+    "kvgate",
+    "main.ts",
+    kvgateEnv(mock.base, `${dir}/free.sqlite3`, { rps: 1e6, burst: 1e6, maxConn: 10_000 }),
+    "/openai/v1/chat/completions",
+  );
+  const binding = await start(
+    "kvgate-binding",
+    "main.ts",
+    kvgateEnv(mock.base, `${dir}/binding.sqlite3`, { rps: 500, burst: 50, maxConn: 16 }),
+    "/openai/v1/chat/completions",
+  );
+  const targets = [mock, minimal, kvgate, binding];
+  const mem = await Deno.readTextFile("/proc/meminfo").then((t) =>
+    Math.round(Number(/MemTotal:\s+(\d+)/.exec(t)?.[1]) / 1024 / 1024)
+  );
+  console.log(
+    `# kvgate load benchmark — ${
+      new Date().toISOString().slice(0, 10)
+    }, Deno ${Deno.version.deno}, ` +
+      `${navigator.hardwareConcurrency} cores, ${mem} GiB; mock latency 2 ms, ${PHASE_S} s per phase, ` +
+      `${STREAMS} streams of 10 chunks 2 ms apart`,
+  );
+  const rows: Row[] = [];
+  try {
+    for (const round of [1, 2]) {
+      for (const t of targets) await measure(t, round, rows);
+    }
+  } finally {
+    for (const t of [minimal, kvgate, binding]) await stop(t);
+  }
+
+  console.log(
+    "\nround | target | load | req/s | p50 ms | p99 ms | CPU ms/req | errors   (stream: p50 = first chunk, p99 column = last chunk, both p50)",
+  );
+  for (const r of rows) {
+    console.log(
+      [r.round, r.target, r.load, f(r.rps, 0), f(r.p50), f(r.p99), f(r.cpuPerReqMs, 4), r.errors]
+        .join(" | "),
+    );
+  }
+  console.log("\nRatios against the minimal proxy of the same round:");
+  console.log(
+    "round | target | CPU/req (1 conn) | CPU/req (32 conn) | req/s (32 conn) | p50 added ms (1 conn) | first chunk | last chunk",
+  );
+  for (const round of [1, 2]) {
+    const get = (target: string, load: string) =>
+      rows.find((r) => r.round === round && r.target === target && r.load === load)!;
+    for (const target of ["kvgate", "kvgate-binding"]) {
+      console.log(
+        [
+          round,
+          target,
+          f(get(target, "1 conn").cpuPerReqMs / get("minimal", "1 conn").cpuPerReqMs, 2),
+          f(get(target, "32 conn").cpuPerReqMs / get("minimal", "32 conn").cpuPerReqMs, 2),
+          f(get(target, "32 conn").rps / get("minimal", "32 conn").rps, 2),
+          f(get(target, "1 conn").p50 - get("minimal", "1 conn").p50),
+          f(get(target, "stream").p50 / get("minimal", "stream").p50, 2),
+          f(get(target, "stream").p99 / get("minimal", "stream").p99, 2),
+        ].join(" | "),
+      );
+    }
+    console.log(
+      `${round} | wrk ceiling | direct ${
+        f(get("direct", "32 conn").rps, 0)
+      } req/s at 32 conn vs minimal ${f(get("minimal", "32 conn").rps, 0)}`,
+    );
+  }
+
+  await memoryPhase(mock, dir);
+  await stop(mock);
+  await Deno.remove(dir, { recursive: true });
+  await Deno.remove(LUA);
+}
+
+/** 10,000 requests queued behind a binding limit, then every client aborts. */
+async function memoryPhase(mock: Proc, dir: string): Promise<void> {
+  const gw = await start(
+    "kvgate-queue",
+    "main.ts",
+    kvgateEnv(mock.base, `${dir}/queue.sqlite3`, { rps: 1, burst: 1, maxConn: 1 }),
+    "/openai/v1/chat/completions",
+  );
+  const port = Number(new URL(gw.base).port);
+  const url = gw.base + gw.path;
+  const stats = async () => (await fetch(`${mock.base}/stats`)).json();
+  try {
+    // Warm the request path once, then let the process settle.
+    await (await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+      body: "{}",
+    })).body?.cancel();
+    await sleep(1500);
+    const rss0 = rssKiB(gw.child.pid);
+    const upstreamBefore = (await stats()).received;
+    const ac = new AbortController();
+    const pending = Array.from({ length: QUEUED }, () =>
+      fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+        body: "{}",
+        signal: ac.signal,
+      }).then((r) => r.body?.cancel(), () => {}));
+    const t0 = Date.now();
+    while (connectionsTo(port) < QUEUED && Date.now() - t0 < 60_000) await sleep(200);
+    await sleep(2000);
+    const open = connectionsTo(port);
+    const rss1 = rssKiB(gw.child.pid);
+    const upstreamQueued = (await stats()).received - upstreamBefore;
+    ac.abort();
+    await Promise.all(pending);
+    const t1 = Date.now();
+    while (connectionsTo(port) > 0 && Date.now() - t1 < 30_000) await sleep(200);
+    await sleep(3000);
+    const rss2 = rssKiB(gw.child.pid);
+    const after = await stats();
+    const cpuBefore = cpuMs(gw.child.pid);
+    await sleep(2000);
+    const idleCpu = cpuMs(gw.child.pid) - cpuBefore;
+    const upstreamAfter = (await stats()).received;
+    console.log(`\n## Memory: ${QUEUED} requests queued behind rps 1, maxConn 1, then all aborted`);
+    console.log(
+      "connections open | RSS before KiB | RSS queued KiB | per queued request | RSS after abort KiB | after ÷ before | upstream requests while queued | upstream in flight after | upstream requests in 2 s after | CPU ms in 2 s idle after",
+    );
+    console.log(
+      [
+        open,
+        rss0,
+        rss1,
+        `${f(((rss1 - rss0) * 1024) / Math.max(1, open), 0)} B`,
+        rss2,
+        f(rss2 / rss0, 2),
+        upstreamQueued,
+        after.inFlight,
+        upstreamAfter - after.received,
+        idleCpu,
+      ].join(" | "),
+    );
+  } finally {
+    await stop(gw);
+  }
+}
+
+if (import.meta.main) await main();

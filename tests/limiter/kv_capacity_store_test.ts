@@ -1,0 +1,160 @@
+import { assert, assertEquals } from "../support/assert.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+import {
+  KvCapacityStore,
+  ServiceLimiter,
+  type ServiceLimits,
+  type TokenLease,
+} from "../../limiter/mod.ts";
+import { slotsKey, tokenLedgerKey } from "../../kv/mod.ts";
+
+const limits: ServiceLimits = { rps: 10, burst: 5, maxConn: 4 };
+
+/** Counts the KV commits that failed their check (compare-and-set conflicts). */
+function countingConflicts(kv: Deno.Kv): { kv: Deno.Kv; conflicts: () => number } {
+  let conflicts = 0;
+  const wrapped = new Proxy(kv, {
+    get(target, prop) {
+      if (prop !== "atomic") return Reflect.get(target, prop, target).bind?.(target);
+      return () => {
+        const op = target.atomic();
+        const commit = op.commit.bind(op);
+        op.commit = async () => {
+          const r = await commit();
+          if (!r.ok) conflicts++;
+          return r;
+        };
+        return op;
+      };
+    },
+  });
+  return { kv: wrapped, conflicts: () => conflicts };
+}
+
+/** Every token's due time, in ms after `start`. */
+function dueTimes(leases: TokenLease[], start: number): number[] {
+  return leases.flatMap(({ granted, firstAt = start, spacingMs = 0 }) =>
+    Array.from({ length: granted }, (_, k) => Math.max(0, firstAt + k * spacingMs - start))
+  ).sort((a, b) => a - b);
+}
+
+Deno.test("ledger store: eight instances reserving at once never conflict, and no window gets more than burst + rps·W", async () => {
+  const clock = new FakeClock();
+  const base = await Deno.openKv(":memory:");
+  const { kv, conflicts } = countingConflicts(base);
+  try {
+    const stores = Array.from(
+      { length: 8 },
+      (_, i) => new KvCapacityStore(kv, "svc", limits, { instanceId: `i${i}`, clock }),
+    );
+    const start = clock.now();
+    const leases = await Promise.all(
+      stores.flatMap((s) => [s.leaseTokens(3), s.leaseTokens(2)]),
+    );
+    assertEquals(conflicts(), 0);
+    assert(leases.every((l) => l.granted > 0), "a ledger grants, for later if need be");
+    const due = dueTimes(leases, start);
+    assertEquals(due.length, 40);
+    for (const w of [0, 100, 500, 1000, 3000]) {
+      for (let i = 0; i < due.length; i++) {
+        const inWindow = due.filter((t) => t >= due[i] && t <= due[i] + w).length;
+        const allowed = limits.burst + limits.rps * (w / 1000);
+        assert(inWindow <= allowed + 1e-9, `window ${w} ms at ${due[i]}: ${inWindow} > ${allowed}`);
+      }
+    }
+    // 40 tokens with a burst of 5 at 10 a second: the last falls due 3.5 s on.
+    assertEquals(due.at(-1), 3500);
+  } finally {
+    base.close();
+  }
+});
+
+Deno.test("compare-and-set store: the same eight instances conflict (the baseline the ledger replaces)", async () => {
+  const clock = new FakeClock();
+  const base = await Deno.openKv(":memory:");
+  const { kv, conflicts } = countingConflicts(base);
+  try {
+    const stores = Array.from({ length: 8 }, (_, i) =>
+      new KvCapacityStore(kv, "svc", limits, {
+        instanceId: `i${i}`,
+        clock,
+        tokens: "compare_and_set",
+      }));
+    const leases = await Promise.all(stores.map((s) => s.leaseTokens(1)));
+    assert(conflicts() > 0, "compare-and-set conflicts under concurrency");
+    assert(leases.reduce((n, l) => n + l.granted, 0) <= limits.burst, "but never over-grants");
+  } finally {
+    base.close();
+  }
+});
+
+Deno.test("ledger store: returnTokens() hands back the unused tail only while nobody reserved after it", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const a = new KvCapacityStore(kv, "svc", limits, { instanceId: "a", clock });
+    const b = new KvCapacityStore(kv, "svc", limits, { instanceId: "b", clock });
+    const ledger = async () => (await kv.get<Deno.KvU64>(tokenLedgerKey("svc"))).value!.value;
+    await a.leaseTokens(4);
+    const afterA = await ledger();
+    await a.returnTokens(3);
+    assertEquals(afterA - (await ledger()), 3n * 100_000n, "three tokens of 100 ms back");
+
+    await a.leaseTokens(4);
+    await b.leaseTokens(1);
+    const beforeReturn = await ledger();
+    await a.returnTokens(4);
+    assertEquals(await ledger(), beforeReturn, "b reserved after a: a's tokens stay spent");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("limiter.close() hands back unused ledger tokens and idle slots, keeping the slots in use", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const l = { rps: 1, burst: 10, maxConn: 5 };
+    const make = (id: string) =>
+      new ServiceLimiter(l, {
+        store: new KvCapacityStore(kv, "svc", l, { instanceId: id, clock }),
+        clock,
+      });
+    const stopping = make("stopping");
+    const deadline = clock.now() + 60_000;
+    const slots = await Promise.all([1, 2, 3].map(async () => {
+      const slot = stopping.acquireSlot({ deadline });
+      await clock.advance(0);
+      return await slot;
+    }));
+    const tokens = [1, 2, 3].map(() => stopping.takeToken({ deadline }));
+    await clock.advance(0);
+    assert((await Promise.all(tokens)).every((t) => t.ok));
+    await clock.advance(0);
+    assert(stopping.stats.tokensLeased > 3, "a stock was leased ahead of demand");
+    slots[0].ok && slots[0].release();
+    await stopping.close();
+    const record = await kv.get<{ holders: Record<string, { n: number }> }>(slotsKey("svc"));
+    assertEquals(record.value?.holders.stopping?.n, 2, "two slots still in flight stay held");
+
+    // Another instance now gets the whole remaining burst at once: 10 − 3 spent.
+    const other = make("other");
+    let granted = 0;
+    for (let i = 0; i < 7; i++) other.takeToken({ deadline }).then((t) => t.ok && granted++);
+    for (let i = 0; i < 4; i++) await clock.advance(0);
+    assertEquals(granted, 7, "no time passed: all seven from the burst");
+
+    slots[1].ok && slots[1].release();
+    slots[2].ok && slots[2].release();
+    await clock.advance(0);
+    const after = await kv.get<{ holders: Record<string, { n: number }> }>(slotsKey("svc"));
+    assertEquals(
+      after.value?.holders.stopping,
+      undefined,
+      "released after close: handed back at once",
+    );
+    await other.close();
+  } finally {
+    kv.close();
+  }
+});
