@@ -151,6 +151,8 @@ export class ServiceLimiter {
   #holding = false;
   #slotTimer: TimerHandle | undefined;
   #slotPollMs = 20;
+  #shutdownWrites: Promise<unknown> = Promise.resolve();
+  #pendingHold: Promise<unknown> = Promise.resolve();
 
   // Demand estimate: tokens taken in the current and the previous second.
   #demandWindowStart = 0;
@@ -228,8 +230,12 @@ export class ServiceLimiter {
     this.#stock = 0;
     const jobs: Promise<unknown>[] = [];
     if (unused > 0) jobs.push(this.#store.returnTokens(unused));
-    if (this.#slotsHeld > this.#slotsInUse && this.#store.shared) {
-      jobs.push(this.#store.holdSlots(this.#slotsInUse));
+    if (this.#store.shared && (this.#slotsHeld > this.#slotsInUse || this.#holding)) {
+      // After any write still under way, so that this one lands last.
+      this.#shutdownWrites = this.#pendingHold.then(() =>
+        this.#store.holdSlots(this.#slotsInUse).catch(() => {})
+      );
+      jobs.push(this.#shutdownWrites);
     }
     this.#slotsHeld = this.#slotsInUse;
     await Promise.allSettled(jobs);
@@ -347,15 +353,19 @@ export class ServiceLimiter {
   /**
    * How many tokens one lease asks for: what waits now, or about half a
    * lease lifetime of recent demand, whichever is more; never more than
-   * `max(burst, cap)` with cap = (burst + rps·τ) / (4·instances), so leased
-   * tokens left unspent stay a small share of the limit.
+   * `max(burst, cap)` with cap = (burst + rps·τ) / (4·instances) or two
+   * lease round trips at rps if more, so leased tokens left unspent stay a
+   * small share of the limit.
    */
   #leaseSize(waiting: number): number {
     if (!this.#store.shared) return waiting;
     const peers = Math.max(1, this.#peers());
+    // A share of the limit, but never less than two lease round trips of the
+    // whole rate: one busy instance must keep up even when KV is slow.
     const cap = Math.max(
       1,
       Math.ceil((this.#limits.burst + (this.#limits.rps * this.#leaseMs) / 1000) / (4 * peers)),
+      Math.ceil((this.#limits.rps * 2 * this.#leaseRttMs) / 1000),
     );
     const ahead = Math.min(cap, Math.ceil((this.#demandRate() * this.#leaseMs) / 2000));
     return Math.max(1, Math.min(Math.max(waiting, ahead), Math.max(cap, this.#limits.burst)));
@@ -393,9 +403,21 @@ export class ServiceLimiter {
     this.#leasing = true;
     this.#clock.setTimeout(() => {
       this.#leasing = false;
-      const need = this.#tokenQueue.live - this.#stock;
+      const need = this.#tokensNeeded();
       if (need > 0 && !this.#closed) this.#lease(this.#leaseSize(need));
     }, 0);
+  }
+
+  /**
+   * Tokens the waiters need beyond the stock; at least what the service's
+   * rate spends during two lease round trips (up to the waiters' number),
+   * so that back-to-back leases keep up when KV is slow.
+   */
+  #tokensNeeded(): number {
+    const live = this.#tokenQueue.live;
+    if (live <= this.#stock) return 0;
+    const pipeline = Math.ceil((this.#limits.rps * 2 * this.#leaseRttMs) / 1000);
+    return Math.max(live - this.#stock, Math.min(live, pipeline));
   }
 
   /** Leased tokens that fall due later: wake the queue when the first one does. */
@@ -462,9 +484,14 @@ export class ServiceLimiter {
       released = true;
       this.#slotsInUse--;
       if (this.#closed) {
-        // Shutting down: no linger, the slot goes back now.
+        // Shutting down: no linger, the slot goes back now. Writes go one
+        // after another, each with the count at its turn, so the last wins.
         this.#slotsHeld = this.#slotsInUse;
-        if (this.#store.shared) this.#store.holdSlots(this.#slotsInUse).catch(() => {});
+        if (this.#store.shared) {
+          this.#shutdownWrites = this.#shutdownWrites.then(() =>
+            this.#store.holdSlots(this.#slotsInUse).catch(() => {})
+          );
+        }
         return;
       }
       if (this.#slotQueue.live > 0 && this.#slotFree()) {
@@ -511,7 +538,9 @@ export class ServiceLimiter {
     this.#holding = true;
     this.stats.slotWrites++;
     const asked = this.#clock.now();
-    this.#store.holdSlots(target).then(
+    const write = this.#store.holdSlots(target);
+    this.#pendingHold = write.catch(() => {});
+    write.then(
       (held) => {
         this.#holding = false;
         if (this.#closed) return;

@@ -5,9 +5,10 @@ import { KvCapacityStore, ServiceLimiter, systemClock } from "../../limiter/mod.
 const limits = { rps: 20, burst: 10, maxConn: 6 };
 const leaseMs = 500;
 
-for (const latencyMs of [0, 20, 100]) {
-  Deno.test(`shared limits, 4 instances, KV latency ${latencyMs} ms: rate envelope, utilisation and in-flight cap hold`, async () => {
-    const durationMs = 3000;
+// The slowest KV runs for the issue's 30 s: start-up (two 100 ms round trips
+// before the first token) would weigh too much in 3 s.
+for (const [latencyMs, durationMs] of [[0, 3000], [20, 3000], [100, 30_000]]) {
+  Deno.test(`shared limits, 4 instances, KV latency ${latencyMs} ms, ${durationMs / 1000} s: rate envelope, utilisation ≥ 90% and in-flight cap hold`, async () => {
     const r = await runSharedLoad({
       instances: 4,
       limits,
@@ -22,12 +23,8 @@ for (const latencyMs of [0, 20, 100]) {
       assert(ratio <= 1, `window ${w} ms: ${ratio.toFixed(3)} of burst + rps·(W + τ)`);
     }
     assert(r.maxInFlight <= limits.maxConn, `in flight ${r.maxInFlight} > maxConn`);
-    // At 100 ms per KV call, compare-and-set leases conflict between instances and utilisation
-    // falls far short (about 25%, see issue 3's note): only the guarantees are asserted there.
     const possible = limits.burst + (limits.rps * durationMs) / 1000;
-    if (latencyMs < 100) {
-      assert(r.sends.length >= 0.9 * possible, `utilisation ${r.sends.length}/${possible}`);
-    }
+    assert(r.sends.length >= 0.9 * possible, `utilisation ${r.sends.length}/${possible}`);
   });
 }
 
