@@ -4,7 +4,7 @@
  * @module
  */
 import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
-import { createGateway, jsonLog } from "./gateway/mod.ts";
+import { createGateway, flushLog, jsonLog } from "./gateway/mod.ts";
 
 function generatePassword(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(24));
@@ -95,6 +95,7 @@ async function main(): Promise<void> {
     ]);
     clearTimeout(timer);
     jsonLog({ event: "stopped", instance: gateway.instanceId });
+    flushLog();
     kv.close();
     Deno.exit(0);
   };

@@ -44,16 +44,36 @@ interface Proc {
   child: Deno.ChildProcess;
 }
 
+/**
+ * With two or more cores and taskset, the proxy under test gets core 1 to
+ * itself and everything else (mock, wrk, this runner) shares core 0, so
+ * that its CPU time per request does not swing with the load generator's.
+ */
+const PIN = navigator.hardwareConcurrency >= 2 &&
+  (await new Deno.Command("taskset", { args: ["-V"], stdout: "null", stderr: "null" }).output()
+    .then((o) => o.success, () => false));
+
+function command(cpu: number, program: string, args: string[]): [string, string[]] {
+  return PIN ? ["taskset", ["-c", String(cpu), program, ...args]] : [program, args];
+}
+
 async function start(
   name: string,
   script: string,
   env: Record<string, string>,
   path: string,
-  extraArgs: string[] = [],
+  cpu = 1,
 ): Promise<Proc> {
   const port = freePort();
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", ...extraArgs, script],
+  const [program, args] = command(cpu, DENO, [
+    "run",
+    "-A",
+    "--unstable-kv",
+    "--unstable-no-legacy-abort",
+    script,
+  ]);
+  const child = new Deno.Command(program, {
+    args,
     cwd: ROOT,
     env: { ...env, PORT: String(port), HOST: "127.0.0.1" },
     stdout: "null",
@@ -110,6 +130,23 @@ function connectionsTo(port: number): number {
   return n;
 }
 
+/** wrk from Debian's packages: installed here when missing (needs root and the package registry). */
+async function ensureWrk(): Promise<void> {
+  const has = () =>
+    new Deno.Command("wrk", { args: ["-v"], stdout: "null", stderr: "null" }).output()
+      .then(() => true, () => false);
+  if (await has()) return;
+  console.error("bench: wrk is missing; installing it with apt-get");
+  const apt = (args: string[]) =>
+    new Deno.Command("apt-get", { args, stdout: "null", stderr: "inherit" }).output();
+  if (!(await apt(["install", "-y", "wrk"])).success) {
+    await apt(["update"]);
+    await apt(["install", "-y", "wrk"]);
+  }
+  if (!(await has())) throw new Error("bench: could not install wrk (apt-get install -y wrk)");
+}
+
+await ensureWrk();
 const LUA = await Deno.makeTempFile({ suffix: ".lua" });
 await Deno.writeTextFile(
   LUA,
@@ -134,8 +171,17 @@ function toMs(v: string, unit: string): number {
 }
 
 async function wrk(url: string, connections: number, seconds: number): Promise<LoadResult> {
-  const out = await new Deno.Command("wrk", {
-    args: ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", LUA, url],
+  const [program, args] = command(0, "wrk", [
+    "-t1",
+    `-c${connections}`,
+    `-d${seconds}s`,
+    "--latency",
+    "-s",
+    LUA,
+    url,
+  ]);
+  const out = await new Deno.Command(program, {
+    args,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -255,11 +301,21 @@ const f = (n: number, d = 3) => Number.isFinite(n) ? n.toFixed(d) : "-";
 
 async function main() {
   const dir = await Deno.makeTempDir();
-  const mock = await start("direct", "bench/mock_upstream.ts", {
-    LATENCY_MS: "2",
-    CHUNKS: "10",
-    CHUNK_DELAY_MS: "2",
-  }, "/v1/chat/completions");
+  if (PIN) {
+    await new Deno.Command("taskset", { args: ["-cp", "0", String(Deno.pid)], stdout: "null" })
+      .output();
+  }
+  const mock = await start(
+    "direct",
+    "bench/mock_upstream.ts",
+    {
+      LATENCY_MS: "2",
+      CHUNKS: "10",
+      CHUNK_DELAY_MS: "2",
+    },
+    "/v1/chat/completions",
+    0,
+  );
   const minimal = await start("minimal", "bench/minimal_proxy.ts", {
     TARGET: mock.base,
   }, "/v1/chat/completions");
@@ -284,7 +340,9 @@ async function main() {
       new Date().toISOString().slice(0, 10)
     }, Deno ${Deno.version.deno}, ` +
       `${navigator.hardwareConcurrency} cores, ${mem} GiB; mock latency 2 ms, ${PHASE_S} s per phase, ` +
-      `${STREAMS} streams of 10 chunks 2 ms apart`,
+      `${STREAMS} streams of 10 chunks 2 ms apart; ${
+        PIN ? "proxy pinned to core 1, mock + wrk + client to core 0" : "not pinned"
+      }`,
   );
   const rows: Row[] = [];
   try {
@@ -332,79 +390,126 @@ async function main() {
     );
   }
 
-  await memoryPhase(mock, dir);
+  if (QUEUED > 0) await memoryPhase(mock, dir);
   await stop(mock);
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(LUA);
 }
 
+interface HeldResult {
+  open: number;
+  rssBefore: number;
+  rssHeld: number;
+  rssAfter: number;
+}
+
+/** Opens QUEUED requests to `url` at once, measures the server's RSS, aborts them all. */
+async function holdOverSockets(p: Proc, url: string): Promise<HeldResult> {
+  const port = Number(new URL(p.base).port);
+  const post = (signal?: AbortSignal) =>
+    fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+      body: "{}",
+      signal,
+    }).then((r) => r.body?.cancel(), () => {});
+  // Warm the path with a small round, then let the process settle.
+  const warm = new AbortController();
+  const warming = Array.from({ length: 100 }, () => post(warm.signal));
+  await sleep(1000);
+  warm.abort();
+  await Promise.all(warming);
+  await sleep(2000);
+  const rssBefore = rssKiB(p.child.pid);
+  const ac = new AbortController();
+  const pending = Array.from({ length: QUEUED }, () => post(ac.signal));
+  const t0 = Date.now();
+  while (connectionsTo(port) < QUEUED && Date.now() - t0 < 60_000) await sleep(200);
+  await sleep(2000);
+  const open = connectionsTo(port);
+  const rssHeld = rssKiB(p.child.pid);
+  ac.abort();
+  await Promise.all(pending);
+  const t1 = Date.now();
+  while (connectionsTo(port) > 0 && Date.now() - t1 < 30_000) await sleep(200);
+  await sleep(3000);
+  return { open, rssBefore, rssHeld, rssAfter: rssKiB(p.child.pid) };
+}
+
 /** 10,000 requests queued behind a binding limit, then every client aborts. */
 async function memoryPhase(mock: Proc, dir: string): Promise<void> {
+  const stats = async () => (await fetch(`${mock.base}/stats`)).json();
+  const parking = await start("parking", "bench/parking_server.ts", {}, "/v1/chat/completions");
+  const floor = await holdOverSockets(parking, parking.base + parking.path).finally(() =>
+    stop(parking)
+  );
   const gw = await start(
     "kvgate-queue",
     "main.ts",
     kvgateEnv(mock.base, `${dir}/queue.sqlite3`, { rps: 1, burst: 1, maxConn: 1 }),
     "/openai/v1/chat/completions",
   );
-  const port = Number(new URL(gw.base).port);
-  const url = gw.base + gw.path;
-  const stats = async () => (await fetch(`${mock.base}/stats`)).json();
+  let queued: HeldResult;
+  let upstream: { during: number; inFlightAfter: number; inTwoSecondsAfter: number };
+  let idleCpuMs: number;
   try {
-    // Warm the request path once, then let the process settle.
-    await (await fetch(url, {
-      method: "POST",
-      headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
-      body: "{}",
-    })).body?.cancel();
-    await sleep(1500);
-    const rss0 = rssKiB(gw.child.pid);
     const upstreamBefore = (await stats()).received;
-    const ac = new AbortController();
-    const pending = Array.from({ length: QUEUED }, () =>
-      fetch(url, {
-        method: "POST",
-        headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
-        body: "{}",
-        signal: ac.signal,
-      }).then((r) => r.body?.cancel(), () => {}));
-    const t0 = Date.now();
-    while (connectionsTo(port) < QUEUED && Date.now() - t0 < 60_000) await sleep(200);
-    await sleep(2000);
-    const open = connectionsTo(port);
-    const rss1 = rssKiB(gw.child.pid);
-    const upstreamQueued = (await stats()).received - upstreamBefore;
-    ac.abort();
-    await Promise.all(pending);
-    const t1 = Date.now();
-    while (connectionsTo(port) > 0 && Date.now() - t1 < 30_000) await sleep(200);
-    await sleep(3000);
-    const rss2 = rssKiB(gw.child.pid);
+    queued = await holdOverSockets(gw, gw.base + gw.path);
     const after = await stats();
     const cpuBefore = cpuMs(gw.child.pid);
     await sleep(2000);
-    const idleCpu = cpuMs(gw.child.pid) - cpuBefore;
-    const upstreamAfter = (await stats()).received;
-    console.log(`\n## Memory: ${QUEUED} requests queued behind rps 1, maxConn 1, then all aborted`);
-    console.log(
-      "connections open | RSS before KiB | RSS queued KiB | per queued request | RSS after abort KiB | after ÷ before | upstream requests while queued | upstream in flight after | upstream requests in 2 s after | CPU ms in 2 s idle after",
-    );
-    console.log(
-      [
-        open,
-        rss0,
-        rss1,
-        `${f(((rss1 - rss0) * 1024) / Math.max(1, open), 0)} B`,
-        rss2,
-        f(rss2 / rss0, 2),
-        upstreamQueued,
-        after.inFlight,
-        upstreamAfter - after.received,
-        idleCpu,
-      ].join(" | "),
-    );
+    idleCpuMs = cpuMs(gw.child.pid) - cpuBefore;
+    upstream = {
+      during: after.received - upstreamBefore,
+      inFlightAfter: after.inFlight,
+      inTwoSecondsAfter: (await stats()).received - after.received,
+    };
   } finally {
     await stop(gw);
   }
+  const per = (r: HeldResult) => ((r.rssHeld - r.rssBefore) * 1024) / Math.max(1, r.open);
+  console.log(
+    `\n## Memory: ${QUEUED} requests held at once over loopback sockets, then all aborted`,
+  );
+  console.log(
+    "server | connections | RSS before KiB | RSS held KiB | bytes per request | RSS after abort KiB | after ÷ before",
+  );
+  for (const [name, r] of [["parking (floor)", floor], ["kvgate queued", queued]] as const) {
+    console.log(
+      [
+        name,
+        r.open,
+        r.rssBefore,
+        r.rssHeld,
+        f(per(r), 0),
+        r.rssAfter,
+        f(r.rssAfter / r.rssBefore, 2),
+      ]
+        .join(" | "),
+    );
+  }
+  console.log(
+    `kvgate's own share per queued request: ${f(per(queued) - per(floor), 0)} bytes; ` +
+      `upstream requests while queued: ${upstream.during} (rps 1 admits about one a second), ` +
+      `in flight after the aborts: ${upstream.inFlightAfter}, sent in the 2 s after: ${upstream.inTwoSecondsAfter}; ` +
+      `kvgate CPU in those 2 s: ${idleCpuMs} ms`,
+  );
+
+  const inProcess = await new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      "--unstable-kv",
+      "--unstable-no-legacy-abort",
+      "--v8-flags=--expose-gc",
+      "bench/queue_memory.ts",
+      String(QUEUED),
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+  }).output();
+  console.log(`\n## Memory in process (bench/queue_memory.ts, V8 heap after GC, no sockets)`);
+  console.log(new TextDecoder().decode(inProcess.stdout).trim());
 }
 
 if (import.meta.main) await main();

@@ -1,15 +1,16 @@
 import type { ServiceStyle } from "../config/mod.ts";
 
-const encoder = new TextEncoder();
-
 /**
  * Compares a client's secret with the password in time that depends only
  * on the password's length, never on where the first difference lies.
+ * Compares UTF-16 code units directly: no encoding, no allocation.
  */
-export function timingSafeEqual(given: string, expected: Uint8Array): boolean {
-  const g = encoder.encode(given);
-  let diff = g.length ^ expected.length;
-  for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ (g[i] ?? 0);
+export function timingSafeEqual(given: string, expected: string): boolean {
+  let diff = given.length ^ expected.length;
+  for (let i = 0; i < expected.length; i++) {
+    // Past the end of `given`, charCodeAt is NaN and `| 0` makes it 0: the loop length stays fixed.
+    diff |= expected.charCodeAt(i) ^ (given.charCodeAt(i) | 0);
+  }
   return diff === 0;
 }
 

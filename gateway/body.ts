@@ -18,6 +18,17 @@ export async function readBody(req: Request, limit: number): Promise<BodyResult>
     await req.body.cancel().catch(() => {});
     return { ok: false, reason: "too_large" };
   }
+  if (declared >= 0) {
+    // Known length: one native read, no JavaScript per chunk.
+    try {
+      const body = new Uint8Array(await req.arrayBuffer());
+      return body.byteLength > limit
+        ? { ok: false, reason: "too_large" }
+        : { ok: true, body: body.byteLength > 0 ? body : undefined };
+    } catch {
+      return { ok: false, reason: "unreadable" };
+    }
+  }
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -1,4 +1,3 @@
-import { ulid } from "ulid";
 import type { GatewayConfig } from "../config/mod.ts";
 import { KeyHealthStore, keyId, KeyPool, type PooledKey } from "../keys/mod.ts";
 import {
@@ -11,7 +10,9 @@ import {
   ServiceLimiter,
   systemClock,
 } from "../limiter/mod.ts";
-import { createHandler, type LogLine } from "./handler.ts";
+import { createHandler } from "./handler.ts";
+import { isoTime, jsonLog, type LogLine } from "./log.ts";
+import { requestId } from "./request_id.ts";
 import { ServiceRuntime } from "./runtime.ts";
 
 /** Options for {@linkcode createGateway}; each has a production default. */
@@ -42,11 +43,6 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Writes one JSON line to stdout. */
-export function jsonLog(line: LogLine): void {
-  console.log(JSON.stringify(line));
-}
-
 /**
  * Builds a gateway from validated configuration: a key pool and a limiter
  * per service (shared through KV, or per instance when `limitMode` is
@@ -59,7 +55,7 @@ export async function createGateway(
   const { kv } = options;
   const clock = options.clock ?? systemClock;
   const log = options.log ?? jsonLog;
-  const instanceId = options.instanceId ?? ulid();
+  const instanceId = options.instanceId ?? requestId();
   const call = { timeoutMs: config.kvTimeoutMs };
   const shared = config.limitMode === "shared";
   const heartbeatMs = options.heartbeatMs ?? Math.max(100, Math.floor(config.slotTtlMs / 3));
@@ -69,7 +65,7 @@ export async function createGateway(
   const peers = () => presence?.peers ?? 1;
   const healthStore = new KeyHealthStore(kv, { call });
   const logEvent = (event: string, detail: Record<string, unknown>) =>
-    log({ t: new Date(clock.now()).toISOString(), event, ...detail });
+    log({ t: isoTime(clock.now()), event, ...detail });
 
   if (presence) {
     await presence.beat().catch((e) => logEvent("presence_failed", { error: String(e) }));

@@ -1,4 +1,3 @@
-import { ulid } from "ulid";
 import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
 import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
 import type { Clock, Refusal } from "../limiter/mod.ts";
@@ -8,12 +7,14 @@ import { applyCors, preflight } from "./cors.ts";
 import { disguise } from "./disguise.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import { relayResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
+import { isoTime, type LogLine } from "./log.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
+import { requestId } from "./request_id.ts";
 import { type Route, route, serviceName } from "./route.ts";
+import { TimeoutSweeper } from "../limiter/mod.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 
 /** One structured log line; never holds a key, password or client token. */
-export type LogLine = Record<string, unknown>;
 
 /** What the request pipeline needs; everything is injected. */
 export interface HandlerDeps {
@@ -99,10 +100,13 @@ function decodeForClassify(body: Uint8Array, headers: Headers): string {
  */
 export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Response> {
   const { config, runtimes, clock, log } = deps;
-  const password = config.password === undefined
-    ? undefined
-    : new TextEncoder().encode(config.password);
+  const password = config.password;
   const prefixes = [...runtimes.keys()].map((n) => `/${n}`).join(", ");
+  // One timer for every request's first-byte timeout, at most 1/20 of it late (≤ 1 s).
+  const firstByteTimeouts = new TimeoutSweeper(
+    clock,
+    Math.min(1000, Math.max(5, config.firstByteTimeoutMs / 20)),
+  );
 
   function answer(x: Exchange, err: GatewayError): Response {
     account(x, err.status, err.code);
@@ -111,7 +115,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   function account(x: Exchange, status: number, outcome: string, bytes?: number): void {
     log({
-      t: new Date(clock.now()).toISOString(),
+      t: isoTime(clock.now()),
       id: x.id,
       service: x.rt.service.name,
       method: x.req.method,
@@ -157,7 +161,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     };
     return Response.json(body, {
       status: 404,
-      headers: applyCors(new Headers({ "x-request-id": ulid() })),
+      headers: applyCors(new Headers({ "x-request-id": requestId() })),
     });
   }
 
@@ -170,8 +174,16 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   ): Promise<Response | "timeout" | "network" | "aborted"> {
     const headers = upstreamRequestHeaders(x.req.headers);
     setUpstreamAuth(headers, x.style, key.secret, r.geminiNative);
-    const firstByte = new AbortController();
-    const timer = clock.setTimeout(() => firstByte.abort(), config.firstByteTimeoutMs);
+    // One controller for both reasons to stop: the client leaving (at any
+    // time, the body included) and no headers within firstByteTimeoutMs.
+    const upstream = new AbortController();
+    if (x.req.signal.aborted) return "aborted";
+    x.req.signal.addEventListener("abort", () => upstream.abort(), { once: true });
+    let timedOut = false;
+    const cancelTimeout = firstByteTimeouts.add(config.firstByteTimeoutMs, () => {
+      timedOut = true;
+      upstream.abort();
+    });
     const sent = clock.now();
     try {
       const res = await deps.fetch(r.upstream, {
@@ -179,15 +191,15 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
         headers,
         body,
         redirect: "manual",
-        signal: AbortSignal.any([x.req.signal, firstByte.signal]),
+        signal: upstream.signal,
       });
       x.upstreamMs = clock.now() - sent;
       return res;
     } catch {
       if (x.req.signal.aborted) return "aborted";
-      return firstByte.signal.aborted ? "timeout" : "network";
+      return timedOut ? "timeout" : "network";
     } finally {
-      clock.clearTimeout(timer);
+      cancelTimeout();
     }
   }
 
@@ -197,6 +209,26 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     headers.set("x-request-id", x.id);
     account(x, s.status, outcome, s.body.byteLength);
     return new Response(x.req.method === "HEAD" ? null : s.body, { status: s.status, headers });
+  }
+
+  /**
+   * Relays a successful answer. A body of known length that is not an event
+   * stream (the usual JSON completion) is handed to the runtime as it is, so
+   * its bytes never pass through JavaScript; such an upstream has finished
+   * its work once it sends the headers, so the slot goes back then. Streams,
+   * and bodies of unknown length, pass chunk by chunk through
+   * {@linkcode relayBody}, which holds the slot to the last byte and ends
+   * them after `idleTimeoutMs` of silence.
+   */
+  function respondSuccess(x: Exchange, res: Response, release: () => void): Response {
+    const declared = res.headers.get("content-length");
+    const sse = res.headers.get("content-type")?.includes("text/event-stream") ?? false;
+    if (sse || declared === null || !res.body) return respondStream(x, res, release);
+    release();
+    const headers = applyCors(relayResponseHeaders(res.headers));
+    headers.set("x-request-id", x.id);
+    account(x, res.status, "complete", Number(declared));
+    return new Response(x.req.method === "HEAD" ? null : res.body, { status: res.status, headers });
   }
 
   function respondStream(x: Exchange, res: Response, release: () => void): Response {
@@ -284,7 +316,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
         outcome = { kind: "upstream_error" };
       } else if (res.status < 400) {
         x.rt.pool.report(key, { kind: "success" }, clock.now());
-        return respondStream(x, res, release);
+        return respondSuccess(x, res, release);
       } else {
         // Error bodies are small: read them to classify, and to answer with if this is the last try.
         const bytes = await readSmall(res).catch(() => new Uint8Array());
@@ -345,7 +377,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     const x: Exchange = {
       req,
       url,
-      id: ulid(started),
+      id: requestId(started),
       started,
       rt,
       style: rt.service.style,
@@ -418,10 +450,9 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     }
 
     // Admit: an in-flight slot, first in first out.
-    const [slot] = await Promise.all([
-      rt.limiter.acquireSlot({ deadline: x.deadline, signal: req.signal }),
-      rt.fresh(),
-    ]);
+    const refreshing = rt.fresh();
+    const slot = await rt.limiter.acquireSlot({ deadline: x.deadline, signal: req.signal });
+    if (refreshing) await refreshing;
     x.queueMs = clock.now() - started;
     if (!slot.ok) return refused(x, slot);
     try {

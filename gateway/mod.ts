@@ -5,5 +5,6 @@
  */
 export * from "./gateway.ts";
 export * from "./handler.ts";
+export * from "./log.ts";
 export * from "./runtime.ts";
 export { route, serviceName } from "./route.ts";

@@ -29,6 +29,19 @@ function unsafeSegment(segment: string): boolean {
   return decoded === "." || decoded === ".." || /[\/\\]/.test(decoded) || segment.includes("\\");
 }
 
+const targets = new WeakMap<Service, { origin: string; base: string }>();
+
+/** A service target's origin and path without trailing slashes, parsed once per service. */
+function parsedTarget(service: Service): { origin: string; base: string } {
+  let t = targets.get(service);
+  if (!t) {
+    const url = new URL(service.target);
+    t = { origin: url.origin, base: url.pathname.replace(/\/+$/, "") };
+    targets.set(service, t);
+  }
+  return t;
+}
+
 /**
  * Maps `/<service>/rest?query` to `<target>/rest?query`, exactly on the first
  * segment. Any path that could reach another origin or climb above the
@@ -59,11 +72,10 @@ export function route(
     const s = params.toString();
     search = s ? `?${s}` : "";
   }
-  const target = new URL(service.target);
+  const { origin, base } = parsedTarget(service);
   const upstream = new URL(service.target + rest + search);
-  const base = target.pathname.replace(/\/+$/, "");
   if (
-    upstream.origin !== target.origin ||
+    upstream.origin !== origin ||
     (upstream.pathname !== base && !upstream.pathname.startsWith(base + "/"))
   ) {
     return { error: "bad_path", message: "The request path is not allowed." };

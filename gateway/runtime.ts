@@ -33,20 +33,23 @@ export class ServiceRuntime {
     this.#onError = onError;
   }
 
-  /** Makes sure the key-health view is at most about a second old (another instance may have cooled a key). */
-  async fresh(): Promise<void> {
+  /**
+   * Makes sure the key-health view is at most about a second old (another
+   * instance may have cooled a key). Returns a promise only when the caller
+   * must wait for a refresh: the usual request allocates nothing here.
+   */
+  fresh(): Promise<void> | undefined {
     const age = this.#clock.now() - this.#checkedAt;
-    if (age < REFRESH_AFTER_MS) return;
+    if (age < REFRESH_AFTER_MS) return undefined;
     this.#refreshing ??= this.pool.refresh().catch(this.#onError).finally(() => {
       this.#checkedAt = this.#clock.now();
       this.#refreshing = undefined;
     });
-    if (age < WAIT_AFTER_MS) return;
+    if (age < WAIT_AFTER_MS) return undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
+    return Promise.race([
       this.#refreshing,
       new Promise<void>((r) => timer = setTimeout(r, WAIT_AT_MOST_MS)),
-    ]);
-    clearTimeout(timer);
+    ]).finally(() => clearTimeout(timer));
   }
 }

@@ -11,3 +11,4 @@ export * from "./kv_capacity_store.ts";
 export * from "./degrading_store.ts";
 export * from "./presence.ts";
 export * from "./service_limiter.ts";
+export * from "./timeout_sweeper.ts";

@@ -1,5 +1,6 @@
 import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
 import type { Clock, TimerHandle } from "./clock.ts";
+import { TimeoutSweeper } from "./timeout_sweeper.ts";
 
 /** Why a request was not admitted. */
 export type RefusalReason = "queue_full" | "queue_timeout" | "aborted" | "closing";
@@ -40,6 +41,8 @@ export interface ServiceLimiterOptions {
   slotTtlMs?: number;
   /** Live instances sharing the store, for lease sizing. Default: always 1. */
   peers?: () => number;
+  /** How late a queue deadline may be noticed, in ms. Default 100. */
+  deadlineResolutionMs?: number;
 }
 
 /** Counters for benchmarks and the status page. */
@@ -55,7 +58,7 @@ interface Waiter {
   resolve: (a: Admission) => void;
   signal?: AbortSignal;
   onAbort?: () => void;
-  timer?: TimerHandle;
+  cancelDeadline?: () => void;
   done: boolean;
 }
 
@@ -79,6 +82,23 @@ class WaitQueue {
       else this.#items.unshift(w);
     } else this.#items.push(w);
     this.live++;
+  }
+
+  /**
+   * Called when a waiter leaves early (abort, deadline): drops settled
+   * entries once they are most of the queue, so that a mass abort frees
+   * their memory at once rather than at the next grant.
+   */
+  left(): void {
+    this.live--;
+    const held = this.#items.length - this.#head;
+    if (this.live === 0) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (held > 1024 && this.live * 2 < held) {
+      this.#items = this.#items.slice(this.#head).filter((w) => !w.done);
+      this.#head = 0;
+    }
   }
 
   /** The oldest waiter still waiting, removed from the queue. */
@@ -132,6 +152,8 @@ export class ServiceLimiter {
   #leaseMs: number;
   #slotTtlMs: number;
   #peers: () => number;
+  /** Queue deadlines, all on one timer: a waiting request holds no runtime timer. */
+  #deadlines: TimeoutSweeper;
 
   #batches: TokenBatch[] = [];
   #stock = 0;
@@ -168,6 +190,7 @@ export class ServiceLimiter {
     this.#leaseMs = options.leaseMs ?? 2000;
     this.#slotTtlMs = options.slotTtlMs ?? 15_000;
     this.#peers = options.peers ?? (() => 1);
+    this.#deadlines = new TimeoutSweeper(this.#clock, options.deadlineResolutionMs ?? 100);
     // A store of this instance's own holds every slot from the start: no round trip to admit.
     if (!this.#store.shared) this.#slotsHeld = limits.maxConn;
     if (!(this.#queueLimit >= 0)) {
@@ -267,10 +290,10 @@ export class ServiceLimiter {
       const settle = (reason: RefusalReason) => {
         if (waiter.done) return;
         this.#finish(waiter);
-        queue.live--;
+        queue.left();
         resolve(this.#refuse(reason));
       };
-      waiter.timer = this.#clock.setTimeout(() => settle("queue_timeout"), options.deadline - now);
+      waiter.cancelDeadline = this.#deadlines.at(options.deadline, () => settle("queue_timeout"));
       if (options.signal) {
         waiter.onAbort = () => settle("aborted");
         options.signal.addEventListener("abort", waiter.onAbort, { once: true });
@@ -282,7 +305,7 @@ export class ServiceLimiter {
 
   #finish(w: Waiter): void {
     w.done = true;
-    if (w.timer !== undefined) this.#clock.clearTimeout(w.timer);
+    w.cancelDeadline?.();
     if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
   }
 
@@ -321,14 +344,25 @@ export class ServiceLimiter {
   }
 
   #spendLocal(): boolean {
-    if (this.#stock === 0) return false;
+    if (this.#stock === 0) return this.#takeNow();
     this.#expireBatches();
-    if (this.#stock === 0) return false;
+    if (this.#stock === 0) return this.#takeNow();
     const batch = this.#batches[0];
     if (batch.nextAt > this.#clock.now()) return false;
     batch.nextAt += batch.spacingMs;
     if (--batch.n === 0) this.#batches.shift();
     this.#stock--;
+    this.stats.tokensSpent++;
+    this.#countDemand(1);
+    return true;
+  }
+
+  /** A token straight from a store that can give one without waiting (memory). */
+  #takeNow(): boolean {
+    if (this.#store.takeNow === undefined || this.#closed || this.#store.takeNow(1) === 0) {
+      return false;
+    }
+    this.stats.tokensLeased++;
     this.stats.tokensSpent++;
     this.#countDemand(1);
     return true;
@@ -535,6 +569,9 @@ export class ServiceLimiter {
   }
 
   #holdSlots(target: number): void {
+    // Lowering takes effect here at once, so no request is admitted on a
+    // slot that the write is giving back.
+    if (target < this.#slotsHeld) this.#slotsHeld = target;
     this.#holding = true;
     this.stats.slotWrites++;
     const asked = this.#clock.now();

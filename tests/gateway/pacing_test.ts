@@ -136,3 +136,27 @@ Deno.test("queue: a client that disconnects while queued leaves the queue at onc
   await new Promise((r) => setTimeout(r, 50));
   assertEquals(mock.received.length, 1, "the aborted request never went upstream");
 });
+
+Deno.test("shutdown: queued requests get 503 gateway_closing at once, the one in flight completes", async () => {
+  await using t = await startMocked({ latencyMs: 300 }, (url) => ({
+    services: { openai: { target: url, keys: ["sk-one"], rps: 1000, burst: 1000, maxConn: 1 } },
+  }));
+  const { mock, gw } = t;
+  const inFlight = postChat(gw.url);
+  await new Promise((r) => setTimeout(r, 100));
+  const queued = [postChat(gw.url), postChat(gw.url)];
+  await new Promise((r) => setTimeout(r, 50));
+  const closed = Date.now();
+  const closing = gw.gateway.close();
+  const answers = await Promise.all(queued);
+  assert(Date.now() - closed < 150, "refused at once, not after the queue timeout");
+  for (const r of answers) {
+    assertEquals(r.status, 503);
+    assertEquals((await r.json()).error.code, "gateway_closing");
+  }
+  const first = await inFlight;
+  assertEquals(first.status, 200);
+  await first.body?.cancel();
+  await closing;
+  assertEquals(mock.received.length, 1, "the queued requests never went upstream");
+});
