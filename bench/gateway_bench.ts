@@ -12,7 +12,12 @@
 import { loadConfig } from "../config/mod.ts";
 import { createGateway } from "../gateway/mod.ts";
 import { KeyHealthStore, KeyPool } from "../keys/mod.ts";
-import { MemoryCapacityStore, ServiceLimiter, systemClock } from "../limiter/mod.ts";
+import {
+  KvCapacityStore,
+  MemoryCapacityStore,
+  ServiceLimiter,
+  systemClock,
+} from "../limiter/mod.ts";
 
 // ---- limiter fast path ----
 
@@ -34,6 +39,26 @@ Deno.bench(
     if (slot.ok) slot.release();
   },
 );
+
+// The same with the store shared through KV: requests spend a stock leased in batches.
+const sharedKv = await Deno.openKv(":memory:");
+const sharedLimiter = new ServiceLimiter(fast, {
+  store: new KvCapacityStore(sharedKv, "bench", fast, { instanceId: "bench", clock: systemClock }),
+  clock: systemClock,
+});
+{
+  const first = await sharedLimiter.acquireSlot(forever);
+  await sharedLimiter.takeToken(forever);
+  if (first.ok) first.release();
+}
+
+Deno.bench("limiter fast path, KV store (leased stock): acquireSlot + takeToken + release", {
+  group: "limiter",
+}, async () => {
+  const slot = await sharedLimiter.acquireSlot(forever);
+  await sharedLimiter.takeToken(forever);
+  if (slot.ok) slot.release();
+});
 
 // ---- key picker ----
 
@@ -127,6 +152,8 @@ Deno.bench(
 );
 
 globalThis.addEventListener("unload", () => {
+  sharedLimiter.close();
   gateway.close();
   kv.close();
+  sharedKv.close();
 });

@@ -16,6 +16,8 @@
  * requests queued behind a binding limit, then all aborted.
  *
  * Run: `deno task bench` (needs wrk: `apt-get install -y wrk`; the task installs it if missing).
+ * `BENCH_BASELINE_ROOT=<another checkout>` adds that kvgate as a fifth target, for before/after
+ * figures in one run; `BENCH_PHASE_S`, `BENCH_STREAMS` and `BENCH_QUEUED` (0 skips memory) shorten it.
  *
  * @module
  */
@@ -26,6 +28,7 @@ const PASSWORD = "bench-password";
 const PHASE_S = Number(Deno.env.get("BENCH_PHASE_S") ?? 5);
 const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
 const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
+const LOG_DIR = Deno.env.get("BENCH_LOG_DIR");
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -63,6 +66,7 @@ async function start(
   env: Record<string, string>,
   path: string,
   cpu = 1,
+  cwd: string | URL = ROOT,
 ): Promise<Proc> {
   const port = freePort();
   const [program, args] = command(cpu, DENO, [
@@ -74,11 +78,13 @@ async function start(
   ]);
   const child = new Deno.Command(program, {
     args,
-    cwd: ROOT,
+    cwd,
     env: { ...env, PORT: String(port), HOST: "127.0.0.1" },
-    stdout: "null",
+    stdout: LOG_DIR ? "piped" : "null",
     stderr: "null",
   }).spawn();
+  // BENCH_LOG_DIR keeps each process's stdout (kvgate's JSON log lines), for diagnosis.
+  if (LOG_DIR) child.stdout.pipeTo((await Deno.create(`${LOG_DIR}/${name}.log`)).writable);
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
     try {
@@ -332,6 +338,20 @@ async function main() {
     "/openai/v1/chat/completions",
   );
   const targets = [mock, minimal, kvgate, binding];
+  // Another checkout of kvgate (an earlier commit, say), measured in the same run.
+  const beforeRoot = Deno.env.get("BENCH_BASELINE_ROOT");
+  if (beforeRoot) {
+    targets.push(
+      await start(
+        "kvgate-baseline",
+        "main.ts",
+        kvgateEnv(mock.base, `${dir}/baseline.sqlite3`, { rps: 1e6, burst: 1e6, maxConn: 10_000 }),
+        "/openai/v1/chat/completions",
+        1,
+        beforeRoot,
+      ),
+    );
+  }
   const mem = await Deno.readTextFile("/proc/meminfo").then((t) =>
     Math.round(Number(/MemTotal:\s+(\d+)/.exec(t)?.[1]) / 1024 / 1024)
   );
@@ -350,7 +370,7 @@ async function main() {
       for (const t of targets) await measure(t, round, rows);
     }
   } finally {
-    for (const t of [minimal, kvgate, binding]) await stop(t);
+    for (const t of targets.slice(1)) await stop(t);
   }
 
   console.log(
@@ -369,7 +389,7 @@ async function main() {
   for (const round of [1, 2]) {
     const get = (target: string, load: string) =>
       rows.find((r) => r.round === round && r.target === target && r.load === load)!;
-    for (const target of ["kvgate", "kvgate-binding"]) {
+    for (const target of ["kvgate", "kvgate-binding", ...(beforeRoot ? ["kvgate-baseline"] : [])]) {
       console.log(
         [
           round,

@@ -171,7 +171,10 @@ export class ServiceLimiter {
   #slotsValidUntil = Infinity;
   #slotQueue = new WaitQueue();
   #holding = false;
-  #slotTimer: TimerHandle | undefined;
+  /** Asks again for slots after none were free. */
+  #slotPollTimer: TimerHandle | undefined;
+  /** Gives idle slots back after SLOT_LINGER_MS. */
+  #handbackTimer: TimerHandle | undefined;
   #slotPollMs = 20;
   #shutdownWrites: Promise<unknown> = Promise.resolve();
   #pendingHold: Promise<unknown> = Promise.resolve();
@@ -246,7 +249,8 @@ export class ServiceLimiter {
     }
     if (this.#leaseRetryTimer !== undefined) this.#clock.clearTimeout(this.#leaseRetryTimer);
     if (this.#dueTimer !== undefined) this.#clock.clearTimeout(this.#dueTimer);
-    if (this.#slotTimer !== undefined) this.#clock.clearTimeout(this.#slotTimer);
+    if (this.#slotPollTimer !== undefined) this.#clock.clearTimeout(this.#slotPollTimer);
+    if (this.#handbackTimer !== undefined) this.#clock.clearTimeout(this.#handbackTimer);
     this.#expireBatches();
     const unused = this.#stock;
     this.#batches = [];
@@ -540,11 +544,12 @@ export class ServiceLimiter {
   #scheduleSlotHandback(): void {
     if (!this.#store.shared) return;
     // Keep an idle slot a while for the next local request (a request every
-    // half second then costs no slot write), then give it back so other
-    // instances can use it.
-    if (this.#slotTimer !== undefined || this.#holding) return;
-    this.#slotTimer = this.#clock.setTimeout(() => {
-      this.#slotTimer = undefined;
+    // second then costs no slot write), then give it back so other
+    // instances can use it. This timer never delays asking for more slots.
+    if (this.#handbackTimer !== undefined) return;
+    this.#handbackTimer = this.#clock.setTimeout(() => {
+      this.#handbackTimer = undefined;
+      if (this.#holding || this.#closed) return this.#scheduleSlotHandback();
       if (this.#slotQueue.live === 0 && this.#slotsHeld > this.#slotsInUse) {
         this.#holdSlots(this.#slotsInUse);
       }
@@ -555,7 +560,7 @@ export class ServiceLimiter {
     this.#pumpSlotsLocal();
     if (
       this.#slotQueue.live > 0 && this.#store.shared && !this.#holding &&
-      this.#slotTimer === undefined
+      this.#slotPollTimer === undefined
     ) {
       // One turn later, so that requests arriving together share one write.
       this.#holding = true;
@@ -617,8 +622,8 @@ export class ServiceLimiter {
   }
 
   #pollSlotsIn(ms: number): void {
-    this.#slotTimer = this.#clock.setTimeout(() => {
-      this.#slotTimer = undefined;
+    this.#slotPollTimer = this.#clock.setTimeout(() => {
+      this.#slotPollTimer = undefined;
       this.#pumpSlots();
     }, ms * (0.75 + Math.random() * 0.5));
   }

@@ -179,3 +179,28 @@ Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counte
     kv.close();
   }
 });
+
+Deno.test("limiter (KV store): an idle slot's hand-back timer never delays asking for more slots", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const l = { rps: 1000, burst: 1000, maxConn: 100 };
+    const limiter = new ServiceLimiter(l, {
+      store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
+      clock,
+    });
+    const deadline = clock.now() + 60_000;
+    const first = limiter.acquireSlot({ deadline });
+    await clock.advance(0);
+    const slot = await first;
+    assert(slot.ok);
+    slot.release(); // the idle slot now lingers, its hand-back timer pending
+    let granted = 0;
+    for (let i = 0; i < 5; i++) limiter.acquireSlot({ deadline }).then((s) => s.ok && granted++);
+    for (let i = 0; i < 4; i++) await clock.advance(0);
+    assertEquals(granted, 5, "all five at once, without waiting for the linger to end");
+    await limiter.close();
+  } finally {
+    kv.close();
+  }
+});
