@@ -128,7 +128,7 @@ class WaitQueue {
 
 const OK: Admission = Object.freeze({ ok: true });
 
-/** How long an idle shared slot stays with this instance before it goes back, in ms. */
+/** How long a shared slot may sit idle with this instance before it goes back, in ms. */
 export const SLOT_LINGER_MS = 1000;
 
 /**
@@ -175,6 +175,8 @@ export class ServiceLimiter {
   #slotPollTimer: TimerHandle | undefined;
   /** Gives idle slots back after SLOT_LINGER_MS. */
   #handbackTimer: TimerHandle | undefined;
+  /** Most slots in use at once since the last hand-back check. */
+  #peakInUse = 0;
   #slotPollMs = 20;
   #shutdownWrites: Promise<unknown> = Promise.resolve();
   #pendingHold: Promise<unknown> = Promise.resolve();
@@ -520,6 +522,7 @@ export class ServiceLimiter {
     return () => {
       if (released) return;
       released = true;
+      if (this.#slotsInUse > this.#peakInUse) this.#peakInUse = this.#slotsInUse;
       this.#slotsInUse--;
       if (this.#closed) {
         // Shutting down: no linger, the slot goes back now. Writes go one
@@ -542,17 +545,19 @@ export class ServiceLimiter {
   }
 
   #scheduleSlotHandback(): void {
-    if (!this.#store.shared) return;
-    // Keep an idle slot a while for the next local request (a request every
-    // second then costs no slot write), then give it back so other
-    // instances can use it. This timer never delays asking for more slots.
-    if (this.#handbackTimer !== undefined) return;
+    if (!this.#store.shared || this.#handbackTimer !== undefined) return;
+    // Slots beyond what was in use at once during the last SLOT_LINGER_MS go
+    // back to the deployment; the rest stay for the next local requests (so
+    // steady traffic costs no slot writes). This timer never delays asking
+    // for more slots.
     this.#handbackTimer = this.#clock.setTimeout(() => {
       this.#handbackTimer = undefined;
-      if (this.#holding || this.#closed) return this.#scheduleSlotHandback();
-      if (this.#slotQueue.live === 0 && this.#slotsHeld > this.#slotsInUse) {
-        this.#holdSlots(this.#slotsInUse);
-      }
+      if (this.#closed) return;
+      const keep = Math.max(this.#slotsInUse, this.#peakInUse);
+      this.#peakInUse = this.#slotsInUse;
+      if (this.#holding) return this.#scheduleSlotHandback();
+      if (this.#slotQueue.live === 0 && this.#slotsHeld > keep) this.#holdSlots(keep);
+      if (this.#slotsHeld > this.#slotsInUse) this.#scheduleSlotHandback();
     }, SLOT_LINGER_MS);
   }
 

@@ -6,6 +6,7 @@ import {
   MemoryCapacityStore,
   ServiceLimiter,
 } from "../../limiter/mod.ts";
+import { slotsKey } from "../../kv/mod.ts";
 
 const limits = { rps: 4, burst: 8, maxConn: 100 };
 
@@ -199,6 +200,48 @@ Deno.test("limiter (KV store): an idle slot's hand-back timer never delays askin
     for (let i = 0; i < 5; i++) limiter.acquireSlot({ deadline }).then((s) => s.ok && granted++);
     for (let i = 0; i < 4; i++) await clock.advance(0);
     assertEquals(granted, 5, "all five at once, without waiting for the linger to end");
+    await limiter.close();
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("limiter (KV store): slots beyond the recent peak go back after 1 s; slots in steady use stay without writes", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const l = { rps: 1000, burst: 1000, maxConn: 100 };
+    const limiter = new ServiceLimiter(l, {
+      store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
+      clock,
+    });
+    const held = async () =>
+      (await kv.get<{ holders: Record<string, { n: number }> }>(slotsKey("svc"))).value
+        ?.holders.i1?.n ?? 0;
+    const deadline = clock.now() + 60_000;
+    const burst = Array.from({ length: 5 }, () => limiter.acquireSlot({ deadline }));
+    await clock.advance(0);
+    const slots = await Promise.all(burst);
+    assertEquals(await held(), 5);
+    for (const s of slots) if (s.ok) s.release();
+    // Then steady traffic, one request at a time, every 100 ms for 3 s.
+    for (let t = 0; t < 30; t++) {
+      const p = limiter.acquireSlot({ deadline });
+      await clock.advance(0);
+      const s = await p;
+      await clock.advance(100);
+      if (s.ok) s.release();
+    }
+    assertEquals(await held(), 1, "the four idle slots went back; the one in use stayed");
+    const writes = limiter.stats.slotWrites;
+    for (let t = 0; t < 30; t++) {
+      const p = limiter.acquireSlot({ deadline });
+      await clock.advance(0);
+      const s = await p;
+      await clock.advance(100);
+      if (s.ok) s.release();
+    }
+    assertEquals(limiter.stats.slotWrites, writes, "steady use costs no slot writes");
     await limiter.close();
   } finally {
     kv.close();
