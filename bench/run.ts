@@ -22,6 +22,8 @@
  * @module
  */
 
+import { freePort } from "../tests/support/net.ts";
+
 const DENO = Deno.execPath();
 const ROOT = new URL("../", import.meta.url);
 const PASSWORD = "bench-password";
@@ -32,13 +34,6 @@ const LOG_DIR = Deno.env.get("BENCH_LOG_DIR");
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 interface Proc {
   name: string;

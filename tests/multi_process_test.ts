@@ -7,15 +7,9 @@ import { assert } from "./support/assert.ts";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { worstWindowRatio } from "./support/shared_load.ts";
 import { chatBody, PASSWORD } from "./support/harness.ts";
+import { freePort } from "./support/net.ts";
 
 const ROOT = new URL("../", import.meta.url);
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 interface Proc {
   url: string;

@@ -5,6 +5,8 @@ import {
   KvCapacityStore,
   MemoryCapacityStore,
   ServiceLimiter,
+  type ServiceLimiterOptions,
+  type ServiceLimits,
 } from "../../limiter/mod.ts";
 import { slotsKey } from "../../kv/mod.ts";
 
@@ -159,13 +161,46 @@ Deno.test("limiter (KV store): requests arriving together cost one KV lease, and
   }
 });
 
-Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counted as stranded", async () => {
+interface KvLimiterTest {
+  clock: FakeClock;
+  kv: Deno.Kv;
+  limiter: ServiceLimiter;
+}
+
+/** Runs `fn` with a limiter on a fresh in-memory KV store and a fake clock; closes both after. */
+async function withKvLimiter(
+  l: ServiceLimits,
+  fn: (t: KvLimiterTest) => Promise<void>,
+  options: Partial<ServiceLimiterOptions> = {},
+): Promise<void> {
   const clock = new FakeClock();
   const kv = await Deno.openKv(":memory:");
+  const limiter = new ServiceLimiter(l, {
+    store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
+    clock,
+    ...options,
+  });
   try {
-    const l = { rps: 100, burst: 100, maxConn: 100 };
-    const store = new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock });
-    const limiter = new ServiceLimiter(l, { store, clock, leaseMs: 2000 });
+    await fn({ clock, kv, limiter });
+  } finally {
+    await limiter.close();
+    kv.close();
+  }
+}
+
+/** `n` requests one after another, each holding its slot for `holdMs`. */
+async function oneAtATime(t: KvLimiterTest, n: number, holdMs: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const p = t.limiter.acquireSlot({ deadline: t.clock.now() + 60_000 });
+    await t.clock.advance(0);
+    const slot = await p;
+    await t.clock.advance(holdMs);
+    if (slot.ok) slot.release();
+  }
+}
+
+Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counted as stranded", async () => {
+  await withKvLimiter({ rps: 100, burst: 100, maxConn: 100 }, async ({ clock, limiter }) => {
     for (let i = 0; i < 20; i++) {
       await take(limiter, clock);
       await clock.advance(10);
@@ -175,75 +210,39 @@ Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counte
     await clock.advance(3000);
     await take(limiter, clock);
     assertEquals(limiter.stats.tokensStranded, leased - 20);
-    await limiter.close();
-  } finally {
-    kv.close();
-  }
+  }, { leaseMs: 2000 });
 });
 
+const ROOMY = { rps: 1000, burst: 1000, maxConn: 100 };
+
 Deno.test("limiter (KV store): an idle slot's hand-back timer never delays asking for more slots", async () => {
-  const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  try {
-    const l = { rps: 1000, burst: 1000, maxConn: 100 };
-    const limiter = new ServiceLimiter(l, {
-      store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
-      clock,
-    });
-    const deadline = clock.now() + 60_000;
-    const first = limiter.acquireSlot({ deadline });
-    await clock.advance(0);
-    const slot = await first;
-    assert(slot.ok);
-    slot.release(); // the idle slot now lingers, its hand-back timer pending
+  await withKvLimiter(ROOMY, async (t) => {
+    await oneAtATime(t, 1, 0); // the idle slot now lingers, its hand-back timer pending
     let granted = 0;
-    for (let i = 0; i < 5; i++) limiter.acquireSlot({ deadline }).then((s) => s.ok && granted++);
-    for (let i = 0; i < 4; i++) await clock.advance(0);
+    const deadline = t.clock.now() + 60_000;
+    for (let i = 0; i < 5; i++) t.limiter.acquireSlot({ deadline }).then((s) => s.ok && granted++);
+    for (let i = 0; i < 4; i++) await t.clock.advance(0);
     assertEquals(granted, 5, "all five at once, without waiting for the linger to end");
-    await limiter.close();
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("limiter (KV store): slots beyond the recent peak go back after 1 s; slots in steady use stay without writes", async () => {
-  const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  try {
-    const l = { rps: 1000, burst: 1000, maxConn: 100 };
-    const limiter = new ServiceLimiter(l, {
-      store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
-      clock,
-    });
+  await withKvLimiter(ROOMY, async (t) => {
     const held = async () =>
-      (await kv.get<{ holders: Record<string, { n: number }> }>(slotsKey("svc"))).value
+      (await t.kv.get<{ holders: Record<string, { n: number }> }>(slotsKey("svc"))).value
         ?.holders.i1?.n ?? 0;
-    const deadline = clock.now() + 60_000;
-    const burst = Array.from({ length: 5 }, () => limiter.acquireSlot({ deadline }));
-    await clock.advance(0);
+    const burst = Array.from(
+      { length: 5 },
+      () => t.limiter.acquireSlot({ deadline: t.clock.now() + 60_000 }),
+    );
+    await t.clock.advance(0);
     const slots = await Promise.all(burst);
     assertEquals(await held(), 5);
     for (const s of slots) if (s.ok) s.release();
-    // Then steady traffic, one request at a time, every 100 ms for 3 s.
-    for (let t = 0; t < 30; t++) {
-      const p = limiter.acquireSlot({ deadline });
-      await clock.advance(0);
-      const s = await p;
-      await clock.advance(100);
-      if (s.ok) s.release();
-    }
+    await oneAtATime(t, 30, 100); // steady traffic for 3 s
     assertEquals(await held(), 1, "the four idle slots went back; the one in use stayed");
-    const writes = limiter.stats.slotWrites;
-    for (let t = 0; t < 30; t++) {
-      const p = limiter.acquireSlot({ deadline });
-      await clock.advance(0);
-      const s = await p;
-      await clock.advance(100);
-      if (s.ok) s.release();
-    }
-    assertEquals(limiter.stats.slotWrites, writes, "steady use costs no slot writes");
-    await limiter.close();
-  } finally {
-    kv.close();
-  }
+    const writes = t.limiter.stats.slotWrites;
+    await oneAtATime(t, 30, 100);
+    assertEquals(t.limiter.stats.slotWrites, writes, "steady use costs no slot writes");
+  });
 });
