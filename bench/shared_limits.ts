@@ -109,7 +109,7 @@ console.log(
   "tokens | instances | KV ms | requests | KV ops/req after 1 s | fast share | fast p50 | fast p99 | refill p50 | refill p99",
 );
 for (const latencyMs of [0, 10, 100]) {
-  for (const instances of [1, 4, 8]) {
+  for (const instances of [1, 2, 4, 8]) {
     for (const tokens of algorithms) console.log(await openLoop(instances, latencyMs, tokens));
   }
 }
