@@ -1,4 +1,5 @@
 import type { ServiceStyle } from "../config/mod.ts";
+import type { HeaderPairs } from "./headers.ts";
 
 /**
  * Compares a client's secret with the password in time that depends only
@@ -46,19 +47,21 @@ export const CREDENTIAL_HEADERS: readonly string[] = [
   "x-goog-api-key",
 ];
 
-/** Puts the provider key where the provider expects it. */
+/** Puts the provider key where the provider expects it (credential headers were never copied). */
 export function setUpstreamAuth(
-  headers: Headers,
+  headers: HeaderPairs,
   style: ServiceStyle,
   key: string,
   geminiNative: boolean,
 ): void {
   if (style === "anthropic") {
-    headers.set("x-api-key", key);
-    if (!headers.has("anthropic-version")) headers.set("anthropic-version", "2023-06-01");
+    headers.push(["x-api-key", key]);
+    if (!headers.some(([k]) => k === "anthropic-version")) {
+      headers.push(["anthropic-version", "2023-06-01"]);
+    }
   } else if (style === "gemini" && geminiNative) {
-    headers.set("x-goog-api-key", key);
+    headers.push(["x-goog-api-key", key]);
   } else {
-    headers.set("authorization", `Bearer ${key}`);
+    headers.push(["authorization", `Bearer ${key}`]);
   }
 }

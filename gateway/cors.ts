@@ -5,10 +5,15 @@ const DEFAULT_ALLOW_HEADERS =
 const EXPOSE = "x-request-id, retry-after, retry-after-ms, x-ratelimit-remaining-requests, " +
   "x-ratelimit-reset-requests, anthropic-ratelimit-requests-remaining";
 
+/** The CORS headers every API response carries. */
+export const CORS_HEADERS: readonly (readonly [string, string])[] = [
+  ["access-control-allow-origin", "*"],
+  ["access-control-expose-headers", EXPOSE],
+];
+
 /** Adds the CORS headers every API response carries. */
 export function applyCors(headers: Headers): Headers {
-  headers.set("access-control-allow-origin", "*");
-  headers.set("access-control-expose-headers", EXPOSE);
+  for (const [k, v] of CORS_HEADERS) headers.set(k, v);
   return headers;
 }
 

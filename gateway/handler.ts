@@ -205,8 +205,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   function respondSettled(x: Exchange, s: Settled, release: () => void, outcome: string): Response {
     release();
-    const headers = applyCors(relayResponseHeaders(s.headers));
-    headers.set("x-request-id", x.id);
+    const headers = relayResponseHeaders(s.headers, x.id);
     account(x, s.status, outcome, s.body.byteLength);
     return new Response(x.req.method === "HEAD" ? null : s.body, { status: s.status, headers });
   }
@@ -225,18 +224,13 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     const sse = res.headers.get("content-type")?.includes("text/event-stream") ?? false;
     if (sse || declared === null || !res.body) return respondStream(x, res, release);
     release();
-    const headers = applyCors(relayResponseHeaders(res.headers));
-    headers.set("x-request-id", x.id);
+    const headers = relayResponseHeaders(res.headers, x.id);
     account(x, res.status, "complete", Number(declared));
     return new Response(x.req.method === "HEAD" ? null : res.body, { status: res.status, headers });
   }
 
   function respondStream(x: Exchange, res: Response, release: () => void): Response {
-    const headers = applyCors(relayResponseHeaders(res.headers));
-    headers.set("x-request-id", x.id);
-    if (headers.get("content-type")?.includes("text/event-stream")) {
-      headers.set("x-accel-buffering", "no");
-    }
+    const headers = relayResponseHeaders(res.headers, x.id);
     if (!res.body) {
       release();
       account(x, res.status, "complete", 0);
