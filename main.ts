@@ -5,6 +5,7 @@
  */
 import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
 import { createGateway, flushLog, jsonLog } from "./gateway/mod.ts";
+import { kvCall } from "./kv/mod.ts";
 
 function generatePassword(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(24));
@@ -17,7 +18,9 @@ async function openKv(config: GatewayConfig): Promise<Deno.Kv> {
     const dir = path.replace(/[^/]*$/, "");
     if (dir) await Deno.mkdir(dir, { recursive: true });
   }
-  return await Deno.openKv(path);
+  // Several processes creating one new SQLite file at once can meet
+  // "database is locked": transient, so retried a bounded number of times.
+  return await kvCall(() => Deno.openKv(path), { attempts: 10, timeoutMs: 10_000 });
 }
 
 function summary(config: GatewayConfig): void {

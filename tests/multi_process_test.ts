@@ -14,6 +14,32 @@ const ROOT = new URL("../", import.meta.url);
 interface Proc {
   url: string;
   child: Deno.ChildProcess;
+  /** Resolves once the child's output has been read to the end. */
+  drained: Promise<unknown>;
+}
+
+/**
+ * Reads a child's output to the end (a pipe left unread would stall it),
+ * keeping the first 4 KiB, and resolves `ready` at the first line that
+ * contains `marker`.
+ */
+function drainOutput(stream: ReadableStream<Uint8Array>, marker?: string) {
+  let text = "";
+  let markReady: () => void = () => {};
+  const ready = new Promise<void>((r) => markReady = r);
+  const done = (async () => {
+    const decoder = new TextDecoder();
+    let seen = "";
+    for await (const chunk of stream) {
+      const part = decoder.decode(chunk, { stream: true });
+      if (text.length < 4096) text += part;
+      if (marker) {
+        seen = (seen + part).slice(-4096);
+        if (seen.includes(marker)) markReady();
+      }
+    }
+  })();
+  return { ready, done, text: () => text.slice(0, 4096) };
 }
 
 async function startProcess(kvPath: string, config: unknown): Promise<Proc> {
@@ -29,20 +55,31 @@ async function startProcess(kvPath: string, config: unknown): Promise<Proc> {
       OPENAI_API_KEYS: "sk-one,sk-two",
       GATEWAY_CONFIG: JSON.stringify(config),
     },
-    stdout: "null",
-    stderr: "null",
+    stdout: "piped",
+    stderr: "piped",
   }).spawn();
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
+  // Listening on our port, said by this very child (not another that took the port).
+  const out = drainOutput(
+    child.stdout,
+    `"event":"listening","hostname":"127.0.0.1","port":${port}`,
+  );
+  const err = drainOutput(child.stderr);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    out.ready.then(() => "ready" as const),
+    child.status.then(() => "exited" as const),
+    new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), 20_000)),
+  ]);
+  clearTimeout(timer);
+  if (outcome !== "ready") {
     try {
-      const r = await fetch(`${url}/`);
-      await r.body?.cancel();
-      return { url, child };
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await Promise.all([out.done, err.done]);
+    throw new Error(`gateway process ${outcome} before listening; stderr: ${err.text()}`);
   }
-  throw new Error("gateway process did not start");
+  return { url: `http://127.0.0.1:${port}`, child, drained: Promise.all([out.done, err.done]) };
 }
 
 async function stopAll(procs: Proc[]): Promise<void> {
@@ -51,6 +88,7 @@ async function stopAll(procs: Proc[]): Promise<void> {
       p.child.kill("SIGKILL");
     } catch { /* already gone */ }
     await p.child.status;
+    await p.drained;
   }
 }
 
