@@ -1,6 +1,6 @@
 import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
 import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
-import type { Clock, Refusal } from "../limiter/mod.ts";
+import { type Clock, type Refusal, TimeoutSweeper } from "../limiter/mod.ts";
 import { clientCredential, setUpstreamAuth, timingSafeEqual } from "./auth.ts";
 import { type Bytes, readBody } from "./body.ts";
 import { applyCors, preflight } from "./cors.ts";
@@ -11,10 +11,7 @@ import { isoTime, type LogLine } from "./log.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
 import { requestId } from "./request_id.ts";
 import { type Route, route, serviceName } from "./route.ts";
-import { TimeoutSweeper } from "../limiter/mod.ts";
 import type { ServiceRuntime } from "./runtime.ts";
-
-/** One structured log line; never holds a key, password or client token. */
 
 /** What the request pipeline needs; everything is injected. */
 export interface HandlerDeps {

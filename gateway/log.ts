@@ -1,4 +1,4 @@
-/** One structured log line. */
+/** One structured log line; never holds a key, password or client token. */
 export type LogLine = Record<string, unknown>;
 
 /** Options for {@linkcode createJsonLog}. */
@@ -65,7 +65,7 @@ export function isoTime(ms: number): string {
 
 const processLog = createJsonLog();
 
-/** Writes one JSON line to stdout (batched per event-loop turn; see {@linkcode createJsonLog}). */
+/** Writes one JSON line to stdout (batched, at most 50 ms late; see {@linkcode createJsonLog}). */
 export const jsonLog = (line: LogLine): void => processLog.log(line);
 
 /** Writes every queued line of {@linkcode jsonLog} now. */

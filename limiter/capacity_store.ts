@@ -68,15 +68,14 @@ export class MemoryCapacityStore implements CapacityStore {
   }
 
   leaseTokens(want: number): Promise<TokenLease> {
-    return Promise.resolve(this.leaseTokensSync(want));
+    return Promise.resolve(this.#take(want));
   }
 
   takeNow(want: number): number {
-    return this.leaseTokensSync(want).granted;
+    return this.#take(want).granted;
   }
 
-  /** Synchronous form, used where no await is wanted (degraded fallback, benches). */
-  leaseTokensSync(want: number): TokenLease {
+  #take(want: number): TokenLease {
     const refilled = refill(this.#bucket, this.#clock.now(), this.#limits);
     const { state, granted } = takeTokens(refilled, want);
     this.#bucket = state;

@@ -261,10 +261,8 @@ export class ServiceLimiter {
     if (unused > 0) jobs.push(this.#store.returnTokens(unused));
     if (this.#store.shared && (this.#slotsHeld > this.#slotsInUse || this.#holding)) {
       // After any write still under way, so that this one lands last.
-      this.#shutdownWrites = this.#pendingHold.then(() =>
-        this.#store.holdSlots(this.#slotsInUse).catch(() => {})
-      );
-      jobs.push(this.#shutdownWrites);
+      this.#shutdownWrites = this.#pendingHold;
+      jobs.push(this.#writeSlotsAfterClose());
     }
     this.#slotsHeld = this.#slotsInUse;
     await Promise.allSettled(jobs);
@@ -405,7 +403,7 @@ export class ServiceLimiter {
     const cap = Math.max(
       1,
       Math.ceil((this.#limits.burst + (this.#limits.rps * this.#leaseMs) / 1000) / (4 * peers)),
-      Math.ceil((this.#limits.rps * 2 * this.#leaseRttMs) / 1000),
+      this.#pipelineTokens(),
     );
     const ahead = Math.min(cap, Math.ceil((this.#demandRate() * this.#leaseMs) / 2000));
     return Math.max(1, Math.min(Math.max(waiting, ahead), Math.max(cap, this.#limits.burst)));
@@ -456,8 +454,12 @@ export class ServiceLimiter {
   #tokensNeeded(): number {
     const live = this.#tokenQueue.live;
     if (live <= this.#stock) return 0;
-    const pipeline = Math.ceil((this.#limits.rps * 2 * this.#leaseRttMs) / 1000);
-    return Math.max(live - this.#stock, Math.min(live, pipeline));
+    return Math.max(live - this.#stock, Math.min(live, this.#pipelineTokens()));
+  }
+
+  /** Tokens the service's rate spends during two lease round trips. */
+  #pipelineTokens(): number {
+    return Math.ceil((this.#limits.rps * 2 * this.#leaseRttMs) / 1000);
   }
 
   /** Leased tokens that fall due later: wake the queue when the first one does. */
@@ -525,14 +527,9 @@ export class ServiceLimiter {
       if (this.#slotsInUse > this.#peakInUse) this.#peakInUse = this.#slotsInUse;
       this.#slotsInUse--;
       if (this.#closed) {
-        // Shutting down: no linger, the slot goes back now. Writes go one
-        // after another, each with the count at its turn, so the last wins.
+        // Shutting down: no linger, the slot goes back now.
         this.#slotsHeld = this.#slotsInUse;
-        if (this.#store.shared) {
-          this.#shutdownWrites = this.#shutdownWrites.then(() =>
-            this.#store.holdSlots(this.#slotsInUse).catch(() => {})
-          );
-        }
+        if (this.#store.shared) this.#writeSlotsAfterClose();
         return;
       }
       if (this.#slotQueue.live > 0 && this.#slotFree()) {
@@ -542,6 +539,17 @@ export class ServiceLimiter {
         this.#scheduleSlotHandback();
       }
     };
+  }
+
+  /**
+   * After close: writes the slots still in use, after every earlier write,
+   * each with the count at its turn, so the last write carries the last count.
+   */
+  #writeSlotsAfterClose(): Promise<unknown> {
+    this.#shutdownWrites = this.#shutdownWrites.then(() =>
+      this.#store.holdSlots(this.#slotsInUse).catch(() => {})
+    );
+    return this.#shutdownWrites;
   }
 
   #scheduleSlotHandback(): void {
