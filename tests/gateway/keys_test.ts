@@ -1,9 +1,17 @@
 import { assert, assertEquals } from "../support/assert.ts";
-import { startMockUpstream } from "../support/mock_upstream.ts";
+import { type MockOptions, startMockUpstream } from "../support/mock_upstream.ts";
 import { drain, postChat, startGateway, startMocked } from "../support/harness.ts";
 import { keyId } from "../../keys/mod.ts";
 
 const FAST = { rps: 1000, burst: 1000, maxConn: 50 };
+
+/** An openai service in front of `url`, with keys "a" and "b" and limits far above the load. */
+const twoKeys = (url: string) => ({ openai: { target: url, keys: ["a", "b"], ...FAST } });
+
+/** A mock provider and, in front of it, a gateway whose openai service has keys "a" and "b". */
+function startTwoKeys(mockOptions: MockOptions = {}, settings?: Record<string, unknown>) {
+  return startMocked(mockOptions, (url) => ({ services: twoKeys(url), settings }));
+}
 
 Deno.test("keys rotate round-robin across requests", async () => {
   await using t = await startMocked({}, (url) => ({
@@ -15,9 +23,7 @@ Deno.test("keys rotate round-robin across requests", async () => {
 });
 
 Deno.test("429: the key cools down for the upstream's Retry-After and the request retries on another key", async () => {
-  await using t = await startMocked({ perKeyRps: 1, retryAfterSec: 1 }, (url) => ({
-    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
-  }));
+  await using t = await startTwoKeys({ perKeyRps: 1, retryAfterSec: 1 });
   const { mock, gw } = t;
   mock.script.set("a", [{
     status: 429,
@@ -47,10 +53,7 @@ Deno.test("429: the key cools down for the upstream's Retry-After and the reques
 });
 
 Deno.test("429 without a hint: the cool-down is 5 s, doubling per consecutive 429", async () => {
-  await using t = await startMocked({}, (url) => ({
-    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
-    settings: { maxRetries: 0 },
-  }));
+  await using t = await startTwoKeys({}, { maxRetries: 0 });
   const { mock, gw } = t;
   const pool = gw.gateway.runtimes.get("openai")!.pool;
   const idA = await keyId("a");
@@ -107,9 +110,7 @@ Deno.test("401 disables the key, the request retries on another, and a restart r
 });
 
 Deno.test("a quota error (429 insufficient_quota) disables the key like a 401", async () => {
-  await using t = await startMocked({}, (url) => ({
-    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
-  }));
+  await using t = await startTwoKeys();
   const { mock, gw } = t;
   mock.script.set("a", [{
     status: 429,
@@ -123,9 +124,7 @@ Deno.test("a quota error (429 insufficient_quota) disables the key like a 401", 
 });
 
 Deno.test("5xx: retried on another key with backoff, without penalising the key", async () => {
-  await using t = await startMocked({}, (url) => ({
-    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
-  }));
+  await using t = await startTwoKeys();
   const { mock, gw } = t;
   mock.script.set("a", [{ status: 503, body: '{"error":{"message":"overloaded"}}' }]);
   assertEquals(await drain(await postChat(gw.url)), 200);
@@ -138,9 +137,7 @@ Deno.test("5xx: retried on another key with backoff, without penalising the key"
 });
 
 Deno.test("400 and other 4xx come back as they are, without a retry", async () => {
-  await using t = await startMocked({}, (url) => ({
-    services: { openai: { target: url, keys: ["a", "b"], ...FAST } },
-  }));
+  await using t = await startTwoKeys();
   const { mock, gw } = t;
   mock.script.set("*", [{
     status: 400,
@@ -195,7 +192,7 @@ Deno.test("every key resting: a request waits for the earliest key, or gets 429 
 Deno.test("a key cooled by one instance's 429 is skipped by every instance within 1 s, until the same moment", async () => {
   const mock = await startMockUpstream();
   const kv = await Deno.openKv(":memory:");
-  const services = { openai: { target: mock.url, keys: ["a", "b"], ...FAST } };
+  const services = twoKeys(mock.url);
   const one = await startGateway({ kv, services });
   const two = await startGateway({ kv, services });
   try {

@@ -1,4 +1,5 @@
 import { assert, assertEquals } from "../support/assert.ts";
+import { withMemoryKv } from "../support/kv.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import {
   KvCapacityStore,
@@ -40,9 +41,8 @@ function dueTimes(leases: TokenLease[], start: number): number[] {
 
 Deno.test("ledger store: eight instances reserving at once never conflict, and no window gets more than burst + rps·W", async () => {
   const clock = new FakeClock();
-  const base = await Deno.openKv(":memory:");
-  const { kv, conflicts } = countingConflicts(base);
-  try {
+  await withMemoryKv(async (base) => {
+    const { kv, conflicts } = countingConflicts(base);
     const stores = Array.from(
       { length: 8 },
       (_, i) => new KvCapacityStore(kv, "svc", limits, { instanceId: `i${i}`, clock }),
@@ -64,16 +64,13 @@ Deno.test("ledger store: eight instances reserving at once never conflict, and n
     }
     // 40 tokens with a burst of 5 at 10 a second: the last falls due 3.5 s on.
     assertEquals(due.at(-1), 3500);
-  } finally {
-    base.close();
-  }
+  });
 });
 
 Deno.test("compare-and-set store: the same eight instances conflict (the baseline the ledger replaces)", async () => {
   const clock = new FakeClock();
-  const base = await Deno.openKv(":memory:");
-  const { kv, conflicts } = countingConflicts(base);
-  try {
+  await withMemoryKv(async (base) => {
+    const { kv, conflicts } = countingConflicts(base);
     const stores = Array.from({ length: 8 }, (_, i) =>
       new KvCapacityStore(kv, "svc", limits, {
         instanceId: `i${i}`,
@@ -83,15 +80,12 @@ Deno.test("compare-and-set store: the same eight instances conflict (the baselin
     const leases = await Promise.all(stores.map((s) => s.leaseTokens(1)));
     assert(conflicts() > 0, "compare-and-set conflicts under concurrency");
     assert(leases.reduce((n, l) => n + l.granted, 0) <= limits.burst, "but never over-grants");
-  } finally {
-    base.close();
-  }
+  });
 });
 
 Deno.test("ledger store: returnTokens() hands back the unused tail only while nobody reserved after it", async () => {
   const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const a = new KvCapacityStore(kv, "svc", limits, { instanceId: "a", clock });
     const b = new KvCapacityStore(kv, "svc", limits, { instanceId: "b", clock });
     const ledger = async () => (await kv.get<Deno.KvU64>(tokenLedgerKey("svc"))).value!.value;
@@ -105,15 +99,12 @@ Deno.test("ledger store: returnTokens() hands back the unused tail only while no
     const beforeReturn = await ledger();
     await a.returnTokens(4);
     assertEquals(await ledger(), beforeReturn, "b reserved after a: a's tokens stay spent");
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("limiter.close() hands back unused ledger tokens and idle slots, keeping the slots in use", async () => {
   const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const l = { rps: 1, burst: 10, maxConn: 5 };
     const make = (id: string) =>
       new ServiceLimiter(l, {
@@ -154,7 +145,5 @@ Deno.test("limiter.close() hands back unused ledger tokens and idle slots, keepi
       "released after close: handed back at once",
     );
     await other.close();
-  } finally {
-    kv.close();
-  }
+  });
 });

@@ -1,4 +1,5 @@
 import { assert, assertEquals } from "../support/assert.ts";
+import { withMemoryKv } from "../support/kv.ts";
 import { FakeClock, flush } from "../support/fake_clock.ts";
 import {
   type CapacityStore,
@@ -122,8 +123,7 @@ Deno.test("limiter: an aborted waiter leaves the queue at once", async () => {
 
 Deno.test("limiter (KV store): requests arriving together cost one KV lease, and leased tokens cost none", async () => {
   const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const l = { rps: 50, burst: 50, maxConn: 100 };
     const inner = new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock });
     const asked: number[] = [];
@@ -156,9 +156,7 @@ Deno.test("limiter (KV store): requests arriving together cost one KV lease, and
     }
     assert(asked.length <= 2, `leases: ${asked}`);
     await limiter.close();
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 interface KvLimiterTest {
@@ -173,19 +171,19 @@ async function withKvLimiter(
   fn: (t: KvLimiterTest) => Promise<void>,
   options: Partial<ServiceLimiterOptions> = {},
 ): Promise<void> {
-  const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  const limiter = new ServiceLimiter(l, {
-    store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
-    clock,
-    ...options,
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const limiter = new ServiceLimiter(l, {
+      store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
+      clock,
+      ...options,
+    });
+    try {
+      await fn({ clock, kv, limiter });
+    } finally {
+      await limiter.close();
+    }
   });
-  try {
-    await fn({ clock, kv, limiter });
-  } finally {
-    await limiter.close();
-    kv.close();
-  }
 }
 
 /** `n` requests one after another, each holding its slot for `holdMs`. */

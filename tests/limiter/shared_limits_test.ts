@@ -1,4 +1,5 @@
 import { assert, assertEquals } from "../support/assert.ts";
+import { withMemoryKv } from "../support/kv.ts";
 import { runSharedLoad, worstWindowRatio } from "../support/shared_load.ts";
 import { KvCapacityStore, ServiceLimiter, systemClock } from "../../limiter/mod.ts";
 
@@ -79,8 +80,7 @@ Deno.test("KV failing: instances degrade to their local share (never unlimited),
 });
 
 Deno.test("a killed instance's slots come back within the slot TTL", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const l = { rps: 1000, burst: 1000, maxConn: 2 };
     const ttl = 600;
     const make = (id: string) =>
@@ -110,7 +110,5 @@ Deno.test("a killed instance's slots come back within the slot TTL", async () =>
     );
     s.release();
     await survivor.close();
-  } finally {
-    kv.close();
-  }
+  });
 });
