@@ -1,5 +1,5 @@
 import type { ServiceStyle } from "../config/mod.ts";
-import type { HeaderPairs } from "./headers.ts";
+import type { ClientHead, HeaderPairs } from "./headers.ts";
 
 /**
  * Compares a client's secret with the password in time that depends only
@@ -17,24 +17,22 @@ export function timingSafeEqual(given: string, expected: string): boolean {
 
 /**
  * The credential a client presented: `Authorization: Bearer`, `x-api-key`,
- * and on gemini also `x-goog-api-key` and `?key=`. Undefined when none.
+ * and on gemini also `x-goog-api-key` and `?key=` in `search` (the raw
+ * query). Undefined when none.
  */
 export function clientCredential(
-  headers: Headers,
-  url: URL,
+  head: Pick<ClientHead, "authorization" | "apiKey" | "googApiKey">,
+  search: string,
   style: ServiceStyle,
 ): string | undefined {
-  const auth = headers.get("authorization");
-  if (auth !== null) {
-    const m = /^\s*Bearer\s+(.+?)\s*$/i.exec(auth);
+  if (head.authorization !== null) {
+    const m = /^\s*Bearer\s+(.+?)\s*$/i.exec(head.authorization);
     if (m) return m[1];
   }
-  const apiKey = headers.get("x-api-key");
-  if (apiKey !== null) return apiKey.trim();
+  if (head.apiKey !== null) return head.apiKey.trim();
   if (style === "gemini") {
-    const goog = headers.get("x-goog-api-key");
-    if (goog !== null) return goog.trim();
-    const q = url.searchParams.get("key");
+    if (head.googApiKey !== null) return head.googApiKey.trim();
+    const q = search ? new URLSearchParams(search).get("key") : null;
     if (q !== null) return q;
   }
   return undefined;

@@ -9,19 +9,24 @@ export type BodyResult =
 /**
  * Reads a request body up to `limit` bytes. A declared `content-length`
  * over the limit is refused before a byte is read; a chunked body is cut
- * off as soon as it passes the limit.
+ * off as soon as it passes the limit. `length` is the request's
+ * `content-length` header (default: read from `req.headers`).
  */
-export async function readBody(req: Request, limit: number): Promise<BodyResult> {
-  if (req.body === null) return { ok: true, body: undefined };
-  const declared = Number(req.headers.get("content-length") ?? NaN);
-  if (declared > limit) {
-    await req.body.cancel().catch(() => {});
-    return { ok: false, reason: "too_large" };
-  }
-  if (declared >= 0) {
-    // Known length: one native read, no JavaScript per chunk.
+export async function readBody(
+  req: Request,
+  limit: number,
+  length: string | null = req.headers.get("content-length"),
+): Promise<BodyResult> {
+  if (length !== null) {
+    if (Number(length) > limit) {
+      await req.body?.cancel().catch(() => {});
+      return { ok: false, reason: "too_large" };
+    }
+    // Known length: read without touching `req.body`. Deno.serve hands over a
+    // body it has already buffered as it is; asking for `req.body` first
+    // would wrap it in a ReadableStream only to collect it again.
     try {
-      const body = new Uint8Array(await req.arrayBuffer());
+      const body = await req.bytes();
       return body.byteLength > limit
         ? { ok: false, reason: "too_large" }
         : { ok: true, body: body.byteLength > 0 ? body : undefined };
@@ -29,6 +34,7 @@ export async function readBody(req: Request, limit: number): Promise<BodyResult>
       return { ok: false, reason: "unreadable" };
     }
   }
+  if (req.body === null) return { ok: true, body: undefined };
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -6,11 +6,17 @@ import { type Bytes, readBody } from "./body.ts";
 import { applyCors, preflight } from "./cors.ts";
 import { disguise } from "./disguise.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
-import { relayResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
+import {
+  type ClientHead,
+  readClientHead,
+  type RelayHead,
+  relayResponseHeaders,
+  upstreamRequestHeaders,
+} from "./headers.ts";
 import { isoTime, type LogLine } from "./log.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
 import { requestId } from "./request_id.ts";
-import { type Route, route, serviceName } from "./route.ts";
+import { type RequestTarget, requestTarget, type Route, route, serviceName } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 
 /** What the request pipeline needs; everything is injected. */
@@ -29,7 +35,9 @@ const MAX_ERROR_BODY = 1024 * 1024;
 /** The request as it walks the stages. */
 interface Exchange {
   req: Request;
-  url: URL;
+  target: RequestTarget;
+  /** The client's headers, read once. */
+  head: ClientHead;
   id: string;
   started: number;
   rt: ServiceRuntime;
@@ -144,14 +152,14 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     });
   }
 
-  function unknownService(req: Request, url: URL): Response {
-    const cred = clientCredential(req.headers, url, "openai");
+  function unknownService(req: Request, target: RequestTarget): Response {
+    const cred = clientCredential(readClientHead(req.headers), target.search, "openai");
     if (password === undefined || cred === undefined || !timingSafeEqual(cred, password)) {
-      return disguise(url.pathname, req.method);
+      return disguise(target.path, req.method);
     }
     const body = {
       error: {
-        message: `No service at /${serviceName(url.pathname)}. Valid prefixes: ${prefixes}.`,
+        message: `No service at /${serviceName(target.path)}. Valid prefixes: ${prefixes}.`,
         type: "invalid_request_error",
         code: "unknown_service",
       },
@@ -169,7 +177,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     key: PooledKey,
     body: Bytes | undefined,
   ): Promise<Response | "timeout" | "network" | "aborted"> {
-    const headers = upstreamRequestHeaders(x.req.headers);
+    const headers = upstreamRequestHeaders(x.head);
     setUpstreamAuth(headers, x.style, key.secret, r.geminiNative);
     // One controller for both reasons to stop: the client leaving (at any
     // time, the body included) and no headers within firstByteTimeoutMs.
@@ -202,7 +210,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   function respondSettled(x: Exchange, s: Settled, release: () => void, outcome: string): Response {
     release();
-    const headers = relayResponseHeaders(s.headers, x.id);
+    const { headers } = relayResponseHeaders(s.headers, x.id);
     account(x, s.status, outcome, s.body.byteLength);
     return new Response(x.req.method === "HEAD" ? null : s.body, { status: s.status, headers });
   }
@@ -217,17 +225,24 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
    * them after `idleTimeoutMs` of silence.
    */
   function respondSuccess(x: Exchange, res: Response, release: () => void): Response {
-    const declared = res.headers.get("content-length");
-    const sse = res.headers.get("content-type")?.includes("text/event-stream") ?? false;
-    if (sse || declared === null || !res.body) return respondStream(x, res, release);
+    const head = relayResponseHeaders(res.headers, x.id);
+    if (head.eventStream || head.contentLength === null || !res.body) {
+      return respondStream(x, res, head, release);
+    }
     release();
-    const headers = relayResponseHeaders(res.headers, x.id);
-    account(x, res.status, "complete", Number(declared));
-    return new Response(x.req.method === "HEAD" ? null : res.body, { status: res.status, headers });
+    account(x, res.status, "complete", Number(head.contentLength));
+    return new Response(x.req.method === "HEAD" ? null : res.body, {
+      status: res.status,
+      headers: head.headers,
+    });
   }
 
-  function respondStream(x: Exchange, res: Response, release: () => void): Response {
-    const headers = relayResponseHeaders(res.headers, x.id);
+  function respondStream(
+    x: Exchange,
+    res: Response,
+    { headers }: RelayHead,
+    release: () => void,
+  ): Response {
     if (!res.body) {
       release();
       account(x, res.status, "complete", 0);
@@ -361,13 +376,14 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   }
 
   return async function handle(req: Request): Promise<Response> {
-    const url = new URL(req.url);
-    const rt = runtimes.get(serviceName(url.pathname));
-    if (!rt) return unknownService(req, url);
+    const target = requestTarget(req.url);
+    const rt = runtimes.get(serviceName(target.path));
+    if (!rt) return unknownService(req, target);
     const started = clock.now();
     const x: Exchange = {
       req,
-      url,
+      target,
+      head: readClientHead(req.headers),
       id: requestId(started),
       started,
       rt,
@@ -388,7 +404,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
           "This gateway has no ACCESS_PASSWORD. The operator must set it in the deployment's environment variables.",
       });
     }
-    const cred = clientCredential(req.headers, url, x.style);
+    const cred = clientCredential(x.head, target.search, x.style);
     if (cred === undefined || !timingSafeEqual(cred, password)) {
       return answer(x, {
         status: 401,
@@ -401,7 +417,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     }
 
     // Route.
-    const r = route(url, config.services, x.style === "gemini" ? ["key"] : []);
+    const r = route(target, config.services, x.style === "gemini" ? ["key"] : []);
     if ("error" in r) {
       return answer(x, {
         status: 400,
@@ -420,7 +436,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     }
 
     // Read the body whole: a retry must be able to send it again.
-    const read = await readBody(req, config.maxBodyBytes);
+    const read = await readBody(req, config.maxBodyBytes, x.head.contentLength);
     if (!read.ok) {
       return answer(
         x,

@@ -23,10 +23,8 @@ const NOT_FORWARDED = new Set([
   "accept-encoding",
 ]);
 
-function connectionTokens(headers: Headers): Set<string> | undefined {
-  const c = headers.get("connection");
-  if (c === null) return undefined;
-  return new Set(c.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== ""));
+function connectionTokens(connection: string): Set<string> {
+  return new Set(connection.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== ""));
 }
 
 /**
@@ -37,23 +35,68 @@ function connectionTokens(headers: Headers): Set<string> | undefined {
 export type HeaderPairs = [string, string][];
 
 /**
- * The headers sent upstream: the client's, less hop-by-hop and credential
- * headers, asking for `identity` so the bytes we relay are the bytes the
- * upstream sent and its `content-encoding` stays true.
+ * What kvgate reads of a client's request headers, gathered in one pass:
+ * each `Headers.get` scans and lower-cases the whole list again.
  */
-export function upstreamRequestHeaders(incoming: Headers): HeaderPairs {
-  const named = connectionTokens(incoming);
-  const out: HeaderPairs = [];
+export interface ClientHead {
+  /** The headers to forward: less hop-by-hop, credential, host, length and accept-encoding. */
+  forward: HeaderPairs;
+  authorization: string | null;
+  /** `x-api-key`. */
+  apiKey: string | null;
+  /** `x-goog-api-key`. */
+  googApiKey: string | null;
+  contentLength: string | null;
+}
+
+/** Reads a client's request headers once; see {@linkcode ClientHead}. */
+export function readClientHead(incoming: Headers): ClientHead {
+  const head: ClientHead = {
+    forward: [],
+    authorization: null,
+    apiKey: null,
+    googApiKey: null,
+    contentLength: null,
+  };
+  let connection: string | null = null;
   // forEach, not for-of: Deno's Headers iterator costs about four times more.
   incoming.forEach((v, k) => {
-    if (!NOT_FORWARDED.has(k) && !named?.has(k)) out.push([k, v]);
+    if (!NOT_FORWARDED.has(k)) return void head.forward.push([k, v]);
+    if (k === "authorization") head.authorization = v;
+    else if (k === "x-api-key") head.apiKey = v;
+    else if (k === "x-goog-api-key") head.googApiKey = v;
+    else if (k === "content-length") head.contentLength = v;
+    else if (k === "connection") connection = v;
   });
+  if (connection !== null) {
+    const named = connectionTokens(connection);
+    head.forward = head.forward.filter(([k]) => !named.has(k));
+  }
+  return head;
+}
+
+/**
+ * The headers sent upstream (a new list each attempt): the client's
+ * forwardable ones, asking for `identity` so the bytes we relay are the
+ * bytes the upstream sent and its `content-encoding` stays true.
+ */
+export function upstreamRequestHeaders(client: ClientHead): HeaderPairs {
+  const out = client.forward.slice();
   out.push(["accept-encoding", "identity"]);
   return out;
 }
 
 // Set by kvgate on every relayed answer.
 const REPLACED = new Set(["x-request-id", "x-accel-buffering"]);
+
+/** The head of a relayed answer, read from the upstream's headers in one pass. */
+export interface RelayHead {
+  headers: HeaderPairs;
+  /** The upstream's `content-length`, or null. */
+  contentLength: string | null;
+  /** True for `text/event-stream`. */
+  eventStream: boolean;
+}
 
 /**
  * The headers relayed to the client: the upstream's, less hop-by-hop ones
@@ -62,19 +105,28 @@ const REPLACED = new Set(["x-request-id", "x-accel-buffering"]);
  * `identity`, fetch never decodes the body, so `content-encoding` and
  * `content-length` still describe the bytes and are kept.
  */
-export function relayResponseHeaders(upstream: Headers, requestId: string): HeaderPairs {
-  const named = connectionTokens(upstream);
-  const out: HeaderPairs = [];
+export function relayResponseHeaders(upstream: Headers, requestId: string): RelayHead {
+  let out: HeaderPairs = [];
+  let connection: string | null = null;
+  let contentLength: string | null = null;
   let eventStream = false;
   upstream.forEach((v, k) => {
-    if (HOP_BY_HOP.has(k) || named?.has(k) || REPLACED.has(k) || k.startsWith("access-control-")) {
+    if (HOP_BY_HOP.has(k)) {
+      if (k === "connection") connection = v;
       return;
     }
-    if (k === "content-type" && v.includes("text/event-stream")) eventStream = true;
+    if (REPLACED.has(k) || k.startsWith("access-control-")) return;
+    if (k === "content-length") contentLength = v;
+    else if (k === "content-type" && v.includes("text/event-stream")) eventStream = true;
     out.push([k, v]);
   });
+  if (connection !== null) {
+    const named = connectionTokens(connection);
+    out = out.filter(([k]) => !named.has(k));
+    if (named.has("content-length")) contentLength = null;
+  }
   for (const [k, v] of CORS_HEADERS) out.push([k, v]);
   out.push(["x-request-id", requestId]);
   if (eventStream) out.push(["x-accel-buffering", "no"]);
-  return out;
+  return { headers: out, contentLength, eventStream };
 }

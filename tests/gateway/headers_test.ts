@@ -1,5 +1,9 @@
 import { assertEquals } from "../support/assert.ts";
-import { relayResponseHeaders, upstreamRequestHeaders } from "../../gateway/headers.ts";
+import {
+  readClientHead,
+  relayResponseHeaders,
+  upstreamRequestHeaders,
+} from "../../gateway/headers.ts";
 import { setUpstreamAuth } from "../../gateway/auth.ts";
 
 Deno.test("relayResponseHeaders() drops hop-by-hop and the upstream's CORS and id, adds kvgate's once", () => {
@@ -13,7 +17,7 @@ Deno.test("relayResponseHeaders() drops hop-by-hop and the upstream's CORS and i
     "x-request-id": "req_upstream",
     "x-ratelimit-remaining-requests": "42",
   });
-  const out = new Headers(relayResponseHeaders(upstream, "01ID"));
+  const out = new Headers(relayResponseHeaders(upstream, "01ID").headers);
   assertEquals(out.get("x-private"), null);
   assertEquals(out.get("keep-alive"), null);
   assertEquals(out.get("connection"), null);
@@ -32,7 +36,7 @@ Deno.test("upstreamRequestHeaders() + setUpstreamAuth(): no client credential, t
     "anthropic-beta": "tools",
     "accept-encoding": "gzip, br",
   });
-  const openai = upstreamRequestHeaders(client);
+  const openai = upstreamRequestHeaders(readClientHead(client));
   setUpstreamAuth(openai, "openai", "sk-provider", false);
   const o = new Headers(openai);
   assertEquals(o.get("authorization"), "Bearer sk-provider");
@@ -40,7 +44,7 @@ Deno.test("upstreamRequestHeaders() + setUpstreamAuth(): no client credential, t
   assertEquals(o.get("accept-encoding"), "identity");
   assertEquals(o.get("content-type"), "application/json");
 
-  const claude = upstreamRequestHeaders(client);
+  const claude = upstreamRequestHeaders(readClientHead(client));
   setUpstreamAuth(claude, "anthropic", "sk-ant", false);
   const c = new Headers(claude);
   assertEquals(c.get("x-api-key"), "sk-ant");
@@ -51,4 +55,36 @@ Deno.test("upstreamRequestHeaders() + setUpstreamAuth(): no client credential, t
     "a default version when the client sent none",
   );
   assertEquals(c.get("anthropic-beta"), "tools");
+});
+
+Deno.test("readClientHead() reads credentials and length in one pass; forwards none of them", () => {
+  const head = readClientHead(
+    new Headers({
+      authorization: "Bearer pw",
+      "x-api-key": "pw2",
+      "x-goog-api-key": "pw3",
+      "content-length": "12",
+      connection: "keep-alive, x-hop",
+      "x-hop": "1",
+      host: "gw.example",
+      "openai-beta": "assistants=v2",
+    }),
+  );
+  assertEquals(head.authorization, "Bearer pw");
+  assertEquals(head.apiKey, "pw2");
+  assertEquals(head.googApiKey, "pw3");
+  assertEquals(head.contentLength, "12");
+  assertEquals(head.forward, [["openai-beta", "assistants=v2"]]);
+  const none = readClientHead(new Headers());
+  assertEquals([none.authorization, none.apiKey, none.contentLength], [null, null, null]);
+});
+
+Deno.test("relayResponseHeaders() reports the length and whether the body is an event stream", () => {
+  const json = relayResponseHeaders(
+    new Headers({ "content-type": "application/json", "content-length": "42" }),
+    "id",
+  );
+  assertEquals([json.contentLength, json.eventStream], ["42", false]);
+  const sse = relayResponseHeaders(new Headers({ "content-type": "text/event-stream" }), "id");
+  assertEquals([sse.contentLength, sse.eventStream], [null, true]);
 });
