@@ -119,8 +119,9 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   }
 
   function account(x: Exchange, status: number, outcome: string, bytes?: number): void {
+    const now = clock.now();
     log({
-      t: isoTime(clock.now()),
+      t: isoTime(now),
       id: x.id,
       service: x.rt.service.name,
       method: x.req.method,
@@ -130,7 +131,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       key: x.key?.id,
       queueMs: x.queueMs,
       upstreamMs: x.upstreamMs,
-      totalMs: clock.now() - x.started,
+      totalMs: now - x.started,
       bytes,
     });
   }
@@ -185,11 +186,11 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     if (x.req.signal.aborted) return "aborted";
     x.req.signal.addEventListener("abort", () => upstream.abort(), { once: true });
     let timedOut = false;
-    const cancelTimeout = firstByteTimeouts.add(config.firstByteTimeoutMs, () => {
+    const sent = clock.now();
+    const cancelTimeout = firstByteTimeouts.at(sent + config.firstByteTimeoutMs, () => {
       timedOut = true;
       upstream.abort();
     });
-    const sent = clock.now();
     try {
       const res = await deps.fetch(r.upstream, {
         method: x.req.method,

@@ -3,7 +3,7 @@ export type LogLine = Record<string, unknown>;
 
 /** Options for {@linkcode createJsonLog}. */
 export interface JsonLogOptions {
-  /** Where text goes. Default `console.log`. */
+  /** Where text goes (a newline is added). Default: standard output, see {@linkcode writeStdout}. */
   write?: (text: string) => void;
   /** Most lines in one write. Default 64. */
   maxBatch?: number;
@@ -17,6 +17,23 @@ export interface JsonLog {
   flush(): void;
 }
 
+const encoder = new TextEncoder();
+
+/**
+ * Writes `text` and a newline to standard output, straight to the file:
+ * `console.log` would first scan a batch of lines for format specifiers.
+ * A failed write (a closed pipe) drops the text; logging never takes the
+ * gateway down.
+ */
+export function writeStdout(text: string): void {
+  const bytes = encoder.encode(text + "\n");
+  try {
+    for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
+  } catch {
+    // Nowhere left to log to.
+  }
+}
+
 /**
  * A JSON-lines log for the request path. Lines wait up to `flushMs` and go
  * out together in one write (at most `maxBatch` lines): one write and one
@@ -25,7 +42,7 @@ export interface JsonLog {
  * process exits.
  */
 export function createJsonLog(options: JsonLogOptions = {}): JsonLog {
-  const write = options.write ?? ((text: string) => console.log(text));
+  const write = options.write ?? writeStdout;
   const maxBatch = options.maxBatch ?? 64;
   const flushMs = options.flushMs ?? 50;
   if (!(maxBatch >= 1)) throw new RangeError(`maxBatch must be >= 1 (got ${maxBatch})`);

@@ -1,23 +1,44 @@
-import { ulid } from "ulid";
+/** Crockford's base 32, the ULID alphabet. */
+const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const MAX_TIME = 2 ** 48 - 1;
 
 const POOL_BYTES = 4096;
 const pool = new Uint8Array(POOL_BYTES);
 let next = POOL_BYTES;
 
+let lastMs = NaN;
+let lastTime = "";
+
+/** The 10-character time part of a ULID: `ms` in base 32, most significant first. */
+function encodeTime(ms: number): string {
+  let out = "";
+  for (let i = 0; i < 10; i++) {
+    out = ALPHABET[ms % 32] + out;
+    ms = Math.floor(ms / 32);
+  }
+  return out;
+}
+
 /**
- * Cryptographic random numbers in [0, 1) drawn from a pooled buffer: one
- * `getRandomValues` call per 4096 draws instead of one per draw (the `ulid`
- * package's default asks once per character, 16 times per id).
+ * A new request id: a ULID (26 characters, sortable by time) for `now`
+ * (epoch ms). Its 80 random bits come from a pooled buffer, one
+ * `getRandomValues` call per 256 ids, and the time part is encoded once
+ * per millisecond: a busy gateway makes several ids in each.
  */
-function pooledRandom(): number {
-  if (next === POOL_BYTES) {
+export function requestId(now: number = Date.now()): string {
+  if (now !== lastMs) {
+    if (!(Number.isInteger(now) && now >= 0 && now <= MAX_TIME)) {
+      throw new RangeError(`now must be an integer epoch ms in [0, 2^48) (got ${now})`);
+    }
+    lastMs = now;
+    lastTime = encodeTime(now);
+  }
+  if (next + 16 > POOL_BYTES) {
     crypto.getRandomValues(pool);
     next = 0;
   }
-  return pool[next++] / 256;
-}
-
-/** A new request id: a ULID (sortable by time) for `now` (epoch ms). */
-export function requestId(now: number = Date.now()): string {
-  return ulid(now, pooledRandom);
+  let random = "";
+  // 256 is a multiple of 32: the low five bits of a random byte are uniform.
+  for (let i = 0; i < 16; i++) random += ALPHABET[pool[next++] & 31];
+  return lastTime + random;
 }

@@ -253,7 +253,7 @@ export class ServiceLimiter {
     if (this.#dueTimer !== undefined) this.#clock.clearTimeout(this.#dueTimer);
     if (this.#slotPollTimer !== undefined) this.#clock.clearTimeout(this.#slotPollTimer);
     if (this.#handbackTimer !== undefined) this.#clock.clearTimeout(this.#handbackTimer);
-    this.#expireBatches();
+    this.#expireBatches(this.#clock.now());
     const unused = this.#stock;
     this.#batches = [];
     this.#stock = 0;
@@ -332,8 +332,7 @@ export class ServiceLimiter {
   // ---- tokens ----
 
   /** Drops tokens not spent within leaseMs of falling due (counted as stranded). */
-  #expireBatches(): void {
-    const now = this.#clock.now();
+  #expireBatches(now: number): void {
     while (this.#batches.length > 0) {
       const b = this.#batches[0];
       while (b.n > 0 && Math.max(b.nextAt, b.receivedAt) + this.#leaseMs <= now) {
@@ -349,15 +348,16 @@ export class ServiceLimiter {
 
   #spendLocal(): boolean {
     if (this.#stock === 0) return this.#takeNow();
-    this.#expireBatches();
+    const now = this.#clock.now();
+    this.#expireBatches(now);
     if (this.#stock === 0) return this.#takeNow();
     const batch = this.#batches[0];
-    if (batch.nextAt > this.#clock.now()) return false;
+    if (batch.nextAt > now) return false;
     batch.nextAt += batch.spacingMs;
     if (--batch.n === 0) this.#batches.shift();
     this.#stock--;
     this.stats.tokensSpent++;
-    this.#countDemand(1);
+    this.#countDemand(1, now);
     return true;
   }
 
@@ -368,12 +368,11 @@ export class ServiceLimiter {
     }
     this.stats.tokensLeased++;
     this.stats.tokensSpent++;
-    this.#countDemand(1);
+    this.#countDemand(1, this.#clock.now());
     return true;
   }
 
-  #countDemand(n: number): void {
-    const now = this.#clock.now();
+  #countDemand(n: number, now: number): void {
     if (now - this.#demandWindowStart >= 1000) {
       this.#demandPrev = now - this.#demandWindowStart >= 2000 ? 0 : this.#demandThis;
       this.#demandThis = 0;

@@ -34,3 +34,24 @@ Deno.test("isoTime() matches Date#toISOString", () => {
     assertEquals(isoTime(ms), new Date(ms).toISOString());
   }
 });
+
+Deno.test("jsonLog() goes to standard output as whole JSON lines, once flushed", async () => {
+  const script = `import { flushLog, jsonLog } from ${
+    JSON.stringify(
+      new URL("../../gateway/log.ts", import.meta.url).href,
+    )
+  };
+jsonLog({ event: "one", n: 1 });
+jsonLog({ event: "two", text: "a\\nb" });
+flushLog();`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(new TextDecoder().decode(out.stderr), "");
+  assertEquals(
+    new TextDecoder().decode(out.stdout),
+    '{"event":"one","n":1}\n{"event":"two","text":"a\\nb"}\n',
+  );
+});
