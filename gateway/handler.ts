@@ -29,6 +29,9 @@ export interface HandlerDeps {
   random: () => number;
 }
 
+/** Routes remembered per handler (see `routeOf`). */
+const ROUTE_CACHE_SIZE = 1024;
+
 /** Error bodies are read whole to classify them; larger ones are cut here. */
 const MAX_ERROR_BODY = 1024 * 1024;
 
@@ -112,6 +115,21 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     clock,
     Math.min(1000, Math.max(5, config.firstByteTimeoutMs / 20)),
   );
+
+  // Clients send the same few paths again and again: their routes are kept
+  // (at most ROUTE_CACHE_SIZE). Only paths without a query, so that no
+  // gemini ?key= secret is kept as a key.
+  const routes = new Map<string, Route>();
+  function routeOf(target: RequestTarget, style: ServiceStyle) {
+    const cached = target.search === "" ? routes.get(target.path) : undefined;
+    if (cached) return cached;
+    const r = route(target, config.services, style === "gemini" ? ["key"] : []);
+    if (target.search === "" && !("error" in r)) {
+      if (routes.size >= ROUTE_CACHE_SIZE) routes.clear();
+      routes.set(target.path, r);
+    }
+    return r;
+  }
 
   function answer(x: Exchange, err: GatewayError): Response {
     account(x, err.status, err.code);
@@ -262,10 +280,11 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   /** Attempts with key rotation and retries; the slot is held throughout. */
   async function relay(x: Exchange, r: Route, body: Bytes | undefined, release: () => void) {
-    const tried = new Set<string>();
+    let tried: Set<string> | undefined; // made on the first retry: most requests need none
     let last: Settled | undefined;
     let lastFailure: "timeout" | "network" | undefined;
     for (let attempt = 0; attempt <= config.maxRetries; attempt++) {
+      if (x.key) (tried ??= new Set()).add(x.key.id);
       // Pick key: wait for the earliest resting key when all rest.
       let pick = x.rt.pool.pick(clock.now(), tried);
       while (!pick.ok) {
@@ -304,7 +323,6 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
         release();
         return refused(x, token);
       }
-      tried.add(key.id);
       x.key = key;
       x.attempts = attempt + 1;
       const res = await callUpstream(x, r, key, body);
@@ -418,7 +436,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     }
 
     // Route.
-    const r = route(target, config.services, x.style === "gemini" ? ["key"] : []);
+    const r = routeOf(target, x.style);
     if ("error" in r) {
       return answer(x, {
         status: 400,
