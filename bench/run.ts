@@ -10,7 +10,8 @@
  *
  * Loads: non-streaming chat completions at 1 connection (latency) and 32
  * connections (throughput) with wrk, and streaming (time to first chunk and
- * to the last) with a Deno client. Each target runs twice, interleaved.
+ * to the last) with a Deno client. Each target runs twice, interleaved
+ * (the second round in reverse order), each after a 2 s warm-up at 32 connections.
  * Per phase: requests/s, p50, p99, and the proxy process's CPU time per
  * request from /proc/<pid>/stat before and after. Then memory: 10,000
  * requests queued behind a binding limit, then all aborted.
@@ -255,7 +256,9 @@ async function measure(p: Proc, round: number, rows: Row[]): Promise<void> {
   const url = p.base + p.path;
   const pid = p.name === "direct" ? NaN : p.child.pid;
   const cpu = () => Number.isNaN(pid) ? NaN : cpuMs(pid);
-  await wrk(url, 8, 1); // warm-up: JIT, connection pools
+  // Warm-up at the full load: JIT, connection pools, heap size. The first
+  // seconds of a fresh process cost every target more CPU per request.
+  await wrk(url, 32, 2);
   for (const conns of [1, 32]) {
     const before = cpu();
     const r = await wrk(url, conns, PHASE_S);
@@ -362,7 +365,10 @@ async function main() {
   const rows: Row[] = [];
   try {
     for (const round of [1, 2]) {
-      for (const t of targets) await measure(t, round, rows);
+      // The second round runs in reverse order, so that a drift in the
+      // machine's speed does not favour the targets measured first.
+      const order = round === 1 ? targets : [...targets].reverse();
+      for (const t of order) await measure(t, round, rows);
     }
   } finally {
     for (const t of targets.slice(1)) await stop(t);
