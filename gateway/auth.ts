@@ -26,8 +26,8 @@ export function clientCredential(
   style: ServiceStyle,
 ): string | undefined {
   if (head.authorization !== null) {
-    const m = /^\s*Bearer\s+(.+?)\s*$/i.exec(head.authorization);
-    if (m) return m[1];
+    const token = bearerToken(head.authorization);
+    if (token !== undefined) return token;
   }
   if (head.apiKey !== null) return head.apiKey.trim();
   if (style === "gemini") {
@@ -36,6 +36,16 @@ export function clientCredential(
     if (q !== null) return q;
   }
   return undefined;
+}
+
+/** The token of `Bearer <token>` (scheme in any case, spaces around), or undefined. */
+function bearerToken(value: string): string | undefined {
+  const v = value.trim();
+  if (v.length < 8 || v.slice(0, 6).toLowerCase() !== "bearer") return undefined;
+  const c = v.charCodeAt(6);
+  if (c !== 0x20 && c !== 0x09) return undefined;
+  const token = v.slice(7).trim();
+  return token === "" ? undefined : token;
 }
 
 /** Headers that carry client credentials; never forwarded upstream. */

@@ -29,6 +29,8 @@ export interface HandlerDeps {
   random: () => number;
 }
 
+const SUCCESS: Outcome = Object.freeze({ kind: "success" });
+
 /** Routes remembered per handler (see `routeOf`). */
 const ROUTE_CACHE_SIZE = 1024;
 
@@ -340,7 +342,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
         lastFailure = res;
         outcome = { kind: "upstream_error" };
       } else if (res.status < 400) {
-        x.rt.pool.report(key, { kind: "success" }, clock.now());
+        x.rt.pool.report(key, SUCCESS, clock.now());
         return respondSuccess(x, res, release);
       } else {
         // Error bodies are small: read them to classify, and to answer with if this is the last try.

@@ -125,7 +125,8 @@ export function relayResponseHeaders(upstream: Headers, requestId: string): Rela
     out = out.filter(([k]) => !named.has(k));
     if (named.has("content-length")) contentLength = null;
   }
-  for (const [k, v] of CORS_HEADERS) out.push([k, v]);
+  // The shared pairs themselves: Response copies them and never changes them.
+  for (const pair of CORS_HEADERS) out.push(pair as [string, string]);
   out.push(["x-request-id", requestId]);
   if (eventStream) out.push(["x-accel-buffering", "no"]);
   return { headers: out, contentLength, eventStream };

@@ -1,5 +1,5 @@
 import { assertEquals } from "../support/assert.ts";
-import { timingSafeEqual } from "../../gateway/auth.ts";
+import { clientCredential, timingSafeEqual } from "../../gateway/auth.ts";
 
 Deno.test("timingSafeEqual() accepts only the exact password", () => {
   const password = "correct horse battery staple";
@@ -12,4 +12,26 @@ Deno.test("timingSafeEqual() accepts only the exact password", () => {
   assertEquals(timingSafeEqual("passwörd", "pässword"), false);
   // A NUL past the end must not pass for a missing character.
   assertEquals(timingSafeEqual("ab", "ab\0"), false);
+});
+
+Deno.test("clientCredential() reads Bearer tokens, x-api-key, and on gemini x-goog-api-key and ?key=", () => {
+  const head = (
+    authorization: string | null,
+    apiKey: string | null = null,
+    googApiKey: string | null = null,
+  ) => ({
+    authorization,
+    apiKey,
+    googApiKey,
+  });
+  assertEquals(clientCredential(head("Bearer pw"), "", "openai"), "pw");
+  assertEquals(clientCredential(head("  bearer \t pw  "), "", "openai"), "pw", "any case, spaces");
+  assertEquals(clientCredential(head("BEARER a b"), "", "openai"), "a b");
+  for (const bad of ["Bearer", "Bearer   ", "Bearerpw", "Basic cHc=", ""]) {
+    assertEquals(clientCredential(head(bad), "", "openai"), undefined, JSON.stringify(bad));
+  }
+  assertEquals(clientCredential(head("Basic x", " pw2 "), "", "anthropic"), "pw2");
+  assertEquals(clientCredential(head(null), "?key=pw3", "openai"), undefined, "?key= is gemini's");
+  assertEquals(clientCredential(head(null), "?alt=sse&key=pw3", "gemini"), "pw3");
+  assertEquals(clientCredential(head(null, null, " pw4 "), "", "gemini"), "pw4");
 });
