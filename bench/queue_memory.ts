@@ -137,7 +137,19 @@ async function round() {
   return { queued, heapQueued, timersQueued, heapAfter: Deno.memoryUsage().heapUsed };
 }
 
+/**
+ * With QUEUE_MEMORY_PAUSE=1 (bench/heap_growth.ts sets it), prints `pause <tag>`
+ * and waits for a line on stdin, so that a heap snapshot can be taken there.
+ */
+async function pause(tag: string): Promise<void> {
+  if (Deno.env.get("QUEUE_MEMORY_PAUSE") !== "1") return;
+  console.log(`pause ${tag}`);
+  await Deno.stdin.read(new Uint8Array(64));
+}
+
+await pause("before");
 const r1 = await round();
+await pause("after-first-round");
 // A second round shows growth that is a leak, not a one-time warm-up.
 const r2 = await round();
 const { queued, heapQueued, timersQueued } = r1;
