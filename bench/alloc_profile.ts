@@ -8,6 +8,7 @@
  */
 import { connectInspector } from "./inspector.ts";
 import { freePort } from "../tests/support/net.ts";
+import { CHAT_LUA, kvgateEnv, waitListening } from "./bench_kit.ts";
 
 const SECONDS = Number(Deno.args[0] ?? 4);
 const root = new URL("../", import.meta.url).pathname;
@@ -22,26 +23,13 @@ const run = (args: string[], env: Record<string, string>) =>
     stderr: "null",
   }).spawn();
 const mock = run(["bench/mock_upstream.ts"], { PORT: String(mockPort), LATENCY_MS: "2" });
+const mockBase = `http://127.0.0.1:${mockPort}`;
 const gateway = run([`--inspect=127.0.0.1:${inspectPort}`, "main.ts"], {
   PORT: String(gwPort),
-  ACCESS_PASSWORD: "bench-password",
-  KV_PATH: `${dir}/kv.sqlite3`,
-  OPENAI_API_KEYS: "sk-bench-one,sk-bench-two",
-  GATEWAY_CONFIG: JSON.stringify({
-    services: {
-      openai: { target: `http://127.0.0.1:${mockPort}`, rps: 1e6, burst: 1e6, maxConn: 10_000 },
-    },
-  }),
+  ...kvgateEnv(mockBase, `${dir}/kv.sqlite3`, { rps: 1e6, burst: 1e6, maxConn: 10_000 }),
 });
 const lua = `${dir}/post.lua`;
-await Deno.writeTextFile(
-  lua,
-  `wrk.method = "POST"
-wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Hello"}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer bench-password"
-`,
-);
+await Deno.writeTextFile(lua, CHAT_LUA);
 async function wrk(seconds: number): Promise<number> {
   const url = `http://127.0.0.1:${gwPort}/openai/v1/chat/completions`;
   const out = await new Deno.Command("wrk", {
@@ -57,21 +45,12 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
-async function ready(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      await (await fetch(`http://127.0.0.1:${port}/`)).body?.cancel();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
 try {
   const inspector = await connectInspector(inspectPort);
-  await Promise.all([ready(mockPort), ready(gwPort)]);
+  await Promise.all([
+    waitListening(mockBase, "mock upstream"),
+    waitListening(`http://127.0.0.1:${gwPort}`, "kvgate"),
+  ]);
   await wrk(2); // warm-up
   await inspector.send("HeapProfiler.enable");
   await inspector.send("HeapProfiler.startSampling", {

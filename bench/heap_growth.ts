@@ -10,20 +10,12 @@
  */
 import { connectInspector } from "./inspector.ts";
 import { freePort } from "../tests/support/net.ts";
+import { queueMemoryArgs } from "./bench_kit.ts";
 
 const N = Deno.args[0] ?? "10000";
 const port = freePort();
 const child = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "-A",
-    "--unstable-kv",
-    "--unstable-no-legacy-abort",
-    "--v8-flags=--expose-gc",
-    `--inspect=127.0.0.1:${port}`,
-    new URL("./queue_memory.ts", import.meta.url).pathname,
-    N,
-  ],
+  args: queueMemoryArgs(N, [`--inspect=127.0.0.1:${port}`]),
   env: { QUEUE_MEMORY_PAUSE: "1" },
   stdin: "piped",
   stdout: "piped",

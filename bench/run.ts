@@ -24,10 +24,16 @@
  */
 
 import { freePort } from "../tests/support/net.ts";
+import {
+  BENCH_PASSWORD as PASSWORD,
+  CHAT_LUA,
+  kvgateEnv,
+  queueMemoryArgs,
+  waitListening,
+} from "./bench_kit.ts";
 
 const DENO = Deno.execPath();
 const ROOT = new URL("../", import.meta.url);
-const PASSWORD = "bench-password";
 const PHASE_S = Number(Deno.env.get("BENCH_PHASE_S") ?? 5);
 const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
 const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
@@ -82,16 +88,8 @@ async function start(
   // BENCH_LOG_DIR keeps each process's stdout (kvgate's JSON log lines), for diagnosis.
   if (LOG_DIR) child.stdout.pipeTo((await Deno.create(`${LOG_DIR}/${name}.log`)).writable);
   const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    try {
-      const r = await fetch(`${base}/`);
-      await r.body?.cancel();
-      return { name, base, path, child };
-    } catch {
-      await sleep(50);
-    }
-  }
-  throw new Error(`${name} did not start`);
+  await waitListening(base, name);
+  return { name, base, path, child };
 }
 
 async function stop(p: Proc): Promise<void> {
@@ -150,14 +148,7 @@ async function ensureWrk(): Promise<void> {
 
 await ensureWrk();
 const LUA = await Deno.makeTempFile({ suffix: ".lua" });
-await Deno.writeTextFile(
-  LUA,
-  `wrk.method = "POST"
-wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Translate: hello"}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer ${PASSWORD}"
-`,
-);
+await Deno.writeTextFile(LUA, CHAT_LUA);
 
 interface LoadResult {
   rps: number;
@@ -286,19 +277,6 @@ async function measure(p: Proc, round: number, rows: Row[]): Promise<void> {
     cpuPerReqMs: (cpu() - before) / STREAMS,
     errors: s.errors,
   });
-}
-
-function kvgateEnv(mockBase: string, kvPath: string, limits: Record<string, number>) {
-  return {
-    ACCESS_PASSWORD: PASSWORD,
-    KV_PATH: kvPath,
-    OPENAI_API_KEYS: "sk-bench-one,sk-bench-two",
-    GATEWAY_CONFIG: JSON.stringify({
-      queueLimit: 20_000,
-      queueTimeoutMs: 600_000,
-      services: { openai: { target: mockBase, ...limits } },
-    }),
-  };
 }
 
 const f = (n: number, d = 3) => Number.isFinite(n) ? n.toFixed(d) : "-";
@@ -517,15 +495,7 @@ async function memoryPhase(mock: Proc, dir: string): Promise<void> {
   );
 
   const inProcess = await new Deno.Command(DENO, {
-    args: [
-      "run",
-      "-A",
-      "--unstable-kv",
-      "--unstable-no-legacy-abort",
-      "--v8-flags=--expose-gc",
-      "bench/queue_memory.ts",
-      String(QUEUED),
-    ],
+    args: queueMemoryArgs(QUEUED),
     cwd: ROOT,
     stdout: "piped",
   }).output();
