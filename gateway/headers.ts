@@ -23,8 +23,15 @@ const NOT_FORWARDED = new Set([
   "accept-encoding",
 ]);
 
-function connectionTokens(connection: string): Set<string> {
+/** The header names a `Connection` value lists (hop-by-hop by declaration), or none. */
+function connectionNamed(connection: string | null): Set<string> | undefined {
+  if (connection === null) return undefined;
   return new Set(connection.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== ""));
+}
+
+/** `pairs` less those whose names are in `named`. */
+function without(pairs: HeaderPairs, named: Set<string> | undefined): HeaderPairs {
+  return named === undefined ? pairs : pairs.filter(([k]) => !named.has(k));
 }
 
 /**
@@ -68,10 +75,7 @@ export function readClientHead(incoming: Headers): ClientHead {
     else if (k === "content-length") head.contentLength = v;
     else if (k === "connection") connection = v;
   });
-  if (connection !== null) {
-    const named = connectionTokens(connection);
-    head.forward = head.forward.filter(([k]) => !named.has(k));
-  }
+  head.forward = without(head.forward, connectionNamed(connection));
   return head;
 }
 
@@ -106,7 +110,7 @@ export interface RelayHead {
  * `content-length` still describe the bytes and are kept.
  */
 export function relayResponseHeaders(upstream: Headers, requestId: string): RelayHead {
-  let out: HeaderPairs = [];
+  const kept: HeaderPairs = [];
   let connection: string | null = null;
   let contentLength: string | null = null;
   let eventStream = false;
@@ -118,13 +122,11 @@ export function relayResponseHeaders(upstream: Headers, requestId: string): Rela
     if (REPLACED.has(k) || k.startsWith("access-control-")) return;
     if (k === "content-length") contentLength = v;
     else if (k === "content-type" && v.includes("text/event-stream")) eventStream = true;
-    out.push([k, v]);
+    kept.push([k, v]);
   });
-  if (connection !== null) {
-    const named = connectionTokens(connection);
-    out = out.filter(([k]) => !named.has(k));
-    if (named.has("content-length")) contentLength = null;
-  }
+  const named = connectionNamed(connection);
+  const out = without(kept, named);
+  if (named?.has("content-length")) contentLength = null;
   // The shared pairs themselves: Response copies them and never changes them.
   for (const pair of CORS_HEADERS) out.push(pair as [string, string]);
   out.push(["x-request-id", requestId]);
