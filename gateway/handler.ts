@@ -3,7 +3,7 @@ import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
 import { type Clock, type Refusal, TimeoutSweeper } from "../limiter/mod.ts";
 import { clientCredential, setUpstreamAuth, timingSafeEqual } from "./auth.ts";
 import { type Bytes, readBody } from "./body.ts";
-import { applyCors, preflight } from "./cors.ts";
+import { applyCors, corsHeaders, preflight } from "./cors.ts";
 import { disguise } from "./disguise.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import {
@@ -43,6 +43,8 @@ interface Exchange {
   target: RequestTarget;
   /** The client's headers, read once. */
   head: ClientHead;
+  /** The CORS headers of every answer (see {@linkcode corsHeaders}). */
+  cors: ReturnType<typeof corsHeaders>;
   id: string;
   started: number;
   rt: ServiceRuntime;
@@ -135,7 +137,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   function answer(x: Exchange, err: GatewayError): Response {
     account(x, err.status, err.code);
-    return errorResponse(x.style, err, applyCors(new Headers({ "x-request-id": x.id })));
+    return errorResponse(x.style, err, applyCors(new Headers({ "x-request-id": x.id }), x.cors));
   }
 
   function account(x: Exchange, status: number, outcome: string, bytes?: number): void {
@@ -174,7 +176,8 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   }
 
   function unknownService(req: Request, target: RequestTarget): Response {
-    const cred = clientCredential(readClientHead(req.headers), target.search, "openai");
+    const head = readClientHead(req.headers);
+    const cred = clientCredential(head, target.search, "openai");
     if (password === undefined || cred === undefined || !timingSafeEqual(cred, password)) {
       return disguise(target.path, req.method);
     }
@@ -187,7 +190,10 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     };
     return Response.json(body, {
       status: 404,
-      headers: applyCors(new Headers({ "x-request-id": requestId() })),
+      headers: applyCors(
+        new Headers({ "x-request-id": requestId() }),
+        corsHeaders(head.origin, req.method),
+      ),
     });
   }
 
@@ -231,7 +237,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   function respondSettled(x: Exchange, s: Settled, release: () => void, outcome: string): Response {
     release();
-    const { headers } = relayResponseHeaders(s.headers, x.id);
+    const { headers } = relayResponseHeaders(s.headers, x.id, x.cors);
     account(x, s.status, outcome, s.body.byteLength);
     return new Response(x.req.method === "HEAD" ? null : s.body, { status: s.status, headers });
   }
@@ -246,7 +252,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
    * them after `idleTimeoutMs` of silence.
    */
   function respondSuccess(x: Exchange, res: Response, release: () => void): Response {
-    const head = relayResponseHeaders(res.headers, x.id);
+    const head = relayResponseHeaders(res.headers, x.id, x.cors);
     if (head.eventStream || head.contentLength === null || !res.body) {
       return respondStream(x, res, head, release);
     }
@@ -401,10 +407,12 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     const rt = runtimes.get(serviceName(target.path));
     if (!rt) return unknownService(req, target);
     const started = clock.now();
+    const head = readClientHead(req.headers);
     const x: Exchange = {
       req,
       target,
-      head: readClientHead(req.headers),
+      head,
+      cors: corsHeaders(head.origin, req.method),
       id: requestId(started),
       started,
       rt,

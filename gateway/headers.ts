@@ -1,5 +1,4 @@
 import { CREDENTIAL_HEADERS } from "./auth.ts";
-import { CORS_HEADERS } from "./cors.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only. */
 const HOP_BY_HOP = new Set([
@@ -54,6 +53,8 @@ export interface ClientHead {
   /** `x-goog-api-key`. */
   googApiKey: string | null;
   contentLength: string | null;
+  /** True when the request carries `Origin` (a browser's): see `corsHeaders()` in cors.ts. */
+  origin: boolean;
 }
 
 /** Reads a client's request headers once; see {@linkcode ClientHead}. */
@@ -64,10 +65,12 @@ export function readClientHead(incoming: Headers): ClientHead {
     apiKey: null,
     googApiKey: null,
     contentLength: null,
+    origin: false,
   };
   let connection: string | null = null;
   // forEach, not for-of: Deno's Headers iterator costs about four times more.
   incoming.forEach((v, k) => {
+    if (k === "origin") head.origin = true;
     if (!NOT_FORWARDED.has(k)) return void head.forward.push([k, v]);
     if (k === "authorization") head.authorization = v;
     else if (k === "x-api-key") head.apiKey = v;
@@ -104,12 +107,17 @@ export interface RelayHead {
 
 /**
  * The headers relayed to the client: the upstream's, less hop-by-hop ones
- * and its own CORS headers, plus kvgate's CORS headers, `x-request-id`, and
- * `x-accel-buffering: no` on event streams. Because kvgate always asks for
+ * and its own CORS headers, plus `cors` (kvgate's CORS headers, see
+ * `corsHeaders()` in cors.ts), `x-request-id`, and `x-accel-buffering: no` on
+ * event streams. Because kvgate always asks for
  * `identity`, fetch never decodes the body, so `content-encoding` and
  * `content-length` still describe the bytes and are kept.
  */
-export function relayResponseHeaders(upstream: Headers, requestId: string): RelayHead {
+export function relayResponseHeaders(
+  upstream: Headers,
+  requestId: string,
+  cors: readonly (readonly [string, string])[],
+): RelayHead {
   const kept: HeaderPairs = [];
   let connection: string | null = null;
   let contentLength: string | null = null;
@@ -128,7 +136,7 @@ export function relayResponseHeaders(upstream: Headers, requestId: string): Rela
   const out = without(kept, named);
   if (named?.has("content-length")) contentLength = null;
   // The shared pairs themselves: Response copies them and never changes them.
-  for (const pair of CORS_HEADERS) out.push(pair as [string, string]);
+  for (const pair of cors) out.push(pair as [string, string]);
   out.push(["x-request-id", requestId]);
   if (eventStream) out.push(["x-accel-buffering", "no"]);
   return { headers: out, contentLength, eventStream };

@@ -155,7 +155,7 @@ Deno.test("disguise: / and unknown paths look like a default nginx, without CORS
   assertEquals(other.headers.get("x-request-id"), null);
 });
 
-Deno.test("CORS: preflight answers 204 with allow headers; API responses carry CORS headers", async () => {
+Deno.test("CORS: preflight answers 204 with allow headers; answers to a browser (Origin) carry CORS headers", async () => {
   await using t = await setup();
   const pre = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
     method: "OPTIONS",
@@ -169,10 +169,40 @@ Deno.test("CORS: preflight answers 204 with allow headers; API responses carry C
   assertEquals(pre.headers.get("access-control-allow-origin"), "*");
   assert(pre.headers.get("access-control-allow-methods")?.includes("POST"));
   assertEquals(pre.headers.get("access-control-allow-headers"), "authorization, content-type");
-  const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
+  const origin = { origin: "https://example.com" };
+  const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth(origin) });
   assertEquals(res.headers.get("access-control-allow-origin"), "*");
+  assert(res.headers.get("access-control-expose-headers")?.includes("x-request-id"));
   await res.body?.cancel();
   assertEquals(t.mock.received.length, 1);
+  // Errors the gateway answers itself too: a browser must be able to read them.
+  const denied = await fetch(`${t.gw.url}/openai/v1/models`, { headers: origin });
+  assertEquals(denied.status, 401);
+  assertEquals(denied.headers.get("access-control-allow-origin"), "*");
+  await denied.body?.cancel();
+});
+
+Deno.test("CORS: answers to a client without Origin carry no CORS headers; cacheable ones say Vary: Origin", async () => {
+  await using t = await setup();
+  const get = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
+  assertEquals(get.status, 200);
+  assertEquals(get.headers.get("access-control-allow-origin"), null);
+  assertEquals(get.headers.get("vary"), "origin");
+  await get.body?.cancel();
+  const post = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: auth({ "content-type": "application/json" }),
+    body: JSON.stringify({ model: "m", messages: [] }),
+  });
+  assertEquals(post.status, 200);
+  assertEquals(post.headers.get("access-control-allow-origin"), null);
+  assertEquals(post.headers.get("vary"), null, "a POST answer is not cached");
+  await post.body?.cancel();
+  const denied = await fetch(`${t.gw.url}/openai/v1/models`);
+  assertEquals(denied.status, 401);
+  assertEquals(denied.headers.get("access-control-allow-origin"), null);
+  assertEquals(denied.headers.get("vary"), "origin");
+  await denied.body?.cancel();
 });
 
 Deno.test("headers: hop-by-hop and client credentials are dropped; identity encoding is asked for", async () => {

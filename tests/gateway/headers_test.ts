@@ -4,6 +4,7 @@ import {
   relayResponseHeaders,
   upstreamRequestHeaders,
 } from "../../gateway/headers.ts";
+import { CORS_HEADERS } from "../../gateway/cors.ts";
 import { setUpstreamAuth } from "../../gateway/auth.ts";
 
 Deno.test("relayResponseHeaders() drops hop-by-hop and the upstream's CORS and id, adds kvgate's once", () => {
@@ -17,7 +18,7 @@ Deno.test("relayResponseHeaders() drops hop-by-hop and the upstream's CORS and i
     "x-request-id": "req_upstream",
     "x-ratelimit-remaining-requests": "42",
   });
-  const out = new Headers(relayResponseHeaders(upstream, "01ID").headers);
+  const out = new Headers(relayResponseHeaders(upstream, "01ID", CORS_HEADERS).headers);
   assertEquals(out.get("x-private"), null);
   assertEquals(out.get("keep-alive"), null);
   assertEquals(out.get("connection"), null);
@@ -83,8 +84,13 @@ Deno.test("relayResponseHeaders() reports the length and whether the body is an 
   const json = relayResponseHeaders(
     new Headers({ "content-type": "application/json", "content-length": "42" }),
     "id",
+    [],
   );
   assertEquals([json.contentLength, json.eventStream], ["42", false]);
-  const sse = relayResponseHeaders(new Headers({ "content-type": "text/event-stream" }), "id");
+  const sse = relayResponseHeaders(
+    new Headers({ "content-type": "text/event-stream" }),
+    "id",
+    [],
+  );
   assertEquals([sse.contentLength, sse.eventStream], [null, true]);
 });
