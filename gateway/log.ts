@@ -68,16 +68,23 @@ export function createJsonLog(options: JsonLogOptions = {}): JsonLog {
   };
 }
 
-let lastMs = NaN;
-let lastIso = "";
+let secondStart = NaN;
+let secondPrefix = "";
 
-/** `new Date(ms).toISOString()`, remembered for the last millisecond asked (a busy gateway asks often). */
+/**
+ * `new Date(ms).toISOString()`. Formatting a date costs about 0.4 µs; a busy
+ * gateway logs many lines a second, so the text up to the seconds is
+ * remembered for the current second and only the milliseconds are added.
+ */
 export function isoTime(ms: number): string {
-  if (ms !== lastMs) {
-    lastMs = ms;
-    lastIso = new Date(ms).toISOString();
+  if (!Number.isInteger(ms) || ms < 0) return new Date(ms).toISOString();
+  const milli = ms % 1000;
+  const start = ms - milli;
+  if (start !== secondStart) {
+    secondStart = start;
+    secondPrefix = new Date(start).toISOString().slice(0, -4); // "2026-11-26T14:00:00."
   }
-  return lastIso;
+  return secondPrefix + (milli < 10 ? "00" : milli < 100 ? "0" : "") + milli + "Z";
 }
 
 const processLog = createJsonLog();

@@ -30,9 +30,11 @@ Deno.test("createJsonLog() writes at once when a batch is full, and flush() empt
 });
 
 Deno.test("isoTime() matches Date#toISOString", () => {
-  for (const ms of [0, 1_700_000_000_123, 1_700_000_000_123, 1_700_000_000_124]) {
-    assertEquals(isoTime(ms), new Date(ms).toISOString());
-  }
+  const cases = [0, 7, 1_700_000_000_123, 1_700_000_000_123, 1_700_000_000_124, 1.5, -1];
+  // Every millisecond across a second boundary, and back again.
+  for (let ms = 1_700_000_000_990; ms < 1_700_000_001_120; ms++) cases.push(ms);
+  cases.push(1_700_000_000_999, 1_700_000_001_000, 253_402_300_799_999, 253_402_300_800_000);
+  for (const ms of cases) assertEquals(isoTime(ms), new Date(ms).toISOString(), `at ${ms}`);
 });
 
 Deno.test("jsonLog() goes to standard output as whole JSON lines, once flushed", async () => {
