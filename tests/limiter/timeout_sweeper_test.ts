@@ -28,6 +28,35 @@ Deno.test("sweeper: a cancelled timeout never fires", async () => {
   assertEquals(sweeper.size, 0);
 });
 
+Deno.test("sweeper: cancelling in any order, and from a firing callback, fires exactly the rest", async () => {
+  const clock = new FakeClock();
+  const sweeper = new TimeoutSweeper(clock, 10);
+  const start = clock.now();
+  const fired: number[] = [];
+  const cancels = Array.from({ length: 20 }, (_, i) =>
+    sweeper.at(start + 50 + (i % 3), () => {
+      fired.push(i);
+      // 4 and 7 fall due in the same sweep and cancel each other: one fires.
+      if (i === 4) cancels[7]();
+      if (i === 7) cancels[4]();
+      if (i === 5) sweeper.at(start + 500, () => fired.push(100)); // added while sweeping
+    }));
+  for (const i of [19, 0, 10, 3, 18]) cancels[i]();
+  cancels[10](); // twice is harmless
+  assertEquals(sweeper.size, 15);
+  await clock.advance(100);
+  assertEquals(fired.filter((i) => i === 4 || i === 7).length, 1, `4 xor 7 in ${fired}`);
+  assertEquals(
+    fired.filter((i) => i !== 4 && i !== 7).sort((a, b) => a - b),
+    [1, 2, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17],
+  );
+  assertEquals(sweeper.size, 1, "the one added while sweeping is still pending");
+  await clock.advance(500);
+  assertEquals(fired.at(-1), 100);
+  assertEquals(sweeper.size, 0);
+  assertEquals(clock.pending, 0);
+});
+
 Deno.test("new TimeoutSweeper() refuses a resolution that is not positive", () => {
   let message = "";
   try {
