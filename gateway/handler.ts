@@ -54,6 +54,12 @@ interface Exchange {
   key?: PooledKey;
   queueMs: number;
   upstreamMs?: number;
+  /**
+   * The clock's latest reading for this request, taken at the stages that
+   * need one (admission, the upstream's answer): the stages in between
+   * reuse it rather than read the clock a dozen times a request.
+   */
+  now: number;
 }
 
 /** An upstream answer that will not be retried further, kept to give the client. */
@@ -140,8 +146,13 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     return errorResponse(x.style, err, applyCors(new Headers({ "x-request-id": x.id }), x.cors));
   }
 
-  function account(x: Exchange, status: number, outcome: string, bytes?: number): void {
-    const now = clock.now();
+  function account(
+    x: Exchange,
+    status: number,
+    outcome: string,
+    bytes?: number,
+    now = clock.now(),
+  ): void {
     log({
       t: isoTime(now),
       id: x.id,
@@ -203,6 +214,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     r: Route,
     key: PooledKey,
     body: Bytes | undefined,
+    sent: number,
   ): Promise<Response | "timeout" | "network" | "aborted"> {
     const headers = upstreamRequestHeaders(x.head);
     setUpstreamAuth(headers, x.style, key.secret, r.geminiNative);
@@ -210,9 +222,8 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     // time, the body included) and no headers within firstByteTimeoutMs.
     const upstream = new AbortController();
     if (x.req.signal.aborted) return "aborted";
-    x.req.signal.addEventListener("abort", () => upstream.abort(), { once: true });
+    x.req.signal.addEventListener("abort", () => upstream.abort());
     let timedOut = false;
-    const sent = clock.now();
     const cancelTimeout = firstByteTimeouts.at(sent + config.firstByteTimeoutMs, () => {
       timedOut = true;
       upstream.abort();
@@ -225,7 +236,8 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
         redirect: "manual",
         signal: upstream.signal,
       });
-      x.upstreamMs = clock.now() - sent;
+      x.now = clock.now();
+      x.upstreamMs = x.now - sent;
       return res;
     } catch {
       if (x.req.signal.aborted) return "aborted";
@@ -257,7 +269,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       return respondStream(x, res, head, release);
     }
     release();
-    account(x, res.status, "complete", Number(head.contentLength));
+    account(x, res.status, "complete", Number(head.contentLength), x.now);
     return new Response(x.req.method === "HEAD" ? null : res.body, {
       status: res.status,
       headers: head.headers,
@@ -292,9 +304,10 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     let last: Settled | undefined;
     let lastFailure: "timeout" | "network" | undefined;
     for (let attempt = 0; attempt <= config.maxRetries; attempt++) {
+      if (attempt > 0) x.now = clock.now();
       if (x.key) (tried ??= new Set()).add(x.key.id);
       // Pick key: wait for the earliest resting key when all rest.
-      let pick = x.rt.pool.pick(clock.now(), tried);
+      let pick = x.rt.pool.pick(x.now, tried);
       while (!pick.ok) {
         const now = clock.now();
         if (pick.untilMs > x.deadline) {
@@ -318,22 +331,26 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
             message: "Client closed.",
           });
         }
-        pick = x.rt.pool.pick(clock.now(), tried);
+        x.now = clock.now();
+        pick = x.rt.pool.pick(x.now, tried);
       }
       const key = pick.key;
-      const token = await x.rt.limiter.takeToken({
-        deadline: x.deadline,
-        signal: x.req.signal,
-        priority: attempt > 0,
-      });
-      if (!token.ok) {
-        if (last) return respondSettled(x, last, release, "exhausted");
-        release();
-        return refused(x, token);
+      if (!x.rt.limiter.tryToken(x.now)) {
+        const token = await x.rt.limiter.takeToken({
+          deadline: x.deadline,
+          signal: x.req.signal,
+          priority: attempt > 0,
+        });
+        if (!token.ok) {
+          if (last) return respondSettled(x, last, release, "exhausted");
+          release();
+          return refused(x, token);
+        }
+        x.now = clock.now();
       }
       x.key = key;
       x.attempts = attempt + 1;
-      const res = await callUpstream(x, r, key, body);
+      const res = await callUpstream(x, r, key, body, x.now);
       let outcome: Outcome;
       if (res === "aborted") {
         release();
@@ -348,7 +365,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
         lastFailure = res;
         outcome = { kind: "upstream_error" };
       } else if (res.status < 400) {
-        x.rt.pool.report(key, SUCCESS, clock.now());
+        x.rt.pool.report(key, SUCCESS, x.now);
         return respondSuccess(x, res, release);
       } else {
         // Error bodies are small: read them to classify, and to answer with if this is the last try.
@@ -420,6 +437,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       deadline: started + config.queueTimeoutMs,
       attempts: 0,
       queueMs: 0,
+      now: started,
     };
     if (req.method === "OPTIONS") return preflight(req, x.id);
 
@@ -486,10 +504,16 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     }
 
     // Admit: an in-flight slot, first in first out.
-    const refreshing = rt.fresh();
-    const slot = await rt.limiter.acquireSlot({ deadline: x.deadline, signal: req.signal });
-    if (refreshing) await refreshing;
-    x.queueMs = clock.now() - started;
+    // The usual request finds one free and waits for nothing (no promise).
+    x.now = clock.now();
+    const refreshing = rt.fresh(x.now);
+    let slot = refreshing ? undefined : rt.limiter.trySlot(x.now);
+    if (slot === undefined) {
+      slot = await rt.limiter.acquireSlot({ deadline: x.deadline, signal: req.signal });
+      if (refreshing) await refreshing;
+      x.now = clock.now();
+    }
+    x.queueMs = x.now - started;
     if (!slot.ok) return refused(x, slot);
     try {
       return await relay(x, r, read.body, slot.release);

@@ -37,9 +37,11 @@ export class ServiceRuntime {
    * Makes sure the key-health view is at most about a second old (another
    * instance may have cooled a key). Returns a promise only when the caller
    * must wait for a refresh: the usual request allocates nothing here.
+   *
+   * @param now The clock's reading, when the caller has just taken one. Default: read now.
    */
-  fresh(): Promise<void> | undefined {
-    const age = this.#clock.now() - this.#checkedAt;
+  fresh(now: number = this.#clock.now()): Promise<void> | undefined {
+    const age = now - this.#checkedAt;
     if (age < REFRESH_AFTER_MS) return undefined;
     this.#refreshing ??= this.pool.refresh().catch(this.#onError).finally(() => {
       this.#checkedAt = this.#clock.now();

@@ -214,23 +214,44 @@ export class ServiceLimiter {
     return this.#slotsInUse;
   }
 
+  /**
+   * An in-flight slot at once, or undefined when the caller must wait for
+   * one with {@linkcode ServiceLimiter.acquireSlot} (none free, or others
+   * already waiting). No promise: the usual request never waits.
+   *
+   * @param now The clock's reading, when the caller has just taken one. Default: read now.
+   */
+  trySlot(now: number = this.#clock.now()): SlotAdmission | undefined {
+    if (this.#slotQueue.live > 0 || !this.#slotFree(now)) return undefined;
+    this.#slotsInUse++;
+    return { ok: true, release: this.#releaser() };
+  }
+
   /** Waits, first in first out, for one in-flight slot. */
   acquireSlot(options: WaitOptions): Promise<SlotAdmission> {
-    if (this.#slotQueue.live === 0 && this.#slotFree()) {
-      this.#slotsInUse++;
-      return Promise.resolve({ ok: true, release: this.#releaser() });
-    }
+    const free = this.trySlot();
+    if (free) return Promise.resolve(free);
     return this.#enqueue(this.#slotQueue, options, () => this.#pumpSlots()).then((a) =>
       a.ok ? { ok: true, release: this.#releaser() } : a
     );
   }
 
+  /**
+   * Spends a token at once and returns true, or returns false when the
+   * caller must wait for one with {@linkcode ServiceLimiter.takeToken}
+   * (none due yet, or others already waiting).
+   *
+   * @param now The clock's reading, when the caller has just taken one. Default: read now.
+   */
+  tryToken(now: number = this.#clock.now()): boolean {
+    if (this.#tokenQueue.live > 0 || !this.#spendLocal(now)) return false;
+    this.#maybePrefetch(now);
+    return true;
+  }
+
   /** Waits, first in first out, for one token; each upstream attempt takes one. */
   takeToken(options: WaitOptions): Promise<Admission> {
-    if (this.#tokenQueue.live === 0 && this.#spendLocal()) {
-      this.#maybePrefetch();
-      return Promise.resolve(OK);
-    }
+    if (this.tryToken()) return Promise.resolve(OK);
     return this.#enqueue(this.#tokenQueue, options, () => this.#pumpTokens());
   }
 
@@ -346,11 +367,10 @@ export class ServiceLimiter {
     }
   }
 
-  #spendLocal(): boolean {
-    if (this.#stock === 0) return this.#takeNow();
-    const now = this.#clock.now();
+  #spendLocal(now: number): boolean {
+    if (this.#stock === 0) return this.#takeNow(now);
     this.#expireBatches(now);
-    if (this.#stock === 0) return this.#takeNow();
+    if (this.#stock === 0) return this.#takeNow(now);
     const batch = this.#batches[0];
     if (batch.nextAt > now) return false;
     batch.nextAt += batch.spacingMs;
@@ -362,13 +382,13 @@ export class ServiceLimiter {
   }
 
   /** A token straight from a store that can give one without waiting (memory). */
-  #takeNow(): boolean {
+  #takeNow(now: number): boolean {
     if (this.#store.takeNow === undefined || this.#closed || this.#store.takeNow(1) === 0) {
       return false;
     }
     this.stats.tokensLeased++;
     this.stats.tokensSpent++;
-    this.#countDemand(1, this.#clock.now());
+    this.#countDemand(1, now);
     return true;
   }
 
@@ -382,8 +402,8 @@ export class ServiceLimiter {
   }
 
   /** Tokens per second this instance has been spending lately. */
-  #demandRate(): number {
-    const elapsed = Math.min(1000, this.#clock.now() - this.#demandWindowStart);
+  #demandRate(now: number): number {
+    const elapsed = Math.min(1000, now - this.#demandWindowStart);
     return this.#demandPrev * (1 - elapsed / 1000) + this.#demandThis;
   }
 
@@ -394,7 +414,7 @@ export class ServiceLimiter {
    * lease round trips at rps if more, so leased tokens left unspent stay a
    * small share of the limit.
    */
-  #leaseSize(waiting: number): number {
+  #leaseSize(waiting: number, now: number): number {
     if (!this.#store.shared) return waiting;
     const peers = Math.max(1, this.#peers());
     // A share of the limit, but never less than two lease round trips of the
@@ -404,7 +424,7 @@ export class ServiceLimiter {
       Math.ceil((this.#limits.burst + (this.#limits.rps * this.#leaseMs) / 1000) / (4 * peers)),
       this.#pipelineTokens(),
     );
-    const ahead = Math.min(cap, Math.ceil((this.#demandRate() * this.#leaseMs) / 2000));
+    const ahead = Math.min(cap, Math.ceil((this.#demandRate(now) * this.#leaseMs) / 2000));
     return Math.max(1, Math.min(Math.max(waiting, ahead), Math.max(cap, this.#limits.burst)));
   }
 
@@ -414,34 +434,35 @@ export class ServiceLimiter {
    * next lease is asked for no earlier than that, so an instance with many
    * waiters never reserves deep into the future.
    */
-  #leaseIdle(): boolean {
+  #leaseIdle(now: number): boolean {
     if (this.#leasing || this.#leaseRetryTimer !== undefined || this.#closed) return false;
     const last = this.#batches[this.#batches.length - 1];
     if (!last) return true;
     const lastDue = last.nextAt + (last.n - 1) * last.spacingMs;
-    return lastDue <= this.#clock.now() + 2 * this.#leaseRttMs;
+    return lastDue <= now + 2 * this.#leaseRttMs;
   }
 
   /** Refills ahead of need, one lease at a time, once the stock is down to half a lease. */
-  #maybePrefetch(): void {
-    if (!this.#store.shared || !this.#leaseIdle()) return;
-    const size = this.#leaseSize(0);
+  #maybePrefetch(now: number): void {
+    if (!this.#store.shared || !this.#leaseIdle(now)) return;
+    const size = this.#leaseSize(0, now);
     if (size > 1 && this.#stock <= size / 2) this.#lease(size);
   }
 
   #pumpTokens(): void {
-    while (this.#tokenQueue.live > 0 && this.#spendLocal()) this.#grant(this.#tokenQueue);
+    const now = this.#clock.now();
+    while (this.#tokenQueue.live > 0 && this.#spendLocal(now)) this.#grant(this.#tokenQueue);
     if (this.#closed) return;
-    if (this.#tokenQueue.live === 0) return this.#maybePrefetch();
+    if (this.#tokenQueue.live === 0) return this.#maybePrefetch(now);
     if (this.#stock > 0) this.#wakeWhenDue();
-    if (this.#tokenQueue.live <= this.#stock || !this.#leaseIdle()) return;
+    if (this.#tokenQueue.live <= this.#stock || !this.#leaseIdle(now)) return;
     if (!this.#store.shared) return this.#lease(this.#tokenQueue.live - this.#stock);
     // Start the lease one turn later so that requests arriving together share it.
     this.#leasing = true;
     this.#clock.setTimeout(() => {
       this.#leasing = false;
       const need = this.#tokensNeeded();
-      if (need > 0 && !this.#closed) this.#lease(this.#leaseSize(need));
+      if (need > 0 && !this.#closed) this.#lease(this.#leaseSize(need, this.#clock.now()));
     }, 0);
   }
 
@@ -512,10 +533,10 @@ export class ServiceLimiter {
 
   // ---- slots ----
 
-  #slotFree(): boolean {
+  #slotFree(now: number = this.#clock.now()): boolean {
     if (this.#slotsInUse >= this.#slotsHeld) return false;
     // Fence: slots whose lease could not be renewed are no longer ours to use.
-    return this.#clock.now() < this.#slotsValidUntil;
+    return now < this.#slotsValidUntil;
   }
 
   #releaser(): () => void {

@@ -91,6 +91,30 @@ Deno.test("limiter.acquireSlot() caps in-flight at maxConn and hands a freed slo
   assertEquals(limiter.inFlight, 0);
 });
 
+Deno.test("limiter.trySlot() and tryToken() answer at once, and never jump a queue", async () => {
+  const clock = new FakeClock();
+  const l = { rps: 1, burst: 2, maxConn: 2 };
+  const limiter = memoryLimiter(clock, l);
+  const a = limiter.trySlot();
+  const b = limiter.trySlot(clock.now());
+  assert(a?.ok && b?.ok, "two free slots, taken without a promise");
+  assertEquals(limiter.trySlot(), undefined, "maxConn reached: the caller must wait");
+  const waiting = limiter.acquireSlot({ deadline: clock.now() + 60_000 });
+  a.release();
+  assertEquals(limiter.trySlot(), undefined, "the freed slot went to the waiter, not past it");
+  assert((await waiting).ok);
+  assertEquals(limiter.inFlight, 2);
+
+  assert(limiter.tryToken() && limiter.tryToken(clock.now()), "the burst, at once");
+  assert(!limiter.tryToken(), "empty: the next token is 1 s away");
+  const queued = limiter.takeToken({ deadline: clock.now() + 60_000 });
+  await clock.advance(1000);
+  assert((await queued).ok);
+  await clock.advance(1000);
+  assert(limiter.tryToken(), "refilled, nobody waiting");
+  assert(!limiter.tryToken());
+});
+
 Deno.test("limiter refuses past queueLimit and past the deadline, with a Retry-After", async () => {
   const clock = new FakeClock();
   const limiter = memoryLimiter(clock, { rps: 1, burst: 1, maxConn: 1 }, 1);
