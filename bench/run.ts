@@ -11,14 +11,17 @@
  * Loads: non-streaming chat completions at 1 connection (latency) and 32
  * connections (throughput) with wrk, and streaming (time to first chunk and
  * to the last) with a Deno client. Each target runs twice, interleaved
- * (the second round in reverse order), each after a 2 s warm-up at 32 connections.
+ * (the second round in reverse order). Each measured phase follows a warm-up
+ * at its own load (`BENCH_WARM_S`, default 3 s): a phase then measures the
+ * steady state of that load, not the way in from the phase before it.
  * Per phase: requests/s, p50, p99, and the proxy process's CPU time per
  * request from /proc/<pid>/stat before and after. Then memory: 10,000
  * requests queued behind a binding limit, then all aborted.
  *
  * Run: `deno task bench` (needs wrk: `apt-get install -y wrk`; the task installs it if missing).
  * `BENCH_BASELINE_ROOT=<another checkout>` adds that kvgate as a fifth target, for before/after
- * figures in one run; `BENCH_PHASE_S`, `BENCH_STREAMS` and `BENCH_QUEUED` (0 skips memory) shorten it.
+ * figures in one run; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS` and `BENCH_QUEUED` (0 skips
+ * memory) shorten it.
  *
  * @module
  */
@@ -35,6 +38,7 @@ import {
 const DENO = Deno.execPath();
 const ROOT = new URL("../", import.meta.url);
 const PHASE_S = Number(Deno.env.get("BENCH_PHASE_S") ?? 5);
+const WARM_S = Number(Deno.env.get("BENCH_WARM_S") ?? 3);
 const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
 const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
 const LOG_DIR = Deno.env.get("BENCH_LOG_DIR");
@@ -247,10 +251,14 @@ async function measure(p: Proc, round: number, rows: Row[]): Promise<void> {
   const url = p.base + p.path;
   const pid = p.name === "direct" ? NaN : p.child.pid;
   const cpu = () => Number.isNaN(pid) ? NaN : cpuMs(pid);
-  // Warm-up at the full load: JIT, connection pools, heap size. The first
-  // seconds of a fresh process cost every target more CPU per request.
-  await wrk(url, 32, 2);
   for (const conns of [1, 32]) {
+    // Warm-up at this phase's own load: JIT, connection pools, heap size,
+    // and for kvgate the slots and token leases that load needs. A target
+    // sits idle while the others are measured, and the first seconds after
+    // idling, or after a change of load, cost every target more CPU per
+    // request (kvgate's most, up to a few seconds).
+    await wrk(url, 32, WARM_S);
+    if (conns !== 32) await wrk(url, conns, WARM_S);
     const before = cpu();
     const r = await wrk(url, conns, PHASE_S);
     const used = cpu() - before;
