@@ -38,7 +38,7 @@ wrk.headers["Authorization"] = "Bearer ${BENCH_PASSWORD}"
 export async function waitListening(base: string, name: string): Promise<void> {
   for (let i = 0; i < 300; i++) {
     try {
-      await (await fetch(`${base}/`)).body?.cancel();
+      await (await fetch(`${base}/`, { signal: AbortSignal.timeout(2000) })).body?.cancel();
       return;
     } catch {
       await new Promise((r) => setTimeout(r, 50));

@@ -20,7 +20,10 @@ export async function connectInspector(port: number): Promise<Inspector> {
   let url: string | undefined;
   for (let i = 0; i < 100 && url === undefined; i++) {
     try {
-      const list = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+      // Bounded: a process still starting may accept the connection and not answer yet.
+      const list = await (await fetch(`http://127.0.0.1:${port}/json/list`, {
+        signal: AbortSignal.timeout(1000),
+      })).json();
       url = list[0]?.webSocketDebuggerUrl;
     } catch {
       await new Promise((r) => setTimeout(r, 100));
@@ -29,8 +32,13 @@ export async function connectInspector(port: number): Promise<Inspector> {
   if (url === undefined) throw new Error(`no inspector on port ${port}`);
   const ws = new WebSocket(url);
   await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
+    const timer = setTimeout(
+      () => reject(new Error(`inspector on port ${port} did not open`)),
+      5000,
+    );
+    ws.onopen = () => resolve(clearTimeout(timer));
+    ws.onerror = (e) =>
+      reject(new Error(`inspector on port ${port}: ${(e as ErrorEvent).message}`));
   });
   let nextId = 0;
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -43,6 +51,11 @@ export async function connectInspector(port: number): Promise<Inspector> {
     pending.delete(m.id);
     if (m.error) p.reject(new Error(`${m.error.message} (${m.error.code})`));
     else p.resolve(m.result);
+  };
+  // A process that exits mid-command must not leave its caller waiting forever.
+  ws.onclose = () => {
+    for (const p of pending.values()) p.reject(new Error("inspector connection closed"));
+    pending.clear();
   };
   return {
     send<T>(method: string, params: Record<string, unknown> = {}) {
