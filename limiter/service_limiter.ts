@@ -70,6 +70,21 @@ interface TokenBatch {
   receivedAt: number;
 }
 
+/**
+ * How many tokens at the front of `b` have expired by `cutoff` (now less
+ * the lease lifetime): token k falls due at `nextAt + k·spacingMs` and
+ * expires leaseMs after that, or after its arrival if it was due before.
+ */
+function expiredTokens(b: TokenBatch, cutoff: number): number {
+  if (b.receivedAt > cutoff || b.nextAt > cutoff) return 0;
+  if (b.spacingMs <= 0) return b.n;
+  let k = Math.min(b.n, Math.floor((cutoff - b.nextAt) / b.spacingMs) + 1);
+  // Exact at the edge, whatever the rounding of the division.
+  while (k < b.n && b.nextAt + k * b.spacingMs <= cutoff) k++;
+  while (k > 0 && b.nextAt + (k - 1) * b.spacingMs > cutoff) k--;
+  return k;
+}
+
 /** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */
 class WaitQueue {
   #items: Waiter[] = [];
@@ -352,15 +367,20 @@ export class ServiceLimiter {
 
   // ---- tokens ----
 
-  /** Drops tokens not spent within leaseMs of falling due (counted as stranded). */
+  /**
+   * Drops tokens not spent within leaseMs of falling due (counted as
+   * stranded). Counted, not dropped one by one: when demand falls, a lease
+   * of thousands of tokens can expire at once.
+   */
   #expireBatches(now: number): void {
     while (this.#batches.length > 0) {
       const b = this.#batches[0];
-      while (b.n > 0 && Math.max(b.nextAt, b.receivedAt) + this.#leaseMs <= now) {
-        b.n--;
-        b.nextAt += b.spacingMs;
-        this.#stock--;
-        this.stats.tokensStranded++;
+      const gone = expiredTokens(b, now - this.#leaseMs);
+      if (gone > 0) {
+        b.n -= gone;
+        b.nextAt += gone * b.spacingMs;
+        this.#stock -= gone;
+        this.stats.tokensStranded += gone;
       }
       if (b.n > 0) return;
       this.#batches.shift();

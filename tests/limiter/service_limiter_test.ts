@@ -235,6 +235,46 @@ Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counte
   }, { leaseMs: 2000 });
 });
 
+Deno.test("limiter: leased tokens falling due in turn expire in turn, leaseMs after each is due", async () => {
+  const clock = new FakeClock();
+  const start = clock.now();
+  // A shared store that leases 10 tokens once, one due every 100 ms from now.
+  let leases = 0;
+  const store: CapacityStore = {
+    shared: true,
+    leaseTokens: () =>
+      Promise.resolve(
+        leases++ === 0
+          ? { granted: 10, retryAfterMs: 0, firstAt: start, spacingMs: 100 }
+          : { granted: 0, retryAfterMs: 60_000 },
+      ),
+    returnTokens: () => Promise.resolve(),
+    holdSlots: (n) => Promise.resolve(n),
+  };
+  const limiter = new ServiceLimiter({ rps: 10, burst: 10, maxConn: 10 }, {
+    store,
+    clock,
+    leaseMs: 500,
+  });
+  try {
+    assert((await take(limiter, clock)).ok, "token 0, due at once");
+    assertEquals(limiter.stats.tokensLeased, 10);
+    await clock.advance(749);
+    // Tokens 1–2 (due at 100 and 200) expired at 600 and 700; token 3 is spent.
+    assert(limiter.tryToken());
+    assertEquals([limiter.stats.tokensStranded, limiter.stats.tokensSpent], [2, 2]);
+    await clock.advance(1000 - 749);
+    // Tokens 4–5 (due at 400 and 500) expired by 1000; token 6 is spent.
+    assert(limiter.tryToken());
+    assertEquals([limiter.stats.tokensStranded, limiter.stats.tokensSpent], [4, 3]);
+    await clock.advance(10_000);
+    assert(!limiter.tryToken(), "the rest expired");
+    assertEquals(limiter.stats.tokensStranded, 7);
+  } finally {
+    await limiter.close();
+  }
+});
+
 const ROOMY = { rps: 1000, burst: 1000, maxConn: 100 };
 
 Deno.test("limiter (KV store): an idle slot's hand-back timer never delays asking for more slots", async () => {
