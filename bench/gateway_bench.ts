@@ -40,6 +40,16 @@ Deno.bench(
   },
 );
 
+Deno.bench(
+  "limiter fast path, no promise (what the gateway calls): trySlot + tryToken + release",
+  { group: "limiter" },
+  () => {
+    const slot = limiter.trySlot();
+    limiter.tryToken();
+    if (slot?.ok) slot.release();
+  },
+);
+
 // The same with the store shared through KV: requests spend a stock leased in batches.
 const sharedKv = await Deno.openKv(":memory:");
 const sharedLimiter = new ServiceLimiter(fast, {
