@@ -462,11 +462,27 @@ export class ServiceLimiter {
     return lastDue <= now + 2 * this.#leaseRttMs;
   }
 
-  /** Refills ahead of need, one lease at a time, once the stock is down to half a lease. */
+  /**
+   * Refills ahead of need, one lease at a time, once the stock that will
+   * still be valid when the next request is likely to come (after the
+   * usual gap between requests, plus two lease round trips) is down to half
+   * a lease. Counting only that stock matters when demand falls: a lease
+   * sized for the busy spell before expires all at once, and the request
+   * after it would otherwise find nothing and wait a KV round trip.
+   */
   #maybePrefetch(now: number): void {
     if (!this.#store.shared || !this.#leaseIdle(now)) return;
     const size = this.#leaseSize(0, now);
-    if (size > 1 && this.#stock <= size / 2) this.#lease(size);
+    if (size <= 1) return;
+    const gap = 1000 / Math.max(1, this.#demandRate(now));
+    if (this.#stockLasting(now + gap + 2 * this.#leaseRttMs) <= size / 2) this.#lease(size);
+  }
+
+  /** Leased tokens not yet expired at `at`. */
+  #stockLasting(at: number): number {
+    let n = this.#stock;
+    for (const b of this.#batches) n -= expiredTokens(b, at - this.#leaseMs);
+    return n;
   }
 
   #pumpTokens(): void {

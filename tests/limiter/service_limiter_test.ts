@@ -275,6 +275,53 @@ Deno.test("limiter: leased tokens falling due in turn expire in turn, leaseMs af
   }
 });
 
+Deno.test("limiter (KV store): a stock about to expire is refilled ahead, so the request after it does not wait", async () => {
+  const clock = new FakeClock();
+  const leasedAt: number[] = [];
+  // A shared store that grants what is asked, all due at once, after a 20 ms round trip.
+  const store: CapacityStore = {
+    shared: true,
+    leaseTokens: async (want) => {
+      leasedAt.push(clock.now());
+      await new Promise<void>((r) => clock.setTimeout(r, 20));
+      return { granted: want, retryAfterMs: 0, firstAt: clock.now(), spacingMs: 0 };
+    },
+    returnTokens: () => Promise.resolve(),
+    holdSlots: (n) => Promise.resolve(n),
+  };
+  const limiter = new ServiceLimiter({ rps: 1000, burst: 1000, maxConn: 10 }, {
+    store,
+    clock,
+    leaseMs: 2000,
+  });
+  try {
+    /** Spends a token, waiting for one if none is valid now; true if it had to wait. */
+    const spend = async () => {
+      if (limiter.tryToken()) return false;
+      const p = limiter.takeToken({ deadline: clock.now() + 60_000 });
+      await clock.advance(25);
+      assert((await p).ok);
+      return true;
+    };
+    // A busy second: 400 requests. Leases follow demand, so the stock grows
+    // well beyond what a quiet spell needs.
+    for (let i = 0; i < 400; i++) {
+      await spend();
+      await clock.advance(2.5);
+    }
+    // Then a quiet spell, one request every 100 ms, for longer than the lease lifetime.
+    let waited = 0;
+    for (let i = 0; i < 40; i++) {
+      if (await spend()) waited++;
+      await clock.advance(100);
+    }
+    assertEquals(waited, 0, `requests that found no valid token (leases at ${leasedAt})`);
+    assertEquals(limiter.stats.tokensSpent, 440);
+  } finally {
+    await limiter.close();
+  }
+});
+
 const ROOMY = { rps: 1000, burst: 1000, maxConn: 100 };
 
 Deno.test("limiter (KV store): an idle slot's hand-back timer never delays asking for more slots", async () => {
