@@ -235,27 +235,38 @@ Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counte
   }, { leaseMs: 2000 });
 });
 
+/** A limiter on a shared store whose token leases `leaseTokens` decides; slots are always granted. */
+function limiterOnLeases(
+  clock: FakeClock,
+  limits: ServiceLimits,
+  leaseMs: number,
+  leaseTokens: CapacityStore["leaseTokens"],
+): ServiceLimiter {
+  const store: CapacityStore = {
+    shared: true,
+    leaseTokens,
+    returnTokens: () => Promise.resolve(),
+    holdSlots: (n) => Promise.resolve(n),
+  };
+  return new ServiceLimiter(limits, { store, clock, leaseMs });
+}
+
 Deno.test("limiter: leased tokens falling due in turn expire in turn, leaseMs after each is due", async () => {
   const clock = new FakeClock();
   const start = clock.now();
-  // A shared store that leases 10 tokens once, one due every 100 ms from now.
+  // Leases 10 tokens once, one due every 100 ms from now.
   let leases = 0;
-  const store: CapacityStore = {
-    shared: true,
-    leaseTokens: () =>
+  const limiter = limiterOnLeases(
+    clock,
+    { rps: 10, burst: 10, maxConn: 10 },
+    500,
+    () =>
       Promise.resolve(
         leases++ === 0
           ? { granted: 10, retryAfterMs: 0, firstAt: start, spacingMs: 100 }
           : { granted: 0, retryAfterMs: 60_000 },
       ),
-    returnTokens: () => Promise.resolve(),
-    holdSlots: (n) => Promise.resolve(n),
-  };
-  const limiter = new ServiceLimiter({ rps: 10, burst: 10, maxConn: 10 }, {
-    store,
-    clock,
-    leaseMs: 500,
-  });
+  );
   try {
     assert((await take(limiter, clock)).ok, "token 0, due at once");
     assertEquals(limiter.stats.tokensLeased, 10);
@@ -278,22 +289,17 @@ Deno.test("limiter: leased tokens falling due in turn expire in turn, leaseMs af
 Deno.test("limiter (KV store): a stock about to expire is refilled ahead, so the request after it does not wait", async () => {
   const clock = new FakeClock();
   const leasedAt: number[] = [];
-  // A shared store that grants what is asked, all due at once, after a 20 ms round trip.
-  const store: CapacityStore = {
-    shared: true,
-    leaseTokens: async (want) => {
+  // Grants what is asked, all due at once, after a 20 ms round trip.
+  const limiter = limiterOnLeases(
+    clock,
+    { rps: 1000, burst: 1000, maxConn: 10 },
+    2000,
+    async (want) => {
       leasedAt.push(clock.now());
       await new Promise<void>((r) => clock.setTimeout(r, 20));
       return { granted: want, retryAfterMs: 0, firstAt: clock.now(), spacingMs: 0 };
     },
-    returnTokens: () => Promise.resolve(),
-    holdSlots: (n) => Promise.resolve(n),
-  };
-  const limiter = new ServiceLimiter({ rps: 1000, burst: 1000, maxConn: 10 }, {
-    store,
-    clock,
-    leaseMs: 2000,
-  });
+  );
   try {
     /** Spends a token, waiting for one if none is valid now; true if it had to wait. */
     const spend = async () => {
