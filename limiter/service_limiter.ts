@@ -435,9 +435,10 @@ export class ServiceLimiter {
    * lease lifetime of recent demand, whichever is more; never more than
    * `max(burst, cap)` with cap = (burst + rps·τ) / (4·instances) or two
    * lease round trips at rps if more, so leased tokens left unspent stay a
-   * small share of the limit.
+   * small share of the limit. `demandRate` is `#demandRate()`'s
+   * reading, taken once by the caller.
    */
-  #leaseSize(waiting: number, now: number): number {
+  #leaseSize(waiting: number, demandRate: number): number {
     if (!this.#store.shared) return waiting;
     const peers = Math.max(1, this.#peers());
     // A share of the limit, but never less than two lease round trips of the
@@ -447,7 +448,7 @@ export class ServiceLimiter {
       Math.ceil((this.#limits.burst + (this.#limits.rps * this.#leaseMs) / 1000) / (4 * peers)),
       this.#pipelineTokens(),
     );
-    const ahead = Math.min(cap, Math.ceil((this.#demandRate(now) * this.#leaseMs) / 2000));
+    const ahead = Math.min(cap, Math.ceil((demandRate * this.#leaseMs) / 2000));
     return Math.max(1, Math.min(Math.max(waiting, ahead), Math.max(cap, this.#limits.burst)));
   }
 
@@ -475,9 +476,10 @@ export class ServiceLimiter {
    */
   #maybePrefetch(now: number): void {
     if (!this.#store.shared || !this.#leaseIdle(now)) return;
-    const size = this.#leaseSize(0, now);
+    const rate = this.#demandRate(now);
+    const size = this.#leaseSize(0, rate);
     if (size <= 1) return;
-    const gap = 1000 / Math.max(1, this.#demandRate(now));
+    const gap = 1000 / Math.max(1, rate);
     if (this.#stockLasting(now + gap + 2 * this.#leaseRttMs) <= size / 2) this.#lease(size);
   }
 
@@ -501,7 +503,9 @@ export class ServiceLimiter {
     this.#clock.setTimeout(() => {
       this.#leasing = false;
       const need = this.#tokensNeeded();
-      if (need > 0 && !this.#closed) this.#lease(this.#leaseSize(need, this.#clock.now()));
+      if (need > 0 && !this.#closed) {
+        this.#lease(this.#leaseSize(need, this.#demandRate(this.#clock.now())));
+      }
     }, 0);
   }
 
