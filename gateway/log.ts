@@ -1,3 +1,5 @@
+import { type Clock, systemClock, type TimerHandle } from "../limiter/mod.ts";
+
 /** One structured log line; never holds a key, password or client token. */
 export type LogLine = Record<string, unknown>;
 
@@ -7,8 +9,18 @@ export interface JsonLogOptions {
   write?: (text: string) => void;
   /** Most lines in one write. Default 64. */
   maxBatch?: number;
-  /** The longest a line waits to be written, in ms. Default 50. */
+  /**
+   * While lines keep coming, a batch goes out with the first line logged
+   * this long (ms) or more after the batch began. Default 50.
+   */
   flushMs?: number;
+  /**
+   * When no line follows, the longest a line waits, in ms (>= `flushMs`).
+   * Default 250.
+   */
+  quietFlushMs?: number;
+  /** Time and timers. Default: the system clock. */
+  clock?: Clock;
 }
 
 /** A JSON-lines log: `log` queues a line, `flush` writes what is queued. */
@@ -35,36 +47,55 @@ export function writeStdout(text: string): void {
 }
 
 /**
- * A JSON-lines log for the request path. Lines wait up to `flushMs` and go
- * out together in one write (at most `maxBatch` lines): one write and one
- * timer per batch rather than per request, which on a busy gateway costs a
- * tenth as much. A lone line goes out alone. Call `flush()` before the
- * process exits.
+ * A JSON-lines log for the request path. Lines are written in batches, one
+ * write per batch rather than per request: a batch goes out when it holds
+ * `maxBatch` lines, or with the first line logged `flushMs` after it began.
+ * So a steady stream of requests sets no timer per batch. Only for the last
+ * lines before a quiet spell does one timer, armed at most once per
+ * `quietFlushMs`, write them. (At a few hundred requests a second a timer
+ * per 50 ms batch cost more than the writes: every one wakes an idle
+ * process and runs code too rarely run to be optimized.) Call `flush()`
+ * before the process exits.
  */
 export function createJsonLog(options: JsonLogOptions = {}): JsonLog {
   const write = options.write ?? writeStdout;
   const maxBatch = options.maxBatch ?? 64;
   const flushMs = options.flushMs ?? 50;
+  const quietFlushMs = options.quietFlushMs ?? Math.max(250, flushMs);
+  const clock = options.clock ?? systemClock;
   if (!(maxBatch >= 1)) throw new RangeError(`maxBatch must be >= 1 (got ${maxBatch})`);
+  if (!(flushMs >= 0)) throw new RangeError(`flushMs must be >= 0 (got ${flushMs})`);
+  if (!(quietFlushMs >= flushMs)) {
+    throw new RangeError(`quietFlushMs must be >= flushMs (got ${quietFlushMs})`);
+  }
   let pending: string[] = [];
-  let scheduled = false;
-  const flush = () => {
-    scheduled = false;
+  let batchStart = 0;
+  let timer: TimerHandle | undefined;
+  const writeBatch = () => {
     if (pending.length === 0) return;
     const text = pending.length === 1 ? pending[0] : pending.join("\n");
     pending = [];
     write(text);
   };
+  const onQuiet = () => {
+    timer = undefined;
+    writeBatch();
+  };
   return {
     log(line) {
+      const now = clock.now();
+      if (pending.length === 0) batchStart = now;
       pending.push(JSON.stringify(line));
-      if (pending.length >= maxBatch) return flush();
-      if (!scheduled) {
-        scheduled = true;
-        setTimeout(flush, flushMs);
-      }
+      if (pending.length >= maxBatch || now - batchStart >= flushMs) return writeBatch();
+      // Left armed when a batch goes out early: it then writes a later batch
+      // a little early, which costs less than clearing and arming a timer.
+      if (timer === undefined) timer = clock.setTimeout(onQuiet, quietFlushMs);
     },
-    flush,
+    flush() {
+      if (timer !== undefined) clock.clearTimeout(timer);
+      timer = undefined;
+      writeBatch();
+    },
   };
 }
 
@@ -89,7 +120,7 @@ export function isoTime(ms: number): string {
 
 const processLog = createJsonLog();
 
-/** Writes one JSON line to stdout (batched, at most 50 ms late; see {@linkcode createJsonLog}). */
+/** Writes one JSON line to stdout (batched, at most 250 ms late; see {@linkcode createJsonLog}). */
 export const jsonLog = (line: LogLine): void => processLog.log(line);
 
 /** Writes every queued line of {@linkcode jsonLog} now. */

@@ -1,32 +1,108 @@
-import { assertEquals } from "../support/assert.ts";
+import { assert, assertEquals, assertThrows } from "../support/assert.ts";
+import type { Clock, TimerHandle } from "../../limiter/mod.ts";
 import { createJsonLog, isoTime } from "../../gateway/mod.ts";
 
-const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A clock moved by hand, synchronously, that counts the timers armed on it. */
+class StepClock implements Clock {
+  #now = 1_700_000_000_000;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  armed = 0;
+  now = () => this.#now;
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    this.armed++;
+    this.#timers.set(this.#next, { at: this.#now + ms, fn });
+    return this.#next++ as unknown as TimerHandle;
+  }
+  clearTimeout(handle: TimerHandle): void {
+    this.#timers.delete(handle as unknown as number);
+  }
+  get pending(): number {
+    return this.#timers.size;
+  }
+  /** Moves time forward by `ms`, firing due timers in order. */
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      const due = [...this.#timers].filter(([, t]) =>
+        t.at <= end
+      ).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.#now = due[1].at;
+      due[1].fn();
+    }
+    this.#now = end;
+  }
+}
 
-Deno.test("createJsonLog() writes lines of the same moment in one write, each a JSON line", async () => {
+Deno.test("createJsonLog() writes lines of the same moment in one write, each a JSON line", () => {
+  const clock = new StepClock();
   const writes: string[] = [];
-  const log = createJsonLog({ write: (t) => writes.push(t), flushMs: 10 });
+  const log = createJsonLog({ write: (t) => writes.push(t), clock });
   log.log({ a: 1 });
   log.log({ b: "two" });
   assertEquals(writes, [], "nothing written synchronously");
-  await tick(30);
+  clock.advance(249);
+  assertEquals(writes, [], "a line waits up to quietFlushMs (250 ms) for others");
+  clock.advance(1);
   assertEquals(writes, ['{"a":1}\n{"b":"two"}']);
   log.log({ c: 3 });
-  await tick(30);
+  clock.advance(250);
   assertEquals(writes[1], '{"c":3}', "a lone line goes out alone");
+  assertEquals(clock.pending, 0, "no timer left once everything is written");
+});
+
+Deno.test("createJsonLog() under steady traffic writes every flushMs and arms a timer only per quiet period", () => {
+  const clock = new StepClock();
+  const writes: { at: number; lines: number[] }[] = [];
+  const log = createJsonLog({
+    write: (t) =>
+      writes.push({ at: clock.now(), lines: t.split("\n").map((l) => JSON.parse(l).at) }),
+    clock,
+    flushMs: 50,
+    quietFlushMs: 250,
+  });
+  // A line every 10 ms for 2 s, then silence.
+  for (let i = 0; i < 200; i++) {
+    log.log({ at: clock.now() });
+    clock.advance(10);
+  }
+  clock.advance(300);
+  const lines = writes.flatMap((w) => w.lines);
+  assertEquals(lines.length, 200, "every line written once, in order");
+  assertEquals(lines, [...lines].sort((a, b) => a - b));
+  for (const w of writes) {
+    for (const at of w.lines) {
+      assert(w.at - at <= 250, `a line logged at ${at} waited until ${w.at}`);
+    }
+  }
+  const late = writes.filter((w) => w.at < 2000 && w.at - w.lines[0] > 50);
+  assertEquals(late, [], "while lines keep coming, none waits past flushMs");
+  assert(writes.length >= 35, `batches of about 5 lines (got ${writes.length} writes)`);
+  assert(clock.armed <= 10, `at most one timer per 250 ms (armed ${clock.armed} for 40 batches)`);
+  assertEquals(clock.pending, 0);
 });
 
 Deno.test("createJsonLog() writes at once when a batch is full, and flush() empties the queue", () => {
+  const clock = new StepClock();
   const writes: string[] = [];
-  const log = createJsonLog({ write: (t) => writes.push(t), maxBatch: 2, flushMs: 60_000 });
+  const log = createJsonLog({ write: (t) => writes.push(t), maxBatch: 2, clock });
   log.log({ n: 1 });
   log.log({ n: 2 });
   log.log({ n: 3 });
   assertEquals(writes, ['{"n":1}\n{"n":2}']);
   log.flush();
   assertEquals(writes, ['{"n":1}\n{"n":2}', '{"n":3}']);
+  assertEquals(clock.pending, 0, "flush() clears the quiet timer");
   log.flush();
   assertEquals(writes.length, 2, "nothing left to write");
+});
+
+Deno.test("createJsonLog() refuses options that cannot work", () => {
+  assertThrows(() => createJsonLog({ maxBatch: 0 }), RangeError, "maxBatch");
+  assertThrows(() => createJsonLog({ flushMs: -1 }), RangeError, "flushMs");
+  assertThrows(() => createJsonLog({ flushMs: 100, quietFlushMs: 50 }), RangeError, "quietFlushMs");
 });
 
 Deno.test("isoTime() matches Date#toISOString", () => {
