@@ -1,60 +1,36 @@
 import { assert, assertEquals, assertThrows } from "../support/assert.ts";
-import type { Clock, TimerHandle } from "../../limiter/mod.ts";
+import type { TimerHandle } from "../../limiter/mod.ts";
+import { FakeClock } from "../support/fake_clock.ts";
 import { createJsonLog, isoTime } from "../../gateway/mod.ts";
 
-/** A clock moved by hand, synchronously, that counts the timers armed on it. */
-class StepClock implements Clock {
-  #now = 1_700_000_000_000;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
+/** A fake clock that also counts the timers armed on it. */
+class CountingClock extends FakeClock {
   armed = 0;
-  now = () => this.#now;
-  setTimeout(fn: () => void, ms: number): TimerHandle {
+  override setTimeout(fn: () => void, ms: number): TimerHandle {
     this.armed++;
-    this.#timers.set(this.#next, { at: this.#now + ms, fn });
-    return this.#next++ as unknown as TimerHandle;
-  }
-  clearTimeout(handle: TimerHandle): void {
-    this.#timers.delete(handle as unknown as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  /** Moves time forward by `ms`, firing due timers in order. */
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      const due = [...this.#timers].filter(([, t]) =>
-        t.at <= end
-      ).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      this.#timers.delete(due[0]);
-      this.#now = due[1].at;
-      due[1].fn();
-    }
-    this.#now = end;
+    return super.setTimeout(fn, ms);
   }
 }
 
 Deno.test("createJsonLog() writes lines of the same moment in one write, each a JSON line", () => {
-  const clock = new StepClock();
+  const clock = new CountingClock();
   const writes: string[] = [];
   const log = createJsonLog({ write: (t) => writes.push(t), clock });
   log.log({ a: 1 });
   log.log({ b: "two" });
   assertEquals(writes, [], "nothing written synchronously");
-  clock.advance(249);
+  clock.advanceSync(249);
   assertEquals(writes, [], "a line waits up to quietFlushMs (250 ms) for others");
-  clock.advance(1);
+  clock.advanceSync(1);
   assertEquals(writes, ['{"a":1}\n{"b":"two"}']);
   log.log({ c: 3 });
-  clock.advance(250);
+  clock.advanceSync(250);
   assertEquals(writes[1], '{"c":3}', "a lone line goes out alone");
   assertEquals(clock.pending, 0, "no timer left once everything is written");
 });
 
 Deno.test("createJsonLog() under steady traffic writes every flushMs and arms a timer only per quiet period", () => {
-  const clock = new StepClock();
+  const clock = new CountingClock();
   const writes: { at: number; lines: number[] }[] = [];
   const log = createJsonLog({
     write: (t) =>
@@ -66,9 +42,9 @@ Deno.test("createJsonLog() under steady traffic writes every flushMs and arms a 
   // A line every 10 ms for 2 s, then silence.
   for (let i = 0; i < 200; i++) {
     log.log({ at: clock.now() });
-    clock.advance(10);
+    clock.advanceSync(10);
   }
-  clock.advance(300);
+  clock.advanceSync(300);
   const lines = writes.flatMap((w) => w.lines);
   assertEquals(lines.length, 200, "every line written once, in order");
   assertEquals(lines, [...lines].sort((a, b) => a - b));
@@ -85,7 +61,7 @@ Deno.test("createJsonLog() under steady traffic writes every flushMs and arms a 
 });
 
 Deno.test("createJsonLog() writes at once when a batch is full, and flush() empties the queue", () => {
-  const clock = new StepClock();
+  const clock = new CountingClock();
   const writes: string[] = [];
   const log = createJsonLog({ write: (t) => writes.push(t), maxBatch: 2, clock });
   log.log({ n: 1 });
