@@ -25,6 +25,7 @@ export interface JsonLogOptions {
 
 /** A JSON-lines log: `log` queues a line, `flush` writes what is queued. */
 export interface JsonLog {
+  /** Queues a line; it is encoded when written, so it must not change after this call. */
   log(line: LogLine): void;
   flush(): void;
 }
@@ -43,6 +44,15 @@ export function writeStdout(text: string): void {
     for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
   } catch {
     // Nowhere left to log to.
+  }
+}
+
+/** One line's JSON; a line JSON cannot encode (a cycle, a BigInt) becomes a line saying so. */
+function encodeLine(line: LogLine): string {
+  try {
+    return JSON.stringify(line);
+  } catch (e) {
+    return JSON.stringify({ event: "log_line_unencodable", error: String(e) });
   }
 }
 
@@ -68,13 +78,17 @@ export function createJsonLog(options: JsonLogOptions = {}): JsonLog {
   if (!(quietFlushMs >= flushMs)) {
     throw new RangeError(`quietFlushMs must be >= flushMs (got ${quietFlushMs})`);
   }
-  let pending: string[] = [];
+  // Lines are encoded when their batch is written, in one loop: at a low
+  // request rate that costs less than encoding each on its own request.
+  let pending: LogLine[] = [];
   let batchStart = 0;
   let timer: TimerHandle | undefined;
   const writeBatch = () => {
-    if (pending.length === 0) return;
-    const text = pending.length === 1 ? pending[0] : pending.join("\n");
+    const lines = pending;
+    if (lines.length === 0) return;
     pending = [];
+    let text = encodeLine(lines[0]);
+    for (let i = 1; i < lines.length; i++) text += "\n" + encodeLine(lines[i]);
     write(text);
   };
   const onQuiet = () => {
@@ -85,7 +99,7 @@ export function createJsonLog(options: JsonLogOptions = {}): JsonLog {
     log(line) {
       const now = clock.now();
       if (pending.length === 0) batchStart = now;
-      pending.push(JSON.stringify(line));
+      pending.push(line);
       if (pending.length >= maxBatch || now - batchStart >= flushMs) return writeBatch();
       // Left armed when a batch goes out early: it then writes a later batch
       // a little early, which costs less than clearing and arming a timer.

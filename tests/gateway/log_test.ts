@@ -75,6 +75,26 @@ Deno.test("createJsonLog() writes at once when a batch is full, and flush() empt
   assertEquals(writes.length, 2, "nothing left to write");
 });
 
+Deno.test("createJsonLog() writes a line JSON cannot encode as a line saying so, and the rest as they are", () => {
+  const clock = new FakeClock();
+  const writes: string[] = [];
+  const log = createJsonLog({ write: (t) => writes.push(t), clock });
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  log.log({ n: 1 });
+  log.log(cyclic);
+  log.log({ big: 1n });
+  log.log({ n: 2 });
+  clock.advanceSync(250);
+  const lines = writes.join("\n").split("\n").map((l) => JSON.parse(l));
+  assertEquals(lines.map((l) => l.n ?? l.event), [
+    1,
+    "log_line_unencodable",
+    "log_line_unencodable",
+    2,
+  ]);
+});
+
 Deno.test("createJsonLog() refuses options that cannot work", () => {
   assertThrows(() => createJsonLog({ maxBatch: 0 }), RangeError, "maxBatch");
   assertThrows(() => createJsonLog({ flushMs: -1 }), RangeError, "flushMs");
