@@ -15,13 +15,15 @@
  * at its own load (`BENCH_WARM_S`, default 3 s): a phase then measures the
  * steady state of that load, not the way in from the phase before it.
  * Per phase: requests/s, p50, p99, and the proxy process's CPU time per
- * request from /proc/<pid>/stat before and after. Then memory: 10,000
- * requests queued behind a binding limit, then all aborted.
+ * request from /proc/<pid>/stat before and after. Then CPU per request at
+ * 1 connection once more, with the minimal proxy and kvgate loaded at the
+ * same time (see {@linkcode pairedPhase}). Then memory: 10,000 requests
+ * queued behind a binding limit, then all aborted.
  *
  * Run: `deno task bench` (needs wrk: `apt-get install -y wrk`; the task installs it if missing).
  * `BENCH_BASELINE_ROOT=<another checkout>` adds that kvgate as a fifth target, for before/after
- * figures in one run; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS` and `BENCH_QUEUED` (0 skips
- * memory) shorten it.
+ * figures in one run; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS`, `BENCH_PAIRED_ROUNDS` (0
+ * skips the paired phase) and `BENCH_QUEUED` (0 skips memory) shorten it.
  *
  * @module
  */
@@ -42,6 +44,7 @@ const WARM_S = Number(Deno.env.get("BENCH_WARM_S") ?? 3);
 const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
 const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
 const LOG_DIR = Deno.env.get("BENCH_LOG_DIR");
+const PAIRED_ROUNDS = Number(Deno.env.get("BENCH_PAIRED_ROUNDS") ?? 6);
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -108,6 +111,21 @@ function cpuMs(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/**
+ * CPU time of a process's threads, in µs, from /proc/<pid>/task/<tid>/schedstat
+ * (nanoseconds, where /proc/<pid>/stat counts in 10 ms ticks). A thread that
+ * has exited is not counted; Deno's threads live as long as the process.
+ */
+function cpuUs(pid: number): number {
+  let ns = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
+    } catch { /* the thread has just exited */ }
+  }
+  return ns / 1000;
 }
 
 function rssKiB(pid: number): number {
@@ -202,6 +220,12 @@ async function wrk(url: string, connections: number, seconds: number): Promise<L
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Sequential streaming requests: time to the first body chunk and to the end. */
@@ -349,12 +373,16 @@ async function main() {
       }`,
   );
   const rows: Row[] = [];
+  let paired: string[] = [];
   try {
     for (const round of [1, 2]) {
       // The second round runs in reverse order, so that a drift in the
       // machine's speed does not favour the targets measured first.
       const order = round === 1 ? targets : [...targets].reverse();
       for (const t of order) await measure(t, round, rows);
+    }
+    if (PAIRED_ROUNDS > 0) {
+      paired = await pairedPhase(targets.filter((t) => t !== mock && t !== binding));
     }
   } finally {
     for (const t of targets.slice(1)) await stop(t);
@@ -397,10 +425,61 @@ async function main() {
     );
   }
 
+  for (const line of paired) console.log(line);
+
   if (QUEUED > 0) await memoryPhase(mock, dir);
   await stop(mock);
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(LUA);
+}
+
+/**
+ * CPU per request at 1 connection with the targets loaded at the same time,
+ * each by its own wrk at 1 connection, all pinned to the same core. Measured
+ * in turn, a target's CPU per request at this load moves by 10–30% from one
+ * phase to the next with the machine's state (the minimal proxy's own figure
+ * among them), which hides a 15% difference; measured together, every
+ * target meets the same state, and the ratio is steady.
+ */
+async function pairedPhase(targets: Proc[]): Promise<string[]> {
+  const load = (conns: number, seconds: number) =>
+    Promise.all(targets.map((t) => wrk(t.base + t.path, conns, seconds)));
+  await load(32, WARM_S);
+  await load(1, 2 * WARM_S);
+  const perRound: number[][] = [];
+  for (let round = 0; round < PAIRED_ROUNDS; round++) {
+    const before = targets.map((t) => cpuUs(t.child.pid));
+    const results = await load(1, PHASE_S);
+    perRound.push(
+      targets.map((t, i) => (cpuUs(t.child.pid) - before[i]) / Math.max(1, results[i].requests)),
+    );
+  }
+  const out = [
+    `\n## CPU per request at 1 connection, paired: ${
+      targets.map((t) => t.name).join(", ")
+    } at once, each under its own wrk at 1 connection, ${PIN ? "all on core 1" : "not pinned"} ` +
+    `(${PAIRED_ROUNDS} rounds of ${PHASE_S} s, after ${WARM_S} s at 32 and ${
+      2 * WARM_S
+    } s at 1 connection)`,
+    `round | ${targets.map((t) => `${t.name} µs/req`).join(" | ")} | ${
+      targets.slice(1).map((t) => `${t.name} ÷ ${targets[0].name}`).join(" | ")
+    }`,
+  ];
+  perRound.forEach((us, round) => {
+    out.push(
+      [round + 1, ...us.map((u) => f(u, 1)), ...us.slice(1).map((u) => f(u / us[0], 2))].join(
+        " | ",
+      ),
+    );
+  });
+  for (let i = 1; i < targets.length; i++) {
+    const ratios = perRound.map((us) => us[i] / us[0]).sort((a, b) => a - b);
+    out.push(
+      `${targets[i].name} ÷ ${targets[0].name}: median ${f(median(ratios), 2)}, ` +
+        `lowest ${f(ratios[0], 2)}, highest ${f(ratios[ratios.length - 1], 2)}`,
+    );
+  }
+  return out;
 }
 
 interface HeldResult {
