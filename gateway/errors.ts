@@ -1,4 +1,5 @@
 import type { ServiceStyle } from "../config/mod.ts";
+import type { HeaderPairs } from "./headers.ts";
 
 /** An error the gateway itself answers with, in neutral form. */
 export interface GatewayError {
@@ -16,15 +17,27 @@ export interface GatewayError {
   retryAfterMs?: number;
 }
 
+const encoder = new TextEncoder();
+
 /**
  * Renders an error in the provider's own shape: OpenAI's
  * `{"error":{"message","type","code"}}`, or Anthropic's
  * `{"type":"error","error":{"type","message"}}` for the anthropic style.
+ *
+ * `headers` (name/value pairs; `content-type` and `retry-after` are added to
+ * it) and the body as bytes are what a relayed answer gives `Response` too:
+ * a rare answer built another way (a `Headers` from a record, a string body)
+ * would reach branches of the runtime's `Response` code that the usual
+ * answer never takes, and the first one de-optimizes it for every request.
  */
-export function errorResponse(style: ServiceStyle, err: GatewayError, headers: Headers): Response {
-  headers.set("content-type", "application/json");
+export function errorResponse(
+  style: ServiceStyle,
+  err: GatewayError,
+  headers: HeaderPairs,
+): Response {
+  headers.push(["content-type", "application/json"]);
   if (err.retryAfterMs !== undefined) {
-    headers.set("retry-after", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+    headers.push(["retry-after", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)))]);
   }
   const body = style === "anthropic"
     ? { type: "error", error: { type: err.type, message: err.message } }
@@ -35,5 +48,5 @@ export function errorResponse(style: ServiceStyle, err: GatewayError, headers: H
         code: err.code,
       },
     };
-  return new Response(JSON.stringify(body), { status: err.status, headers });
+  return new Response(encoder.encode(JSON.stringify(body)), { status: err.status, headers });
 }

@@ -8,6 +8,7 @@ import { disguise } from "./disguise.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import {
   type ClientHead,
+  type HeaderPairs,
   readClientHead,
   type RelayHead,
   relayResponseHeaders,
@@ -51,9 +52,9 @@ interface Exchange {
   style: ServiceStyle;
   deadline: number;
   attempts: number;
-  key?: PooledKey;
+  key: PooledKey | undefined;
   queueMs: number;
-  upstreamMs?: number;
+  upstreamMs: number | undefined;
   /**
    * The clock's latest reading for this request, taken at the stages that
    * need one (admission, the upstream's answer): the stages in between
@@ -143,7 +144,9 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   function answer(x: Exchange, err: GatewayError): Response {
     account(x, err.status, err.code);
-    return errorResponse(x.style, err, applyCors(new Headers({ "x-request-id": x.id }), x.cors));
+    const headers: HeaderPairs = [["x-request-id", x.id]];
+    for (const pair of x.cors) headers.push(pair as [string, string]);
+    return errorResponse(x.style, err, headers);
   }
 
   function account(
@@ -436,7 +439,11 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       style: rt.service.style,
       deadline: started + config.queueTimeoutMs,
       attempts: 0,
+      // Present from the start, so every request's record has one shape
+      // whichever stage it ends at (one shape keeps account() optimized).
+      key: undefined,
       queueMs: 0,
+      upstreamMs: undefined,
       now: started,
     };
     if (req.method === "OPTIONS") return preflight(req, x.id);

@@ -114,6 +114,7 @@ Deno.test("auth: a wrong or missing password gets 401 in the provider's error sh
   await using t = await setup();
   const missing = await fetch(`${t.gw.url}/openai/v1/models`);
   assertEquals(missing.status, 401);
+  assertEquals(missing.headers.get("content-type"), "application/json");
   const m = await missing.json();
   assertEquals(m.error.type, "authentication_error");
   assertEquals(typeof m.error.code, "string");
