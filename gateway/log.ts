@@ -16,7 +16,7 @@ export interface JsonLogOptions {
   flushMs?: number;
   /**
    * When no line follows, the longest a line waits, in ms (>= `flushMs`).
-   * Default 250.
+   * Default: 250, or `flushMs` if that is longer.
    */
   quietFlushMs?: number;
   /** Time and timers. Default: the system clock. */
