@@ -95,6 +95,17 @@ Deno.test("createJsonLog() writes a line JSON cannot encode as a line saying so,
   ]);
 });
 
+Deno.test("createJsonLog() with a flushMs longer than 250 ms waits that long when quiet", () => {
+  const clock = new FakeClock();
+  const writes: string[] = [];
+  const log = createJsonLog({ write: (t) => writes.push(t), clock, flushMs: 400 });
+  log.log({ n: 1 });
+  clock.advanceSync(399);
+  assertEquals(writes, []);
+  clock.advanceSync(1);
+  assertEquals(writes, ['{"n":1}']);
+});
+
 Deno.test("createJsonLog() refuses options that cannot work", () => {
   assertThrows(() => createJsonLog({ maxBatch: 0 }), RangeError, "maxBatch");
   assertThrows(() => createJsonLog({ flushMs: -1 }), RangeError, "flushMs");
