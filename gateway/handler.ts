@@ -3,12 +3,12 @@ import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
 import { type Clock, type Refusal, TimeoutSweeper } from "../limiter/mod.ts";
 import { clientCredential, setUpstreamAuth, timingSafeEqual } from "./auth.ts";
 import { type Bytes, readBody } from "./body.ts";
-import { applyCors, corsHeaders, preflight } from "./cors.ts";
+import { corsHeaders, preflight } from "./cors.ts";
 import { disguise } from "./disguise.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import {
+  appendGatewayHeaders,
   type ClientHead,
-  type HeaderPairs,
   readClientHead,
   type RelayHead,
   relayResponseHeaders,
@@ -144,9 +144,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
 
   function answer(x: Exchange, err: GatewayError): Response {
     account(x, err.status, err.code);
-    const headers: HeaderPairs = [["x-request-id", x.id]];
-    for (const pair of x.cors) headers.push(pair as [string, string]);
-    return errorResponse(x.style, err, headers);
+    return errorResponse(x.style, err, appendGatewayHeaders([], x.id, x.cors));
   }
 
   function account(
@@ -195,20 +193,16 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     if (password === undefined || cred === undefined || !timingSafeEqual(cred, password)) {
       return disguise(target.path, req.method);
     }
-    const body = {
-      error: {
-        message: `No service at /${serviceName(target.path)}. Valid prefixes: ${prefixes}.`,
+    return errorResponse(
+      "openai",
+      {
+        status: 404,
         type: "invalid_request_error",
         code: "unknown_service",
+        message: `No service at /${serviceName(target.path)}. Valid prefixes: ${prefixes}.`,
       },
-    };
-    return Response.json(body, {
-      status: 404,
-      headers: applyCors(
-        new Headers({ "x-request-id": requestId() }),
-        corsHeaders(head.origin, req.method),
-      ),
-    });
+      appendGatewayHeaders([], requestId(), corsHeaders(head.origin, req.method)),
+    );
   }
 
   /** Calls the upstream once; resolves to its response or why there is none. */
@@ -217,8 +211,8 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     r: Route,
     key: PooledKey,
     body: Bytes | undefined,
-    sent: number,
   ): Promise<Response | "timeout" | "network" | "aborted"> {
+    const sent = x.now;
     const headers = upstreamRequestHeaders(x.head);
     setUpstreamAuth(headers, x.style, key.secret, r.geminiNative);
     // One controller for both reasons to stop: the client leaving (at any
@@ -353,7 +347,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       }
       x.key = key;
       x.attempts = attempt + 1;
-      const res = await callUpstream(x, r, key, body, x.now);
+      const res = await callUpstream(x, r, key, body);
       let outcome: Outcome;
       if (res === "aborted") {
         release();

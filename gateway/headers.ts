@@ -133,11 +133,24 @@ export function relayResponseHeaders(
     kept.push([k, v]);
   });
   const named = connectionNamed(connection);
-  const out = without(kept, named);
+  const out = appendGatewayHeaders(without(kept, named), requestId, cors);
   if (named?.has("content-length")) contentLength = null;
+  if (eventStream) out.push(["x-accel-buffering", "no"]);
+  return { headers: out, contentLength, eventStream };
+}
+
+/**
+ * Adds what every answer on a service path carries, relayed or kvgate's
+ * own: `cors` (see `corsHeaders()` in cors.ts) and `x-request-id`.
+ * Returns `out`.
+ */
+export function appendGatewayHeaders(
+  out: HeaderPairs,
+  requestId: string,
+  cors: readonly (readonly [string, string])[],
+): HeaderPairs {
   // The shared pairs themselves: Response copies them and never changes them.
   for (const pair of cors) out.push(pair as [string, string]);
   out.push(["x-request-id", requestId]);
-  if (eventStream) out.push(["x-accel-buffering", "no"]);
-  return { headers: out, contentLength, eventStream };
+  return out;
 }
