@@ -55,6 +55,8 @@ interface Exchange {
   key: PooledKey | undefined;
   queueMs: number;
   upstreamMs: number | undefined;
+  /** The latest upstream answer (kept with the record: see `_lastRelayed` in createHandler). */
+  upstream: Response | undefined;
   /**
    * The clock's latest reading for this request, taken at the stages that
    * need one (admission, the upstream's answer): the stages in between
@@ -131,6 +133,18 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   // (at most ROUTE_CACHE_SIZE). Only paths without a query, so that no
   // gemini ?key= secret is kept as a key.
   const routes = new Map<string, Route>();
+
+  // The last relayed request's objects (its Request, upstream Response,
+  // answer and record), held until the next request replaces them. When a
+  // full GC finds no object of a hidden class alive, V8 drops the class and
+  // deoptimizes every function compiled against it. The collection V8 runs
+  // after a few idle seconds finds no request in flight: the classes of
+  // Request, Response, Headers and this module's record went, and with them
+  // about 100 functions of the request path, compiled again (about 150 ms of
+  // CPU) when traffic came back. One request's objects kept alive keep those
+  // classes (see BENCHMARKS.md).
+  let _lastRelayed: [Exchange, Response] | undefined;
+
   function routeOf(target: RequestTarget, style: ServiceStyle) {
     const cached = target.search === "" ? routes.get(target.path) : undefined;
     if (cached) return cached;
@@ -348,6 +362,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       x.key = key;
       x.attempts = attempt + 1;
       const res = await callUpstream(x, r, key, body);
+      if (typeof res !== "string") x.upstream = res;
       let outcome: Outcome;
       if (res === "aborted") {
         release();
@@ -438,6 +453,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       key: undefined,
       queueMs: 0,
       upstreamMs: undefined,
+      upstream: undefined,
       now: started,
     };
     if (req.method === "OPTIONS") return preflight(req, x.id);
@@ -517,7 +533,9 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     x.queueMs = x.now - started;
     if (!slot.ok) return refused(x, slot);
     try {
-      return await relay(x, r, read.body, slot.release);
+      const response = await relay(x, r, read.body, slot.release);
+      _lastRelayed = [x, response];
+      return response;
     } catch (e) {
       slot.release();
       log({ id: x.id, service: rt.service.name, event: "internal_error", error: String(e) });
