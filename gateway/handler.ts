@@ -134,16 +134,20 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   // gemini ?key= secret is kept as a key.
   const routes = new Map<string, Route>();
 
-  // The last relayed request's objects (its Request, upstream Response,
-  // answer and record), held until the next request replaces them. When a
-  // full GC finds no object of a hidden class alive, V8 drops the class and
-  // deoptimizes every function compiled against it. The collection V8 runs
-  // after a few idle seconds finds no request in flight: the classes of
-  // Request, Response, Headers and this module's record went, and with them
-  // about 100 functions of the request path, compiled again (about 150 ms of
-  // CPU) when traffic came back. One request's objects kept alive keep those
-  // classes (see BENCHMARKS.md).
-  let _lastRelayed: [Exchange, Response] | undefined;
+  // The last relayed request's objects (its Request and body stream, the
+  // upstream Response and its body stream, the answer, the request record
+  // and the server's info on the connection), held until the next request
+  // replaces them. When a full GC finds no object of a hidden class alive,
+  // V8 drops the class and deoptimizes every function compiled against it.
+  // The collection V8 runs after a few idle seconds finds no request in
+  // flight: the classes of Request, Response, Headers, streams, URL and this
+  // module's record went, and with them about 100 functions of the request
+  // path, compiled again (about 150 ms of CPU) when traffic came back. One
+  // request's objects kept alive keep most of those classes (see
+  // BENCHMARKS.md). fetch parses each upstream URL into a URL that it does
+  // not keep: one parsed here stands in for those.
+  const keptUrl = new URL("http://127.0.0.1/");
+  let _lastRelayed: unknown[] | undefined;
 
   function routeOf(target: RequestTarget, style: ServiceStyle) {
     const cached = target.search === "" ? routes.get(target.path) : undefined;
@@ -431,7 +435,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     );
   }
 
-  return async function handle(req: Request): Promise<Response> {
+  return async function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
     const target = requestTarget(req.url);
     const rt = runtimes.get(serviceName(target.path));
     if (!rt) return unknownService(req, target);
@@ -534,7 +538,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     if (!slot.ok) return refused(x, slot);
     try {
       const response = await relay(x, r, read.body, slot.release);
-      _lastRelayed = [x, response];
+      _lastRelayed = [x, response, req.body, x.upstream?.body, info, keptUrl];
       return response;
     } catch (e) {
       slot.release();
