@@ -134,20 +134,20 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   // gemini ?key= secret is kept as a key.
   const routes = new Map<string, Route>();
 
-  // The last relayed request's objects (its Request and body stream, the
-  // upstream Response and its body stream, the answer, the request record
-  // and the server's info on the connection), held until the next request
-  // replaces them. When a full GC finds no object of a hidden class alive,
-  // V8 drops the class and deoptimizes every function compiled against it.
-  // The collection V8 runs after a few idle seconds finds no request in
-  // flight: the classes of Request, Response, Headers, streams, URL and this
-  // module's record went, and with them about 100 functions of the request
-  // path, compiled again (about 150 ms of CPU) when traffic came back. One
-  // request's objects kept alive keep most of those classes (see
-  // BENCHMARKS.md). fetch parses each upstream URL into a URL that it does
-  // not keep: one parsed here stands in for those.
-  const keptUrl = new URL("http://127.0.0.1/");
+  // The last relayed request's objects (its Request, the upstream Response
+  // and its body stream, the answer, the request record and the server's
+  // info on the connection), held until the next request replaces them;
+  // and, from the first request on, a URL like the one fetch parses and
+  // drops, and a request body stream as it is before it is read. When a full
+  // GC finds no object of a hidden class alive, V8 drops the class and
+  // deoptimizes every function compiled against it. The collection V8 runs
+  // after a few idle seconds finds no request in flight: the classes of
+  // Request, Response, Headers, streams, URL and this module's record went,
+  // and with them about 100 functions of the request path, compiled again
+  // (about 150 ms of CPU) when traffic came back. These objects kept alive
+  // keep most of those classes (see BENCHMARKS.md).
   let _lastRelayed: unknown[] | undefined;
+  let _exemplars: unknown[] | undefined;
 
   function routeOf(target: RequestTarget, style: ServiceStyle) {
     const cached = target.search === "" ? routes.get(target.path) : undefined;
@@ -538,7 +538,9 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     if (!slot.ok) return refused(x, slot);
     try {
       const response = await relay(x, r, read.body, slot.release);
-      _lastRelayed = [x, response, req.body, x.upstream?.body, info, keptUrl];
+      _lastRelayed = [x, response, x.upstream?.body, info];
+      // Once: after req.bytes(), reading req.body makes a new stream (about 2 µs).
+      _exemplars ??= [new URL(r.upstream), req.body];
       return response;
     } catch (e) {
       slot.release();
