@@ -42,7 +42,23 @@ function drainOutput(stream: ReadableStream<Uint8Array>, marker?: string) {
   return { ready, done, text: () => text.slice(0, 4096) };
 }
 
+/**
+ * Starts a gateway process. The port was free when picked, but another
+ * process (a sibling started at the same moment, a client's socket) can
+ * take it before the child listens: then the child exits with AddrInUse
+ * and is started again on a new port, at most three times.
+ */
 async function startProcess(kvPath: string, config: unknown): Promise<Proc> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startProcessOnce(kvPath, config);
+    } catch (e) {
+      if (attempt >= 3 || !String(e).includes("AddrInUse")) throw e;
+    }
+  }
+}
+
+async function startProcessOnce(kvPath: string, config: unknown): Promise<Proc> {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", "main.ts"],
