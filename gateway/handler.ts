@@ -540,7 +540,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       const response = await relay(x, r, read.body, slot.release);
       _lastRelayed = [x, response, x.upstream?.body, info];
       // Once: after req.bytes(), reading req.body makes a new stream (about 2 µs).
-      _exemplars ??= [new URL(r.upstream), req.body];
+      _exemplars ??= [new URL("http://127.0.0.1/"), req.body]; // no request data in the URL
       return response;
     } catch (e) {
       slot.release();
