@@ -4,7 +4,7 @@ import {
   type ServiceLimits,
   type TokenLease,
 } from "./capacity_store.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../clock/mod.ts";
 
 /** Options for {@linkcode DegradingStore}. */
 export interface DegradingStoreOptions {

@@ -17,7 +17,7 @@ import {
 } from "./bucket.ts";
 import { emissionMicros, handBack, ledgerNow, reservationEnd, scheduleOf } from "./gcra.ts";
 import type { CapacityStore, ServiceLimits, TokenLease } from "./capacity_store.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../clock/mod.ts";
 
 /** One instance's claim on a service's in-flight slots; judged by its time stamp. */
 export interface SlotHolder {

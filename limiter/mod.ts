@@ -3,7 +3,7 @@
  *
  * @module
  */
-export * from "./clock.ts";
+export * from "../clock/mod.ts";
 export * from "./bucket.ts";
 export * from "./gcra.ts";
 export * from "./capacity_store.ts";

@@ -1,5 +1,5 @@
 import { instanceKey, instancePrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../clock/mod.ts";
 
 /** The value of an instance heartbeat record. */
 export interface InstanceRecord {

@@ -1,5 +1,5 @@
 import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
-import type { Clock, TimerHandle } from "./clock.ts";
+import type { Clock, TimerHandle } from "../clock/mod.ts";
 import { TimeoutSweeper } from "./timeout_sweeper.ts";
 
 /** Why a request was not admitted. */

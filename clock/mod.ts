@@ -1,0 +1,7 @@
+/**
+ * Time and timers, injected everywhere so that tests advance a fake clock
+ * instead of sleeping.
+ *
+ * @module
+ */
+export * from "./clock.ts";
