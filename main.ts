@@ -5,22 +5,40 @@
  */
 import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
 import { createGateway, flushLog, jsonLog } from "./gateway/mod.ts";
-import { kvCall } from "./kv/mod.ts";
+import { connectKv, type KvConnection, KvPathError, parseKvPath } from "./kv/mod.ts";
+import { systemClock } from "./clock/mod.ts";
 
 function generatePassword(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(24));
   return "kvg-" + btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
 }
 
-async function openKv(config: GatewayConfig): Promise<Deno.Kv> {
-  const path = config.kvPath;
-  if (path && path !== ":memory:" && !/^https?:\/\//.test(path)) {
-    const dir = path.replace(/[^/]*$/, "");
-    if (dir) await Deno.mkdir(dir, { recursive: true });
+/**
+ * Once KV is open the process writes nothing else: the broad write
+ * permission that let it create KV_PATH anywhere is dropped. SQLite keeps
+ * writing through the files it has open. Not available everywhere (Deploy).
+ */
+function dropWritePermission(): void {
+  try {
+    Deno.permissions.revokeSync({ name: "write" });
+  } catch { /* the platform decides */ }
+}
+
+/** Opens KV as KV_PATH says; a path that cannot be used ends the process with one line. */
+async function openKv(config: GatewayConfig): Promise<KvConnection> {
+  try {
+    const location = parseKvPath(config.kvPath, (name) => Deno.env.get(name));
+    return await connectKv(location, {
+      clock: systemClock,
+      timeoutMs: config.kvTimeoutMs,
+      opened: location.kind === "file" ? dropWritePermission : undefined,
+      log: (event, detail) => jsonLog({ event, ...detail }),
+    });
+  } catch (e) {
+    if (!(e instanceof KvPathError)) throw e;
+    console.error(`kvgate: ${e.message}`);
+    Deno.exit(1);
   }
-  // Several processes creating one new SQLite file at once can meet
-  // "database is locked": transient, so retried a bounded number of times.
-  return await kvCall(() => Deno.openKv(path), { attempts: 10, timeoutMs: 10_000 });
 }
 
 function summary(config: GatewayConfig): void {
@@ -60,20 +78,20 @@ async function main(): Promise<void> {
     console.error("kvgate: ACCESS_PASSWORD is not set: every API request answers 503 until it is.");
   }
   const kv = await openKv(config);
-  const gateway = await createGateway(config, { kv });
+  const gateway = await createGateway(config, { kv: kv.kv, kvStatus: kv.status });
   summary(config);
   jsonLog({
     event: "start",
     instance: gateway.instanceId,
+    pid: Deno.pid,
     limitMode: config.limitMode,
     kv: config.kvPath ?? "deploy",
+    kvUp: kv.status.up,
   });
 
-  const ac = new AbortController();
   const server = Deno.serve({
     port: config.port,
     hostname: Deno.env.get("HOST") ?? "0.0.0.0",
-    signal: ac.signal,
     onListen: ({ hostname, port }) => jsonLog({ event: "listening", hostname, port }),
     onError: (e) => {
       jsonLog({ event: "internal_error", error: String(e) });
@@ -81,23 +99,26 @@ async function main(): Promise<void> {
     },
   }, gateway.handler);
 
-  // Deploy allows about 5 s after SIGTERM. Stop accepting, refuse the queue,
-  // hand back unused tokens and idle slots at once, then give requests in
-  // flight up to 4 s (each hands its slot back as it ends).
+  // Deno Deploy sends SIGTERM on every new deployment and scale-down, and
+  // allows about 5 s. The listener stays open while draining, so that a
+  // request that still arrives is told 503 gateway_closing (with
+  // Connection: close) rather than refused without a word; responses in
+  // flight run to their end for up to drainMs; then the server closes
+  // gracefully. A repeated signal changes nothing: Ctrl-C under `deno task`
+  // reaches the process twice (from the terminal, and forwarded by the task).
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    jsonLog({ event: "stopping", instance: gateway.instanceId });
-    ac.abort();
-    await gateway.close();
+    jsonLog({ event: "stopping", instance: gateway.instanceId, drainMs: config.drainMs });
+    const report = await gateway.drain();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      server.finished.catch(() => {}),
-      new Promise((r) => timer = setTimeout(r, 4000)),
+      server.shutdown().catch(() => {}),
+      new Promise((r) => timer = setTimeout(r, 250)),
     ]);
     clearTimeout(timer);
-    jsonLog({ event: "stopped", instance: gateway.instanceId });
+    jsonLog({ event: "stopped", instance: gateway.instanceId, ...report });
     flushLog();
     kv.close();
     Deno.exit(0);

@@ -48,6 +48,17 @@ export interface GatewaySettings {
   slotTtlMs: number;
   /** Timeout of one KV call, in ms. */
   kvTimeoutMs: number;
+  /**
+   * On SIGTERM or SIGINT, how long responses in flight may run before the
+   * streams still open are ended, in ms. Deno Deploy allows about 5 s.
+   */
+  drainMs: number;
+  /**
+   * How many instances to assume while KV has never answered this instance
+   * (down since start-up): in degraded mode each limit is divided by the
+   * instances last seen, or by this when none was ever seen.
+   */
+  expectedInstances: number;
 }
 
 /** Defaults for every gateway-wide setting. */
@@ -63,6 +74,8 @@ export const DEFAULT_SETTINGS: Readonly<GatewaySettings> = Object.freeze({
   leaseMs: 2_000,
   slotTtlMs: 15_000,
   kvTimeoutMs: 2_000,
+  drainMs: 4_000,
+  expectedInstances: 1,
 });
 
 function service(

@@ -52,6 +52,7 @@ const POSITIVE_SETTINGS = [
   "leaseMs",
   "slotTtlMs",
   "kvTimeoutMs",
+  "drainMs",
 ] as const;
 const INTEGER_SETTINGS = ["queueLimit", "maxRetries"] as const;
 
@@ -212,6 +213,12 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
         `GATEWAY_CONFIG.${f} must be a non-negative integer (got ${describe(v)})`,
       );
     }
+  }
+  const expected = settings.expectedInstances;
+  if (typeof expected !== "number" || !Number.isInteger(expected) || expected < 1) {
+    throw new ConfigError(
+      `GATEWAY_CONFIG.expectedInstances must be a positive integer (got ${describe(expected)})`,
+    );
   }
   if (settings.limitMode !== "shared" && settings.limitMode !== "local") {
     throw new ConfigError(

@@ -15,6 +15,8 @@ export interface GatewayError {
     | "request_too_large";
   code: string;
   retryAfterMs?: number;
+  /** Ask the client to close the connection (this instance is shutting down). */
+  closeConnection?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -39,6 +41,7 @@ export function errorResponse(
   if (err.retryAfterMs !== undefined) {
     headers.push(["retry-after", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)))]);
   }
+  if (err.closeConnection) headers.push(["connection", "close"]);
   const body = style === "anthropic"
     ? { type: "error", error: { type: err.type, message: err.message } }
     : {

@@ -1,5 +1,6 @@
 import type { GatewayConfig } from "../config/mod.ts";
 import { KeyHealthStore, keyId, KeyPool, type PooledKey } from "../keys/mod.ts";
+import { kvCall, KvStatus, probeKey } from "../kv/mod.ts";
 import {
   type CapacityStore,
   type Clock,
@@ -10,6 +11,7 @@ import {
   ServiceLimiter,
   systemClock,
 } from "../limiter/mod.ts";
+import { Drain, type DrainReport } from "./drain.ts";
 import { createHandler } from "./handler.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
 import { requestId } from "./request_id.ts";
@@ -31,6 +33,12 @@ export interface GatewayOptions {
   random?: () => number;
   /** Heartbeat period for presence and slot renewal, in ms. Default: slotTtlMs / 3. */
   heartbeatMs?: number;
+  /**
+   * Whether KV answers (see `kv/connect.ts`, which makes one for a KV that
+   * may still be opening). Default: one taken to be up, probing `kv` after
+   * a failure.
+   */
+  kvStatus?: KvStatus;
 }
 
 /** A running gateway: its request handler and its shutdown. */
@@ -39,8 +47,17 @@ export interface Gateway {
   readonly handler: (req: Request) => Promise<Response>;
   readonly runtimes: ReadonlyMap<string, ServiceRuntime>;
   readonly presence: Presence | undefined;
+  readonly kvStatus: KvStatus;
   /** Stops timers and hands back leased tokens and held slots. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Shuts down gracefully: refuses new requests (503 `gateway_closing`) and
+   * queued ones, hands back unused tokens and idle slots, lets responses in
+   * flight run for up to `drainMs` (default: the config's), then ends the
+   * streams still open at an event boundary, and resolves once every slot
+   * has been handed back.
+   */
+  drain(drainMs?: number): Promise<DrainReport>;
 }
 
 /**
@@ -56,20 +73,27 @@ export async function createGateway(
   const clock = options.clock ?? systemClock;
   const log = options.log ?? jsonLog;
   const instanceId = options.instanceId ?? requestId();
-  const call = { timeoutMs: config.kvTimeoutMs };
+  const logEvent = (event: string, detail: Record<string, unknown>) =>
+    log({ t: isoTime(clock.now()), event, ...detail });
+  const kvStatus = options.kvStatus ?? new KvStatus({
+    clock,
+    probe: () => kvCall(() => kv.get(probeKey()), { timeoutMs: config.kvTimeoutMs, attempts: 1 }),
+    log: logEvent,
+  });
+  const call = { timeoutMs: config.kvTimeoutMs, status: kvStatus };
   const shared = config.limitMode === "shared";
   const heartbeatMs = options.heartbeatMs ?? Math.max(100, Math.floor(config.slotTtlMs / 3));
   const presence = shared
     ? new Presence(kv, instanceId, { clock, intervalMs: heartbeatMs, call })
     : undefined;
-  const peers = () => presence?.peers ?? 1;
+  // Before any instance was seen (KV down since start-up), the configured guess.
+  const peers = () => presence?.peers ?? config.expectedInstances;
   const healthStore = new KeyHealthStore(kv, { call });
-  const logEvent = (event: string, detail: Record<string, unknown>) =>
-    log({ t: isoTime(clock.now()), event, ...detail });
-
-  if (presence) {
-    await presence.beat().catch((e) => logEvent("presence_failed", { error: String(e) }));
-  }
+  const beat = () =>
+    presence?.beat().catch((e) => {
+      if (kvStatus.up) logEvent("presence_failed", { error: String(e) });
+    });
+  await beat();
 
   const runtimes = new Map<string, ServiceRuntime>();
   for (const service of Object.values(config.services)) {
@@ -90,11 +114,7 @@ export async function createGateway(
           call,
         }),
         limits,
-        {
-          clock,
-          peers,
-          log: (event, detail) => logEvent(event, { service: service.name, ...detail }),
-        },
+        { clock, peers, status: kvStatus },
       )
       : new MemoryCapacityStore(limits, clock);
     const limiter = new ServiceLimiter(limits, {
@@ -105,21 +125,33 @@ export async function createGateway(
       slotTtlMs: config.slotTtlMs,
       peers,
     });
-    const rt = new ServiceRuntime(
+    const rt = new ServiceRuntime({
       service,
       pool,
       limiter,
       clock,
-      (e) => logEvent("key_health_read_failed", { service: service.name, error: String(e) }),
-    );
+      onError: (e) =>
+        logEvent("key_health_read_failed", { service: service.name, error: String(e) }),
+      status: kvStatus,
+    });
     if (keys.length > 0) await rt.fresh();
     runtimes.set(service.name, rt);
   }
 
-  const timer = setInterval(() => {
-    presence?.beat().catch((e) => logEvent("presence_failed", { error: String(e) }));
+  // Back from an outage: count the instances again, write what was kept in memory.
+  kvStatus.onRecovered(() => {
+    beat();
+    for (const rt of runtimes.values()) rt.rejoin();
+  });
+
+  let timer: ReturnType<Clock["setTimeout"]> | undefined;
+  const heartbeat = () => {
+    timer = clock.setTimeout(heartbeat, heartbeatMs);
+    beat();
     for (const rt of runtimes.values()) rt.limiter.heartbeat();
-  }, heartbeatMs);
+  };
+  timer = clock.setTimeout(heartbeat, heartbeatMs);
+  const drain = new Drain(clock);
 
   const handler = createHandler({
     config,
@@ -128,22 +160,39 @@ export async function createGateway(
     clock,
     log,
     random: options.random ?? Math.random,
+    drain,
   });
 
   let closing: Promise<void> | undefined;
-  return {
+  let draining: Promise<DrainReport> | undefined;
+  const gateway: Gateway = {
     instanceId,
     handler,
     runtimes,
     presence,
+    kvStatus,
+    drain(drainMs = config.drainMs) {
+      draining ??= (async () => {
+        drain.start();
+        await gateway.close();
+        const report = await drain.run(drainMs);
+        // The slots of the last responses go back after every earlier write.
+        await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.settled()));
+        await Promise.allSettled([...runtimes.values()].map((rt) => rt.pool.settled()));
+        return report;
+      })();
+      return draining;
+    },
     close() {
       closing ??= (async () => {
-        clearInterval(timer);
+        if (timer !== undefined) clock.clearTimeout(timer);
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.close()));
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.pool.settled()));
         await presence?.leave().catch(() => {});
+        if (options.kvStatus === undefined) kvStatus.close();
       })();
       return closing;
     },
   };
+  return gateway;
 }

@@ -1,6 +1,7 @@
 import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
 import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
 import { type Clock, type Refusal, TimeoutSweeper } from "../limiter/mod.ts";
+import type { Drain } from "./drain.ts";
 import { clientCredential, setUpstreamAuth, timingSafeEqual } from "./auth.ts";
 import { type Bytes, readBody } from "./body.ts";
 import { corsHeaders, preflight } from "./cors.ts";
@@ -28,9 +29,21 @@ export interface HandlerDeps {
   clock: Clock;
   log: (line: LogLine) => void;
   random: () => number;
+  /** Counts responses in flight; once closing, new requests are refused. */
+  drain: Drain;
 }
 
 const SUCCESS: Outcome = Object.freeze({ kind: "success" });
+
+/** The answer to a request that arrives while this instance drains, or waited in its queue. */
+const CLOSING: GatewayError = Object.freeze({
+  status: 503,
+  type: "api_error",
+  code: "gateway_closing",
+  message: "This gateway instance is shutting down; retry.",
+  retryAfterMs: 1000,
+  closeConnection: true,
+});
 
 /** Routes remembered per handler (see `routeOf`). */
 const ROUTE_CACHE_SIZE = 1024;
@@ -120,7 +133,7 @@ function decodeForClassify(body: Uint8Array, headers: Headers): string {
  * repeated on retryable failures → relay → account.
  */
 export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Response> {
-  const { config, runtimes, clock, log } = deps;
+  const { config, runtimes, clock, log, drain } = deps;
   const password = config.password;
   const prefixes = [...runtimes.keys()].map((n) => `/${n}`).join(", ");
   // One timer for every request's first-byte timeout, at most 1/20 of it late (≤ 1 s).
@@ -189,16 +202,15 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
   }
 
   function refused(x: Exchange, r: Refusal): Response {
+    if (r.reason === "closing") return answer(x, CLOSING);
     const message = r.reason === "queue_full"
       ? `The gateway queue for ${x.rt.service.name} is full; retry later.`
       : r.reason === "queue_timeout"
       ? `Waited too long for capacity on ${x.rt.service.name}; retry later.`
-      : r.reason === "closing"
-      ? "This gateway instance is shutting down; retry."
       : "The client went away.";
     return answer(x, {
-      status: r.reason === "aborted" ? 499 : r.reason === "closing" ? 503 : 429,
-      type: r.reason === "closing" ? "api_error" : "rate_limit_error",
+      status: r.reason === "aborted" ? 499 : 429,
+      type: "rate_limit_error",
       code: `gateway_${r.reason}`,
       message,
       retryAfterMs: r.retryAfterMs,
@@ -291,10 +303,14 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     });
   }
 
+  const sseRelay = { idleTimeoutMs: config.idleTimeoutMs, clock, eventStream: true, drain };
+  const bodyRelay = { ...sseRelay, eventStream: false };
+  const relayOptions = (eventStream: boolean) => eventStream ? sseRelay : bodyRelay;
+
   function respondStream(
     x: Exchange,
     res: Response,
-    { headers }: RelayHead,
+    { headers, eventStream }: RelayHead,
     release: () => void,
   ): Response {
     if (!res.body) {
@@ -302,7 +318,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       account(x, res.status, "complete", 0);
       return new Response(null, { status: res.status, headers });
     }
-    const body = relayBody(res.body, config.idleTimeoutMs, (end: RelayEnd, bytes) => {
+    const body = relayBody(res.body, relayOptions(eventStream), (end: RelayEnd, bytes) => {
       release();
       account(x, res.status, end, bytes);
     });
@@ -435,10 +451,31 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
     );
   }
 
-  return async function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
+  /**
+   * Counts every request on a service path as in flight until its response
+   * is over (the server says when; in process, when the handler answers and
+   * any stream it relays has ended), so that a drain can wait for it.
+   */
+  return function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
     const target = requestTarget(req.url);
     const rt = runtimes.get(serviceName(target.path));
-    if (!rt) return unknownService(req, target);
+    if (!rt) return Promise.resolve(unknownService(req, target));
+    const done = drain.begin();
+    if (info) {
+      info.completed.then(done, done);
+      return serve(req, info, target, rt);
+    }
+    const answered = serve(req, info, target, rt);
+    answered.then(done, done);
+    return answered;
+  };
+
+  async function serve(
+    req: Request,
+    info: Deno.ServeHandlerInfo | undefined,
+    target: RequestTarget,
+    rt: ServiceRuntime,
+  ): Promise<Response> {
     const started = clock.now();
     const head = readClientHead(req.headers);
     const x: Exchange = {
@@ -460,6 +497,7 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
       upstream: undefined,
       now: started,
     };
+    if (drain.closing) return answer(x, CLOSING);
     if (req.method === "OPTIONS") return preflight(req, x.id);
 
     // Authenticate.
@@ -552,5 +590,5 @@ export function createHandler(deps: HandlerDeps): (req: Request) => Promise<Resp
         message: "Internal gateway error.",
       });
     }
-  };
+  }
 }

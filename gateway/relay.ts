@@ -1,5 +1,33 @@
+import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Drain } from "./drain.ts";
+import { atEventBoundary, eventEnd, shiftIn } from "./sse.ts";
+
 /** How a relayed body ended. */
-export type RelayEnd = "complete" | "idle_timeout" | "client_abort" | "upstream_error";
+export type RelayEnd =
+  | "complete"
+  | "idle_timeout"
+  | "client_abort"
+  | "upstream_error"
+  | "drained";
+
+/** Options for {@linkcode relayBody}. */
+export interface RelayOptions {
+  /** The longest upstream silence before the stream is ended cleanly, in ms. */
+  idleTimeoutMs: number;
+  clock: Clock;
+  /**
+   * True for an SSE stream (`text/event-stream`): ended early, it ends at an
+   * event boundary. Any other body ended early is cut with an error, so that
+   * a truncated answer never looks whole.
+   */
+  eventStream: boolean;
+  /** Counts the stream while it is open, and may end it early (shutdown). */
+  drain?: Drain;
+}
+
+const encoder = new TextEncoder();
+/** The last words of a stream ended by a shutdown: an SSE comment, which clients skip. */
+const SHUTDOWN_NOTICE = encoder.encode(": kvgate: this instance is shutting down\n\n");
 
 /**
  * Passes an upstream body to the client chunk by chunk as it arrives (no
@@ -8,25 +36,33 @@ export type RelayEnd = "complete" | "idle_timeout" | "client_abort" | "upstream_
  * until the last byte is delivered or the client goes away.
  *
  * One timer per stream, re-armed lazily, watches for silence: a stream of
- * many small SSE chunks costs no timer per chunk.
+ * many small SSE chunks costs no timer per chunk. For an SSE stream the last
+ * four bytes are kept, so that a shutdown can end it at an event boundary.
  */
 export function relayBody(
   body: ReadableStream<Uint8Array>,
-  idleTimeoutMs: number,
+  options: RelayOptions,
   onEnd: (end: RelayEnd, bytes: number) => void,
 ): ReadableStream<Uint8Array> {
+  const { clock, idleTimeoutMs, eventStream } = options;
   const reader = body.getReader();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
   let bytes = 0;
+  /** The last four bytes sent, newest lowest (SSE streams only). */
+  let tail = 0;
   let ended = false;
   let idle = false;
+  /** A shutdown asked the stream to end at its next event boundary. */
+  let ending = false;
   /** When the pending read started (ms), or -1 while none is pending (the client is reading). */
   let waitingSince = -1;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: TimerHandle | undefined;
+  let leaveDrain: (() => void) | undefined;
   const watch = (ms: number) => {
-    timer = setTimeout(() => {
+    timer = clock.setTimeout(() => {
       timer = undefined;
       if (ended) return;
-      const silentFor = waitingSince < 0 ? 0 : Date.now() - waitingSince;
+      const silentFor = waitingSince < 0 ? 0 : clock.now() - waitingSince;
       if (silentFor >= idleTimeoutMs) {
         idle = true;
         reader.cancel(new Error("idle timeout")).catch(() => {});
@@ -38,28 +74,71 @@ export function relayBody(
   const end = (how: RelayEnd) => {
     if (ended) return;
     ended = true;
-    if (timer !== undefined) clearTimeout(timer);
+    if (timer !== undefined) clock.clearTimeout(timer);
+    leaveDrain?.();
     onEnd(how, bytes);
   };
+  /** Ends the client's stream normally and lets the upstream go. */
+  const finish = (how: RelayEnd, notice: boolean) => {
+    try {
+      if (notice) controller.enqueue(SHUTDOWN_NOTICE);
+      controller.close();
+    } catch { /* already closed */ }
+    end(how);
+    reader.cancel().catch(() => {});
+  };
+  if (options.drain) {
+    leaveDrain = options.drain.open({
+      endSoon() {
+        if (ended) return;
+        if (eventStream && atEventBoundary(tail, bytes)) finish("drained", true);
+        else if (eventStream) ending = true;
+        else this.endNow();
+      },
+      endNow() {
+        if (ended) return;
+        if (eventStream && atEventBoundary(tail, bytes)) return finish("drained", true);
+        try {
+          controller.error(new Error("the gateway is shutting down"));
+        } catch { /* already closed */ }
+        end("drained");
+        reader.cancel().catch(() => {});
+      },
+    });
+  }
   return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      waitingSince = Date.now();
+    start(c) {
+      controller = c;
+    },
+    async pull(c) {
+      waitingSince = clock.now();
       if (timer === undefined) watch(idleTimeoutMs);
       try {
         const { done, value } = await reader.read();
         waitingSince = -1;
+        if (ended) return;
         if (done || idle) {
-          controller.close();
+          c.close();
           end(idle ? "idle_timeout" : "complete");
           return;
         }
+        if (ending) {
+          const cut = eventEnd(value, tail);
+          if (cut >= 0) {
+            bytes += cut;
+            c.enqueue(value.subarray(0, cut));
+            return finish("drained", true);
+          }
+        }
         bytes += value.byteLength;
-        controller.enqueue(value);
+        if (eventStream) tail = shiftIn(tail, value);
+        c.enqueue(value);
       } catch {
         waitingSince = -1;
+        if (ended) return;
         // Ending cleanly (not erroring) lets an SSE client see a normal end of stream.
         try {
-          controller.close();
+          c.close();
         } catch { /* already closed */ }
         end(idle ? "idle_timeout" : "upstream_error");
       }

@@ -1,5 +1,6 @@
 import type { Service } from "../config/mod.ts";
 import type { KeyPool } from "../keys/mod.ts";
+import type { KvStatus } from "../kv/mod.ts";
 import type { Clock, ServiceLimiter } from "../limiter/mod.ts";
 
 /** How stale a key-health view may be before a request refreshes it in the background. */
@@ -8,6 +9,18 @@ const REFRESH_AFTER_MS = 500;
 const WAIT_AFTER_MS = 1000;
 /** The longest a request waits on that refresh; KV trouble must not stall requests. */
 const WAIT_AT_MOST_MS = 250;
+
+/** What {@linkcode ServiceRuntime} is made of. */
+export interface ServiceRuntimeParts {
+  service: Service;
+  pool: KeyPool;
+  limiter: ServiceLimiter;
+  clock: Clock;
+  /** Told when a key-health read fails. */
+  onError: (e: unknown) => void;
+  /** Whether KV answers; while it does not, key health comes from memory alone. */
+  status?: KvStatus;
+}
 
 /** One service's live state in this instance: its key pool and its limiter. */
 export class ServiceRuntime {
@@ -18,19 +31,21 @@ export class ServiceRuntime {
   #checkedAt = -Infinity;
   #refreshing: Promise<void> | undefined;
   #onError: (e: unknown) => void;
+  #status: KvStatus | undefined;
 
-  constructor(
-    service: Service,
-    pool: KeyPool,
-    limiter: ServiceLimiter,
-    clock: Clock,
-    onError: (e: unknown) => void,
-  ) {
-    this.service = service;
-    this.pool = pool;
-    this.limiter = limiter;
-    this.#clock = clock;
-    this.#onError = onError;
+  constructor(parts: ServiceRuntimeParts) {
+    this.service = parts.service;
+    this.pool = parts.pool;
+    this.limiter = parts.limiter;
+    this.#clock = parts.clock;
+    this.#onError = parts.onError;
+    this.#status = parts.status;
+  }
+
+  /** KV is back: health learned meanwhile goes to KV, and the next request reads KV's. */
+  rejoin(): void {
+    this.pool.writeBack(this.#clock.now());
+    this.#checkedAt = -Infinity;
   }
 
   /**
@@ -43,6 +58,8 @@ export class ServiceRuntime {
   fresh(now: number = this.#clock.now()): Promise<void> | undefined {
     const age = now - this.#checkedAt;
     if (age < REFRESH_AFTER_MS) return undefined;
+    // KV is down: the view in memory is all there is; waiting would only add latency.
+    if (this.#status !== undefined && !this.#status.up) return undefined;
     this.#refreshing ??= this.pool.refresh().catch(this.#onError).finally(() => {
       this.#checkedAt = this.#clock.now();
       this.#refreshing = undefined;

@@ -33,6 +33,16 @@ export class KeyPool {
   #disableMs: number;
   #log: KeyPoolOptions["log"];
   #pending = new Set<Promise<unknown>>();
+  /**
+   * Rests (or ends of rests: null) that could not be written to KV, by key
+   * id: written back by {@linkcode KeyPool.writeBack} once KV answers again,
+   * so that what was learned while KV was down reaches every instance and
+   * survives a restart.
+   */
+  #unwritten = new Map<string, KeyHealth | null>();
+  /** The latest write per key id: a failed write is kept only if no later one was made. */
+  #writes = new Map<string, number>();
+  #writeSeq = 0;
 
   constructor(service: string, keys: readonly PooledKey[], options: KeyPoolOptions) {
     this.service = service;
@@ -104,7 +114,7 @@ export class KeyPool {
       };
     } else if (outcome.kind === "success" && old) {
       this.#health.delete(key.id);
-      this.#track(this.#store.clear(this.service, key.id));
+      this.#write(key.id, null, now);
       return;
     }
     if (!rest) return;
@@ -117,12 +127,42 @@ export class KeyPool {
       reason: rest.reason,
       ms: rest.until - now,
     });
-    this.#track(this.#store.mark(this.service, key.id, rest, now));
+    this.#write(key.id, rest, now);
+  }
+
+  /**
+   * Writes the rests that could not be written while KV was down (those
+   * still running; a rest that has ended meanwhile needs no record).
+   */
+  writeBack(now: number): void {
+    const unwritten = [...this.#unwritten];
+    this.#unwritten.clear();
+    for (const [id, health] of unwritten) {
+      if (health === null || health.until > now) this.#write(id, health, now);
+    }
   }
 
   /** Resolves when every health write so far has reached KV (or failed). */
   async settled(): Promise<void> {
     await Promise.allSettled([...this.#pending]);
+  }
+
+  #write(id: string, health: KeyHealth | null, now: number): void {
+    this.#unwritten.delete(id);
+    const seq = ++this.#writeSeq;
+    this.#writes.set(id, seq);
+    const write = health === null
+      ? this.#store.clear(this.service, id)
+      : this.#store.mark(this.service, id, health, now);
+    this.#track(
+      write.catch((e) => {
+        // Kept for writeBack(), unless a later report has been written since.
+        if (this.#writes.get(id) === seq) this.#unwritten.set(id, health);
+        throw e;
+      }).finally(() => {
+        if (this.#writes.get(id) === seq) this.#writes.delete(id);
+      }),
+    );
   }
 
   #track(p: Promise<unknown>): void {

@@ -1,3 +1,5 @@
+import type { KvStatus } from "./status.ts";
+
 /** Options for {@linkcode kvCall}. */
 export interface KvCallOptions {
   /** Longest one attempt may take, in ms. Default 2000. */
@@ -6,6 +8,12 @@ export interface KvCallOptions {
   attempts?: number;
   /** Waits between attempts; injectable for tests. Default: a real timer. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Whether KV answers, shared by every caller: while it is down the call
+   * fails at once, and a call that fails after its retries takes it down.
+   * Default: none (every call tries).
+   */
+  status?: KvStatus;
 }
 
 /** A KV call that kept failing after its bounded retries. */
@@ -36,11 +44,15 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
  * transient errors (`database is locked`, timeouts). A timed-out write may
  * still land later; every caller is written so that such a late write errs
  * on the safe side (tokens or slots taken and never used, not given twice).
+ * With `status`, a KV known to be down is not tried at all.
  *
  * @throws {KvUnavailableError} after the last attempt fails.
  */
 export async function kvCall<T>(fn: () => Promise<T>, options: KvCallOptions = {}): Promise<T> {
-  const { timeoutMs = 2000, attempts = 4, sleep = realSleep } = options;
+  const { timeoutMs = 2000, attempts = 4, sleep = realSleep, status } = options;
+  if (status && !status.up) {
+    throw new KvUnavailableError(`KV unavailable: ${status.lastError || "not connected"}`);
+  }
   let last: unknown;
   for (let attempt = 0; attempt < attempts; attempt++) {
     try {
@@ -53,5 +65,6 @@ export async function kvCall<T>(fn: () => Promise<T>, options: KvCallOptions = {
       }
     }
   }
+  status?.fail(last);
   throw new KvUnavailableError(`KV unavailable: ${(last as Error)?.message ?? last}`);
 }

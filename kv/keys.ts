@@ -48,3 +48,6 @@ export const instanceKey = (instanceId: string) => ["instance", instanceId] as c
 
 /** Prefix listing every instance heartbeat. */
 export const instancePrefix = () => ["instance"] as const;
+
+/** Read (never written) to tell whether KV answers; see `kv/status.ts`. */
+export const probeKey = () => ["probe"] as const;

@@ -1,7 +1,11 @@
 /**
- * The only door to storage: KV key shapes and the bounded, timed KV call.
+ * The only door to storage: KV key shapes, the bounded and timed KV call,
+ * where KV lives (KV_PATH), how it is opened, and whether it answers.
  *
  * @module
  */
 export * from "./keys.ts";
 export * from "./call.ts";
+export * from "./path.ts";
+export * from "./status.ts";
+export * from "./connect.ts";

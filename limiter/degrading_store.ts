@@ -5,16 +5,18 @@ import {
   type TokenLease,
 } from "./capacity_store.ts";
 import type { Clock } from "../clock/mod.ts";
+import type { KvStatus } from "../kv/mod.ts";
 
 /** Options for {@linkcode DegradingStore}. */
 export interface DegradingStoreOptions {
   clock: Clock;
-  /** Live instances last seen; the local share is the limit divided by it. */
+  /** Live instances last seen (or expected, before any was seen); the local share is the limit divided by it. */
   peers: () => number;
-  /** How often, while degraded, the shared store is tried again, in ms. Default 1000. */
-  probeMs?: number;
-  /** Told once when degraded mode starts and once when it ends. */
-  log?: (event: "kv_degraded" | "kv_recovered", detail: Record<string, unknown>) => void;
+  /**
+   * Whether KV answers. While it is down capacity comes from the local share
+   * at once, without trying KV; it logs the outage, once, and probes for KV's return.
+   */
+  status: KvStatus;
 }
 
 /** Divides the limits by the instances last seen, never below one. */
@@ -28,10 +30,11 @@ export function localShare(limits: ServiceLimits, peers: number): ServiceLimits 
 }
 
 /**
- * The shared store with a safety net: when KV keeps failing after its
- * bounded retries (or fails outright), capacity comes from a local bucket holding this
- * instance's share of the limits (never unlimited), until a probe finds KV
- * answering again.
+ * The shared store with a safety net: while KV is down (its status says so,
+ * or a call fails), capacity comes from a local bucket holding this
+ * instance's share of the limits (never unlimited). The first call after
+ * KV is back goes to the shared store again; slot counts are absolute, so
+ * that call reports the true count.
  */
 export class DegradingStore implements CapacityStore {
   readonly shared = true;
@@ -39,7 +42,6 @@ export class DegradingStore implements CapacityStore {
   #limits: ServiceLimits;
   #options: DegradingStoreOptions;
   #fallback: MemoryCapacityStore | undefined;
-  #lastProbe = 0;
 
   constructor(primary: CapacityStore, limits: ServiceLimits, options: DegradingStoreOptions) {
     this.#primary = primary;
@@ -61,30 +63,26 @@ export class DegradingStore implements CapacityStore {
   }
 
   holdSlots(target: number): Promise<number> {
-    // Absolute figures: after recovery the first write reports the true count.
     return this.#run((s) => s.holdSlots(target));
   }
 
   async #run<T>(op: (s: CapacityStore) => Promise<T>): Promise<T> {
-    const now = this.#options.clock.now();
-    if (this.#fallback && now - this.#lastProbe < (this.#options.probeMs ?? 1000)) {
-      return op(this.#fallback);
-    }
+    if (!this.#options.status.up) return op(this.#local());
     try {
       const result = await op(this.#primary);
-      if (this.#fallback) {
-        this.#fallback = undefined;
-        this.#options.log?.("kv_recovered", {});
-      }
+      this.#fallback = undefined;
       return result;
-    } catch (e) {
-      this.#lastProbe = now;
-      if (!this.#fallback) {
-        const share = localShare(this.#limits, this.#options.peers());
-        this.#fallback = new MemoryCapacityStore(share, this.#options.clock);
-        this.#options.log?.("kv_degraded", { error: (e as Error).message, share });
-      }
-      return op(this.#fallback);
+    } catch {
+      return op(this.#local());
     }
+  }
+
+  /** The local share, made at the first need of an outage and kept for it. */
+  #local(): MemoryCapacityStore {
+    this.#fallback ??= new MemoryCapacityStore(
+      localShare(this.#limits, this.#options.peers()),
+      this.#options.clock,
+    );
+    return this.#fallback;
   }
 }

@@ -18,6 +18,8 @@ export interface PresenceOptions {
 /**
  * Tells roughly how many instances are live: each writes a heartbeat record
  * and counts the fresh ones. Used to size leases and degraded-mode shares.
+ * The count is kept through a KV outage: the share of the limits an
+ * instance takes while degraded is divided by the instances it last saw.
  */
 export class Presence {
   #kv: Deno.Kv;
@@ -25,7 +27,7 @@ export class Presence {
   #clock: Clock;
   #interval: number;
   #call: KvCallOptions;
-  #peers = 1;
+  #peers: number | undefined;
 
   constructor(kv: Deno.Kv, instanceId: string, options: PresenceOptions) {
     this.#kv = kv;
@@ -35,8 +37,11 @@ export class Presence {
     this.#call = options.call ?? {};
   }
 
-  /** Live instances at the last beat, this one included; at least 1. */
-  get peers(): number {
+  /**
+   * Live instances at the last beat that reached KV, this one included (at
+   * least 1); undefined until one has.
+   */
+  get peers(): number | undefined {
     return this.#peers;
   }
 

@@ -323,6 +323,11 @@ export class ServiceLimiter {
     await Promise.allSettled(jobs);
   }
 
+  /** After close: resolves once the slot writes made so far have landed (or failed). */
+  async settled(): Promise<void> {
+    await this.#shutdownWrites;
+  }
+
   /** Renews held slots so other instances keep counting them; call every slotTtlMs/3. */
   async heartbeat(): Promise<void> {
     if (this.#slotsHeld === 0 || this.#closed || !this.#store.shared) return;

@@ -7,96 +7,13 @@ import { assert } from "./support/assert.ts";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { worstWindowRatio } from "./support/shared_load.ts";
 import { chatBody, PASSWORD } from "./support/harness.ts";
-import { freePort } from "./support/net.ts";
+import { type GatewayProcess, startGatewayProcess } from "./support/process.ts";
 
-const ROOT = new URL("../", import.meta.url);
+type Proc = GatewayProcess;
 
-interface Proc {
-  url: string;
-  child: Deno.ChildProcess;
-  /** Resolves once the child's output has been read to the end. */
-  drained: Promise<unknown>;
-}
-
-/**
- * Reads a child's output to the end (a pipe left unread would stall it),
- * keeping the first 4 KiB, and resolves `ready` at the first line that
- * contains `marker`.
- */
-function drainOutput(stream: ReadableStream<Uint8Array>, marker?: string) {
-  let text = "";
-  let markReady: () => void = () => {};
-  const ready = new Promise<void>((r) => markReady = r);
-  const done = (async () => {
-    const decoder = new TextDecoder();
-    let seen = "";
-    for await (const chunk of stream) {
-      const part = decoder.decode(chunk, { stream: true });
-      if (text.length < 4096) text += part;
-      if (marker) {
-        seen = (seen + part).slice(-4096);
-        if (seen.includes(marker)) markReady();
-      }
-    }
-  })();
-  return { ready, done, text: () => text.slice(0, 4096) };
-}
-
-/**
- * Starts a gateway process. The port was free when picked, but another
- * process (a sibling started at the same moment, a client's socket) can
- * take it before the child listens: then the child exits with AddrInUse
- * and is started again on a new port, at most three times.
- */
-async function startProcess(kvPath: string, config: unknown): Promise<Proc> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await startProcessOnce(kvPath, config);
-    } catch (e) {
-      if (attempt >= 3 || !String(e).includes("AddrInUse")) throw e;
-    }
-  }
-}
-
-async function startProcessOnce(kvPath: string, config: unknown): Promise<Proc> {
-  const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", "main.ts"],
-    cwd: ROOT,
-    env: {
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      KV_PATH: kvPath,
-      ACCESS_PASSWORD: PASSWORD,
-      OPENAI_API_KEYS: "sk-one,sk-two",
-      GATEWAY_CONFIG: JSON.stringify(config),
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  // Listening on our port, said by this very child (not another that took the port).
-  const out = drainOutput(
-    child.stdout,
-    `"event":"listening","hostname":"127.0.0.1","port":${port}`,
-  );
-  const err = drainOutput(child.stderr);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const outcome = await Promise.race([
-    out.ready.then(() => "ready" as const),
-    child.status.then(() => "exited" as const),
-    new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), 20_000)),
-  ]);
-  clearTimeout(timer);
-  if (outcome !== "ready") {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await child.status;
-    await Promise.all([out.done, err.done]);
-    throw new Error(`gateway process ${outcome} before listening; stderr: ${err.text()}`);
-  }
-  return { url: `http://127.0.0.1:${port}`, child, drained: Promise.all([out.done, err.done]) };
-}
+/** Started as `deno run -A main.ts`: some tests SIGKILL it, which a task cannot forward. */
+const startProcess = (kvPath: string, config: unknown) =>
+  startGatewayProcess({ kvPath, config, how: "run" });
 
 async function stopAll(procs: Proc[]): Promise<void> {
   for (const p of procs) {

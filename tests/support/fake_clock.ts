@@ -58,6 +58,22 @@ export class FakeClock implements Clock {
   }
 }
 
+/**
+ * Resolves with `promise`, moving `clock` on by `stepMs` while it is
+ * pending (at most `maxMs` in all): for work that waits on the clock's timers.
+ */
+export async function settle<T>(
+  clock: FakeClock,
+  promise: Promise<T>,
+  stepMs = 100,
+  maxMs = 60_000,
+): Promise<T> {
+  let done = false;
+  const tracked = promise.finally(() => done = true);
+  for (let moved = 0; !done && moved < maxMs; moved += stepMs) await clock.advance(stepMs);
+  return await tracked;
+}
+
 /** Lets every queued promise callback run (KV in memory settles within a few macrotasks). */
 export async function flush(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));

@@ -42,6 +42,8 @@ export interface MockOptions {
   chunks?: number;
   /** Gzip every body even when asked for identity. */
   forceGzip?: boolean;
+  /** Send each SSE event in two chunks, `chunkDelayMs` apart (an event cut by TCP). */
+  splitEvents?: boolean;
 }
 
 /** A running mock upstream. */
@@ -126,8 +128,11 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
     return new Response(body, { status, headers: h });
   }
 
-  function sse(req: Request, events: string[], leave: () => void): Response {
+  function sse(req: Request, whole: string[], leave: () => void): Response {
     const delay = mock.options.chunkDelayMs ?? 0;
+    const events = mock.options.splitEvents
+      ? whole.flatMap((e) => [e.slice(0, e.length >> 1), e.slice(e.length >> 1)])
+      : whole;
     const enc = new TextEncoder();
     let i = 0;
     const body = new ReadableStream<Uint8Array>({

@@ -13,6 +13,7 @@ import {
   type ServiceLimits,
   systemClock,
 } from "../../limiter/mod.ts";
+import { kvCall, KvStatus, probeKey } from "../../kv/mod.ts";
 import { faultyKv, type KvFaults } from "./faulty_kv.ts";
 
 /** Options for {@linkcode runSharedLoad}. */
@@ -66,7 +67,15 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
   const base = await Deno.openKv(":memory:");
   const kv = faultyKv(base, options.faults);
   const events: string[] = [];
+  const statuses: KvStatus[] = [];
   const limiters = Array.from({ length: options.instances }, (_, i) => {
+    // Each instance has its own view of whether KV answers, as each process would.
+    const status = new KvStatus({
+      clock: systemClock,
+      probe: () => kvCall(() => kv.get(probeKey()), { timeoutMs: 500, attempts: 1 }),
+      log: (e) => events.push(`${i}:${e}`),
+    });
+    statuses.push(status);
     const store = options.mode === "local"
       ? new MemoryCapacityStore(options.limits, systemClock)
       : new DegradingStore(
@@ -75,14 +84,10 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
           clock: systemClock,
           slotTtlMs: options.slotTtlMs,
           tokens: options.tokens,
-          call: { timeoutMs: 500, attempts: 2, sleep: (ms) => sleep(ms) },
+          call: { timeoutMs: 500, attempts: 2, sleep: (ms) => sleep(ms), status },
         }),
         options.limits,
-        {
-          clock: systemClock,
-          peers: () => options.instances,
-          log: (e) => events.push(`${i}:${e}`),
-        },
+        { clock: systemClock, peers: () => options.instances, status },
       );
     return new ServiceLimiter(options.limits, {
       store,
@@ -160,6 +165,7 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
   const steadySends = sends.filter((t) => t >= 1000).length;
   options.faults.failing = false;
   await Promise.all(limiters.map((l) => l.close()));
+  for (const s of statuses) s.close();
   base.close();
   return {
     sends: sends.sort((a, b) => a - b),

@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { Drain } from "../../gateway/drain.ts";
+import { relayBody, type RelayEnd } from "../../gateway/relay.ts";
+import { atEventBoundary, eventEnd, shiftIn } from "../../gateway/sse.ts";
+import { FakeClock, settle } from "../support/fake_clock.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const tailOf = (s: string) => shiftIn(0, enc.encode(s));
+
+Deno.test("SSE boundaries: an empty line ends an event, whatever the line ends (LF, CRLF, CR)", () => {
+  for (const done of ["data: a\n\n", "data: a\r\n\r\n", "data: a\r\r", "data: a\n\r\n"]) {
+    assert(atEventBoundary(tailOf(done), done.length), JSON.stringify(done));
+  }
+  for (const open of ["data: a", "data: a\n", "data: a\r\n", "data: a\n\nda"]) {
+    assert(!atEventBoundary(tailOf(open), open.length), JSON.stringify(open));
+  }
+  assert(atEventBoundary(0, 0), "nothing sent yet is a boundary");
+  // Across chunks: the tail carries over.
+  assert(atEventBoundary(shiftIn(tailOf("data: a\n"), enc.encode("\n")), 9));
+  assert.equal(eventEnd(enc.encode("b\n\ndata: c\n\n"), tailOf("data: a")), 3);
+  assert.equal(eventEnd(enc.encode("\ndata: c"), tailOf("data: a\n")), 1);
+  assert.equal(eventEnd(enc.encode("x\r\n\r\ny"), 0), 5);
+  assert.equal(eventEnd(enc.encode("still the same event"), tailOf("data: a")), -1);
+});
+
+/** An upstream body whose chunks the test pushes. */
+function upstream() {
+  let ctl!: ReadableStreamDefaultController<Uint8Array>;
+  let cancelled = false;
+  const body = new ReadableStream<Uint8Array>({
+    start: (c) => void (ctl = c),
+    cancel: () => void (cancelled = true),
+  });
+  return {
+    body,
+    push: (s: string) => ctl.enqueue(enc.encode(s)),
+    end: () => ctl.close(),
+    get cancelled() {
+      return cancelled;
+    },
+  };
+}
+
+function relay(eventStream: boolean, idleTimeoutMs = 60_000) {
+  const clock = new FakeClock();
+  const drain = new Drain(clock);
+  const up = upstream();
+  const ends: Array<[RelayEnd, number]> = [];
+  const out = relayBody(
+    up.body,
+    { clock, idleTimeoutMs, eventStream, drain },
+    (e, b) => ends.push([e, b]),
+  );
+  const reader = out.getReader();
+  let text = "";
+  let error: unknown;
+  const reading = (async () => {
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        text += dec.decode(value);
+      }
+    } catch (e) {
+      error = e;
+    }
+  })();
+  return { clock, drain, up, ends, reading, text: () => text, error: () => error };
+}
+
+Deno.test("relay: chunks pass as they arrive, and the end is told once with the byte count", async () => {
+  const r = relay(true);
+  r.up.push("data: 1\n\n");
+  await r.clock.advance(1);
+  assert.equal(r.text(), "data: 1\n\n", "a chunk reaches the client before the next arrives");
+  r.up.push("data: 2\n\n");
+  r.up.end();
+  await settle(r.clock, r.reading);
+  assert.deepEqual(r.ends, [["complete", 18]]);
+  assert.equal(r.drain.inFlight, 0);
+});
+
+Deno.test("relay: a silent upstream is ended cleanly after idleTimeoutMs, on the clock", async () => {
+  const r = relay(true, 5000);
+  r.up.push("data: 1\n\n");
+  await r.clock.advance(4000);
+  assert.deepEqual(r.ends, []);
+  await r.clock.advance(1500);
+  await settle(r.clock, r.reading);
+  assert.deepEqual(r.ends, [["idle_timeout", 9]]);
+  assert.equal(r.error(), undefined, "the client sees a normal end");
+  assert(r.up.cancelled, "the upstream is let go");
+});
+
+Deno.test("drain: a stream at an event boundary ends at once, cleanly, and lets the upstream go", async () => {
+  const r = relay(true);
+  r.up.push("data: 1\n\n");
+  await r.clock.advance(1);
+  const report = settle(r.clock, r.drain.run(1000));
+  assert.equal((await report).ended, 1);
+  await settle(r.clock, r.reading);
+  assert.equal(r.error(), undefined);
+  assert.match(r.text(), /^data: 1\n\n: kvgate: this instance is shutting down\n\n$/);
+  assert.deepEqual(r.ends, [["drained", 9]]);
+  assert(r.up.cancelled);
+});
+
+Deno.test("drain: a stream mid-event ends just after that event, never inside it", async () => {
+  const r = relay(true);
+  r.up.push('data: 1\n\ndata: {"par');
+  await r.clock.advance(1);
+  const report = r.drain.run(1000);
+  await r.clock.advance(1100);
+  assert.deepEqual(r.ends, [], "waits for the event's end");
+  r.up.push('t": 2}\n\ndata: 3\n\n');
+  await settle(r.clock, report);
+  await settle(r.clock, r.reading);
+  assert.equal(r.error(), undefined);
+  assert.equal(
+    r.text(),
+    'data: 1\n\ndata: {"part": 2}\n\n: kvgate: this instance is shutting down\n\n',
+  );
+});
+
+Deno.test("drain: a stream still mid-event after the grace is cut with an error, and a plain body is cut at once", async () => {
+  const sse = relay(true);
+  sse.up.push('data: {"half');
+  await sse.clock.advance(1);
+  const report = await settle(sse.clock, sse.drain.run(1000, 500));
+  await settle(sse.clock, sse.reading);
+  assert.equal(report.unfinished, 0);
+  assert(sse.error() !== undefined, "a half event never looks like a whole answer");
+
+  const plain = relay(false);
+  plain.up.push('{"choices": [');
+  await plain.clock.advance(1);
+  await settle(plain.clock, plain.drain.run(1000));
+  await settle(plain.clock, plain.reading);
+  assert(plain.error() !== undefined, "a truncated JSON body ends as an error");
+  assert.deepEqual(plain.ends, [["drained", 13]]);
+});
+
+Deno.test("drain: responses in flight run to their end before drainMs; nothing is ended early", async () => {
+  const r = relay(true);
+  const done = r.drain.begin();
+  r.up.push("data: 1\n\n");
+  const report = r.drain.run(4000);
+  await r.clock.advance(1000);
+  r.up.push("data: [DONE]\n\n");
+  r.up.end();
+  await r.clock.advance(1000);
+  done();
+  const { ended, tookMs, inFlight } = await settle(r.clock, report);
+  assert.deepEqual({ ended, inFlight }, { ended: 0, inFlight: 2 });
+  assert(tookMs < 4000, `took ${tookMs} ms`);
+  assert.equal(r.text(), "data: 1\n\ndata: [DONE]\n\n");
+  assert.deepEqual(r.ends, [["complete", 23]]);
+});

@@ -1,0 +1,60 @@
+/**
+ * A gateway driven in process: `handler(new Request(…))` against an
+ * injected upstream `fetch`, no sockets.
+ *
+ * @module
+ */
+import { loadConfig } from "../../config/mod.ts";
+import { createGateway, type Gateway, type GatewayOptions } from "../../gateway/mod.ts";
+import { PASSWORD } from "./harness.ts";
+
+/** What the fake upstream was asked: the key it was called with, and the path. */
+export interface UpstreamCall {
+  key: string | undefined;
+  path: string;
+}
+
+/** An upstream as a `fetch`: answers by key, records every call. */
+export function fakeUpstream(answer: (key: string | undefined, req: Request) => Response) {
+  const calls: UpstreamCall[] = [];
+  const fetch = (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    const req = new Request(input, init);
+    const key = req.headers.get("authorization")?.replace(/^Bearer /, "");
+    calls.push({ key, path: new URL(req.url).pathname });
+    return Promise.resolve(answer(key, req));
+  };
+  return { calls, fetch: fetch as typeof globalThis.fetch };
+}
+
+/** A gateway built from `GATEWAY_CONFIG`-like settings and env, in process. */
+export async function inProcessGateway(
+  settings: Record<string, unknown>,
+  env: Record<string, string>,
+  options: Omit<GatewayOptions, "log"> & { logs?: Record<string, unknown>[] },
+): Promise<Gateway> {
+  const all: Record<string, string> = {
+    ACCESS_PASSWORD: PASSWORD,
+    GATEWAY_CONFIG: JSON.stringify(settings),
+    ...env,
+  };
+  const config = loadConfig((n) => all[n]);
+  const logs = options.logs ?? [];
+  return await createGateway(config, { ...options, log: (l) => logs.push(l) });
+}
+
+/** A POST of a chat completion to the gateway's openai service, with the password. */
+export function chatRequest(extra: Record<string, unknown> = {}): Request {
+  return new Request("http://gw/openai/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }], ...extra }),
+  });
+}
+
+/** A JSON answer as a provider gives it. */
+export function jsonAnswer(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}

@@ -1,0 +1,198 @@
+/**
+ * Real gateway processes for end-to-end tests: started the way the README
+ * tells users to (`deno task start`, or `deno run … main.ts` as the task
+ * runs it), their output read to the end and kept for assertions.
+ *
+ * @module
+ */
+import { PASSWORD } from "./harness.ts";
+import { freePort } from "./net.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+
+/** What a child process printed, kept (up to 1 MiB) while it runs. */
+export interface Output {
+  /** Resolves at the first line that contains the marker, if one was given. */
+  ready: Promise<void>;
+  /** Resolves once the stream has been read to the end. */
+  done: Promise<void>;
+  text(): string;
+  /** The JSON lines printed so far, parsed (other lines skipped). */
+  events(): Record<string, unknown>[];
+}
+
+/** Reads a child's output to the end (a pipe left unread would stall it). */
+export function readOutput(stream: ReadableStream<Uint8Array>, marker?: string): Output {
+  let text = "";
+  let markReady: () => void = () => {};
+  const ready = new Promise<void>((r) => markReady = r);
+  const done = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      const part = decoder.decode(chunk, { stream: true });
+      if (text.length < 1 << 20) text += part;
+      if (marker && text.includes(marker)) markReady();
+    }
+  })();
+  return {
+    ready,
+    done,
+    text: () => text,
+    events: () =>
+      text.split("\n").flatMap((line) => {
+        if (!line.startsWith("{")) return [];
+        try {
+          return [JSON.parse(line)];
+        } catch {
+          return [];
+        }
+      }),
+  };
+}
+
+/** A running gateway process. */
+export interface GatewayProcess {
+  url: string;
+  port: number;
+  child: Deno.ChildProcess;
+  stdout: Output;
+  stderr: Output;
+  /** Resolves once the child's output has been read to the end. */
+  drained: Promise<unknown>;
+}
+
+/** Options for {@linkcode startGatewayProcess}. */
+export interface ProcessOptions {
+  kvPath: string;
+  config?: unknown;
+  /** Extra environment (keys, tokens). Default: two openai keys. */
+  env?: Record<string, string>;
+  /** "task": `deno task start` as the README says; "run": `deno run -A main.ts`. Default "task". */
+  how?: "task" | "run";
+  /** Give up waiting for "listening" after this long, in ms. Default 20000. */
+  readyMs?: number;
+}
+
+/**
+ * Starts a gateway process and resolves once it listens. The port was free
+ * when picked, but another process (a sibling started at the same moment, a
+ * client's socket) can take it before the child listens: then the child
+ * exits with AddrInUse and is started again on a new port, at most three times.
+ */
+export async function startGatewayProcess(options: ProcessOptions): Promise<GatewayProcess> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (e) {
+      if (attempt >= 3 || !String(e).includes("AddrInUse")) throw e;
+    }
+  }
+}
+
+/** The command line of a gateway process. */
+function argsFor(how: "task" | "run"): string[] {
+  return how === "task"
+    ? ["task", "start"]
+    : ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", "main.ts"];
+}
+
+/** Starts a process that is expected to exit; resolves to its code and output. */
+export async function runGatewayToExit(
+  options: ProcessOptions,
+  timeoutMs = 20_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(options, freePort());
+  const stdout = readOutput(child.stdout);
+  const stderr = readOutput(child.stderr);
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const status = await child.status;
+  clearTimeout(timer);
+  await Promise.all([stdout.done, stderr.done]);
+  return { code: status.code, stdout: stdout.text(), stderr: stderr.text() };
+}
+
+function spawn(options: ProcessOptions, port: number): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: argsFor(options.how ?? "task"),
+    cwd: ROOT,
+    env: {
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      KV_PATH: options.kvPath,
+      ACCESS_PASSWORD: PASSWORD,
+      OPENAI_API_KEYS: "sk-one,sk-two",
+      GATEWAY_CONFIG: JSON.stringify(options.config ?? {}),
+      NO_COLOR: "1",
+      ...options.env,
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+async function startOnce(options: ProcessOptions): Promise<GatewayProcess> {
+  const port = freePort();
+  const child = spawn(options, port);
+  // Listening on our port, said by this very child (not another that took the port).
+  const stdout = readOutput(
+    child.stdout,
+    `"event":"listening","hostname":"127.0.0.1","port":${port}`,
+  );
+  const stderr = readOutput(child.stderr);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    stdout.ready.then(() => "ready" as const),
+    child.status.then(() => "exited" as const),
+    new Promise<"timeout">((r) =>
+      timer = setTimeout(() => r("timeout"), options.readyMs ?? 20_000)
+    ),
+  ]);
+  clearTimeout(timer);
+  if (outcome !== "ready") {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await Promise.all([stdout.done, stderr.done]);
+    throw new Error(`gateway process ${outcome} before listening; stderr: ${stderr.text()}`);
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    child,
+    stdout,
+    stderr,
+    drained: Promise.all([stdout.done, stderr.done]),
+  };
+}
+
+/** The gateway's own process id, from its start line (under a task, the task's child). */
+export function gatewayPid(p: GatewayProcess): number {
+  const start = p.stdout.events().find((e) => e.event === "start");
+  if (typeof start?.pid !== "number") throw new Error("no pid in the start line");
+  return start.pid;
+}
+
+/**
+ * Stops the processes at once and waits for them and their output. The
+ * gateway itself is killed by its pid: under `deno task start` a SIGKILL to
+ * the task would leave the gateway running, holding the port and the pipes.
+ */
+export async function stopProcesses(procs: GatewayProcess[]): Promise<void> {
+  for (const p of procs) {
+    let pids = [p.child.pid];
+    try {
+      pids = [gatewayPid(p), p.child.pid];
+    } catch { /* it never started: the task alone */ }
+    for (const pid of pids) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* already gone */ }
+    }
+  }
+  for (const p of procs) {
+    await p.child.status;
+    await p.drained;
+  }
+}
