@@ -1,4 +1,4 @@
-import { keyHealthKey, keyHealthPrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
+import { casUpdate, keyHealthKey, keyHealthPrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
 
 /** Why a key is out of rotation, and until when (epoch ms, judged by readers). */
 export interface KeyHealth {
@@ -38,27 +38,25 @@ export class KeyHealthStore {
    * the longer wins (compare-and-set on the versionstamp). Returns what is stored.
    */
   async mark(service: string, id: string, health: KeyHealth, now: number): Promise<KeyHealth> {
-    const key = keyHealthKey(service, id);
-    for (let i = 0; i < 8; i++) {
-      const entry = await kvCall(() => this.#kv.get<KeyHealth>(key), this.#call);
-      const old = entry.value;
-      let next = health;
-      if (old && old.until > now) {
-        next = {
-          state: old.state === "disabled" || health.state === "disabled" ? "disabled" : "cooling",
-          until: Math.max(old.until, health.until),
-          strikes: Math.max(old.strikes, health.strikes),
-          reason: old.until > health.until ? old.reason : health.reason,
-        };
-      }
-      const expireIn = Math.max(1000, next.until - now) + 600_000;
-      const result = await kvCall(
-        () => this.#kv.atomic().check(entry).set(key, next, { expireIn }).commit(),
-        this.#call,
-      );
-      if (result.ok) return next;
-    }
-    return health;
+    const update = await casUpdate<KeyHealth, KeyHealth>(
+      this.#kv,
+      keyHealthKey(service, id),
+      (old) => {
+        let next = health;
+        if (old && old.until > now) {
+          next = {
+            state: old.state === "disabled" || health.state === "disabled" ? "disabled" : "cooling",
+            until: Math.max(old.until, health.until),
+            strikes: Math.max(old.strikes, health.strikes),
+            reason: old.until > health.until ? old.reason : health.reason,
+          };
+        }
+        const expireIn = Math.max(1000, next.until - now) + 600_000;
+        return { write: next, expireIn, result: next };
+      },
+      { call: this.#call },
+    );
+    return update.ok ? update.result : health;
   }
 
   /** Forgets a key's record after a success (its 429 streak is over). */

@@ -9,3 +9,4 @@ export * from "./call.ts";
 export * from "./path.ts";
 export * from "./status.ts";
 export * from "./connect.ts";
+export * from "./update.ts";

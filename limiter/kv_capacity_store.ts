@@ -1,5 +1,6 @@
 import {
   bucketKey,
+  casUpdate,
   kvCall,
   type KvCallOptions,
   ledgerClaimKey,
@@ -206,81 +207,70 @@ export class KvCapacityStore implements CapacityStore {
   }
 
   async #leaseFromBucket(want: number): Promise<TokenLease> {
-    const key = bucketKey(this.#service);
-    for (let i = 0; i < this.#maxConflicts; i++) {
-      const entry = await kvCall(() => this.#kv.get<BucketState>(key), this.#call);
-      const now = this.#clock.now();
-      const state = refill(entry.value ?? fullBucket(now, this.#limits), now, this.#limits);
-      const step = refillStep(this.#limits, want);
-      if (state.tokens < 1) {
-        // Wait for a few tokens rather than one, so racing instances do not
-        // spend a KV round trip per token.
-        const missing = step - state.tokens;
-        const retryAfterMs = Math.max(
-          msUntilToken(state, this.#limits),
-          Math.ceil((missing / this.#limits.rps) * 1000),
-        );
-        return { granted: 0, retryAfterMs };
-      }
-      const { state: next, granted } = takeTokens(state, want);
-      const result = await kvCall(
-        () => this.#kv.atomic().check(entry).set(key, next).commit(),
-        this.#call,
-      );
-      if (result.ok) return { granted, retryAfterMs: 0 };
-    }
-    return { granted: 0, retryAfterMs: 5 + Math.random() * 20 };
+    const update = await casUpdate<BucketState, TokenLease>(
+      this.#kv,
+      bucketKey(this.#service),
+      (value) => {
+        const now = this.#clock.now();
+        const state = refill(value ?? fullBucket(now, this.#limits), now, this.#limits);
+        if (state.tokens < 1) {
+          // Wait for a few tokens rather than one, so racing instances do not
+          // spend a KV round trip per token.
+          const missing = refillStep(this.#limits, want) - state.tokens;
+          const retryAfterMs = Math.max(
+            msUntilToken(state, this.#limits),
+            Math.ceil((missing / this.#limits.rps) * 1000),
+          );
+          return { done: { granted: 0, retryAfterMs } };
+        }
+        const { state: next, granted } = takeTokens(state, want);
+        return { write: next, result: { granted, retryAfterMs: 0 } };
+      },
+      { attempts: this.#maxConflicts, call: this.#call },
+    );
+    return update.ok ? update.result : { granted: 0, retryAfterMs: 5 + Math.random() * 20 };
   }
 
   async #returnToBucket(n: number): Promise<void> {
     if (n <= 0) return;
-    const key = bucketKey(this.#service);
-    for (let i = 0; i < this.#maxConflicts; i++) {
-      const entry = await kvCall(() => this.#kv.get<BucketState>(key), this.#call);
-      if (!entry.value) return;
-      const now = this.#clock.now();
-      const next = returnTokens(refill(entry.value, now, this.#limits), n, this.#limits);
-      const result = await kvCall(
-        () => this.#kv.atomic().check(entry).set(key, next).commit(),
-        this.#call,
-      );
-      if (result.ok) return;
-    }
+    await casUpdate<BucketState, void>(this.#kv, bucketKey(this.#service), (value) => {
+      if (!value) return { done: undefined };
+      const next = returnTokens(refill(value, this.#clock.now(), this.#limits), n, this.#limits);
+      return { write: next, result: undefined };
+    }, { attempts: this.#maxConflicts, call: this.#call });
   }
 
   async holdSlots(target: number): Promise<number> {
-    const key = slotsKey(this.#service);
-    for (let i = 0; i < this.#maxConflicts; i++) {
-      const entry = await kvCall(() => this.#kv.get<SlotsState>(key), this.#call);
-      const now = this.#clock.now();
-      const holders: Record<string, SlotHolder> = {};
-      let others = 0;
-      for (const [id, h] of Object.entries(entry.value?.holders ?? {})) {
-        if (h.expiresAt <= now || id === this.#me) continue;
-        holders[id] = h;
-        others += h.n;
-      }
-      const mine = entry.value?.holders[this.#me];
-      const current = mine && mine.expiresAt > now ? mine.n : 0;
-      const room = Math.max(0, this.#limits.maxConn - others);
-      const granted = target <= current ? target : Math.min(target, Math.max(current, room));
-      // Nothing to gain and the claim is fresh: skip the write (a waiting poll).
-      if (granted === current && target > current && mine && mine.expiresAt - now > this.#ttl / 2) {
-        this.#held = current;
-        return current;
-      }
-      if (granted > 0) holders[this.#me] = { n: granted, expiresAt: now + this.#ttl };
-      const result = await kvCall(
-        () =>
-          this.#kv.atomic().check(entry).set(key, { holders } satisfies SlotsState, {
-            expireIn: this.#ttl * 4,
-          }).commit(),
-        this.#call,
-      );
-      if (result.ok) {
-        this.#held = granted;
-        return granted;
-      }
+    const update = await casUpdate<SlotsState, number>(
+      this.#kv,
+      slotsKey(this.#service),
+      (value) => {
+        const now = this.#clock.now();
+        const holders: Record<string, SlotHolder> = {};
+        let others = 0;
+        for (const [id, h] of Object.entries(value?.holders ?? {})) {
+          if (h.expiresAt <= now || id === this.#me) continue;
+          holders[id] = h;
+          others += h.n;
+        }
+        const mine = value?.holders[this.#me];
+        const current = mine && mine.expiresAt > now ? mine.n : 0;
+        const room = Math.max(0, this.#limits.maxConn - others);
+        const granted = target <= current ? target : Math.min(target, Math.max(current, room));
+        // Nothing to gain and the claim is fresh: skip the write (a waiting poll).
+        if (
+          granted === current && target > current && mine && mine.expiresAt - now > this.#ttl / 2
+        ) {
+          return { done: current };
+        }
+        if (granted > 0) holders[this.#me] = { n: granted, expiresAt: now + this.#ttl };
+        return { write: { holders }, expireIn: this.#ttl * 4, result: granted };
+      },
+      { attempts: this.#maxConflicts, call: this.#call },
+    );
+    if (update.ok) {
+      this.#held = update.result;
+      return update.result;
     }
     // Under heavy contention keep what we held; lowering is retried on the next release.
     return Math.min(this.#held, target);

@@ -1,0 +1,46 @@
+import { kvCall, type KvCallOptions } from "./call.ts";
+
+/** What one turn of {@linkcode casUpdate} decides, from the value it read. */
+export type CasStep<V, R> =
+  /** Write `value` if nobody changed the record since the read; then the update gives `result`. */
+  | { write: V; expireIn?: number; result: R }
+  /** Nothing to write: the update gives `result` as it is. */
+  | { done: R };
+
+/** Options for {@linkcode casUpdate}. */
+export interface CasOptions {
+  /** Read-decide-write turns before giving up (others kept changing the record). Default 8. */
+  attempts?: number;
+  /** Timeout, retries and status of each KV call. */
+  call?: KvCallOptions;
+}
+
+/**
+ * The one bounded compare-and-set loop: reads `key`, lets `step` decide from
+ * its value, and commits the write only if the record is unchanged since the
+ * read (a check on its versionstamp); on a conflict it reads again, at most
+ * `attempts` times. Resolves `{ok: false}` when every turn met a conflict,
+ * so that the caller decides what contention means for it.
+ */
+export async function casUpdate<V, R>(
+  kv: Deno.Kv,
+  key: Deno.KvKey,
+  step: (current: V | null) => CasStep<V, R>,
+  options: CasOptions = {},
+): Promise<{ ok: true; result: R } | { ok: false }> {
+  const { attempts = 8, call = {} } = options;
+  for (let i = 0; i < attempts; i++) {
+    const entry = await kvCall(() => kv.get<V>(key), call);
+    const decided = step(entry.value);
+    if ("done" in decided) return { ok: true, result: decided.done };
+    const { write, expireIn, result } = decided;
+    const committed = await kvCall(
+      () =>
+        kv.atomic().check(entry).set(key, write, expireIn === undefined ? {} : { expireIn })
+          .commit(),
+      call,
+    );
+    if (committed.ok) return { ok: true, result };
+  }
+  return { ok: false };
+}
