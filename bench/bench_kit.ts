@@ -34,6 +34,26 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer ${BENCH_PASSWORD}"
 `;
 
+/**
+ * The wrk (Lua) script of a streamed chat completion of `chunks` SSE events
+ * sent back to back (bench/mock_upstream.ts reads `bench_chunks`), plus its
+ * finish and `[DONE]`.
+ */
+export function streamLua(chunks: number): string {
+  const body = JSON.stringify({
+    model: "bench-model",
+    stream: true,
+    bench_chunks: chunks,
+    bench_chunk_delay_ms: 0,
+    messages: [{ role: "user", content: "Translate: hello" }],
+  });
+  return `wrk.method = "POST"
+wrk.body = '${body}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer ${BENCH_PASSWORD}"
+`;
+}
+
 /** Resolves once `GET <base>/` answers (15 s at most); `name` goes into the error. */
 export async function waitListening(base: string, name: string): Promise<void> {
   for (let i = 0; i < 300; i++) {

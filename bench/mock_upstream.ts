@@ -55,11 +55,16 @@ Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     inFlight--;
     return new Response(completion, { headers: { "content-type": "application/json" } });
   }
+  // A request may ask for its own length and pace (the stream phases of the bench).
+  const n = Number.isInteger(body.bench_chunks) ? body.bench_chunks : chunks;
+  const delay = Number.isFinite(body.bench_chunk_delay_ms)
+    ? body.bench_chunk_delay_ms
+    : chunkDelayMs;
   let i = 0;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (i > 0) await sleep(chunkDelayMs);
-      if (i < chunks) {
+      if (i > 0 && delay > 0) await sleep(delay);
+      if (i < n) {
         controller.enqueue(chunk(i++));
       } else {
         controller.enqueue(encoder.encode("data: [DONE]\n\n"));

@@ -9,8 +9,9 @@
  * 4. `kvgate-binding` — main.ts with limits the load exceeds (the queue's cost).
  *
  * Loads: non-streaming chat completions at 1 connection (latency) and 32
- * connections (throughput) with wrk, and streaming (time to first chunk and
- * to the last) with a Deno client. Each target runs twice, interleaved
+ * connections (throughput) with wrk; SSE streams of 20 and of 500 events
+ * sent back to back, at 32 connections with wrk (CPU per stream, streams/s);
+ * and streaming (time to first chunk and to the last) with a Deno client. Each target runs twice, interleaved
  * (the second round in reverse order). Each measured phase follows a warm-up
  * at its own load (`BENCH_WARM_S`, default 3 s): a phase then measures the
  * steady state of that load, not the way in from the phase before it.
@@ -34,6 +35,7 @@ import {
   CHAT_LUA,
   kvgateEnv,
   queueMemoryArgs,
+  streamLua,
   waitListening,
 } from "./bench_kit.ts";
 
@@ -171,6 +173,13 @@ async function ensureWrk(): Promise<void> {
 await ensureWrk();
 const LUA = await Deno.makeTempFile({ suffix: ".lua" });
 await Deno.writeTextFile(LUA, CHAT_LUA);
+/** Streamed answers under load: 20 events (a short answer) and 500 (a long one), back to back. */
+const STREAM_LOADS = [20, 500] as const;
+const STREAM_LUA: Record<number, string> = {};
+for (const n of STREAM_LOADS) {
+  STREAM_LUA[n] = await Deno.makeTempFile({ suffix: ".lua" });
+  await Deno.writeTextFile(STREAM_LUA[n], streamLua(n));
+}
 
 interface LoadResult {
   rps: number;
@@ -185,14 +194,19 @@ function toMs(v: string, unit: string): number {
   return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : n;
 }
 
-async function wrk(url: string, connections: number, seconds: number): Promise<LoadResult> {
+async function wrk(
+  url: string,
+  connections: number,
+  seconds: number,
+  script = LUA,
+): Promise<LoadResult> {
   const [program, args] = command(0, "wrk", [
     "-t1",
     `-c${connections}`,
     `-d${seconds}s`,
     "--latency",
     "-s",
-    LUA,
+    script,
     url,
   ]);
   const out = await new Deno.Command(program, {
@@ -294,6 +308,22 @@ async function measure(p: Proc, round: number, rows: Row[]): Promise<void> {
       p50: r.p50,
       p99: r.p99,
       cpuPerReqMs: used / Math.max(1, r.requests),
+      errors: r.errors,
+    });
+  }
+  for (const n of STREAM_LOADS) {
+    // Streams under load: the relay's cost per chunk shows here.
+    await wrk(url, 32, WARM_S, STREAM_LUA[n]);
+    const before = cpu();
+    const r = await wrk(url, 32, PHASE_S, STREAM_LUA[n]);
+    rows.push({
+      round,
+      target: p.name,
+      load: `sse${n} 32 conn`,
+      rps: r.rps,
+      p50: r.p50,
+      p99: r.p99,
+      cpuPerReqMs: (cpu() - before) / Math.max(1, r.requests),
       errors: r.errors,
     });
   }
@@ -399,7 +429,7 @@ async function main() {
   }
   console.log("\nRatios against the minimal proxy of the same round:");
   console.log(
-    "round | target | CPU/req (1 conn) | CPU/req (32 conn) | req/s (32 conn) | p50 added ms (1 conn) | first chunk | last chunk",
+    "round | target | CPU/req (1 conn) | CPU/req (32 conn) | req/s (32 conn) | p50 added ms (1 conn) | first chunk | last chunk | CPU/stream sse20 | streams/s sse20 | CPU/stream sse500 | streams/s sse500",
   );
   for (const round of [1, 2]) {
     const get = (target: string, load: string) =>
@@ -415,6 +445,14 @@ async function main() {
           f(get(target, "1 conn").p50 - get("minimal", "1 conn").p50),
           f(get(target, "stream").p50 / get("minimal", "stream").p50, 2),
           f(get(target, "stream").p99 / get("minimal", "stream").p99, 2),
+          ...STREAM_LOADS.flatMap((n) => [
+            f(
+              get(target, `sse${n} 32 conn`).cpuPerReqMs /
+                get("minimal", `sse${n} 32 conn`).cpuPerReqMs,
+              2,
+            ),
+            f(get(target, `sse${n} 32 conn`).rps / get("minimal", `sse${n} 32 conn`).rps, 2),
+          ]),
         ].join(" | "),
       );
     }
@@ -431,6 +469,7 @@ async function main() {
   await stop(mock);
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(LUA);
+  for (const n of STREAM_LOADS) await Deno.remove(STREAM_LUA[n]);
 }
 
 /**

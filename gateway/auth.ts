@@ -48,13 +48,6 @@ function bearerToken(value: string): string | undefined {
   return token === "" ? undefined : token;
 }
 
-/** Headers that carry client credentials; never forwarded upstream. */
-export const CREDENTIAL_HEADERS: readonly string[] = [
-  "authorization",
-  "x-api-key",
-  "x-goog-api-key",
-];
-
 /** Puts the provider key where the provider expects it (credential headers were never copied). */
 export function setUpstreamAuth(
   headers: HeaderPairs,

@@ -1,4 +1,9 @@
-import { CREDENTIAL_HEADERS } from "./auth.ts";
+/** Headers that carry client credentials (see auth.ts); never forwarded upstream. */
+export const CREDENTIAL_HEADERS: readonly string[] = [
+  "authorization",
+  "x-api-key",
+  "x-goog-api-key",
+];
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only. */
 const HOP_BY_HOP = new Set([

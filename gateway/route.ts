@@ -1,4 +1,4 @@
-import type { Service } from "../config/mod.ts";
+import type { Service, ServiceStyle } from "../config/mod.ts";
 
 /** The path and query of a request, as the client sent them (not normalized). */
 export interface RequestTarget {
@@ -114,4 +114,33 @@ export function route(
   }
   // The target carries no query, fragment or trailing slash (config/load.ts).
   return { service, upstream: service.target + rest + search, geminiNative };
+}
+
+/** Routes remembered at most (see {@linkcode RouteCache}). */
+const ROUTE_CACHE_SIZE = 1024;
+
+/**
+ * The route stage's memory: clients send the same few paths again and
+ * again, so their routes are kept (at most 1024, then all forgotten). Only
+ * paths without a query, so that no gemini `?key=` secret is kept as a key.
+ */
+export class RouteCache {
+  #routes = new Map<string, Route>();
+  #services: Readonly<Record<string, Service>>;
+
+  constructor(services: Readonly<Record<string, Service>>) {
+    this.#services = services;
+  }
+
+  /** The route of `target` (see {@linkcode route}); gemini drops `?key=`. */
+  route(target: RequestTarget, style: ServiceStyle): RouteResult {
+    const cached = target.search === "" ? this.#routes.get(target.path) : undefined;
+    if (cached) return cached;
+    const r = route(target, this.#services, style === "gemini" ? ["key"] : []);
+    if (target.search === "" && !("error" in r)) {
+      if (this.#routes.size >= ROUTE_CACHE_SIZE) this.#routes.clear();
+      this.#routes.set(target.path, r);
+    }
+    return r;
+  }
 }

@@ -65,10 +65,10 @@ export class ServiceRuntime {
       this.#refreshing = undefined;
     });
     if (age < WAIT_AFTER_MS) return undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: ReturnType<Clock["setTimeout"]> | undefined;
     return Promise.race([
       this.#refreshing,
-      new Promise<void>((r) => timer = setTimeout(r, WAIT_AT_MOST_MS)),
-    ]).finally(() => clearTimeout(timer));
+      new Promise<void>((r) => timer = this.#clock.setTimeout(r, WAIT_AT_MOST_MS)),
+    ]).finally(() => this.#clock.clearTimeout(timer!));
   }
 }

@@ -1,0 +1,32 @@
+import type { Exchange } from "./exchange.ts";
+import { isoTime } from "./log.ts";
+import type { Pipeline } from "./pipeline.ts";
+
+/**
+ * The last stage of every request, however it ended: one log line with
+ * what happened (status, outcome, attempts, key id, queue wait, upstream
+ * time, total time, bytes). No secret reaches it: the key is its id.
+ */
+export function account(
+  p: Pipeline,
+  x: Exchange,
+  status: number,
+  outcome: string,
+  bytes?: number,
+  now = p.clock.now(),
+): void {
+  p.log({
+    t: isoTime(now),
+    id: x.id,
+    service: x.rt.service.name,
+    method: x.req.method,
+    status,
+    outcome,
+    attempts: x.attempts,
+    key: x.key?.id,
+    queueMs: x.queueMs,
+    upstreamMs: x.upstreamMs,
+    totalMs: now - x.started,
+    bytes,
+  });
+}

@@ -1,0 +1,222 @@
+import type { Clock } from "../clock/mod.ts";
+import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
+import type { Bytes } from "./body.ts";
+import { gatewayErrors } from "./error_catalogue.ts";
+import type { Exchange } from "./exchange.ts";
+import type { Pipeline } from "./pipeline.ts";
+import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
+import type { Route } from "./route.ts";
+import { callUpstream } from "./upstream_call.ts";
+
+const SUCCESS: Outcome = Object.freeze({ kind: "success" });
+
+/** Error bodies are read whole to classify them; larger ones are cut here. */
+const MAX_ERROR_BODY = 1024 * 1024;
+
+/** Where one attempt left the request: answered, or to be tried again. */
+type AttemptEnd = { answer: Response } | { retry: Outcome };
+
+/** What the attempts have learned so far, for the next one and for the final answer. */
+interface Tries {
+  /** Keys tried; made on the first retry, most requests need none. */
+  tried: Set<string> | undefined;
+  last: Settled | undefined;
+  lastFailure: "timeout" | "network" | undefined;
+}
+
+/**
+ * The attempt stage, holding the request's slot throughout: pick a key
+ * (waiting for the earliest resting one when all rest) → take a token →
+ * call the upstream → classify. A retryable outcome (429, 401/403/quota,
+ * 5xx, no answer) goes back to pick a key, another one when there is one,
+ * up to `maxRetries` times; 5xx and network errors back off first. Every
+ * way out hands the slot back (`release`) and accounts for the request.
+ */
+export async function attempt(
+  p: Pipeline,
+  x: Exchange,
+  r: Route,
+  body: Bytes | undefined,
+  release: () => void,
+): Promise<Response> {
+  const tries: Tries = { tried: undefined, last: undefined, lastFailure: undefined };
+  for (let n = 0; n <= p.config.maxRetries; n++) {
+    if (n > 0) x.now = p.clock.now();
+    if (x.key) (tries.tried ??= new Set()).add(x.key.id);
+    // The usual request finds a key and a token at once: no promise is made for either.
+    const pick = x.rt.pool.pick(x.now, tries.tried);
+    const key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick.untilMs);
+    if (key instanceof Response) return key;
+    if (!x.rt.limiter.tryToken(x.now)) {
+      const refused = await waitForToken(p, x, tries, release, n > 0);
+      if (refused) return refused;
+    }
+    const end = await tryOnce(p, x, r, key, body, tries, release);
+    if ("answer" in end) return end.answer;
+    if (n === p.config.maxRetries) break;
+    if (end.retry.kind === "upstream_error") {
+      const wait = Math.min(4000, 250 * 2 ** n) * (0.5 + p.random());
+      if (p.clock.now() + wait > x.deadline) break;
+      if (!(await sleep(p.clock, wait, x.req.signal))) {
+        release();
+        return answer(p, x, gatewayErrors.clientClosed());
+      }
+    }
+  }
+  return giveUp(p, x, tries, release);
+}
+
+/**
+ * Every key rests: waits for the earliest to return, preferring untried
+ * ones; or the answer when none will be back within the deadline.
+ */
+async function waitForKey(
+  p: Pipeline,
+  x: Exchange,
+  tries: Tries,
+  release: () => void,
+  untilMs: number,
+): Promise<PooledKey | Response> {
+  for (;;) {
+    const now = p.clock.now();
+    if (untilMs > x.deadline) {
+      if (tries.last) return respondSettled(p, x, tries.last, release, "exhausted");
+      release();
+      return answer(p, x, gatewayErrors.keysResting(x.rt.service.name, untilMs - now));
+    }
+    if (!(await sleep(p.clock, untilMs - now, x.req.signal))) {
+      release();
+      return answer(p, x, gatewayErrors.clientClosed());
+    }
+    x.now = p.clock.now();
+    const pick = x.rt.pool.pick(x.now, tries.tried);
+    if (pick.ok) return pick.key;
+    untilMs = pick.untilMs;
+  }
+}
+
+/** No token in the local stock: waits in line for one (each attempt takes one); an answer if refused. */
+async function waitForToken(
+  p: Pipeline,
+  x: Exchange,
+  tries: Tries,
+  release: () => void,
+  retry: boolean,
+): Promise<Response | undefined> {
+  const token = await x.rt.limiter.takeToken({
+    deadline: x.deadline,
+    signal: x.req.signal,
+    priority: retry,
+  });
+  if (!token.ok) {
+    if (tries.last) return respondSettled(p, x, tries.last, release, "exhausted");
+    release();
+    return answer(p, x, gatewayErrors.refused(token.reason, x.rt.service.name, token.retryAfterMs));
+  }
+  x.now = p.clock.now();
+  return undefined;
+}
+
+/** Calls the upstream with `key` and classifies what came back; tells the key pool. */
+async function tryOnce(
+  p: Pipeline,
+  x: Exchange,
+  r: Route,
+  key: PooledKey,
+  body: Bytes | undefined,
+  tries: Tries,
+  release: () => void,
+): Promise<AttemptEnd> {
+  x.key = key;
+  x.attempts++;
+  const res = await callUpstream(p, x, r, key, body);
+  if (res === "aborted") {
+    release();
+    return { answer: answer(p, x, gatewayErrors.clientClosed()) };
+  }
+  let outcome: Outcome;
+  if (typeof res === "string") {
+    tries.lastFailure = res;
+    outcome = { kind: "upstream_error" };
+  } else if (res.status < 400) {
+    x.upstream = res;
+    x.rt.pool.report(key, SUCCESS, x.now);
+    return { answer: respondSuccess(p, x, res, release) };
+  } else {
+    x.upstream = res;
+    // Error bodies are small: read them to classify, and to answer with if this is the last try.
+    const bytes = await readSmall(res).catch(() => new Uint8Array());
+    outcome = classifyResponse(
+      res.status,
+      res.headers,
+      decodeForClassify(bytes, res.headers),
+      p.clock.now(),
+    );
+    tries.last = { status: res.status, headers: res.headers, body: bytes };
+    tries.lastFailure = undefined;
+  }
+  x.rt.pool.report(key, outcome, p.clock.now());
+  if (outcome.kind === "client_error" || outcome.kind === "success") {
+    return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
+  }
+  return { retry: outcome };
+}
+
+/** After the last attempt: the last upstream answer, or why there was none. */
+function giveUp(p: Pipeline, x: Exchange, tries: Tries, release: () => void): Response {
+  if (tries.last && tries.lastFailure === undefined) {
+    return respondSettled(p, x, tries.last, release, "exhausted");
+  }
+  release();
+  const service = x.rt.service.name;
+  return answer(
+    p,
+    x,
+    tries.lastFailure === "timeout"
+      ? gatewayErrors.upstreamTimeout(service, p.config.firstByteTimeoutMs)
+      : gatewayErrors.upstreamUnreachable(service),
+  );
+}
+
+/** Waits `ms` on the clock; false when the client left first. */
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const onAbort = () => {
+      clock.clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+async function readSmall(res: Response): Promise<Bytes> {
+  if (!res.body) return new Uint8Array();
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  while (size < MAX_ERROR_BODY) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.byteLength;
+  }
+  if (size >= MAX_ERROR_BODY) await reader.cancel().catch(() => {});
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.byteLength;
+  }
+  return out;
+}
+
+function decodeForClassify(body: Uint8Array, headers: Headers): string {
+  // A body the upstream gzipped anyway is not readable here; classify on status alone.
+  if (headers.has("content-encoding") && headers.get("content-encoding") !== "identity") return "";
+  return new TextDecoder().decode(body.subarray(0, 64 * 1024));
+}

@@ -1,0 +1,110 @@
+import type { RefusalReason } from "../limiter/mod.ts";
+import type { GatewayError } from "./errors.ts";
+
+/**
+ * Every error kvgate answers itself, in one place: its code, status, type
+ * and message. The stages name an entry; `errorResponse()` (errors.ts)
+ * renders it in the provider's shape. The README's table lists the same.
+ */
+export const gatewayErrors = {
+  notConfigured: (): GatewayError => ({
+    status: 503,
+    type: "api_error",
+    code: "gateway_not_configured",
+    message:
+      "This gateway has no ACCESS_PASSWORD. The operator must set it in the deployment's environment variables.",
+  }),
+  badCredential: (missing: boolean): GatewayError => ({
+    status: 401,
+    type: "authentication_error",
+    code: "invalid_api_key",
+    message: missing
+      ? "Missing API key: send the gateway password as a Bearer token or x-api-key."
+      : "Incorrect API key: use the gateway password.",
+  }),
+  invalidPath: (message: string): GatewayError => ({
+    status: 400,
+    type: "invalid_request_error",
+    code: "invalid_path",
+    message,
+  }),
+  unknownService: (name: string, prefixes: string): GatewayError => ({
+    status: 404,
+    type: "invalid_request_error",
+    code: "unknown_service",
+    message: `No service at /${name}. Valid prefixes: ${prefixes}.`,
+  }),
+  noKeys: (service: string, envKey: string): GatewayError => ({
+    status: 503,
+    type: "api_error",
+    code: "no_keys",
+    message: `No keys are configured for ${service}: set ${envKey}.`,
+  }),
+  tooLarge: (maxBodyBytes: number): GatewayError => ({
+    status: 413,
+    type: "request_too_large",
+    code: "request_too_large",
+    message: `The request body is larger than ${maxBodyBytes} bytes.`,
+  }),
+  unreadableBody: (): GatewayError => ({
+    status: 400,
+    type: "invalid_request_error",
+    code: "unreadable_body",
+    message: "The request body could not be read.",
+  }),
+  /** A limiter refusal (queue full, wait too long, client gone, shutting down). */
+  refused: (reason: RefusalReason, service: string, retryAfterMs: number): GatewayError =>
+    reason === "closing" ? CLOSING : reason === "aborted" ? CLIENT_CLOSED : {
+      status: 429,
+      type: "rate_limit_error",
+      code: `gateway_${reason}`,
+      message: reason === "queue_full"
+        ? `The gateway queue for ${service} is full; retry later.`
+        : `Waited too long for capacity on ${service}; retry later.`,
+      retryAfterMs,
+    },
+  closing: (): GatewayError => CLOSING,
+  clientClosed: (): GatewayError => CLIENT_CLOSED,
+  keysResting: (service: string, retryAfterMs: number): GatewayError => ({
+    status: 429,
+    type: "rate_limit_error",
+    code: "gateway_keys_resting",
+    message: `Every ${service} key is resting after upstream rate limits or errors; retry later.`,
+    retryAfterMs,
+  }),
+  upstreamTimeout: (service: string, firstByteTimeoutMs: number): GatewayError => ({
+    status: 504,
+    type: "api_error",
+    code: "upstream_timeout",
+    message: `The ${service} upstream sent no response within ${firstByteTimeoutMs} ms.`,
+  }),
+  upstreamUnreachable: (service: string): GatewayError => ({
+    status: 502,
+    type: "api_error",
+    code: "upstream_unreachable",
+    message: `The ${service} upstream could not be reached.`,
+  }),
+  internal: (): GatewayError => ({
+    status: 500,
+    type: "api_error",
+    code: "gateway_error",
+    message: "Internal gateway error.",
+  }),
+} as const;
+
+/** The answer while this instance drains: go elsewhere, now. */
+const CLOSING: GatewayError = Object.freeze({
+  status: 503,
+  type: "api_error",
+  code: "gateway_closing",
+  message: "This gateway instance is shutting down; retry.",
+  retryAfterMs: 1000,
+  closeConnection: true,
+});
+
+const CLIENT_CLOSED: GatewayError = Object.freeze({
+  status: 499,
+  type: "api_error",
+  code: "client_closed",
+  message: "Client closed.",
+});

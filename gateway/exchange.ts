@@ -1,0 +1,66 @@
+import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
+import type { PooledKey } from "../keys/mod.ts";
+import { corsHeaders } from "./cors.ts";
+import { type ClientHead, readClientHead } from "./headers.ts";
+import { requestId } from "./request_id.ts";
+import type { RequestTarget } from "./route.ts";
+import type { ServiceRuntime } from "./runtime.ts";
+
+/** The request as it walks the stages: its record, one per request. */
+export interface Exchange {
+  req: Request;
+  target: RequestTarget;
+  /** The client's headers, read once. */
+  head: ClientHead;
+  /** The CORS headers of every answer (see {@linkcode corsHeaders}). */
+  cors: ReturnType<typeof corsHeaders>;
+  id: string;
+  started: number;
+  rt: ServiceRuntime;
+  style: ServiceStyle;
+  deadline: number;
+  attempts: number;
+  key: PooledKey | undefined;
+  queueMs: number;
+  upstreamMs: number | undefined;
+  /** The latest upstream answer (kept with the record: see `v8_shapes.ts`). */
+  upstream: Response | undefined;
+  /**
+   * The clock's latest reading for this request, taken at the stages that
+   * need one (admission, the upstream's answer): the stages in between
+   * reuse it rather than read the clock a dozen times a request.
+   */
+  now: number;
+}
+
+/**
+ * The one constructor of the request record. Every field is present from
+ * the start, so every request's record has one shape whichever stage it
+ * ends at (one shape keeps the stages that read it optimized).
+ */
+export function newExchange(
+  req: Request,
+  target: RequestTarget,
+  rt: ServiceRuntime,
+  started: number,
+  config: Pick<GatewayConfig, "queueTimeoutMs">,
+): Exchange {
+  const head = readClientHead(req.headers);
+  return {
+    req,
+    target,
+    head,
+    cors: corsHeaders(head.origin, req.method),
+    id: requestId(started),
+    started,
+    rt,
+    style: rt.service.style,
+    deadline: started + config.queueTimeoutMs,
+    attempts: 0,
+    key: undefined,
+    queueMs: 0,
+    upstreamMs: undefined,
+    upstream: undefined,
+    now: started,
+  };
+}

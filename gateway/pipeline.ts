@@ -1,0 +1,42 @@
+import type { GatewayConfig } from "../config/mod.ts";
+import { type Clock, TimeoutSweeper } from "../limiter/mod.ts";
+import type { Drain } from "./drain.ts";
+import type { LogLine } from "./log.ts";
+import type { RelayOptions } from "./relay.ts";
+import type { ServiceRuntime } from "./runtime.ts";
+
+/** What the request pipeline needs; everything is injected. */
+export interface HandlerDeps {
+  config: GatewayConfig;
+  runtimes: ReadonlyMap<string, ServiceRuntime>;
+  fetch: typeof fetch;
+  clock: Clock;
+  log: (line: LogLine) => void;
+  random: () => number;
+  /** Counts responses in flight; once closing, new requests are refused. */
+  drain: Drain;
+}
+
+/** The dependencies plus what every stage shares, made once per handler. */
+export interface Pipeline extends HandlerDeps {
+  /** One timer for every request's first-byte timeout, at most 1/20 of it late (≤ 1 s). */
+  firstByteTimeouts: TimeoutSweeper;
+  /** How relayed bodies are passed on: SSE streams, and other bodies of unknown length. */
+  sseRelay: RelayOptions;
+  bodyRelay: RelayOptions;
+}
+
+/** Builds the shared part of the pipeline from its dependencies. */
+export function createPipeline(deps: HandlerDeps): Pipeline {
+  const { config, clock, drain } = deps;
+  const sseRelay = { idleTimeoutMs: config.idleTimeoutMs, clock, eventStream: true, drain };
+  return {
+    ...deps,
+    firstByteTimeouts: new TimeoutSweeper(
+      clock,
+      Math.min(1000, Math.max(5, config.firstByteTimeoutMs / 20)),
+    ),
+    sseRelay,
+    bodyRelay: { ...sseRelay, eventStream: false },
+  };
+}

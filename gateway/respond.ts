@@ -1,0 +1,81 @@
+import { account } from "./account.ts";
+import type { Bytes } from "./body.ts";
+import { errorResponse, type GatewayError } from "./errors.ts";
+import type { Exchange } from "./exchange.ts";
+import { appendGatewayHeaders, type RelayHead, relayResponseHeaders } from "./headers.ts";
+import type { Pipeline } from "./pipeline.ts";
+import { relayBody, type RelayEnd } from "./relay.ts";
+
+/** An upstream answer that will not be retried further, kept to give the client. */
+export interface Settled {
+  status: number;
+  headers: Headers;
+  body: Bytes;
+}
+
+/** Answers with one of kvgate's own errors (see `error_catalogue.ts`), and accounts for it. */
+export function answer(p: Pipeline, x: Exchange, err: GatewayError): Response {
+  account(p, x, err.status, err.code);
+  return errorResponse(x.style, err, appendGatewayHeaders([], x.id, x.cors));
+}
+
+/** Gives the client an upstream answer read whole (an error, or the last of the retries). */
+export function respondSettled(
+  p: Pipeline,
+  x: Exchange,
+  s: Settled,
+  release: () => void,
+  outcome: string,
+): Response {
+  release();
+  const { headers } = relayResponseHeaders(s.headers, x.id, x.cors);
+  account(p, x, s.status, outcome, s.body.byteLength);
+  return new Response(x.req.method === "HEAD" ? null : s.body, { status: s.status, headers });
+}
+
+/**
+ * Relays a successful answer. A body of known length that is not an event
+ * stream (the usual JSON completion) is handed to the runtime as it is, so
+ * its bytes never pass through JavaScript; such an upstream has finished
+ * its work once it sends the headers, so the slot goes back then. Streams,
+ * and bodies of unknown length, pass chunk by chunk through
+ * {@linkcode relayBody}, which holds the slot to the last byte, ends them
+ * after `idleTimeoutMs` of silence, and lets a drain end them early.
+ */
+export function respondSuccess(
+  p: Pipeline,
+  x: Exchange,
+  res: Response,
+  release: () => void,
+): Response {
+  const head = relayResponseHeaders(res.headers, x.id, x.cors);
+  if (head.eventStream || head.contentLength === null || !res.body) {
+    return respondStream(p, x, res, head, release);
+  }
+  release();
+  account(p, x, res.status, "complete", Number(head.contentLength), x.now);
+  return new Response(x.req.method === "HEAD" ? null : res.body, {
+    status: res.status,
+    headers: head.headers,
+  });
+}
+
+function respondStream(
+  p: Pipeline,
+  x: Exchange,
+  res: Response,
+  { headers, eventStream }: RelayHead,
+  release: () => void,
+): Response {
+  if (!res.body) {
+    release();
+    account(p, x, res.status, "complete", 0);
+    return new Response(null, { status: res.status, headers });
+  }
+  const options = eventStream ? p.sseRelay : p.bodyRelay;
+  const body = relayBody(res.body, options, (end: RelayEnd, bytes) => {
+    release();
+    account(p, x, res.status, end, bytes);
+  });
+  return new Response(body, { status: res.status, headers });
+}
