@@ -1,32 +1,10 @@
 import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
 import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Admission, RefusalReason, SlotAdmission, WaitOptions } from "./admission.ts";
+import { DemandMeter, leaseSize, pipelineTokens, tokensNeeded } from "./lease_policy.ts";
 import { TimeoutSweeper } from "./timeout_sweeper.ts";
-
-/** Why a request was not admitted. */
-export type RefusalReason = "queue_full" | "queue_timeout" | "aborted" | "closing";
-
-/** A refusal; the edge maps it to 429 + Retry-After in the provider's shape. */
-export interface Refusal {
-  ok: false;
-  reason: RefusalReason;
-  retryAfterMs: number;
-}
-
-/** Permission to send: either granted or refused with a reason. */
-export type Admission = { ok: true } | Refusal;
-
-/** A held in-flight slot; `release()` is idempotent. */
-export type SlotAdmission = { ok: true; release: () => void } | Refusal;
-
-/** Options for waiting on the limiter. */
-export interface WaitOptions {
-  /** Epoch ms after which the wait gives up with `queue_timeout`. */
-  deadline: number;
-  /** Aborting leaves the queue at once with `aborted`. */
-  signal?: AbortSignal;
-  /** Goes to the front of the token queue (a retry already holding a slot). */
-  priority?: boolean;
-}
+import { TokenStock } from "./token_stock.ts";
+import { type AdmissionQueue, type Waiter, WaitQueue } from "./wait_queue.ts";
 
 /** Options for {@linkcode ServiceLimiter}. */
 export interface ServiceLimiterOptions {
@@ -43,6 +21,8 @@ export interface ServiceLimiterOptions {
   peers?: () => number;
   /** How late a queue deadline may be noticed, in ms. Default 100. */
   deadlineResolutionMs?: number;
+  /** Where requests wait for a slot, in the order it gives. Default: first in, first out. */
+  slotQueue?: AdmissionQueue;
 }
 
 /** Counters for benchmarks and the status page. */
@@ -52,110 +32,6 @@ export interface LimiterStats {
   tokensSpent: number;
   tokensStranded: number;
   slotWrites: number;
-}
-
-interface Waiter {
-  resolve: (a: Admission) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
-  cancelDeadline?: () => void;
-  done: boolean;
-}
-
-/**
- * Leased tokens not yet spent; token k falls due at `nextAt + k·spacingMs`.
- * Batches form a chain, oldest first, through `next`: the request path
- * reads named fields only (an array's `shift()` and index reads changed
- * their feedback when a batch ran out, which de-optimized `tryToken`).
- */
-class TokenBatch {
-  n: number;
-  nextAt: number;
-  spacingMs: number;
-  receivedAt: number;
-  next: TokenBatch | undefined = undefined;
-
-  constructor(n: number, nextAt: number, spacingMs: number, receivedAt: number) {
-    this.n = n;
-    this.nextAt = nextAt;
-    this.spacingMs = spacingMs;
-    this.receivedAt = receivedAt;
-  }
-}
-
-/**
- * How many tokens at the front of `b` have expired by `cutoff` (now less
- * the lease lifetime): token k falls due at `nextAt + k·spacingMs` and
- * expires leaseMs after that, or after its arrival if it was due before.
- *
- * Written without early returns or loops: every request runs all of it
- * (mostly to find 0), so V8 has seen each operation by the time a lease
- * first expires. An operation never run before de-optimizes the request
- * path when it first runs, and at a low request rate V8 takes seconds to
- * optimize it again.
- */
-function expiredTokens(b: TokenBatch, cutoff: number): number {
-  const due = b.spacingMs > 0
-    ? Math.floor((cutoff - b.nextAt) / b.spacingMs) + 1
-    : (cutoff >= b.nextAt ? b.n : 0);
-  const arrived = cutoff >= b.receivedAt ? 1 : 0;
-  return Math.max(0, Math.min(b.n, due)) * arrived;
-}
-
-/** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */
-class WaitQueue {
-  #items: Waiter[] = [];
-  #head = 0;
-  live = 0;
-
-  push(w: Waiter, front = false): void {
-    if (front) {
-      if (this.#head > 0) this.#items[--this.#head] = w;
-      else this.#items.unshift(w);
-    } else this.#items.push(w);
-    this.live++;
-  }
-
-  /**
-   * Called when a waiter leaves early (abort, deadline): drops settled
-   * entries once they are most of the queue, so that a mass abort frees
-   * their memory at once rather than at the next grant.
-   */
-  left(): void {
-    this.live--;
-    const held = this.#items.length - this.#head;
-    if (this.live === 0) {
-      this.#items = [];
-      this.#head = 0;
-    } else if (held > 1024 && this.live * 2 < held) {
-      this.#items = this.#items.slice(this.#head).filter((w) => !w.done);
-      this.#head = 0;
-    }
-  }
-
-  /** The oldest waiter still waiting, removed from the queue. */
-  shift(): Waiter | undefined {
-    while (this.#head < this.#items.length) {
-      const w = this.#items[this.#head++];
-      if (!w.done) {
-        this.#compact();
-        return w;
-      }
-    }
-    this.#compact();
-    return undefined;
-  }
-
-  #compact(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    if (this.#head === this.#items.length) {
-      this.#items = [];
-      this.#head = 0;
-    }
-  }
 }
 
 const OK: Admission = Object.freeze({ ok: true });
@@ -187,10 +63,8 @@ export class ServiceLimiter {
   /** Queue deadlines, all on one timer: a waiting request holds no runtime timer. */
   #deadlines: TimeoutSweeper;
 
-  /** The oldest batch of leased tokens, and the newest. */
-  #firstBatch: TokenBatch | undefined;
-  #lastBatch: TokenBatch | undefined;
-  #stock = 0;
+  /** Leased tokens not yet spent. */
+  #tokens: TokenStock;
   #tokenQueue = new WaitQueue();
   #leasing = false;
   /** Smoothed time a lease takes, in ms: how far ahead of need the next one is asked for. */
@@ -203,7 +77,7 @@ export class ServiceLimiter {
   #slotsHeld = 0;
   #slotsInUse = 0;
   #slotsValidUntil = Infinity;
-  #slotQueue = new WaitQueue();
+  #slotQueue: AdmissionQueue;
   #holding = false;
   /** Asks again for slots after none were free. */
   #slotPollTimer: TimerHandle | undefined;
@@ -215,10 +89,8 @@ export class ServiceLimiter {
   #shutdownWrites: Promise<unknown> = Promise.resolve();
   #pendingHold: Promise<unknown> = Promise.resolve();
 
-  // Demand estimate: tokens taken in the current and the previous second.
-  #demandWindowStart = 0;
-  #demandThis = 0;
-  #demandPrev = 0;
+  /** Demand estimate: tokens taken in the current and the previous second. */
+  #demand = new DemandMeter();
   #closed = false;
 
   constructor(limits: ServiceLimits, options: ServiceLimiterOptions) {
@@ -230,6 +102,8 @@ export class ServiceLimiter {
     this.#slotTtlMs = options.slotTtlMs ?? 15_000;
     this.#peers = options.peers ?? (() => 1);
     this.#deadlines = new TimeoutSweeper(this.#clock, options.deadlineResolutionMs ?? 100);
+    this.#tokens = new TokenStock(this.#leaseMs);
+    this.#slotQueue = options.slotQueue ?? new WaitQueue();
     // A store of this instance's own holds every slot from the start: no round trip to admit.
     if (!this.#store.shared) this.#slotsHeld = limits.maxConn;
     if (!(this.#queueLimit >= 0)) {
@@ -308,10 +182,8 @@ export class ServiceLimiter {
     if (this.#dueTimer !== undefined) this.#clock.clearTimeout(this.#dueTimer);
     if (this.#slotPollTimer !== undefined) this.#clock.clearTimeout(this.#slotPollTimer);
     if (this.#handbackTimer !== undefined) this.#clock.clearTimeout(this.#handbackTimer);
-    this.#expireBatches(this.#clock.now());
-    const unused = this.#stock;
-    this.#firstBatch = this.#lastBatch = undefined;
-    this.#stock = 0;
+    this.#expireTokens(this.#clock.now());
+    const unused = this.#tokens.clear();
     const jobs: Promise<unknown>[] = [];
     if (unused > 0) jobs.push(this.#store.returnTokens(unused));
     if (this.#store.shared && (this.#slotsHeld > this.#slotsInUse || this.#holding)) {
@@ -340,7 +212,7 @@ export class ServiceLimiter {
     }
   }
 
-  #enqueue(queue: WaitQueue, options: WaitOptions, pump: () => void): Promise<Admission> {
+  #enqueue(queue: AdmissionQueue, options: WaitOptions, pump: () => void): Promise<Admission> {
     const now = this.#clock.now();
     if (options.signal?.aborted) return Promise.resolve(this.#refuse("aborted"));
     if (this.#closed) return Promise.resolve(this.#refuse("closing"));
@@ -373,7 +245,7 @@ export class ServiceLimiter {
     if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
   }
 
-  #grant(queue: WaitQueue): boolean {
+  #grant(queue: AdmissionQueue): boolean {
     const w = queue.shift();
     if (!w) return false;
     this.#finish(w);
@@ -391,42 +263,19 @@ export class ServiceLimiter {
 
   // ---- tokens ----
 
-  /**
-   * Drops tokens not spent within leaseMs of falling due (counted as
-   * stranded). Counted, not dropped one by one: when demand falls, a lease
-   * of thousands of tokens can expire at once.
-   */
-  #expireBatches(now: number): void {
-    for (let b = this.#firstBatch; b !== undefined; b = this.#dropFirstBatch()) {
-      // Unconditional, for the reason given at expiredTokens().
-      const gone = expiredTokens(b, now - this.#leaseMs);
-      b.n -= gone;
-      b.nextAt += gone * b.spacingMs;
-      this.#stock -= gone;
-      this.stats.tokensStranded += gone;
-      if (b.n > 0) return;
-    }
-  }
-
-  /** Unlinks the oldest batch (spent or expired); returns the next. */
-  #dropFirstBatch(): TokenBatch | undefined {
-    const next = this.#firstBatch!.next;
-    this.#firstBatch = next;
-    if (next === undefined) this.#lastBatch = undefined;
-    return next;
+  /** Drops leased tokens not spent within leaseMs of falling due (see TokenStock). */
+  #expireTokens(now: number): void {
+    this.#tokens.expire(now);
+    this.stats.tokensStranded = this.#tokens.stranded;
   }
 
   #spendLocal(now: number): boolean {
-    if (this.#stock === 0) return this.#takeNow(now);
-    this.#expireBatches(now);
-    if (this.#stock === 0) return this.#takeNow(now);
-    const batch = this.#firstBatch!;
-    if (batch.nextAt > now) return false;
-    batch.nextAt += batch.spacingMs;
-    if (--batch.n === 0) this.#dropFirstBatch();
-    this.#stock--;
+    if (this.#tokens.count === 0) return this.#takeNow(now);
+    this.#expireTokens(now);
+    if (this.#tokens.count === 0) return this.#takeNow(now);
+    if (!this.#tokens.spend(now)) return false;
     this.stats.tokensSpent++;
-    this.#countDemand(1, now);
+    this.#demand.count(1, now);
     return true;
   }
 
@@ -437,45 +286,19 @@ export class ServiceLimiter {
     }
     this.stats.tokensLeased++;
     this.stats.tokensSpent++;
-    this.#countDemand(1, now);
+    this.#demand.count(1, now);
     return true;
   }
 
-  #countDemand(n: number, now: number): void {
-    if (now - this.#demandWindowStart >= 1000) {
-      this.#demandPrev = now - this.#demandWindowStart >= 2000 ? 0 : this.#demandThis;
-      this.#demandThis = 0;
-      this.#demandWindowStart = now;
-    }
-    this.#demandThis += n;
-  }
-
-  /** Tokens per second this instance has been spending lately. */
-  #demandRate(now: number): number {
-    const elapsed = Math.min(1000, now - this.#demandWindowStart);
-    return this.#demandPrev * (1 - elapsed / 1000) + this.#demandThis;
-  }
-
-  /**
-   * How many tokens one lease asks for: what waits now, or about half a
-   * lease lifetime of recent demand, whichever is more; never more than
-   * `max(burst, cap)` with cap = (burst + rps·τ) / (4·instances) or two
-   * lease round trips at rps if more, so leased tokens left unspent stay a
-   * small share of the limit. `demandRate` is `#demandRate()`'s
-   * reading, taken once by the caller.
-   */
+  /** How many tokens one lease asks for (see `leaseSize` in lease_policy.ts). */
   #leaseSize(waiting: number, demandRate: number): number {
     if (!this.#store.shared) return waiting;
-    const peers = Math.max(1, this.#peers());
-    // A share of the limit, but never less than two lease round trips of the
-    // whole rate: one busy instance must keep up even when KV is slow.
-    const cap = Math.max(
-      1,
-      Math.ceil((this.#limits.burst + (this.#limits.rps * this.#leaseMs) / 1000) / (4 * peers)),
-      this.#pipelineTokens(),
-    );
-    const ahead = Math.min(cap, Math.ceil((demandRate * this.#leaseMs) / 2000));
-    return Math.max(1, Math.min(Math.max(waiting, ahead), Math.max(cap, this.#limits.burst)));
+    return leaseSize(waiting, demandRate, {
+      limits: this.#limits,
+      leaseMs: this.#leaseMs,
+      peers: this.#peers(),
+      leaseRttMs: this.#leaseRttMs,
+    });
   }
 
   /**
@@ -486,10 +309,8 @@ export class ServiceLimiter {
    */
   #leaseIdle(now: number): boolean {
     if (this.#leasing || this.#leaseRetryTimer !== undefined || this.#closed) return false;
-    const last = this.#lastBatch;
-    if (last === undefined) return true;
-    const lastDue = last.nextAt + (last.n - 1) * last.spacingMs;
-    return lastDue <= now + 2 * this.#leaseRttMs;
+    const lastDue = this.#tokens.lastDueAt();
+    return lastDue === undefined || lastDue <= now + 2 * this.#leaseRttMs;
   }
 
   /**
@@ -502,20 +323,11 @@ export class ServiceLimiter {
    */
   #maybePrefetch(now: number): void {
     if (!this.#store.shared || !this.#leaseIdle(now)) return;
-    const rate = this.#demandRate(now);
+    const rate = this.#demand.rate(now);
     const size = this.#leaseSize(0, rate);
     if (size <= 1) return;
     const gap = 1000 / Math.max(1, rate);
-    if (this.#stockLasting(now + gap + 2 * this.#leaseRttMs) <= size / 2) this.#lease(size);
-  }
-
-  /** Leased tokens not yet expired at `at`. */
-  #stockLasting(at: number): number {
-    let n = this.#stock;
-    for (let b = this.#firstBatch; b !== undefined; b = b.next) {
-      n -= expiredTokens(b, at - this.#leaseMs);
-    }
-    return n;
+    if (this.#tokens.lastingAt(now + gap + 2 * this.#leaseRttMs) <= size / 2) this.#lease(size);
   }
 
   #pumpTokens(): void {
@@ -523,40 +335,30 @@ export class ServiceLimiter {
     while (this.#tokenQueue.live > 0 && this.#spendLocal(now)) this.#grant(this.#tokenQueue);
     if (this.#closed) return;
     if (this.#tokenQueue.live === 0) return this.#maybePrefetch(now);
-    if (this.#stock > 0) this.#wakeWhenDue();
-    if (this.#tokenQueue.live <= this.#stock || !this.#leaseIdle(now)) return;
-    if (!this.#store.shared) return this.#lease(this.#tokenQueue.live - this.#stock);
+    const stock = this.#tokens.count;
+    if (stock > 0) this.#wakeWhenDue();
+    if (this.#tokenQueue.live <= stock || !this.#leaseIdle(now)) return;
+    if (!this.#store.shared) return this.#lease(this.#tokenQueue.live - stock);
     // Start the lease one turn later so that requests arriving together share it.
     this.#leasing = true;
     this.#clock.setTimeout(() => {
       this.#leasing = false;
-      const need = this.#tokensNeeded();
+      const need = tokensNeeded(
+        this.#tokenQueue.live,
+        this.#tokens.count,
+        pipelineTokens(this.#limits, this.#leaseRttMs),
+      );
       if (need > 0 && !this.#closed) {
-        this.#lease(this.#leaseSize(need, this.#demandRate(this.#clock.now())));
+        this.#lease(this.#leaseSize(need, this.#demand.rate(this.#clock.now())));
       }
     }, 0);
   }
 
-  /**
-   * Tokens the waiters need beyond the stock; at least what the service's
-   * rate spends during two lease round trips (up to the waiters' number),
-   * so that back-to-back leases keep up when KV is slow.
-   */
-  #tokensNeeded(): number {
-    const live = this.#tokenQueue.live;
-    if (live <= this.#stock) return 0;
-    return Math.max(live - this.#stock, Math.min(live, this.#pipelineTokens()));
-  }
-
-  /** Tokens the service's rate spends during two lease round trips. */
-  #pipelineTokens(): number {
-    return Math.ceil((this.#limits.rps * 2 * this.#leaseRttMs) / 1000);
-  }
-
   /** Leased tokens that fall due later: wake the queue when the first one does. */
   #wakeWhenDue(): void {
-    if (this.#dueTimer !== undefined || this.#firstBatch === undefined) return;
-    const delay = Math.max(0, this.#firstBatch.nextAt - this.#clock.now());
+    const firstDue = this.#tokens.firstDueAt();
+    if (this.#dueTimer !== undefined || firstDue === undefined) return;
+    const delay = Math.max(0, firstDue - this.#clock.now());
     this.#dueTimer = this.#clock.setTimeout(() => {
       this.#dueTimer = undefined;
       this.#pumpTokens();
@@ -577,11 +379,7 @@ export class ServiceLimiter {
         }
         if (granted > 0) {
           const now = this.#clock.now();
-          const batch = new TokenBatch(granted, firstAt ?? now, spacingMs, now);
-          if (this.#lastBatch === undefined) this.#firstBatch = batch;
-          else this.#lastBatch.next = batch;
-          this.#lastBatch = batch;
-          this.#stock += granted;
+          this.#tokens.add(granted, firstAt ?? now, spacingMs, now);
           this.stats.tokensLeased += granted;
           this.#pumpTokens();
         } else if (this.#tokenQueue.live > 0) {

@@ -1,0 +1,81 @@
+import type { Admission } from "./admission.ts";
+
+/** A request waiting for a slot or a token. */
+export interface Waiter {
+  resolve: (a: Admission) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+  cancelDeadline?: () => void;
+  done: boolean;
+}
+
+/**
+ * Where waiting requests line up. The limiter grants in the order `shift()`
+ * gives; a fair queue across teams implements the same interface.
+ */
+export interface AdmissionQueue {
+  /** Waiters still waiting. */
+  live: number;
+  /** Adds a waiter; `front` puts it first (a retry already holding a slot). */
+  push(w: Waiter, front?: boolean): void;
+  /** The next waiter to grant, removed; settled ones are skipped. */
+  shift(): Waiter | undefined;
+  /** A waiter left early (abort, deadline): it is settled and still in the queue. */
+  left(): void;
+}
+
+/** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */
+export class WaitQueue implements AdmissionQueue {
+  #items: Waiter[] = [];
+  #head = 0;
+  live = 0;
+
+  push(w: Waiter, front = false): void {
+    if (front) {
+      if (this.#head > 0) this.#items[--this.#head] = w;
+      else this.#items.unshift(w);
+    } else this.#items.push(w);
+    this.live++;
+  }
+
+  /**
+   * Called when a waiter leaves early (abort, deadline): drops settled
+   * entries once they are most of the queue, so that a mass abort frees
+   * their memory at once rather than at the next grant.
+   */
+  left(): void {
+    this.live--;
+    const held = this.#items.length - this.#head;
+    if (this.live === 0) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (held > 1024 && this.live * 2 < held) {
+      this.#items = this.#items.slice(this.#head).filter((w) => !w.done);
+      this.#head = 0;
+    }
+  }
+
+  /** The oldest waiter still waiting, removed from the queue. */
+  shift(): Waiter | undefined {
+    while (this.#head < this.#items.length) {
+      const w = this.#items[this.#head++];
+      if (!w.done) {
+        this.#compact();
+        return w;
+      }
+    }
+    this.#compact();
+    return undefined;
+  }
+
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    }
+  }
+}
