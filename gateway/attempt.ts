@@ -2,6 +2,7 @@ import type { Clock } from "../clock/mod.ts";
 import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
+import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
@@ -80,9 +81,13 @@ async function waitForKey(
   for (;;) {
     const now = p.clock.now();
     if (untilMs > x.deadline) {
-      if (tries.last) return respondSettled(p, x, tries.last, release, "exhausted");
-      release();
-      return answer(p, x, gatewayErrors.keysResting(x.rt.service.name, untilMs - now));
+      return endWaiting(
+        p,
+        x,
+        tries,
+        release,
+        gatewayErrors.keysResting(x.rt.service.name, untilMs - now),
+      );
     }
     if (!(await sleep(p.clock, untilMs - now, x.req.signal))) {
       release();
@@ -109,9 +114,13 @@ async function waitForToken(
     priority: retry,
   });
   if (!token.ok) {
-    if (tries.last) return respondSettled(p, x, tries.last, release, "exhausted");
-    release();
-    return answer(p, x, gatewayErrors.refused(token.reason, x.rt.service.name, token.retryAfterMs));
+    return endWaiting(
+      p,
+      x,
+      tries,
+      release,
+      gatewayErrors.refused(token.reason, x.rt.service.name, token.retryAfterMs),
+    );
   }
   x.now = p.clock.now();
   return undefined;
@@ -160,6 +169,22 @@ async function tryOnce(
     return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
   }
   return { retry: outcome };
+}
+
+/**
+ * A wait for a key or a token gave up: the client gets the last upstream
+ * answer when a retry was waiting, else kvgate's own `err`.
+ */
+function endWaiting(
+  p: Pipeline,
+  x: Exchange,
+  tries: Tries,
+  release: () => void,
+  err: GatewayError,
+): Response {
+  if (tries.last) return respondSettled(p, x, tries.last, release, "exhausted");
+  release();
+  return answer(p, x, err);
 }
 
 /** After the last attempt: the last upstream answer, or why there was none. */
