@@ -13,7 +13,7 @@ export const BENCH_PASSWORD = "bench-password";
 export function kvgateEnv(
   mockBase: string,
   kvPath: string,
-  limits: Record<string, number>,
+  limits: Record<string, number | string>,
 ): Record<string, string> {
   return {
     ACCESS_PASSWORD: BENCH_PASSWORD,

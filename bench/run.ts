@@ -7,6 +7,7 @@
  * 2. `minimal` — bench/minimal_proxy.ts, a bare pass-through Deno proxy (the floor);
  * 3. `kvgate` — main.ts with limits far above the load (pacing on, never binding), KV in a file;
  * 4. `kvgate-binding` — main.ts with limits the load exceeds (the queue's cost).
+ * 5. `kvgate-native` — main.ts as 3, with `streamRelay: "native"` (streams handed to the runtime).
  *
  * Loads: non-streaming chat completions at 1 connection (latency) and 32
  * connections (throughput) with wrk; SSE streams of 20 and of 500 events
@@ -375,7 +376,19 @@ async function main() {
     kvgateEnv(mock.base, `${dir}/binding.sqlite3`, { rps: 500, burst: 50, maxConn: 16 }),
     "/openai/v1/chat/completions",
   );
-  const targets = [mock, minimal, kvgate, binding];
+  // The same kvgate with streams handed to the runtime as they are (streamRelay "native").
+  const native = await start(
+    "kvgate-native",
+    "main.ts",
+    kvgateEnv(mock.base, `${dir}/native.sqlite3`, {
+      rps: 1e6,
+      burst: 1e6,
+      maxConn: 10_000,
+      streamRelay: "native",
+    }),
+    "/openai/v1/chat/completions",
+  );
+  const targets = [mock, minimal, kvgate, binding, native];
   // Another checkout of kvgate (an earlier commit, say), measured in the same run.
   const beforeRoot = Deno.env.get("BENCH_BASELINE_ROOT");
   if (beforeRoot) {
@@ -412,7 +425,9 @@ async function main() {
       for (const t of order) await measure(t, round, rows);
     }
     if (PAIRED_ROUNDS > 0) {
-      paired = await pairedPhase(targets.filter((t) => t !== mock && t !== binding));
+      paired = await pairedPhase(
+        targets.filter((t) => t !== mock && t !== binding && t !== native),
+      );
     }
   } finally {
     for (const t of targets.slice(1)) await stop(t);
@@ -434,7 +449,8 @@ async function main() {
   for (const round of [1, 2]) {
     const get = (target: string, load: string) =>
       rows.find((r) => r.round === round && r.target === target && r.load === load)!;
-    for (const target of ["kvgate", "kvgate-binding", ...(beforeRoot ? ["kvgate-baseline"] : [])]) {
+    const compared = ["kvgate", "kvgate-binding", "kvgate-native"];
+    for (const target of [...compared, ...(beforeRoot ? ["kvgate-baseline"] : [])]) {
       console.log(
         [
           round,

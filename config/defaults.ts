@@ -8,6 +8,14 @@
 /** How a service authenticates and shapes its errors. */
 export type ServiceStyle = "openai" | "anthropic" | "gemini";
 
+/**
+ * How a streamed answer reaches the client. `"observe"`: through kvgate,
+ * chunk by chunk (idle timeout, byte count, ended at an event boundary by a
+ * drain). `"native"`: handed to the runtime as it is, at a bare proxy's CPU
+ * cost, without those three.
+ */
+export type StreamRelay = "observe" | "native";
+
 /** One upstream provider as configured. */
 export interface ServiceConfig {
   /** Absolute http(s) URL of the upstream; the client's path is appended to it. */
@@ -22,6 +30,8 @@ export interface ServiceConfig {
   maxConn: number;
   /** Auth header placement and error shape; "openai" for any OpenAI-compatible upstream. */
   style: ServiceStyle;
+  /** How streamed answers are relayed (see {@linkcode StreamRelay}). Default "observe". */
+  streamRelay: StreamRelay;
 }
 
 /** Gateway-wide settings, each with its default in {@linkcode DEFAULT_SETTINGS}. */
@@ -86,7 +96,15 @@ function service(
   maxConn: number,
   style: ServiceStyle = "openai",
 ): [string, ServiceConfig] {
-  return [name, { target, envKey: `${name.toUpperCase()}_API_KEYS`, rps, burst, maxConn, style }];
+  return [name, {
+    target,
+    envKey: `${name.toUpperCase()}_API_KEYS`,
+    rps,
+    burst,
+    maxConn,
+    style,
+    streamRelay: "observe",
+  }];
 }
 
 /** The built-in services, by route prefix. */

@@ -4,6 +4,7 @@ import {
   type GatewaySettings,
   type ServiceConfig,
   type ServiceStyle,
+  type StreamRelay,
 } from "./defaults.ts";
 
 /** A configuration problem found at start-up; the message names the place. */
@@ -42,7 +43,16 @@ export interface LoadConfigOptions {
 
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const STYLES: readonly ServiceStyle[] = ["openai", "anthropic", "gemini"];
-const SERVICE_FIELDS = ["target", "envKey", "rps", "burst", "maxConn", "style"] as const;
+const SERVICE_FIELDS = [
+  "target",
+  "envKey",
+  "rps",
+  "burst",
+  "maxConn",
+  "style",
+  "streamRelay",
+] as const;
+const STREAM_RELAYS: readonly StreamRelay[] = ["observe", "native"];
 const POSITIVE_SETTINGS = [
   "queueTimeoutMs",
   "firstByteTimeoutMs",
@@ -120,6 +130,7 @@ function mergeService(
     burst: 10,
     maxConn: 5,
     style: "openai",
+    streamRelay: "observe",
     ...base,
     ...patch,
   } as Record<string, unknown>;
@@ -130,6 +141,14 @@ function mergeService(
   if (!STYLES.includes(style)) {
     throw new ConfigError(
       `${where}.style must be one of ${STYLES.join(", ")} (got ${describe(style)})`,
+    );
+  }
+  const streamRelay = merged.streamRelay as StreamRelay;
+  if (!STREAM_RELAYS.includes(streamRelay)) {
+    throw new ConfigError(
+      `${where}.streamRelay must be one of ${STREAM_RELAYS.join(", ")} (got ${
+        describe(streamRelay)
+      })`,
     );
   }
   if (typeof merged.envKey !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(merged.envKey)) {
@@ -144,6 +163,7 @@ function mergeService(
     burst: checkPositive(`${where}.burst`, merged.burst, true),
     maxConn: checkPositive(`${where}.maxConn`, merged.maxConn, true),
     style,
+    streamRelay,
   };
 }
 

@@ -23,6 +23,8 @@ export interface Exchange {
   key: PooledKey | undefined;
   queueMs: number;
   upstreamMs: number | undefined;
+  /** What the server tells of the connection (absent in process): when the answer is over. */
+  info: Deno.ServeHandlerInfo | undefined;
   /** The latest upstream answer (kept with the record: see `v8_shapes.ts`). */
   upstream: Response | undefined;
   /**
@@ -44,6 +46,7 @@ export function newExchange(
   rt: ServiceRuntime,
   started: number,
   config: Pick<GatewayConfig, "queueTimeoutMs">,
+  info: Deno.ServeHandlerInfo | undefined,
 ): Exchange {
   const head = readClientHead(req.headers);
   return {
@@ -60,6 +63,7 @@ export function newExchange(
     key: undefined,
     queueMs: 0,
     upstreamMs: undefined,
+    info,
     upstream: undefined,
     now: started,
   };

@@ -48,17 +48,12 @@ export function createHandler(
     const rt = deps.runtimes.get(serviceName(target.path));
     if (!rt) return Promise.resolve(unknownService(p, req, target, prefixes));
     const done = p.drain.begin();
+    const x = newExchange(req, target, rt, p.clock.now(), p.config, info);
     if (info) {
       info.completed.then(done, done);
-      return serve(p, routes, shapes, newExchange(req, target, rt, p.clock.now(), p.config), info);
+      return serve(p, routes, shapes, x);
     }
-    const answered = serve(
-      p,
-      routes,
-      shapes,
-      newExchange(req, target, rt, p.clock.now(), p.config),
-      info,
-    );
+    const answered = serve(p, routes, shapes, x);
     answered.then(done, done);
     return answered;
   };
@@ -70,7 +65,6 @@ async function serve(
   routes: RouteCache,
   shapes: ShapeKeeper,
   x: Exchange,
-  info: Deno.ServeHandlerInfo | undefined,
 ): Promise<Response> {
   if (p.drain.closing) return answer(p, x, gatewayErrors.closing());
   if (x.req.method === "OPTIONS") return preflight(x.req, x.id);
@@ -106,7 +100,7 @@ async function serve(
   }
   try {
     const response = await attempt(p, x, r, read.body, slot.release);
-    shapes.keep(x, response, x.upstream?.body, info, x.req);
+    shapes.keep(x, response, x.upstream?.body, x.info, x.req);
     return response;
   } catch (e) {
     slot.release();

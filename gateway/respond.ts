@@ -50,6 +50,9 @@ export function respondSuccess(
 ): Response {
   const head = relayResponseHeaders(res.headers, x.id, x.cors);
   if (head.eventStream || head.contentLength === null || !res.body) {
+    if (x.rt.service.streamRelay === "native" && x.info !== undefined && res.body) {
+      return respondNative(p, x, res, head, release, x.info);
+    }
     return respondStream(p, x, res, head, release);
   }
   release();
@@ -58,6 +61,30 @@ export function respondSuccess(
     status: res.status,
     headers: head.headers,
   });
+}
+
+/**
+ * A stream handed to the runtime as it is (`streamRelay: "native"`): no
+ * JavaScript per chunk, so it costs what a bare proxy costs. The slot is
+ * held until the server says the answer is over (its last byte sent, or the
+ * client gone: the server does not say which, so the log says `native`).
+ * What needs the chunks is given up: no idle timeout, no byte count, and a
+ * drain cannot end it at an event boundary (it is cut when the process exits).
+ */
+function respondNative(
+  p: Pipeline,
+  x: Exchange,
+  res: Response,
+  { headers }: RelayHead,
+  release: () => void,
+  info: Deno.ServeHandlerInfo,
+): Response {
+  const over = () => {
+    release();
+    account(p, x, res.status, "native");
+  };
+  info.completed.then(over, over);
+  return new Response(res.body, { status: res.status, headers });
 }
 
 function respondStream(

@@ -26,6 +26,8 @@ Deno.test("loadConfig() has the built-in services with the documented defaults",
   assertEquals(c.port, 8000);
   assertEquals(c.password, undefined);
   assert(c.kvPath?.startsWith("./data/"));
+  assertEquals([c.drainMs, c.expectedInstances], [4000, 1]);
+  assertEquals(c.services.groq.streamRelay, "observe");
 });
 
 Deno.test("parseKeyList() splits on commas and newlines, trims, drops empties and duplicates", () => {
@@ -96,6 +98,17 @@ Deno.test("invalid configuration stops start-up with one message naming the serv
   );
   assertThrows(bad('{"queueTimeoutMs":0}'), ConfigError, "GATEWAY_CONFIG.queueTimeoutMs");
   assertThrows(bad('{"limitMode":"none"}'), ConfigError, "limitMode");
+  assertThrows(
+    bad('{"services":{"groq":{"streamRelay":"fast"}}}'),
+    ConfigError,
+    'GATEWAY_CONFIG.services.groq.streamRelay must be one of observe, native (got "fast")',
+  );
+  assertThrows(bad('{"drainMs":0}'), ConfigError, "GATEWAY_CONFIG.drainMs");
+  assertThrows(
+    bad('{"expectedInstances":0.5}'),
+    ConfigError,
+    "GATEWAY_CONFIG.expectedInstances must be a positive integer (got 0.5)",
+  );
   assertThrows(() => loadConfig(env({ PORT: "http" })), ConfigError, "PORT");
 });
 

@@ -15,6 +15,7 @@ export interface TestService {
   burst?: number;
   maxConn?: number;
   style?: "openai" | "anthropic" | "gemini";
+  streamRelay?: "observe" | "native";
 }
 
 /** Options for {@linkcode startGateway}. */
