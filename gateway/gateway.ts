@@ -77,10 +77,12 @@ export async function createGateway(
     log({ t: isoTime(clock.now()), event, ...detail });
   const kvStatus = options.kvStatus ?? new KvStatus({
     clock,
-    probe: () => kvCall(() => kv.get(probeKey()), { timeoutMs: config.kvTimeoutMs, attempts: 1 }),
+    probe: () =>
+      kvCall(() => kv.get(probeKey()), { timeoutMs: config.kvTimeoutMs, attempts: 1, clock }),
     log: logEvent,
   });
-  const call = { timeoutMs: config.kvTimeoutMs, status: kvStatus };
+  const random = options.random ?? Math.random;
+  const call = { timeoutMs: config.kvTimeoutMs, status: kvStatus, random, clock };
   const shared = config.limitMode === "shared";
   const heartbeatMs = options.heartbeatMs ?? Math.max(100, Math.floor(config.slotTtlMs / 3));
   const presence = shared
@@ -112,6 +114,7 @@ export async function createGateway(
           clock,
           slotTtlMs: config.slotTtlMs,
           call,
+          random,
         }),
         limits,
         { clock, peers, status: kvStatus },
@@ -124,6 +127,7 @@ export async function createGateway(
       leaseMs: config.leaseMs,
       slotTtlMs: config.slotTtlMs,
       peers,
+      random,
     });
     const rt = new ServiceRuntime({
       service,
@@ -159,7 +163,7 @@ export async function createGateway(
     fetch: options.fetch ?? fetch,
     clock,
     log,
-    random: options.random ?? Math.random,
+    random,
     drain,
   });
 

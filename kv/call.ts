@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../clock/mod.ts";
 import type { KvStatus } from "./status.ts";
 
 /** Options for {@linkcode kvCall}. */
@@ -6,8 +7,12 @@ export interface KvCallOptions {
   timeoutMs?: number;
   /** Attempts in all, the first included. Default 4. */
   attempts?: number;
-  /** Waits between attempts; injectable for tests. Default: a real timer. */
+  /** Times each attempt out, and waits between attempts. Default: the system clock. */
+  clock?: Clock;
+  /** Waits between attempts. Default: a timer of `clock`. */
   sleep?: (ms: number) => Promise<void>;
+  /** Random numbers in [0, 1) for the jitter between attempts. Default: `Math.random`. */
+  random?: () => number;
   /**
    * Whether KV answers, shared by every caller: while it is down the call
    * fails at once, and a call that fails after its retries takes it down.
@@ -29,14 +34,12 @@ export function isTransientKvError(e: unknown): boolean {
   );
 }
 
-const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+function withTimeout<T>(clock: Clock, promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<Clock["setTimeout"]> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`KV call timed out after ${ms} ms`)), ms);
+    timer = clock.setTimeout(() => reject(new Error(`KV call timed out after ${ms} ms`)), ms);
   });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, timeout]).finally(() => clock.clearTimeout(timer!));
 }
 
 /**
@@ -49,19 +52,22 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
  * @throws {KvUnavailableError} after the last attempt fails.
  */
 export async function kvCall<T>(fn: () => Promise<T>, options: KvCallOptions = {}): Promise<T> {
-  const { timeoutMs = 2000, attempts = 4, sleep = realSleep, status } = options;
+  const { timeoutMs = 2000, attempts = 4, status, random = Math.random } = options;
+  const clock = options.clock ?? systemClock;
+  const sleep = options.sleep ??
+    ((ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms)));
   if (status && !status.up) {
     throw new KvUnavailableError(`KV unavailable: ${status.lastError || "not connected"}`);
   }
   let last: unknown;
   for (let attempt = 0; attempt < attempts; attempt++) {
     try {
-      return await withTimeout(fn(), timeoutMs);
+      return await withTimeout(clock, fn(), timeoutMs);
     } catch (e) {
       last = e;
       if (!isTransientKvError(e)) throw e;
       if (attempt + 1 < attempts) {
-        await sleep(Math.min(200, 5 * 2 ** attempt) * (0.5 + Math.random()));
+        await sleep(Math.min(200, 5 * 2 ** attempt) * (0.5 + random()));
       }
     }
   }

@@ -40,6 +40,8 @@ export interface KvCapacityStoreOptions {
   slotTtlMs?: number;
   /** Timeout and retries of each KV call. */
   call?: KvCallOptions;
+  /** Random numbers in [0, 1) for the wait after contention. Default: `Math.random`. */
+  random?: () => number;
   /** Compare-and-set attempts before a lease gives up for now. Default 8. */
   maxConflicts?: number;
   /**
@@ -100,6 +102,7 @@ export class KvCapacityStore implements CapacityStore {
   #lastReservation: LastReservation | undefined;
   #claimSeq = 0;
   #clockSkewMs: number;
+  #random: () => number;
 
   constructor(
     kv: Deno.Kv,
@@ -117,6 +120,7 @@ export class KvCapacityStore implements CapacityStore {
     this.#maxConflicts = options.maxConflicts ?? 8;
     this.#tokens = options.tokens ?? "ledger";
     this.#clockSkewMs = options.clockSkewMs ?? 3000;
+    this.#random = options.random ?? Math.random;
     if (this.#tokens !== "ledger" && this.#tokens !== "compare_and_set") {
       throw new RangeError(`tokens must be "ledger" or "compare_and_set" (got ${this.#tokens})`);
     }
@@ -228,7 +232,7 @@ export class KvCapacityStore implements CapacityStore {
       },
       { attempts: this.#maxConflicts, call: this.#call },
     );
-    return update.ok ? update.result : { granted: 0, retryAfterMs: 5 + Math.random() * 20 };
+    return update.ok ? update.result : { granted: 0, retryAfterMs: 5 + this.#random() * 20 };
   }
 
   async #returnToBucket(n: number): Promise<void> {

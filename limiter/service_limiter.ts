@@ -23,6 +23,8 @@ export interface ServiceLimiterOptions {
   deadlineResolutionMs?: number;
   /** Where requests wait for a slot, in the order it gives. Default: first in, first out. */
   slotQueue?: AdmissionQueue;
+  /** Random numbers in [0, 1) for the jitter of retries and polls. Default: `Math.random`. */
+  random?: () => number;
 }
 
 /** Counters for benchmarks and the status page. */
@@ -62,6 +64,7 @@ export class ServiceLimiter {
   #peers: () => number;
   /** Queue deadlines, all on one timer: a waiting request holds no runtime timer. */
   #deadlines: TimeoutSweeper;
+  #random: () => number;
 
   /** Leased tokens not yet spent. */
   #tokens: TokenStock;
@@ -104,6 +107,7 @@ export class ServiceLimiter {
     this.#deadlines = new TimeoutSweeper(this.#clock, options.deadlineResolutionMs ?? 100);
     this.#tokens = new TokenStock(this.#leaseMs);
     this.#slotQueue = options.slotQueue ?? new WaitQueue();
+    this.#random = options.random ?? Math.random;
     // A store of this instance's own holds every slot from the start: no round trip to admit.
     if (!this.#store.shared) this.#slotsHeld = limits.maxConn;
     if (!(this.#queueLimit >= 0)) {
@@ -396,7 +400,7 @@ export class ServiceLimiter {
 
   #retryLeaseIn(ms: number): void {
     // Jitter spreads instances that all wait for the same refill.
-    const delay = Math.max(1, ms) * (this.#store.shared ? 1 + Math.random() * 0.2 : 1);
+    const delay = Math.max(1, ms) * (this.#store.shared ? 1 + this.#random() * 0.2 : 1);
     this.#leaseRetryTimer = this.#clock.setTimeout(() => {
       this.#leaseRetryTimer = undefined;
       this.#pumpTokens();
@@ -530,6 +534,6 @@ export class ServiceLimiter {
     this.#slotPollTimer = this.#clock.setTimeout(() => {
       this.#slotPollTimer = undefined;
       this.#pumpSlots();
-    }, ms * (0.75 + Math.random() * 0.5));
+    }, ms * (0.75 + this.#random() * 0.5));
   }
 }
