@@ -5,7 +5,7 @@
  */
 import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
 import { createGateway, flushLog, jsonLog } from "./gateway/mod.ts";
-import { connectKv, type KvConnection, KvPathError, parseKvPath } from "./kv/mod.ts";
+import { connectKv, displayKvPath, type KvConnection, KvPathError, parseKvPath } from "./kv/mod.ts";
 import { systemClock } from "./clock/mod.ts";
 
 function generatePassword(): string {
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     instance: gateway.instanceId,
     pid: Deno.pid,
     limitMode: config.limitMode,
-    kv: config.kvPath ?? "deploy",
+    kv: config.kvPath === undefined ? "deploy" : displayKvPath(config.kvPath),
     kvUp: kv.status.up,
   });
 

@@ -5,12 +5,20 @@ export type KvLocation =
   | { kind: "file"; path: string }
   | { kind: "remote"; url: string };
 
+/**
+ * KV_PATH as it may be shown in a log or an error: a URL's user and
+ * password, should it carry any, are replaced by `***`.
+ */
+export function displayKvPath(value: string): string {
+  return value.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)[^/@]*@/, "$1***@");
+}
+
 /** A KV_PATH that cannot be used; the message names KV_PATH, the value and the reason. */
 export class KvPathError extends Error {
   override name = "KvPathError";
 
   constructor(value: string, reason: string) {
-    super(`KV_PATH ${JSON.stringify(value)} cannot be used: ${reason}`);
+    super(`KV_PATH ${JSON.stringify(displayKvPath(value))} cannot be used: ${reason}`);
   }
 }
 

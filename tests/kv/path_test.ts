@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { describeFsError, KvPathError, parseKvPath, prepareKvFile } from "../../kv/mod.ts";
+import {
+  describeFsError,
+  displayKvPath,
+  KvPathError,
+  parseKvPath,
+  prepareKvFile,
+} from "../../kv/mod.ts";
 
 const noEnv = (_name: string): string | undefined => undefined;
 const withToken = (name: string) => name === "DENO_KV_ACCESS_TOKEN" ? "t0ken" : undefined;
@@ -67,4 +73,12 @@ Deno.test("prepareKvFile says why a path cannot be used: permission, read-only, 
     });
   }
   assert.match(describeFsError(new Deno.errors.NotCapable("Requires write access")), /Deno/);
+});
+
+Deno.test("displayKvPath hides a URL's user and password, and leaves paths alone", () => {
+  assert.equal(displayKvPath("https://user:s3cret@kv.example/db"), "https://***@kv.example/db");
+  assert.equal(displayKvPath("http://denokv:4512"), "http://denokv:4512");
+  assert.equal(displayKvPath("/var/lib/kv@2/kv.sqlite3"), "/var/lib/kv@2/kv.sqlite3");
+  const e = new KvPathError("ftp://me:pw@host/db", "no");
+  assert(!e.message.includes("pw"), e.message);
 });
