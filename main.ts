@@ -28,6 +28,8 @@ function dropWritePermission(): void {
 async function openKv(config: GatewayConfig): Promise<KvConnection> {
   try {
     const location = parseKvPath(config.kvPath, (name) => Deno.env.get(name));
+    // Only a KV file needs writing, and only until it is open; nothing else ever does.
+    if (location.kind !== "file") dropWritePermission();
     return await connectKv(location, {
       clock: systemClock,
       timeoutMs: config.kvTimeoutMs,
