@@ -2,6 +2,7 @@ import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 import type { Admission, RefusalReason, SlotAdmission, WaitOptions } from "./admission.ts";
 import { DemandMeter, leaseSize, pipelineTokens, tokensNeeded } from "./lease_policy.ts";
+import { SlotLease } from "./slot_lease.ts";
 import { TimeoutSweeper } from "./timeout_sweeper.ts";
 import { TokenStock } from "./token_stock.ts";
 import { type AdmissionQueue, type Waiter, WaitQueue } from "./wait_queue.ts";
@@ -38,8 +39,7 @@ export interface LimiterStats {
 
 const OK: Admission = Object.freeze({ ok: true });
 
-/** How long a shared slot may sit idle with this instance before it goes back, in ms. */
-export const SLOT_LINGER_MS = 1000;
+export { SLOT_LINGER_MS } from "./slot_lease.ts";
 
 /**
  * Paces one service for one instance: a FIFO queue of requests waiting for
@@ -77,20 +77,9 @@ export class ServiceLimiter {
   /** Wakes the token queue when the next leased token falls due. */
   #dueTimer: TimerHandle | undefined;
 
-  #slotsHeld = 0;
-  #slotsInUse = 0;
-  #slotsValidUntil = Infinity;
   #slotQueue: AdmissionQueue;
-  #holding = false;
-  /** Asks again for slots after none were free. */
-  #slotPollTimer: TimerHandle | undefined;
-  /** Gives idle slots back after SLOT_LINGER_MS. */
-  #handbackTimer: TimerHandle | undefined;
-  /** Most slots in use at once since the last hand-back check. */
-  #peakInUse = 0;
-  #slotPollMs = 20;
-  #shutdownWrites: Promise<unknown> = Promise.resolve();
-  #pendingHold: Promise<unknown> = Promise.resolve();
+  /** The in-flight slots this instance holds. */
+  #slots: SlotLease;
 
   /** Demand estimate: tokens taken in the current and the previous second. */
   #demand = new DemandMeter();
@@ -108,8 +97,19 @@ export class ServiceLimiter {
     this.#tokens = new TokenStock(this.#leaseMs);
     this.#slotQueue = options.slotQueue ?? new WaitQueue();
     this.#random = options.random ?? Math.random;
-    // A store of this instance's own holds every slot from the start: no round trip to admit.
-    if (!this.#store.shared) this.#slotsHeld = limits.maxConn;
+    this.#slots = new SlotLease({
+      store: this.#store,
+      clock: this.#clock,
+      maxConn: limits.maxConn,
+      ttlMs: this.#slotTtlMs,
+      peers: this.#peers,
+      random: this.#random,
+      stats: this.stats,
+      waiters: {
+        waiting: () => this.#slotQueue.live,
+        grant: () => void this.#grant(this.#slotQueue),
+      },
+    });
     if (!(this.#queueLimit >= 0)) {
       throw new RangeError(`queueLimit must be >= 0 (got ${this.#queueLimit})`);
     }
@@ -123,7 +123,7 @@ export class ServiceLimiter {
 
   /** Slots this instance uses now. */
   get inFlight(): number {
-    return this.#slotsInUse;
+    return this.#slots.inUse;
   }
 
   /**
@@ -134,17 +134,16 @@ export class ServiceLimiter {
    * @param now The clock's reading, when the caller has just taken one. Default: read now.
    */
   trySlot(now: number = this.#clock.now()): SlotAdmission | undefined {
-    if (this.#slotQueue.live > 0 || !this.#slotFree(now)) return undefined;
-    this.#slotsInUse++;
-    return { ok: true, release: this.#releaser() };
+    if (this.#slotQueue.live > 0 || !this.#slots.free(now)) return undefined;
+    return { ok: true, release: this.#slots.take() };
   }
 
   /** Waits, first in first out, for one in-flight slot. */
   acquireSlot(options: WaitOptions): Promise<SlotAdmission> {
     const free = this.trySlot();
     if (free) return Promise.resolve(free);
-    return this.#enqueue(this.#slotQueue, options, () => this.#pumpSlots()).then((a) =>
-      a.ok ? { ok: true, release: this.#releaser() } : a
+    return this.#enqueue(this.#slotQueue, options, () => this.#slots.pump()).then((a) =>
+      a.ok ? { ok: true, release: this.#slots.releaser() } : a
     );
   }
 
@@ -184,36 +183,21 @@ export class ServiceLimiter {
     }
     if (this.#leaseRetryTimer !== undefined) this.#clock.clearTimeout(this.#leaseRetryTimer);
     if (this.#dueTimer !== undefined) this.#clock.clearTimeout(this.#dueTimer);
-    if (this.#slotPollTimer !== undefined) this.#clock.clearTimeout(this.#slotPollTimer);
-    if (this.#handbackTimer !== undefined) this.#clock.clearTimeout(this.#handbackTimer);
     this.#expireTokens(this.#clock.now());
     const unused = this.#tokens.clear();
-    const jobs: Promise<unknown>[] = [];
+    const jobs: Promise<unknown>[] = [this.#slots.close()];
     if (unused > 0) jobs.push(this.#store.returnTokens(unused));
-    if (this.#store.shared && (this.#slotsHeld > this.#slotsInUse || this.#holding)) {
-      // After any write still under way, so that this one lands last.
-      this.#shutdownWrites = this.#pendingHold;
-      jobs.push(this.#writeSlotsAfterClose());
-    }
-    this.#slotsHeld = this.#slotsInUse;
     await Promise.allSettled(jobs);
   }
 
   /** After close: resolves once the slot writes made so far have landed (or failed). */
-  async settled(): Promise<void> {
-    await this.#shutdownWrites;
+  settled(): Promise<void> {
+    return this.#slots.settled();
   }
 
   /** Renews held slots so other instances keep counting them; call every slotTtlMs/3. */
-  async heartbeat(): Promise<void> {
-    if (this.#slotsHeld === 0 || this.#closed || !this.#store.shared) return;
-    try {
-      this.#slotsHeld = await this.#store.holdSlots(Math.max(this.#slotsInUse, this.#slotsHeld));
-      this.stats.slotWrites++;
-      this.#slotsValidUntil = this.#clock.now() + this.#slotTtlMs;
-    } catch {
-      // Fenced by #slotFree once #slotsValidUntil passes: no admissions past the lease.
-    }
+  heartbeat(): Promise<void> {
+    return this.#slots.heartbeat();
   }
 
   #enqueue(queue: AdmissionQueue, options: WaitOptions, pump: () => void): Promise<Admission> {
@@ -405,135 +389,5 @@ export class ServiceLimiter {
       this.#leaseRetryTimer = undefined;
       this.#pumpTokens();
     }, delay);
-  }
-
-  // ---- slots ----
-
-  #slotFree(now: number = this.#clock.now()): boolean {
-    if (this.#slotsInUse >= this.#slotsHeld) return false;
-    // Fence: slots whose lease could not be renewed are no longer ours to use.
-    return now < this.#slotsValidUntil;
-  }
-
-  #releaser(): () => void {
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      if (this.#slotsInUse > this.#peakInUse) this.#peakInUse = this.#slotsInUse;
-      this.#slotsInUse--;
-      if (this.#closed) {
-        // Shutting down: no linger, the slot goes back now.
-        this.#slotsHeld = this.#slotsInUse;
-        if (this.#store.shared) this.#writeSlotsAfterClose();
-        return;
-      }
-      if (this.#slotQueue.live > 0 && this.#slotFree()) {
-        this.#slotsInUse++;
-        this.#grant(this.#slotQueue);
-      } else if (this.#slotQueue.live === 0) {
-        this.#scheduleSlotHandback();
-      }
-    };
-  }
-
-  /**
-   * After close: writes the slots still in use, after every earlier write,
-   * each with the count at its turn, so the last write carries the last count.
-   */
-  #writeSlotsAfterClose(): Promise<unknown> {
-    this.#shutdownWrites = this.#shutdownWrites.then(() =>
-      this.#store.holdSlots(this.#slotsInUse).catch(() => {})
-    );
-    return this.#shutdownWrites;
-  }
-
-  #scheduleSlotHandback(): void {
-    if (!this.#store.shared || this.#handbackTimer !== undefined) return;
-    // Slots beyond what was in use at once during the last SLOT_LINGER_MS go
-    // back to the deployment; the rest stay for the next local requests (so
-    // steady traffic costs no slot writes). This timer never delays asking
-    // for more slots.
-    this.#handbackTimer = this.#clock.setTimeout(() => {
-      this.#handbackTimer = undefined;
-      if (this.#closed) return;
-      const keep = Math.max(this.#slotsInUse, this.#peakInUse);
-      this.#peakInUse = this.#slotsInUse;
-      if (this.#holding) return this.#scheduleSlotHandback();
-      if (this.#slotQueue.live === 0 && this.#slotsHeld > keep) this.#holdSlots(keep);
-      if (this.#slotsHeld > this.#slotsInUse) this.#scheduleSlotHandback();
-    }, SLOT_LINGER_MS);
-  }
-
-  #pumpSlots(): void {
-    this.#pumpSlotsLocal();
-    if (
-      this.#slotQueue.live > 0 && this.#store.shared && !this.#holding &&
-      this.#slotPollTimer === undefined
-    ) {
-      // One turn later, so that requests arriving together share one write.
-      this.#holding = true;
-      this.#clock.setTimeout(() => {
-        this.#holding = false;
-        if (this.#slotQueue.live > 0 && !this.#closed) {
-          this.#holdSlots(this.#slotsInUse + this.#slotQueue.live);
-        }
-      }, 0);
-    }
-  }
-
-  #holdSlots(target: number): void {
-    // Lowering takes effect here at once, so no request is admitted on a
-    // slot that the write is giving back.
-    if (target < this.#slotsHeld) this.#slotsHeld = target;
-    this.#holding = true;
-    this.stats.slotWrites++;
-    const asked = this.#clock.now();
-    const write = this.#store.holdSlots(target);
-    this.#pendingHold = write.catch(() => {});
-    write.then(
-      (held) => {
-        this.#holding = false;
-        if (this.#closed) return;
-        this.#slotsHeld = held;
-        this.#slotsValidUntil = asked + this.#slotTtlMs;
-        const before = this.#slotQueue.live;
-        this.#pumpSlotsLocal();
-        if (this.#slotQueue.live > 0 && held >= target) {
-          // Everything asked for was granted: the rest arrived since. Ask again now.
-          this.#pumpSlots();
-        } else if (this.#slotQueue.live > 0) {
-          // Nothing free anywhere: poll, backing off, until another instance lets go.
-          // Back off to 250 ms per live instance (at most 1 s): the polls of
-          // all instances together stay near four a second.
-          const ceiling = Math.min(1000, 250 * Math.max(1, this.#peers()));
-          this.#slotPollMs = before === this.#slotQueue.live
-            ? Math.min(this.#slotPollMs * 2, ceiling)
-            : 20;
-          this.#pollSlotsIn(this.#slotPollMs);
-        } else {
-          this.#slotPollMs = 20;
-          if (this.#slotsHeld > this.#slotsInUse) this.#scheduleSlotHandback();
-        }
-      },
-      () => {
-        this.#holding = false;
-        if (this.#slotQueue.live > 0 && !this.#closed) this.#pollSlotsIn(250);
-      },
-    );
-  }
-
-  #pumpSlotsLocal(): void {
-    while (this.#slotQueue.live > 0 && this.#slotFree()) {
-      this.#slotsInUse++;
-      this.#grant(this.#slotQueue);
-    }
-  }
-
-  #pollSlotsIn(ms: number): void {
-    this.#slotPollTimer = this.#clock.setTimeout(() => {
-      this.#slotPollTimer = undefined;
-      this.#pumpSlots();
-    }, ms * (0.75 + this.#random() * 0.5));
   }
 }
