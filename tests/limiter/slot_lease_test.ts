@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { CapacityStore } from "../../limiter/mod.ts";
-import { SlotLease } from "../../limiter/slot_lease.ts";
+import { SlotLease, type SlotWaiters } from "../../limiter/slot_lease.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 
 /** A shared store whose slot writes the test controls. */
@@ -17,17 +17,30 @@ function sharedStore(clock: FakeClock) {
     },
   };
   const waiting: number[] = [];
-  const lease = new SlotLease({
-    store: store as CapacityStore & typeof store,
+  const lease = newLease(store, clock, 4, {
+    waiting: () => waiting.length,
+    grant: () => void waiting.shift(),
+  });
+  return { store, lease, waiting };
+}
+
+/** A lease of `maxConn` slots with a ttl of 3 s. */
+function newLease(
+  store: CapacityStore,
+  clock: FakeClock,
+  maxConn: number,
+  waiters: SlotWaiters = { waiting: () => 0, grant: () => {} },
+): SlotLease {
+  return new SlotLease({
+    store,
     clock,
-    maxConn: 4,
+    maxConn,
     ttlMs: 3000,
     peers: () => 1,
     random: () => 0.5,
     stats: { slotWrites: 0 },
-    waiters: { waiting: () => waiting.length, grant: () => void waiting.shift() },
+    waiters,
   });
-  return { store, lease, waiting };
 }
 
 Deno.test("SlotLease: a claim that cannot be renewed stops admitting once it runs out (the fence)", async () => {
@@ -57,16 +70,7 @@ Deno.test("SlotLease: an instance's own store holds every slot from the start, w
     returnTokens: () => Promise.resolve(),
     holdSlots: (n: number) => Promise.resolve(n),
   };
-  const lease = new SlotLease({
-    store,
-    clock,
-    maxConn: 2,
-    ttlMs: 3000,
-    peers: () => 1,
-    random: () => 0.5,
-    stats: { slotWrites: 0 },
-    waiters: { waiting: () => 0, grant: () => {} },
-  });
+  const lease = newLease(store, clock, 2);
   const a = lease.take();
   lease.take();
   assert(!lease.free(clock.now()), "maxConn 2: both in use");
