@@ -34,7 +34,8 @@ export function isTransientKvError(e: unknown): boolean {
   );
 }
 
-function withTimeout<T>(clock: Clock, promise: Promise<T>, ms: number): Promise<T> {
+/** `promise`, or a rejection once `ms` pass on `clock` without it settling. */
+export function withTimeout<T>(clock: Clock, promise: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<Clock["setTimeout"]> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = clock.setTimeout(() => reject(new Error(`KV call timed out after ${ms} ms`)), ms);

@@ -1,5 +1,5 @@
 import type { Clock } from "../clock/mod.ts";
-import { isTransientKvError, KvUnavailableError } from "./call.ts";
+import { isTransientKvError, KvUnavailableError, withTimeout } from "./call.ts";
 import { probeKey } from "./keys.ts";
 import { type KvLocation, KvPathError, prepareKvFile } from "./path.ts";
 import { KvStatus, type KvStatusEvent } from "./status.ts";
@@ -29,16 +29,6 @@ export interface KvConnection {
   kv: Deno.Kv;
   status: KvStatus;
   close(): void;
-}
-
-function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<Clock["setTimeout"]> | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = clock.setTimeout(() => reject(new Error(`KV did not answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clock.clearTimeout(timer!));
 }
 
 /**
