@@ -69,6 +69,11 @@ export interface GatewaySettings {
    * instances last seen, or by this when none was ever seen.
    */
   expectedInstances: number;
+  /**
+   * When the teams' budget day begins, `"HH:MM"` in UTC. Default `"00:00"`
+   * (UTC midnight).
+   */
+  dayStartsAt: string;
 }
 
 /** Defaults for every gateway-wide setting. */
@@ -86,6 +91,7 @@ export const DEFAULT_SETTINGS: Readonly<GatewaySettings> = Object.freeze({
   kvTimeoutMs: 2_000,
   drainMs: 4_000,
   expectedInstances: 1,
+  dayStartsAt: "00:00",
 });
 
 function service(

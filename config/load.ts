@@ -6,6 +6,15 @@ import {
   type ServiceStyle,
   type StreamRelay,
 } from "./defaults.ts";
+import { parseDayStart } from "../teams/budget_day.ts";
+import {
+  checkTeamName,
+  checkTokenSha256,
+  parseTeamFields,
+  type Team,
+  TeamFieldError,
+} from "../teams/team.ts";
+import { tokenSha256 } from "../teams/token.ts";
 
 /** A configuration problem found at start-up; the message names the place. */
 export class ConfigError extends Error {
@@ -30,6 +39,10 @@ export interface GatewayConfig extends GatewaySettings {
   kvPath: string | undefined;
   /** True on Deno Deploy (DENO_DEPLOYMENT_ID set). */
   onDeploy: boolean;
+  /** Teams declared in config, their tokens already hashed (the raw tokens are not kept). */
+  teams: Team[];
+  /** `dayStartsAt` in ms after UTC midnight. */
+  dayStartMs: number;
 }
 
 /** Reads one environment variable; injectable so tests need no real environment. */
@@ -207,9 +220,13 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
 
   const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
   const services: Record<string, ServiceConfig> = { ...DEFAULT_SERVICES };
+  const rawTeams: Record<string, unknown> = {};
   for (const [, layer] of layers) {
     for (const [field, value] of Object.entries(layer)) {
-      if (field === "services") {
+      if (field === "teams") {
+        if (!isRecord(value)) throw new ConfigError("GATEWAY_CONFIG.teams must be an object");
+        Object.assign(rawTeams, value);
+      } else if (field === "services") {
         if (!isRecord(value)) throw new ConfigError("GATEWAY_CONFIG.services must be an object");
         for (const [name, patch] of Object.entries(value)) {
           services[name] = mergeService(name, services[name], patch);
@@ -246,6 +263,14 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
     );
   }
 
+  let dayStartMs: number;
+  try {
+    dayStartMs = parseDayStart(String(settings.dayStartsAt));
+  } catch (e) {
+    throw new ConfigError(`GATEWAY_CONFIG.${(e as Error).message}`);
+  }
+  const teams = Object.entries(rawTeams).map(([name, raw]) => configTeam(name, raw, services));
+
   const portText = env("PORT") ?? "8000";
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -264,5 +289,42 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
     port,
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kvgate.sqlite3"),
     onDeploy,
+    teams,
+    dayStartMs,
   };
+}
+
+/**
+ * A team declared in config: the same validator as the admin API's, plus
+ * its token (hashed here; the raw token goes no further) or its hash.
+ */
+function configTeam(
+  name: string,
+  raw: unknown,
+  services: Readonly<Record<string, ServiceConfig>>,
+): Team {
+  const where = `GATEWAY_CONFIG.teams.${name}`;
+  try {
+    checkTeamName(name);
+    const settings = parseTeamFields(raw, { services }, { allow: ["token", "tokenSha256"] });
+    const r = raw as Record<string, unknown>;
+    if ((r.token === undefined) === (r.tokenSha256 === undefined)) {
+      throw new TeamFieldError("token", "or tokenSha256 is required, and only one of them");
+    }
+    let hash: string;
+    if (r.token !== undefined) {
+      if (typeof r.token !== "string" || r.token.trim().length < 16) {
+        throw new TeamFieldError("token", "must be a string of at least 16 characters");
+      }
+      hash = tokenSha256(r.token.trim());
+    } else hash = checkTokenSha256(r.tokenSha256);
+    return { name, source: "config", tokenSha256: hash, ...settings };
+  } catch (e) {
+    if (e instanceof TeamFieldError) {
+      throw new ConfigError(
+        e.field === "name" ? `${where}: name ${e.message.slice(5)}` : `${where}.${e.message}`,
+      );
+    }
+    throw e;
+  }
 }

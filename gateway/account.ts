@@ -1,6 +1,7 @@
 import type { Exchange } from "./exchange.ts";
 import { isoTime } from "./log.ts";
 import type { Pipeline } from "./pipeline.ts";
+import { leaveTeam } from "./team_stages.ts";
 
 /**
  * The last stage of every request, however it ended: one log line with
@@ -15,10 +16,12 @@ export function account(
   bytes?: number,
   now = p.clock.now(),
 ): void {
+  leaveTeam(p, x, status, bytes);
   p.log({
     t: isoTime(now),
     id: x.id,
     service: x.rt.service.name,
+    team: x.team?.team.name,
     method: x.req.method,
     status,
     outcome,

@@ -1,6 +1,7 @@
 import type { SlotAdmission } from "../limiter/mod.ts";
 import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
+import { waitOptions } from "./team_stages.ts";
 
 /**
  * The admit stage: an in-flight slot, first in first out, within the
@@ -24,7 +25,7 @@ async function waitForSlot(
   x: Exchange,
   refreshing: Promise<void> | undefined,
 ): Promise<SlotAdmission> {
-  const slot = await x.rt.limiter.acquireSlot({ deadline: x.deadline, signal: x.req.signal });
+  const slot = await x.rt.limiter.acquireSlot(waitOptions(x, false));
   if (refreshing) await refreshing;
   x.now = p.clock.now();
   x.queueMs = x.now - x.started;

@@ -8,6 +8,7 @@ import type { Pipeline } from "./pipeline.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
+import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 
 const SUCCESS: Outcome = Object.freeze({ kind: "success" });
 
@@ -48,9 +49,19 @@ export async function attempt(
     const pick = x.rt.pool.pick(x.now, tries.tried);
     const key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick.untilMs);
     if (key instanceof Response) return key;
+    if (x.team) {
+      const turn = teamToken(p, x, n > 0);
+      const denied = turn instanceof Promise ? await turn : turn;
+      if (denied) return endWaiting(p, x, tries, release, denied);
+    }
     if (!x.rt.limiter.tryToken(x.now)) {
       const refused = await waitForToken(p, x, tries, release, n > 0);
       if (refused) return refused;
+    }
+    if (x.team) {
+      const spent = spendBudget(p, x);
+      const denied = spent instanceof Promise ? await spent : spent;
+      if (denied) return endWaiting(p, x, tries, release, denied);
     }
     const end = await tryOnce(p, x, r, key, body, tries, release);
     if ("answer" in end) return end.answer;
@@ -108,11 +119,7 @@ async function waitForToken(
   release: () => void,
   retry: boolean,
 ): Promise<Response | undefined> {
-  const token = await x.rt.limiter.takeToken({
-    deadline: x.deadline,
-    signal: x.req.signal,
-    priority: retry,
-  });
+  const token = await x.rt.limiter.takeToken(waitOptions(x, retry));
   if (!token.ok) {
     return endWaiting(
       p,
@@ -150,7 +157,8 @@ async function tryOnce(
   } else if (res.status < 400) {
     x.upstream = res;
     x.rt.pool.report(key, SUCCESS, x.now);
-    return { answer: respondSuccess(p, x, res, release) };
+    const relayed = respondSuccess(p, x, res, release);
+    return { answer: relayed instanceof Promise ? await relayed : relayed };
   } else {
     x.upstream = res;
     // Error bodies are small: read them to classify, and to answer with if this is the last try.

@@ -84,6 +84,32 @@ export const gatewayErrors = {
     code: "upstream_unreachable",
     message: `The ${service} upstream could not be reached.`,
   }),
+  /** A team token used outside its scope: a service or a model it may not use. */
+  teamForbidden: (team: string, what: string, allowed: readonly string[]): GatewayError => ({
+    status: 403,
+    type: "permission_error",
+    code: "team_forbidden",
+    message: `Team ${team} may not use ${what}. Allowed: ${allowed.join(", ")}.`,
+  }),
+  /** A refusal while waiting for the team's own pacing. */
+  teamRefused: (reason: RefusalReason, team: string, retryAfterMs: number): GatewayError =>
+    reason === "closing" ? CLOSING : reason === "aborted" ? CLIENT_CLOSED : {
+      status: 429,
+      type: "rate_limit_error",
+      code: "team_rate_limited",
+      message: `Team ${team} is over its own rate limit here; retry later.`,
+      retryAfterMs,
+    },
+  budgetExhausted: (team: string, retryAfterMs: number, resetsAt: number): GatewayError => ({
+    status: 429,
+    type: "rate_limit_error",
+    code: "team_budget_exhausted",
+    message: `Team ${team} has spent its daily budget; it resets at ${
+      new Date(resetsAt).toISOString()
+    }.`,
+    retryAfterMs,
+    extra: { resetsAt: new Date(resetsAt).toISOString() },
+  }),
   internal: (): GatewayError => ({
     status: 500,
     type: "api_error",

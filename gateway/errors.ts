@@ -12,11 +12,14 @@ export interface GatewayError {
     | "rate_limit_error"
     | "api_error"
     | "not_found_error"
+    | "permission_error"
     | "request_too_large";
   code: string;
   retryAfterMs?: number;
   /** Ask the client to close the connection (this instance is shutting down). */
   closeConnection?: boolean;
+  /** More fields of the error object (`resetsAt` of an exhausted budget). */
+  extra?: Readonly<Record<string, string>>;
 }
 
 const encoder = new TextEncoder();
@@ -43,12 +46,13 @@ export function errorResponse(
   }
   if (err.closeConnection) headers.push(["connection", "close"]);
   const body = style === "anthropic"
-    ? { type: "error", error: { type: err.type, message: err.message } }
+    ? { type: "error", error: { type: err.type, message: err.message, ...err.extra } }
     : {
       error: {
         message: err.message,
         type: err.type === "request_too_large" ? "invalid_request_error" : err.type,
         code: err.code,
+        ...err.extra,
       },
     };
   return new Response(encoder.encode(JSON.stringify(body)), { status: err.status, headers });

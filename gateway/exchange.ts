@@ -5,6 +5,7 @@ import { type ClientHead, readClientHead } from "./headers.ts";
 import { requestId } from "./request_id.ts";
 import type { RequestTarget } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
+import type { TeamPass } from "./team_stages.ts";
 
 /** The request as it walks the stages: its record, one per request. */
 export interface Exchange {
@@ -33,6 +34,8 @@ export interface Exchange {
    * reuse it rather than read the clock a dozen times a request.
    */
   now: number;
+  /** The team the credential belongs to (set by authenticate when teams exist). */
+  team: TeamPass | undefined;
 }
 
 /**
@@ -66,5 +69,6 @@ export function newExchange(
     info,
     upstream: undefined,
     now: started,
+    team: undefined,
   };
 }

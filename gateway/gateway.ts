@@ -5,6 +5,7 @@ import {
   type CapacityStore,
   type Clock,
   DegradingStore,
+  FairQueue,
   KvCapacityStore,
   MemoryCapacityStore,
   Presence,
@@ -16,6 +17,16 @@ import { createHandler } from "./handler.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
 import { requestId } from "./request_id.ts";
 import { ServiceRuntime } from "./runtime.ts";
+import {
+  FairGate,
+  KvDemandBoard,
+  LocalDemandBoard,
+  TeamBudgets,
+  TeamLimiters,
+  type TeamLimits,
+  TeamRegistry,
+} from "../teams/mod.ts";
+import type { TeamServices } from "./pipeline.ts";
 
 /** Options for {@linkcode createGateway}; each has a production default. */
 export interface GatewayOptions {
@@ -27,6 +38,8 @@ export interface GatewayOptions {
   clock?: Clock;
   /** Receives one object per log line. Default: JSON on stdout. */
   log?: (line: LogLine) => void;
+  /** How often teams made through the admin API are read again, in ms. Default 2000. */
+  teamRefreshMs?: number;
   /** This instance's id in KV. Default: a fresh ULID. */
   instanceId?: string;
   /** Random numbers for jitter. Default: `Math.random`. */
@@ -91,6 +104,17 @@ export async function createGateway(
   // Before any instance was seen (KV down since start-up), the configured guess.
   const peers = () => presence?.peers ?? config.expectedInstances;
   const healthStore = new KeyHealthStore(kv, { call });
+  const teams: TeamServices = {
+    registry: new TeamRegistry(config.teams, {
+      kv,
+      clock,
+      call,
+      refreshMs: options.teamRefreshMs,
+      context: { services: config.services },
+    }),
+    budgets: new TeamBudgets({ kv, clock, call, peers, dayStartMs: config.dayStartMs }),
+  };
+  await teams.registry.start();
   const beat = () =>
     presence?.beat().catch((e) => {
       if (kvStatus.up) logEvent("presence_failed", { error: String(e) });
@@ -107,28 +131,37 @@ export async function createGateway(
       log: logEvent,
     });
     const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
-    const store: CapacityStore = shared
-      ? new DegradingStore(
-        new KvCapacityStore(kv, service.name, limits, {
-          instanceId,
-          clock,
-          slotTtlMs: config.slotTtlMs,
-          call,
-          random,
-        }),
-        limits,
-        { clock, peers, status: kvStatus },
-      )
-      : new MemoryCapacityStore(limits, clock);
-    const limiter = new ServiceLimiter(limits, {
-      store,
-      clock,
-      queueLimit: config.queueLimit,
-      leaseMs: config.leaseMs,
-      slotTtlMs: config.slotTtlMs,
-      peers,
-      random,
-    });
+    const limiterFor = (scope: string | { service: string; team: string }, l: TeamLimits) => {
+      const store: CapacityStore = shared
+        ? new DegradingStore(
+          new KvCapacityStore(kv, scope, l, {
+            instanceId,
+            clock,
+            slotTtlMs: config.slotTtlMs,
+            call,
+            random,
+          }),
+          l,
+          { clock, peers, status: kvStatus },
+        )
+        : new MemoryCapacityStore(l, clock);
+      return new ServiceLimiter(l, {
+        store,
+        clock,
+        queueLimit: config.queueLimit,
+        leaseMs: config.leaseMs,
+        slotTtlMs: config.slotTtlMs,
+        peers,
+        random,
+        // Teams take turns by weight, interactive before bulk (only while requests wait).
+        slotQueue: new FairQueue(),
+        tokenQueue: new FairQueue(),
+      });
+    };
+    const limiter = limiterFor(service.name, limits);
+    const board = shared
+      ? new KvDemandBoard(kv, service.name, { instanceId, clock, call })
+      : new LocalDemandBoard();
     const rt = new ServiceRuntime({
       service,
       pool,
@@ -137,6 +170,22 @@ export async function createGateway(
       onError: (e) =>
         logEvent("key_health_read_failed", { service: service.name, error: String(e) }),
       status: kvStatus,
+      gate: new FairGate({
+        rate: limits.rps,
+        board,
+        clock,
+        queueLimit: config.queueLimit,
+        onError: (e) => {
+          if (kvStatus.up) {
+            logEvent("share_exchange_failed", { service: service.name, error: String(e) });
+          }
+        },
+      }),
+      teams: new TeamLimiters(
+        service.name,
+        limits,
+        (team, l) => limiterFor({ service: service.name, team }, l),
+      ),
     });
     if (keys.length > 0) await rt.fresh();
     runtimes.set(service.name, rt);
@@ -145,6 +194,7 @@ export async function createGateway(
   // Back from an outage: count the instances again, write what was kept in memory.
   kvStatus.onRecovered(() => {
     beat();
+    teams.budgets.flush().catch(() => {});
     for (const rt of runtimes.values()) rt.rejoin();
   });
 
@@ -152,7 +202,10 @@ export async function createGateway(
   const heartbeat = () => {
     timer = clock.setTimeout(heartbeat, heartbeatMs);
     beat();
-    for (const rt of runtimes.values()) rt.limiter.heartbeat();
+    for (const rt of runtimes.values()) {
+      rt.limiter.heartbeat();
+      rt.teams?.heartbeat();
+    }
   };
   timer = clock.setTimeout(heartbeat, heartbeatMs);
   const drain = new Drain(clock);
@@ -165,6 +218,7 @@ export async function createGateway(
     log,
     random,
     drain,
+    teams,
   });
 
   let closing: Promise<void> | undefined;
@@ -182,7 +236,9 @@ export async function createGateway(
         const report = await drain.run(drainMs);
         // The slots of the last responses go back after every earlier write.
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.settled()));
+        await Promise.allSettled([...runtimes.values()].map((rt) => rt.teams?.settled()));
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.pool.settled()));
+        await teams.budgets.close();
         return report;
       })();
       return draining;
@@ -190,7 +246,11 @@ export async function createGateway(
     close() {
       closing ??= (async () => {
         if (timer !== undefined) clock.clearTimeout(timer);
+        teams.registry.close();
+        for (const rt of runtimes.values()) rt.gate?.close();
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.close()));
+        await Promise.allSettled([...runtimes.values()].map((rt) => rt.teams?.close()));
+        await teams.budgets.close();
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.pool.settled()));
         await presence?.leave().catch(() => {});
         if (options.kvStatus === undefined) kvStatus.close();

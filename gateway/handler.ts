@@ -15,6 +15,8 @@ import { answer } from "./respond.ts";
 import { type RequestTarget, requestTarget, RouteCache, serviceName } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";
+import { checkScope, enterTeam, leaveTeam } from "./team_stages.ts";
+import { adminApi, isAdminPath } from "./admin_api.ts";
 
 export type { HandlerDeps } from "./pipeline.ts";
 
@@ -22,7 +24,8 @@ export type { HandlerDeps } from "./pipeline.ts";
  * The request pipeline. A request on a service path walks the stages, each
  * of which may answer early:
  *
- * authenticate → route → read the body → admit (an in-flight slot) →
+ * authenticate → route → read the body → (a team's request: scope → its
+ * budget, own pacing and fair share) → admit (an in-flight slot) →
  * attempt (pick a key → take a token → call the upstream → classify; a
  * retryable outcome goes back to pick a key) → respond → account.
  *
@@ -45,6 +48,7 @@ export function createHandler(
    */
   return function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
     const target = requestTarget(req.url);
+    if (isAdminPath(target.path)) return adminApi(p, req, target);
     const rt = deps.runtimes.get(serviceName(target.path));
     if (!rt) return Promise.resolve(unknownService(p, req, target, prefixes));
     const done = p.drain.begin();
@@ -93,6 +97,12 @@ async function serve(
         : gatewayErrors.unreadableBody(),
     );
   }
+  if (x.team) {
+    x.now = p.clock.now();
+    const entered = checkScope(x, r, read.body) ?? enterTeam(p, x);
+    const denied = entered instanceof Promise ? await entered : entered;
+    if (denied) return answer(p, x, denied);
+  }
   const admitted = admit(p, x);
   const slot = admitted instanceof Promise ? await admitted : admitted;
   if (!slot.ok) {
@@ -104,6 +114,7 @@ async function serve(
     return response;
   } catch (e) {
     slot.release();
+    leaveTeam(p, x, 500, undefined);
     p.log({ id: x.id, service: rt.service.name, event: "internal_error", error: String(e) });
     return answer(p, x, gatewayErrors.internal());
   }

@@ -25,6 +25,8 @@ const NOT_FORWARDED = new Set([
   "host",
   "content-length",
   "accept-encoding",
+  // kvgate's own: which lane of its team a request takes.
+  "x-kvgate-lane",
 ]);
 
 /** The header names a `Connection` value lists (hop-by-hop by declaration), or none. */
@@ -58,6 +60,8 @@ export interface ClientHead {
   /** `x-goog-api-key`. */
   googApiKey: string | null;
   contentLength: string | null;
+  /** `x-kvgate-lane: bulk`: the team's bulk lane (any other value: interactive). */
+  bulk: boolean;
   /** True when the request carries `Origin` (a browser's): see `corsHeaders()` in cors.ts. */
   origin: boolean;
 }
@@ -70,6 +74,7 @@ export function readClientHead(incoming: Headers): ClientHead {
     apiKey: null,
     googApiKey: null,
     contentLength: null,
+    bulk: false,
     origin: false,
   };
   let connection: string | null = null;
@@ -82,6 +87,7 @@ export function readClientHead(incoming: Headers): ClientHead {
     else if (k === "x-goog-api-key") head.googApiKey = v;
     else if (k === "content-length") head.contentLength = v;
     else if (k === "connection") connection = v;
+    else if (k === "x-kvgate-lane") head.bulk = v.trim().toLowerCase() === "bulk";
   });
   head.forward = without(head.forward, connectionNamed(connection));
   return head;

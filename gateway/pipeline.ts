@@ -4,6 +4,13 @@ import type { Drain } from "./drain.ts";
 import type { LogLine } from "./log.ts";
 import type { RelayOptions } from "./relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
+import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
+
+/** The teams' shared parts: who they are and what they have spent. */
+export interface TeamServices {
+  registry: TeamRegistry;
+  budgets: TeamBudgets;
+}
 
 /** What the request pipeline needs; everything is injected. */
 export interface HandlerDeps {
@@ -15,6 +22,8 @@ export interface HandlerDeps {
   random: () => number;
   /** Counts responses in flight; once closing, new requests are refused. */
   drain: Drain;
+  /** Teams, when the gateway has any way to know them. */
+  teams?: TeamServices;
 }
 
 /** The dependencies plus what every stage shares, made once per handler. */

@@ -43,6 +43,7 @@ export function relayBody(
   body: ReadableStream<Uint8Array>,
   options: RelayOptions,
   onEnd: (end: RelayEnd, bytes: number) => void,
+  meter?: (chunk: Uint8Array) => void,
 ): ReadableStream<Uint8Array> {
   const { clock, idleTimeoutMs, eventStream } = options;
   const reader = body.getReader();
@@ -133,6 +134,7 @@ export function relayBody(
         bytes += value.byteLength;
         if (eventStream) tail = shiftIn(tail, value);
         c.enqueue(value);
+        if (meter !== undefined) meter(value);
       } catch {
         waitingSince = -1;
         if (ended) return;

@@ -5,6 +5,8 @@ import type { Exchange } from "./exchange.ts";
 import { appendGatewayHeaders, type RelayHead, relayResponseHeaders } from "./headers.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
+import { modelAllowed, SseUsageMeter, usageFromJson } from "../teams/mod.ts";
+import { listsModels } from "./team_stages.ts";
 
 /** An upstream answer that will not be retried further, kept to give the client. */
 export interface Settled {
@@ -47,8 +49,11 @@ export function respondSuccess(
   x: Exchange,
   res: Response,
   release: () => void,
-): Response {
+): Response | Promise<Response> {
   const head = relayResponseHeaders(res.headers, x.id, x.cors);
+  if (x.team !== undefined && !head.eventStream && res.body) {
+    return respondCounted(p, x, res, head, release);
+  }
   if (head.eventStream || head.contentLength === null || !res.body) {
     if (x.rt.service.streamRelay === "native" && x.info !== undefined && res.body) {
       return respondNative(p, x, res, head, release, x.info);
@@ -100,9 +105,68 @@ function respondStream(
     return new Response(null, { status: res.status, headers });
   }
   const options = eventStream ? p.sseRelay : p.bodyRelay;
+  // A team's stream is read for the usage it reports as it passes.
+  const meter = x.team !== undefined && eventStream ? new SseUsageMeter() : undefined;
   const body = relayBody(res.body, options, (end: RelayEnd, bytes) => {
     release();
+    if (meter !== undefined) x.team!.tokens = meter.tokens;
     account(p, x, res.status, end, bytes);
-  });
+  }, meter === undefined ? undefined : (chunk) => meter.push(chunk));
   return new Response(body, { status: res.status, headers });
+}
+
+/**
+ * A team's JSON answer, read whole to count the tokens it reports (and, for
+ * a team with a model list, to keep only its models in a model list).
+ */
+async function respondCounted(
+  p: Pipeline,
+  x: Exchange,
+  res: Response,
+  head: RelayHead,
+  release: () => void,
+): Promise<Response> {
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    bytes = await res.bytes();
+  } catch {
+    release();
+    return answer(p, x, { ...UNREADABLE, message: `The ${x.rt.service.name} answer broke off.` });
+  }
+  release();
+  const encoded = res.headers.has("content-encoding") &&
+    res.headers.get("content-encoding") !== "identity";
+  let headers = head.headers;
+  if (!encoded) {
+    const text = new TextDecoder().decode(bytes);
+    x.team!.tokens = usageFromJson(text);
+    const models = x.team!.team.models;
+    if (models !== undefined && listsModels(x)) {
+      bytes = new TextEncoder().encode(keepModels(text, models));
+      headers = headers.filter(([k]) => k !== "content-length");
+    }
+  }
+  account(p, x, res.status, "complete", bytes.byteLength, p.clock.now());
+  return new Response(x.req.method === "HEAD" ? null : bytes, { status: res.status, headers });
+}
+
+const UNREADABLE = {
+  status: 502,
+  type: "api_error",
+  code: "upstream_unreachable",
+  message: "",
+} as const;
+
+/** A model list (`{data: [{id}]}` or gemini's `{models: [{name}]}`) cut to the allowed models. */
+function keepModels(text: string, patterns: readonly string[]): string {
+  try {
+    const body = JSON.parse(text);
+    const allowed = (m: { id?: string; name?: string }) =>
+      modelAllowed(patterns, String(m.id ?? m.name ?? "").replace(/^models\//, ""));
+    if (Array.isArray(body?.data)) body.data = body.data.filter(allowed);
+    if (Array.isArray(body?.models)) body.models = body.models.filter(allowed);
+    return JSON.stringify(body);
+  } catch {
+    return JSON.stringify({ object: "list", data: [] });
+  }
 }

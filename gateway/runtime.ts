@@ -2,6 +2,7 @@ import type { Service } from "../config/mod.ts";
 import type { KeyPool } from "../keys/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
 import type { Clock, ServiceLimiter } from "../limiter/mod.ts";
+import type { FairGate, TeamLimiters } from "../teams/mod.ts";
 
 /** How stale a key-health view may be before a request refreshes it in the background. */
 const REFRESH_AFTER_MS = 500;
@@ -20,6 +21,10 @@ export interface ServiceRuntimeParts {
   onError: (e: unknown) => void;
   /** Whether KV answers; while it does not, key health comes from memory alone. */
   status?: KvStatus;
+  /** The teams' fair share of the service, when there are teams. */
+  gate?: FairGate;
+  /** The teams' own pacing on the service, when there are teams. */
+  teams?: TeamLimiters;
 }
 
 /** One service's live state in this instance: its key pool and its limiter. */
@@ -27,6 +32,8 @@ export class ServiceRuntime {
   readonly service: Service;
   readonly pool: KeyPool;
   readonly limiter: ServiceLimiter;
+  readonly gate: FairGate | undefined;
+  readonly teams: TeamLimiters | undefined;
   #clock: Clock;
   #checkedAt = -Infinity;
   #refreshing: Promise<void> | undefined;
@@ -37,6 +44,8 @@ export class ServiceRuntime {
     this.service = parts.service;
     this.pool = parts.pool;
     this.limiter = parts.limiter;
+    this.gate = parts.gate;
+    this.teams = parts.teams;
     this.#clock = parts.clock;
     this.#onError = parts.onError;
     this.#status = parts.status;

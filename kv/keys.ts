@@ -6,35 +6,52 @@
  * @module
  */
 
-/** The shared token bucket of a service, compare-and-set form: `{tokens, updatedAt}`. */
-export const bucketKey = (service: string) => ["bucket", service] as const;
+/**
+ * Whose limits a record holds: a service's (its name), or one team's own
+ * pacing on a service. A team's records sit under the service's, in a
+ * branch ("team") that no range read of the service's own ever reaches.
+ */
+export type LimitScope = string | { service: string; team: string };
+
+/** The key segments of a scope: `[service]` or `[service, "team", team]`. */
+function scopeParts(scope: LimitScope): readonly string[] {
+  return typeof scope === "string" ? [scope] : [scope.service, "team", scope.team];
+}
+
+/** The shared token bucket of a scope, compare-and-set form: `{tokens, updatedAt}`. */
+export const bucketKey = (scope: LimitScope) => ["bucket", ...scopeParts(scope)] as const;
 
 /**
  * The shared GCRA ledger of a service: a `Deno.KvU64` holding the end of all
  * reserved time in epoch microseconds (see `limiter/gcra.ts`).
  */
-export const tokenLedgerKey = (service: string) => ["token_ledger", service, "tat"] as const;
+export const tokenLedgerKey = (scope: LimitScope) =>
+  ["token_ledger", ...scopeParts(scope), "tat"] as const;
 
 /**
  * One reservation on a service's ledger: a `Deno.KvU64` token count, written
  * in the same atomic operation as the ledger. Keyed by the reserving
  * instance's clock so that a reader lists only recent ones.
  */
-export const ledgerClaimKey = (service: string, atMs: number, instanceId: string, seq: number) =>
-  ["token_ledger", service, "claim", atMs, instanceId, seq] as const;
+export const ledgerClaimKey = (
+  scope: LimitScope,
+  atMs: number,
+  instanceId: string,
+  seq: number,
+) => ["token_ledger", ...scopeParts(scope), "claim", atMs, instanceId, seq] as const;
 
 /**
  * The range read back after a reservation: the claims made from `fromMs` on,
  * then the ledger itself, in one list (one consistent read).
  */
-export const ledgerReadRange = (service: string, fromMs: number) => ({
-  start: ["token_ledger", service, "claim", fromMs] as const,
-  // Exclusive end just past tokenLedgerKey(service): "claim" < "tat" < ["tat", 0].
-  end: ["token_ledger", service, "tat", 0] as const,
+export const ledgerReadRange = (scope: LimitScope, fromMs: number) => ({
+  start: ["token_ledger", ...scopeParts(scope), "claim", fromMs] as const,
+  // Exclusive end just past tokenLedgerKey(scope): "claim" < "tat" < ["tat", 0] < "team".
+  end: ["token_ledger", ...scopeParts(scope), "tat", 0] as const,
 });
 
 /** In-flight slot leases of a service: `{holders: {instanceId: {n, expiresAt}}}`. */
-export const slotsKey = (service: string) => ["slots", service] as const;
+export const slotsKey = (scope: LimitScope) => ["slots", ...scopeParts(scope)] as const;
 
 /** Health of one provider key of a service: cooling down or disabled until a time. */
 export const keyHealthKey = (service: string, keyId: string) =>
@@ -51,3 +68,27 @@ export const instancePrefix = () => ["instance"] as const;
 
 /** Read (never written) to tell whether KV answers; see `kv/status.ts`. */
 export const probeKey = () => ["probe"] as const;
+
+/** A team made through the admin API: its settings and its token's SHA-256, never the token. */
+export const teamKey = (name: string) => ["team", name] as const;
+
+/** Prefix listing every team made through the admin API. */
+export const teamPrefix = () => ["team"] as const;
+
+/**
+ * A team's use of one budget day (`day`: the day's start, `YYYY-MM-DD` UTC
+ * date of the window): `"requests"` (reserved in chunks, unused ones handed
+ * back) or `"tokens"` (added from answers), each a `Deno.KvU64`.
+ */
+export const teamUsageKey = (team: string, day: string, what: "requests" | "tokens") =>
+  ["team_usage", team, day, what] as const;
+
+/**
+ * One instance's demand on a service, by team, for fair sharing:
+ * `{at, teams: {name: {weight, waiting, rate}}}` (see `teams/share_board.ts`).
+ */
+export const shareDemandKey = (service: string, instanceId: string) =>
+  ["share_demand", service, instanceId] as const;
+
+/** Prefix listing every instance's demand on a service. */
+export const shareDemandPrefix = (service: string) => ["share_demand", service] as const;

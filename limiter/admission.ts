@@ -29,4 +29,10 @@ export interface WaitOptions {
   signal?: AbortSignal;
   /** Goes to the front of the token queue (a retry already holding a slot). */
   priority?: boolean;
+  /** The team it waits for: a fair queue shares turns between teams by weight. */
+  team?: string;
+  /** The team's weight. Default 1. */
+  weight?: number;
+  /** Bulk lane: after the team's interactive requests. Default false. */
+  bulk?: boolean;
 }

@@ -5,6 +5,7 @@ import {
   type KvCallOptions,
   ledgerClaimKey,
   ledgerReadRange,
+  type LimitScope,
   slotsKey,
   tokenLedgerKey,
 } from "../kv/mod.ts";
@@ -90,7 +91,7 @@ function refillStep(limits: ServiceLimits, want: number): number {
 export class KvCapacityStore implements CapacityStore {
   readonly shared = true;
   #kv: Deno.Kv;
-  #service: string;
+  #service: LimitScope;
   #limits: ServiceLimits;
   #me: string;
   #clock: Clock;
@@ -106,7 +107,7 @@ export class KvCapacityStore implements CapacityStore {
 
   constructor(
     kv: Deno.Kv,
-    service: string,
+    service: LimitScope,
     limits: ServiceLimits,
     options: KvCapacityStoreOptions,
   ) {

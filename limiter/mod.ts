@@ -16,3 +16,4 @@ export * from "./token_stock.ts";
 export * from "./wait_queue.ts";
 export * from "./service_limiter.ts";
 export * from "./timeout_sweeper.ts";
+export * from "./fair_queue.ts";

@@ -24,6 +24,8 @@ export interface ServiceLimiterOptions {
   deadlineResolutionMs?: number;
   /** Where requests wait for a slot, in the order it gives. Default: first in, first out. */
   slotQueue?: AdmissionQueue;
+  /** Where slot holders wait for a token, in the order it gives. Default: first in, first out. */
+  tokenQueue?: AdmissionQueue;
   /** Random numbers in [0, 1) for the jitter of retries and polls. Default: `Math.random`. */
   random?: () => number;
 }
@@ -68,7 +70,7 @@ export class ServiceLimiter {
 
   /** Leased tokens not yet spent. */
   #tokens: TokenStock;
-  #tokenQueue = new WaitQueue();
+  #tokenQueue: AdmissionQueue;
   #leasing = false;
   /** Smoothed time a lease takes, in ms: how far ahead of need the next one is asked for. */
   #leaseRttMs = 20;
@@ -96,6 +98,7 @@ export class ServiceLimiter {
     this.#deadlines = new TimeoutSweeper(this.#clock, options.deadlineResolutionMs ?? 100);
     this.#tokens = new TokenStock(this.#leaseMs);
     this.#slotQueue = options.slotQueue ?? new WaitQueue();
+    this.#tokenQueue = options.tokenQueue ?? new WaitQueue();
     this.#random = options.random ?? Math.random;
     this.#slots = new SlotLease({
       store: this.#store,
@@ -210,11 +213,19 @@ export class ServiceLimiter {
     }
     if (options.deadline <= now) return Promise.resolve(this.#refuse("queue_timeout"));
     return new Promise<Admission>((resolve) => {
-      const waiter: Waiter = { resolve, signal: options.signal, done: false };
+      const waiter: Waiter = {
+        resolve,
+        signal: options.signal,
+        done: false,
+        team: options.team,
+        weight: options.weight,
+        bulk: options.bulk,
+        line: undefined,
+      };
       const settle = (reason: RefusalReason) => {
         if (waiter.done) return;
         this.#finish(waiter);
-        queue.left();
+        queue.left(waiter);
         resolve(this.#refuse(reason));
       };
       waiter.cancelDeadline = this.#deadlines.at(options.deadline, () => settle("queue_timeout"));

@@ -7,6 +7,14 @@ export interface Waiter {
   onAbort?: () => void;
   cancelDeadline?: () => void;
   done: boolean;
+  /** The team it waits for (see `fair_queue.ts`); undefined = one shared line. */
+  team?: string;
+  /** The team's weight; default 1. */
+  weight?: number;
+  /** Bulk lane: goes after the team's interactive requests. */
+  bulk?: boolean;
+  /** The line it sits in, where a queue keeps several (`fair_queue.ts`). */
+  line?: WaitQueue;
 }
 
 /**
@@ -21,7 +29,7 @@ export interface AdmissionQueue {
   /** The next waiter to grant, removed; settled ones are skipped. */
   shift(): Waiter | undefined;
   /** A waiter left early (abort, deadline): it is settled and still in the queue. */
-  left(): void;
+  left(w: Waiter): void;
 }
 
 /** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */
@@ -43,7 +51,7 @@ export class WaitQueue implements AdmissionQueue {
    * entries once they are most of the queue, so that a mass abort frees
    * their memory at once rather than at the next grant.
    */
-  left(): void {
+  left(_w?: Waiter): void {
     this.live--;
     const held = this.#items.length - this.#head;
     if (this.live === 0) {

@@ -224,6 +224,7 @@ Deno.test("account: one log line per request, naming the key by its id, never by
     "service",
     "status",
     "t",
+    "team",
     "totalMs",
     "upstreamMs",
   ]);

@@ -1,0 +1,135 @@
+import { type Team, TeamChangeError, TeamFieldError } from "../teams/mod.ts";
+import { hashId } from "../teams/mod.ts";
+import { clientCredential, timingSafeEqual } from "./auth.ts";
+import { disguise } from "./disguise.ts";
+import { readClientHead } from "./headers.ts";
+import type { Pipeline } from "./pipeline.ts";
+import type { RequestTarget } from "./route.ts";
+
+const PREFIX = "/_kvgate";
+const TEAMS = /^\/_kvgate\/teams(?:\/([^/]+)(\/rotate)?)?\/?$/;
+const MAX_BODY = 64 * 1024;
+
+/** True for a path of the admin API (`/_kvgate` and below). */
+export function isAdminPath(path: string): boolean {
+  return path === PREFIX || path.startsWith(PREFIX + "/");
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(body === undefined ? null : JSON.stringify(body), {
+    status,
+    headers: body === undefined
+      ? { "cache-control": "no-store" }
+      : { "content-type": "application/json", "cache-control": "no-store" },
+  });
+}
+
+function problem(status: number, code: string, message: string, field?: string): Response {
+  const type = status === 404 ? "not_found_error" : "invalid_request_error";
+  return json(status, { error: { message, type, code, ...(field ? { field } : {}) } });
+}
+
+/** A team as the admin API shows it: its settings and a short id of its token's hash, never more. */
+function shown(team: Team, usage?: unknown) {
+  return {
+    name: team.name,
+    source: team.source,
+    services: team.services ?? "*",
+    models: team.models ?? "*",
+    weight: team.weight,
+    limits: team.limits,
+    daily: team.daily,
+    tokenId: hashId(team.tokenSha256),
+    ...(usage === undefined ? {} : { usageToday: usage }),
+  };
+}
+
+async function readJson(req: Request): Promise<unknown> {
+  const text = await req.text();
+  if (text.length > MAX_BODY) throw new TeamFieldError("body", `is larger than ${MAX_BODY} bytes`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new TeamFieldError("body", "is not valid JSON");
+  }
+}
+
+/**
+ * The admin API, for ACCESS_PASSWORD only: to anyone else (a team token
+ * included) every `/_kvgate/…` path is the nginx disguise's 404.
+ *
+ * - `GET /_kvgate/teams`: every team, with today's usage;
+ * - `POST /_kvgate/teams`: a new team; its token is in the answer, once;
+ * - `PATCH /_kvgate/teams/<name>`, `POST /_kvgate/teams/<name>/rotate`,
+ *   `DELETE /_kvgate/teams/<name>`.
+ */
+export async function adminApi(p: Pipeline, req: Request, target: RequestTarget) {
+  const password = p.config.password;
+  const cred = clientCredential(readClientHead(req.headers), "", "openai");
+  if (password === undefined || cred === undefined || !timingSafeEqual(cred, password)) {
+    return disguise(target.path, req.method);
+  }
+  const teams = p.teams;
+  const m = TEAMS.exec(target.path);
+  if (!m || !teams) return problem(404, "unknown_admin_path", `No admin API at ${target.path}.`);
+  const [, name, rotate] = m;
+  try {
+    if (name === undefined) {
+      if (req.method === "GET") {
+        const list = await Promise.all(
+          teams.registry.list().map(async (t) => {
+            const usage = await teams.budgets.usage(t.name).catch(() => "unavailable (KV)");
+            return shown(t, usage);
+          }),
+        );
+        return json(200, { teams: list });
+      }
+      if (req.method === "POST") {
+        const raw = await readJson(req);
+        if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+          throw new TeamFieldError("body", "must be a JSON object");
+        }
+        const made = await teams.registry.create(raw as Record<string, unknown>);
+        p.log({
+          event: "team_created",
+          team: made.team.name,
+          tokenId: hashId(made.team.tokenSha256),
+        });
+        return json(201, { team: shown(made.team), token: made.token });
+      }
+    } else if (rotate) {
+      if (req.method === "POST") {
+        const made = await teams.registry.rotate(decodeURIComponent(name));
+        p.log({
+          event: "team_rotated",
+          team: made.team.name,
+          tokenId: hashId(made.team.tokenSha256),
+        });
+        return json(200, { team: shown(made.team), token: made.token });
+      }
+    } else if (req.method === "PATCH") {
+      const team = await teams.registry.patch(decodeURIComponent(name), await readJson(req));
+      p.log({ event: "team_changed", team: team.name });
+      return json(200, { team: shown(team) });
+    } else if (req.method === "DELETE") {
+      await teams.registry.delete(decodeURIComponent(name));
+      p.log({ event: "team_deleted", team: decodeURIComponent(name) });
+      return json(204, undefined);
+    } else if (req.method === "GET") {
+      const team = teams.registry.get(decodeURIComponent(name));
+      if (!team) return problem(404, "team_not_found", `No team named "${name}".`);
+      return json(200, {
+        team: shown(team, await teams.budgets.usage(team.name).catch(() => null)),
+      });
+    }
+    return problem(405, "method_not_allowed", `${req.method} is not allowed on ${target.path}.`);
+  } catch (e) {
+    if (e instanceof TeamFieldError) return problem(400, "invalid_team_field", e.message, e.field);
+    if (e instanceof TeamChangeError) {
+      if (e.kind === "unknown") return problem(404, "team_not_found", e.message);
+      return problem(409, e.kind === "clash" ? "team_conflict" : "team_read_only", e.message);
+    }
+    p.log({ event: "admin_error", error: String(e) });
+    return problem(503, "admin_unavailable", "The team store (KV) did not answer; retry.");
+  }
+}

@@ -1,0 +1,305 @@
+import type { Clock, TimerHandle } from "../clock/mod.ts";
+import { kvCall, type KvCallOptions, teamUsageKey } from "../kv/mod.ts";
+import { budgetDay } from "./budget_day.ts";
+import type { DailyBudget, Team } from "./team.ts";
+
+/** May a team's request go upstream? If not, until when the budget is spent. */
+export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; resetsAt: number };
+
+/** Options for {@linkcode TeamBudgets}. */
+export interface TeamBudgetsOptions {
+  kv: Deno.Kv;
+  clock: Clock;
+  /** Where the budget day starts, in ms after UTC midnight. Default 0. */
+  dayStartMs?: number;
+  /** Live instances sharing the budgets (chunks are sized by it). Default: always 1. */
+  peers?: () => number;
+  /** How often counts are written and read back, in ms. Default 1000. */
+  flushMs?: number;
+  call?: KvCallOptions;
+}
+
+/** Most requests one instance reserves at once. */
+const MAX_CHUNK = 20;
+/** A reservation unused for this long goes back, so that other instances may spend it. */
+const IDLE_RETURN_MS = 2000;
+const OK: BudgetVerdict = Object.freeze({ ok: true });
+
+/** One team's day as this instance knows it. */
+interface DayState {
+  day: string;
+  resetsAt: number;
+  /** Requests reserved in KV and not yet sent. */
+  allowance: number;
+  /** The day's counts as last read from KV. */
+  requestsSeen: number;
+  tokensSeen: number;
+  /** Counted here, not yet added in KV. */
+  pendingRequests: number;
+  pendingTokens: number;
+  lastUse: number;
+  reserving: Promise<BudgetVerdict> | undefined;
+}
+
+function u64(entry: Deno.KvEntryMaybe<Deno.KvU64>): number {
+  return entry.value === null ? 0 : Number(entry.value.value);
+}
+
+/**
+ * Daily budgets shared by every instance. Requests are reserved in KV in
+ * small chunks before they are sent (compare-and-set, never past the
+ * budget), so an instance spends from memory and requests never overshoot;
+ * a chunk left unused for 2 s goes back. Tokens are added from answers
+ * every `flushMs` and read back with each reservation and each flush: a
+ * tokens budget is overshot by at most the answers admitted on that stale
+ * view (one chunk per instance) plus those already in flight.
+ */
+export class TeamBudgets {
+  #days = new Map<string, DayState>();
+  #kv: Deno.Kv;
+  #clock: Clock;
+  #dayStartMs: number;
+  #peers: () => number;
+  #flushMs: number;
+  #call: KvCallOptions;
+  #timer: TimerHandle | undefined;
+  #closed = false;
+
+  constructor(options: TeamBudgetsOptions) {
+    this.#kv = options.kv;
+    this.#clock = options.clock;
+    this.#dayStartMs = options.dayStartMs ?? 0;
+    this.#peers = options.peers ?? (() => 1);
+    this.#flushMs = options.flushMs ?? 1000;
+    this.#call = options.call ?? {};
+    if (!(this.#flushMs > 0)) throw new RangeError(`flushMs must be > 0 (got ${this.#flushMs})`);
+  }
+
+  /** Whether `team` is known to be past its budget (no KV call). */
+  check(team: Team, now: number): BudgetVerdict {
+    const s = this.#state(team.name, now);
+    return this.#exhausted(team.daily, s, now) ?? OK;
+  }
+
+  /**
+   * Counts one request going upstream. Synchronous while the instance holds
+   * a reservation (or the team has no budget); a promise when it must reserve.
+   */
+  spend(team: Team, now: number): BudgetVerdict | Promise<BudgetVerdict> {
+    const s = this.#state(team.name, now);
+    s.lastUse = now;
+    const daily = team.daily;
+    if (daily.requests === undefined && daily.tokens === undefined) {
+      s.pendingRequests++;
+      this.#wake();
+      return OK;
+    }
+    const over = this.#exhausted(daily, s, now);
+    if (over) return over;
+    if (s.allowance > 0) {
+      s.allowance--;
+      return OK;
+    }
+    s.reserving ??= this.#reserve(team, s).finally(() => s.reserving = undefined);
+    return s.reserving.then((v) => v.ok ? this.spend(team, this.#clock.now()) : v);
+  }
+
+  /** Adds the tokens of an answer to the team's day. */
+  addTokens(teamName: string, tokens: number): void {
+    if (!(tokens > 0)) return;
+    this.#state(teamName, this.#clock.now()).pendingTokens += tokens;
+    this.#wake();
+  }
+
+  /** The team's counts today: KV's plus what this instance has not yet written. */
+  async usage(teamName: string): Promise<{ day: string; requests: number; tokens: number }> {
+    const { day } = budgetDay(this.#clock.now(), this.#dayStartMs);
+    const [r, t] = await kvCall(
+      () =>
+        this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([
+          teamUsageKey(teamName, day, "requests"),
+          teamUsageKey(teamName, day, "tokens"),
+        ]),
+      this.#call,
+    );
+    const s = this.#days.get(teamName);
+    const mine = s?.day === day ? s : undefined;
+    return {
+      day,
+      requests: u64(r) + (mine?.pendingRequests ?? 0) - (mine?.allowance ?? 0),
+      tokens: u64(t) + (mine?.pendingTokens ?? 0),
+    };
+  }
+
+  /** Writes every pending count and hands back every reservation; stops the timer. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.flush(true);
+  }
+
+  /** Writes pending counts, reads the day's counts back, and hands back idle reservations. */
+  async flush(all = false): Promise<void> {
+    const now = this.#clock.now();
+    await Promise.allSettled([...this.#days].map(async ([name, s]) => {
+      const giveBack = all || now - s.lastUse >= IDLE_RETURN_MS ? s.allowance : 0;
+      if (s.pendingRequests === 0 && s.pendingTokens === 0 && giveBack === 0) return;
+      const requests = s.pendingRequests, tokens = s.pendingTokens;
+      s.pendingRequests = s.pendingTokens = 0;
+      s.allowance -= giveBack;
+      try {
+        await this.#add(name, s.day, requests - giveBack, tokens);
+        const [r, t] = await kvCall(() =>
+          this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([
+            teamUsageKey(name, s.day, "requests"),
+            teamUsageKey(name, s.day, "tokens"),
+          ]), this.#call);
+        s.requestsSeen = u64(r);
+        s.tokensSeen = u64(t);
+      } catch {
+        // KV is down: keep the counts for the next flush.
+        s.pendingRequests += requests;
+        s.pendingTokens += tokens;
+        s.allowance += giveBack;
+      }
+    }));
+  }
+
+  /** Adds `requests` (may be negative: a hand-back) and `tokens` to the day's counts. */
+  async #add(name: string, day: string, requests: number, tokens: number): Promise<void> {
+    const rKey = teamUsageKey(name, day, "requests");
+    if (requests < 0) {
+      // KvU64 sums cannot go down: a hand-back is a compare-and-set.
+      for (let i = 0; i < 8; i++) {
+        const cur = await kvCall(() => this.#kv.get<Deno.KvU64>(rKey), this.#call);
+        const next = BigInt(Math.max(0, u64(cur) + requests));
+        const res = await kvCall(
+          () => this.#kv.atomic().check(cur).set(rKey, new Deno.KvU64(next)).commit(),
+          this.#call,
+        );
+        if (res.ok) break;
+      }
+      requests = 0;
+    }
+    if (requests === 0 && tokens === 0) return;
+    const op = this.#kv.atomic();
+    if (requests > 0) op.sum(rKey, BigInt(requests));
+    if (tokens > 0) op.sum(teamUsageKey(name, day, "tokens"), BigInt(Math.round(tokens)));
+    await kvCall(() => op.commit(), this.#call);
+  }
+
+  /**
+   * Reserves a chunk of the day's requests: about a quarter of what is left
+   * per instance, at most 20; for a tokens budget, sized from the tokens
+   * per request seen so far. Never past the budget.
+   */
+  async #reserve(team: Team, s: DayState): Promise<BudgetVerdict> {
+    const rKey = teamUsageKey(team.name, s.day, "requests");
+    const tKey = teamUsageKey(team.name, s.day, "tokens");
+    const peers = Math.max(1, this.#peers());
+    try {
+      for (let i = 0; i < 8; i++) {
+        const [r, t] = await kvCall(
+          () => this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([rKey, tKey]),
+          this.#call,
+        );
+        s.requestsSeen = u64(r);
+        s.tokensSeen = u64(t);
+        const now = this.#clock.now();
+        const over = this.#exhausted(team.daily, s, now);
+        if (over) return over;
+        const chunk = this.#chunk(team.daily, s, peers);
+        if (chunk === 0) return this.#refusal(s, now);
+        const res = await kvCall(
+          () =>
+            this.#kv.atomic().check(r)
+              .set(rKey, new Deno.KvU64(BigInt(s.requestsSeen + chunk))).commit(),
+          this.#call,
+        );
+        if (res.ok) {
+          s.requestsSeen += chunk;
+          s.allowance += chunk;
+          return OK;
+        }
+      }
+      return { ok: false, retryAfterMs: 1000, resetsAt: s.resetsAt };
+    } catch {
+      // KV is down: this instance's share of what was left, counted to be written on return.
+      const left = (team.daily.requests ?? Infinity) - s.requestsSeen - s.pendingRequests;
+      if (left <= 0 || s.pendingRequests * peers >= left) {
+        return this.#refusal(s, this.#clock.now());
+      }
+      // Held as an allowance of one that is not in KV: the request is summed on the next flush.
+      s.pendingRequests++;
+      s.allowance++;
+      this.#wake();
+      return OK;
+    }
+  }
+
+  #chunk(daily: DailyBudget, s: DayState, peers: number): number {
+    let chunk = MAX_CHUNK;
+    if (daily.requests !== undefined) {
+      const left = daily.requests - s.requestsSeen;
+      if (left <= 0) return 0;
+      chunk = Math.min(chunk, left, Math.ceil(left / (4 * peers)));
+    }
+    if (daily.tokens !== undefined) {
+      const left = daily.tokens - s.tokensSeen;
+      const perRequest = s.requestsSeen > 0 ? Math.max(1, s.tokensSeen / s.requestsSeen) : 1000;
+      chunk = Math.min(chunk, Math.max(1, Math.floor(left / perRequest / (4 * peers))));
+    }
+    return Math.max(1, chunk);
+  }
+
+  #exhausted(daily: DailyBudget, s: DayState, now: number): BudgetVerdict | undefined {
+    const tokensOver = daily.tokens !== undefined &&
+      s.tokensSeen + s.pendingTokens >= daily.tokens;
+    const requestsOver = daily.requests !== undefined && s.allowance === 0 &&
+      s.requestsSeen >= daily.requests;
+    return tokensOver || requestsOver ? this.#refusal(s, now) : undefined;
+  }
+
+  #refusal(s: DayState, now: number): BudgetVerdict {
+    return { ok: false, retryAfterMs: Math.max(1000, s.resetsAt - now), resetsAt: s.resetsAt };
+  }
+
+  /** The team's state for the budget day holding `now` (a new day starts from zero). */
+  #state(name: string, now: number): DayState {
+    let s = this.#days.get(name);
+    if (s === undefined || now >= s.resetsAt) {
+      const { day, resetsAt } = budgetDay(now, this.#dayStartMs);
+      if (s !== undefined && (s.pendingRequests > 0 || s.pendingTokens > 0)) {
+        // Yesterday's last counts still go to yesterday.
+        this.#add(name, s.day, s.pendingRequests, s.pendingTokens).catch(() => {});
+      }
+      s = {
+        day,
+        resetsAt,
+        allowance: 0,
+        requestsSeen: 0,
+        tokensSeen: 0,
+        pendingRequests: 0,
+        pendingTokens: 0,
+        lastUse: now,
+        reserving: undefined,
+      };
+      this.#days.set(name, s);
+    }
+    return s;
+  }
+
+  #wake(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.flush().finally(() => {
+        const busy = [...this.#days.values()].some((s) =>
+          s.pendingRequests > 0 || s.pendingTokens > 0 || s.allowance > 0
+        );
+        if (busy) this.#wake();
+      });
+    }, this.#flushMs);
+  }
+}

@@ -1,0 +1,275 @@
+import type { Clock, TimerHandle } from "../clock/mod.ts";
+import { DemandMeter, type Refusal, TimeoutSweeper } from "../limiter/mod.ts";
+import { allocate, localPart, type TeamDemand } from "./fair_share.ts";
+import type { DemandBoard, InstanceDemand } from "./share_board.ts";
+
+/** Options for {@linkcode FairGate}. */
+export interface FairGateOptions {
+  /** The service's rate (rps): what the teams share. */
+  rate: number;
+  /** Where instances exchange their demand. */
+  board: DemandBoard;
+  clock: Clock;
+  /** How often demand is exchanged while any team has some, in ms. Default 250. */
+  periodMs?: number;
+  /** Told when an exchange fails (the last shares stay in force). */
+  onError?: (e: unknown) => void;
+  /** Most requests held here at once; more are refused (`queue_full`). Default 200. */
+  queueLimit?: number;
+}
+
+/** Passed: the request may go on to the service's own queue. */
+export type GatePass = { ok: true } | Refusal;
+
+interface GateWaiter {
+  resolve: (p: GatePass) => void;
+  done: boolean;
+  cancel: () => void;
+}
+
+/** One team at this gate. */
+class TeamLane {
+  weight = 1;
+  arrivals = new DemandMeter();
+  /** Entered and not yet sent upstream (its backlog, wherever it waits). */
+  pending = 0;
+  /** This instance's rate for the team, per second; Infinity = not held back. */
+  rate = Infinity;
+  /** GCRA: when the team's next request may pass. */
+  tat = 0;
+  interactive: GateWaiter[] = [];
+  bulk: GateWaiter[] = [];
+  timer: TimerHandle | undefined;
+}
+
+const PASS: GatePass = Object.freeze({ ok: true });
+
+/** The team's line to serve next, interactive first, with settled waiters dropped from the front. */
+function nextLine(lane: TeamLane): GateWaiter[] | undefined {
+  for (const line of [lane.interactive, lane.bulk]) {
+    while (line.length > 0 && line[0].done) line.shift();
+    if (line.length > 0) return line;
+  }
+  return undefined;
+}
+
+/**
+ * A service's fair share between teams, agreed across instances. Each
+ * instance tells the board its demand by team (requests arriving per second
+ * plus its backlog); every instance computes the same weighted max-min
+ * shares of the service's rate from the same records (`fair_share.ts`),
+ * and paces each team here at its part of its share. While the demands fit
+ * in the rate no team is held back and a request passes without waiting.
+ * A team that has just arrived is paced at its share at once, before any
+ * exchange, so its first request passes at once.
+ */
+export class FairGate {
+  #lanes = new Map<string, TeamLane>();
+  #rate: number;
+  #board: DemandBoard;
+  #clock: Clock;
+  #periodMs: number;
+  #onError: (e: unknown) => void;
+  #deadlines: TimeoutSweeper;
+  #shares: Map<string, number> | undefined;
+  #ticking = false;
+  #tick: TimerHandle | undefined;
+  #closed = false;
+  #waiting = 0;
+  #queueLimit: number;
+
+  constructor(options: FairGateOptions) {
+    this.#queueLimit = options.queueLimit ?? 200;
+    this.#rate = options.rate;
+    this.#board = options.board;
+    this.#clock = options.clock;
+    this.#periodMs = options.periodMs ?? 250;
+    this.#onError = options.onError ?? (() => {});
+    this.#deadlines = new TimeoutSweeper(this.#clock, 50);
+    if (!(this.#rate > 0)) throw new RangeError(`rate must be > 0 (got ${this.#rate})`);
+    if (!(this.#periodMs > 0)) throw new RangeError(`periodMs must be > 0 (got ${this.#periodMs})`);
+  }
+
+  /** The teams' shares of the service (requests per second), or undefined when none is held back. */
+  get shares(): ReadonlyMap<string, number> | undefined {
+    return this.#shares;
+  }
+
+  /**
+   * A request of `team` arrives: passes at once (usually), or waits, FIFO
+   * within its team and interactive before bulk, until its team's pace lets
+   * it through or `deadline` passes. Call {@linkcode FairGate.sent} once it
+   * goes upstream or ends.
+   */
+  enter(
+    team: string,
+    weight: number,
+    bulk: boolean,
+    deadline: number,
+    signal?: AbortSignal,
+  ): GatePass | Promise<GatePass> {
+    const now = this.#clock.now();
+    let lane = this.#lanes.get(team);
+    if (lane === undefined) {
+      lane = new TeamLane();
+      this.#lanes.set(team, lane);
+      lane.rate = this.#newcomerRate(weight);
+    }
+    lane.weight = weight;
+    lane.arrivals.count(1, now);
+    lane.pending++;
+    this.#startTicking();
+    if (lane.interactive.length + lane.bulk.length === 0 && this.#take(lane, now)) return PASS;
+    if (this.#waiting >= this.#queueLimit) {
+      lane.pending--;
+      return { ok: false, reason: "queue_full", retryAfterMs: this.#retryAfter(lane) };
+    }
+    this.#waiting++;
+    return new Promise<GatePass>((resolve) => {
+      const w: GateWaiter = { resolve, done: false, cancel: () => {} };
+      const refuse = (reason: "queue_timeout" | "aborted") => {
+        if (w.done) return;
+        w.done = true;
+        this.#waiting--;
+        w.cancel();
+        resolve({ ok: false, reason, retryAfterMs: this.#retryAfter(lane) });
+      };
+      const stopDeadline = this.#deadlines.at(deadline, () => refuse("queue_timeout"));
+      const onAbort = () => refuse("aborted");
+      signal?.addEventListener("abort", onAbort, { once: true });
+      w.cancel = () => {
+        stopDeadline();
+        signal?.removeEventListener("abort", onAbort);
+      };
+      (bulk ? lane.bulk : lane.interactive).push(w);
+      this.#pump(lane);
+    });
+  }
+
+  /** A request of `team` that entered has gone upstream, or ended: it no longer counts as backlog. */
+  sent(team: string): void {
+    const lane = this.#lanes.get(team);
+    if (lane && lane.pending > 0) lane.pending--;
+  }
+
+  /** Refuses every waiter (`closing`) and stops exchanging. */
+  close(): void {
+    this.#closed = true;
+    if (this.#tick !== undefined) this.#clock.clearTimeout(this.#tick);
+    for (const lane of this.#lanes.values()) {
+      if (lane.timer !== undefined) this.#clock.clearTimeout(lane.timer);
+      for (const w of [...lane.interactive, ...lane.bulk]) {
+        if (w.done) continue;
+        w.done = true;
+        w.cancel();
+        w.resolve({ ok: false, reason: "closing", retryAfterMs: 1000 });
+      }
+      lane.interactive = [];
+      lane.bulk = [];
+    }
+    this.#waiting = 0;
+  }
+
+  /** Spends one pass of the team's pace if it has one now (GCRA, a burst of 100 ms of its rate). */
+  #take(lane: TeamLane, now: number): boolean {
+    if (lane.rate === Infinity) return true;
+    if (lane.rate <= 0) return false;
+    const interval = 1000 / lane.rate;
+    const tolerance = Math.max(0, Math.ceil(lane.rate * 0.1) - 1) * interval;
+    if (lane.tat - now > tolerance) return false;
+    lane.tat = Math.max(lane.tat, now) + interval;
+    return true;
+  }
+
+  #pump(lane: TeamLane): void {
+    const now = this.#clock.now();
+    for (let line = nextLine(lane); line !== undefined; line = nextLine(lane)) {
+      if (!this.#take(lane, now)) {
+        if (lane.timer === undefined && lane.rate > 0) {
+          const interval = 1000 / lane.rate;
+          const tolerance = Math.max(0, Math.ceil(lane.rate * 0.1) - 1) * interval;
+          lane.timer = this.#clock.setTimeout(() => {
+            lane.timer = undefined;
+            this.#pump(lane);
+          }, Math.max(1, lane.tat - tolerance - now));
+        }
+        return;
+      }
+      const w = line.shift()!;
+      this.#waiting--;
+      w.done = true;
+      w.cancel();
+      w.resolve(PASS);
+    }
+  }
+
+  #retryAfter(lane: TeamLane): number {
+    const waiting = lane.interactive.length + lane.bulk.length + 1;
+    const rate = lane.rate === Infinity ? this.#rate : Math.max(lane.rate, 0.01);
+    return Math.max(1000, Math.ceil((waiting / rate) * 1000));
+  }
+
+  /** A team seen for the first time while others are held back: its weighted share, wholly here. */
+  #newcomerRate(weight: number): number {
+    if (this.#shares === undefined) return Infinity;
+    let weights = weight;
+    for (const name of this.#shares.keys()) weights += this.#lanes.get(name)?.weight ?? 1;
+    return (this.#rate * weight) / weights;
+  }
+
+  #startTicking(): void {
+    if (this.#ticking || this.#closed) return;
+    this.#ticking = true;
+    this.#tick = this.#clock.setTimeout(() => this.#exchange(), this.#periodMs);
+  }
+
+  async #exchange(): Promise<void> {
+    const now = this.#clock.now();
+    const mine: InstanceDemand = {};
+    for (const [name, lane] of this.#lanes) {
+      const demand = lane.arrivals.rate(now) + lane.pending;
+      if (demand > 0) mine[name] = { weight: lane.weight, demand };
+    }
+    try {
+      const all = await this.#board.exchange(mine);
+      this.#apply(mine, all);
+    } catch (e) {
+      this.#onError(e);
+    }
+    if (this.#closed) return;
+    const idle = Object.keys(mine).length === 0;
+    if (idle) {
+      this.#ticking = false;
+      this.#lanes.clear();
+      return;
+    }
+    this.#tick = this.#clock.setTimeout(() => this.#exchange(), this.#periodMs);
+  }
+
+  /** Sets each team's pace here from every instance's demand. */
+  #apply(mine: InstanceDemand, all: InstanceDemand[]): void {
+    const total = new Map<string, TeamDemand>();
+    for (const instance of all) {
+      for (const [name, d] of Object.entries(instance)) {
+        const t = total.get(name);
+        if (t) {
+          t.demand += d.demand;
+          t.weight = Math.max(t.weight, d.weight);
+        } else total.set(name, { weight: d.weight, demand: d.demand });
+      }
+    }
+    this.#shares = allocate(this.#rate, total);
+    for (const [name, lane] of this.#lanes) {
+      const share = this.#shares?.get(name);
+      const here = mine[name]?.demand ?? 0;
+      lane.rate = this.#shares === undefined
+        ? Infinity
+        : share === undefined
+        ? this.#newcomerRate(lane.weight)
+        : localPart(share, here, total.get(name)!.demand);
+      if (lane.timer !== undefined) this.#clock.clearTimeout(lane.timer);
+      lane.timer = undefined;
+      this.#pump(lane);
+    }
+  }
+}

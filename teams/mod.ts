@@ -1,0 +1,17 @@
+/**
+ * Teams sharing one key pool: who they are (config and admin API), their
+ * scope, own pacing, daily budgets, and their fair share of a saturated
+ * service, each holding across instances through Deno KV.
+ *
+ * @module
+ */
+export * from "./team.ts";
+export * from "./token.ts";
+export * from "./registry.ts";
+export * from "./budget_day.ts";
+export * from "./budget.ts";
+export * from "./usage.ts";
+export * from "./fair_share.ts";
+export * from "./share_board.ts";
+export * from "./fair_gate.ts";
+export * from "./team_limiters.ts";

@@ -1,0 +1,224 @@
+import type { Clock, TimerHandle } from "../clock/mod.ts";
+import { casUpdate, kvCall, type KvCallOptions, teamKey, teamPrefix } from "../kv/mod.ts";
+import {
+  checkTeamName,
+  parseTeamFields,
+  type Team,
+  type TeamContext,
+  TeamFieldError,
+  type TeamSettings,
+} from "./team.ts";
+import { newTeamToken, tokenSha256 } from "./token.ts";
+
+/** What KV holds of a team made through the admin API: its hash, never its token. */
+interface StoredTeam {
+  settings: TeamSettings;
+  tokenSha256: string;
+  createdAt: number;
+}
+
+/** Options for {@linkcode TeamRegistry}. */
+export interface TeamRegistryOptions {
+  kv: Deno.Kv;
+  clock: Clock;
+  /** The services a team may name, with their limits (team limits may not exceed them). */
+  context: TeamContext;
+  /** How often the teams made through the API are read again, in ms. Default 2000. */
+  refreshMs?: number;
+  call?: KvCallOptions;
+}
+
+/** Why an admin change was refused; the admin API maps it to 404, 409 or 400. */
+export class TeamChangeError extends Error {
+  override name = "TeamChangeError";
+  constructor(readonly kind: "unknown" | "clash" | "read_only", message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Every team this instance knows: those declared in config (fixed) and
+ * those made through the admin API (in KV, read again every `refreshMs`,
+ * so a change made on any instance holds on every one within that time
+ * plus a KV read). A client's token is found by its SHA-256.
+ */
+export class TeamRegistry {
+  #config: ReadonlyMap<string, Team>;
+  #api = new Map<string, Team>();
+  #byHash = new Map<string, Team>();
+  #kv: Deno.Kv;
+  #clock: Clock;
+  #context: TeamContext;
+  #refreshMs: number;
+  #call: KvCallOptions;
+  #timer: TimerHandle | undefined;
+  #closed = false;
+
+  constructor(configTeams: readonly Team[], options: TeamRegistryOptions) {
+    this.#config = new Map(configTeams.map((t) => [t.name, t]));
+    this.#kv = options.kv;
+    this.#clock = options.clock;
+    this.#context = options.context;
+    this.#refreshMs = options.refreshMs ?? 2000;
+    this.#call = options.call ?? {};
+    if (!(this.#refreshMs > 0)) {
+      throw new RangeError(`refreshMs must be > 0 (got ${this.#refreshMs})`);
+    }
+    this.#index();
+  }
+
+  /** True when any team could exist (declared, or possibly made through the API). */
+  get any(): boolean {
+    return this.#byHash.size > 0;
+  }
+
+  /** The team whose token hashes to `sha256`, if any. */
+  byHash(sha256: string): Team | undefined {
+    return this.#byHash.get(sha256);
+  }
+
+  /** The team called `name`, if any. */
+  get(name: string): Team | undefined {
+    return this.#config.get(name) ?? this.#api.get(name);
+  }
+
+  /** Every team, config ones first, each list by name. */
+  list(): Team[] {
+    const byName = (a: Team, b: Team) => a.name < b.name ? -1 : 1;
+    return [...[...this.#config.values()].sort(byName), ...[...this.#api.values()].sort(byName)];
+  }
+
+  /** Reads the teams made through the API now, then every `refreshMs` until closed. */
+  async start(): Promise<void> {
+    await this.refresh().catch(() => {});
+    this.#schedule();
+  }
+
+  /** Reads the teams made through the API from KV (keeps the last view if KV fails). */
+  async refresh(): Promise<void> {
+    const entries = await kvCall(async () => {
+      const out: Deno.KvEntry<StoredTeam>[] = [];
+      for await (const e of this.#kv.list<StoredTeam>({ prefix: teamPrefix() })) out.push(e);
+      return out;
+    }, this.#call);
+    const api = new Map<string, Team>();
+    for (const e of entries) {
+      const name = e.key[1] as string;
+      if (this.#config.has(name)) continue;
+      api.set(name, { name, source: "api", tokenSha256: e.value.tokenSha256, ...e.value.settings });
+    }
+    this.#api = api;
+    this.#index();
+  }
+
+  /** Makes a team; returns it with its token, which nothing keeps. */
+  async create(raw: Record<string, unknown>): Promise<{ team: Team; token: string }> {
+    const name = checkTeamName(raw.name);
+    if (this.#config.has(name)) throw this.#readOnly(name);
+    const settings = parseTeamFields(raw, this.#context, { allow: ["name"] });
+    const token = newTeamToken();
+    const stored: StoredTeam = {
+      settings,
+      tokenSha256: tokenSha256(token),
+      createdAt: this.#clock.now(),
+    };
+    const key = teamKey(name);
+    const res = await kvCall(
+      () => this.#kv.atomic().check({ key, versionstamp: null }).set(key, stored).commit(),
+      this.#call,
+    );
+    if (!res.ok) throw new TeamChangeError("clash", `A team named "${name}" already exists.`);
+    return { team: this.#learn(name, stored), token };
+  }
+
+  /** Changes some of a team's settings. */
+  async patch(name: string, raw: unknown): Promise<Team> {
+    if (this.#config.has(name)) throw this.#readOnly(name);
+    const stored = await this.#change(name, (s) => ({
+      ...s,
+      settings: parseTeamFields(raw, this.#context, { base: s.settings }),
+    }));
+    return this.#learn(name, stored);
+  }
+
+  /** Issues a new token; the old one stops working (everywhere within `refreshMs`). */
+  async rotate(name: string): Promise<{ team: Team; token: string }> {
+    if (this.#config.has(name)) throw this.#readOnly(name);
+    const token = newTeamToken();
+    const stored = await this.#change(name, (s) => ({ ...s, tokenSha256: tokenSha256(token) }));
+    return { team: this.#learn(name, stored), token };
+  }
+
+  /** Removes a team; its token stops working (everywhere within `refreshMs`). */
+  async delete(name: string): Promise<void> {
+    if (this.#config.has(name)) throw this.#readOnly(name);
+    const key = teamKey(name);
+    const entry = await kvCall(() => this.#kv.get<StoredTeam>(key), this.#call);
+    if (entry.value === null) throw this.#unknown(name);
+    const res = await kvCall(() => this.#kv.atomic().check(entry).delete(key).commit(), this.#call);
+    if (!res.ok) throw new TeamChangeError("clash", `Team "${name}" changed meanwhile; retry.`);
+    this.#api.delete(name);
+    this.#index();
+  }
+
+  /** Stops the periodic read. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+  }
+
+  async #change(name: string, edit: (s: StoredTeam) => StoredTeam): Promise<StoredTeam> {
+    const update = await casUpdate<StoredTeam, StoredTeam | undefined>(
+      this.#kv,
+      teamKey(name),
+      (current) => {
+        if (current === null) return { done: undefined };
+        const next = edit(current);
+        return { write: next, result: next };
+      },
+      { call: this.#call },
+    );
+    if (!update.ok) throw new TeamChangeError("clash", `Team "${name}" kept changing; retry.`);
+    if (update.result === undefined) throw this.#unknown(name);
+    return update.result;
+  }
+
+  #learn(name: string, stored: StoredTeam): Team {
+    const team: Team = {
+      name,
+      source: "api",
+      tokenSha256: stored.tokenSha256,
+      ...stored.settings,
+    };
+    this.#api.set(name, team);
+    this.#index();
+    return team;
+  }
+
+  #index(): void {
+    const byHash = new Map<string, Team>();
+    for (const t of this.#api.values()) byHash.set(t.tokenSha256, t);
+    for (const t of this.#config.values()) byHash.set(t.tokenSha256, t);
+    this.#byHash = byHash;
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = this.#clock.setTimeout(() => {
+      this.refresh().catch(() => {}).finally(() => this.#schedule());
+    }, this.#refreshMs);
+  }
+
+  #readOnly(name: string): TeamChangeError {
+    return new TeamChangeError(
+      "read_only",
+      `Team "${name}" is declared in GATEWAY_CONFIG; change it there.`,
+    );
+  }
+
+  #unknown(name: string): TeamChangeError {
+    return new TeamChangeError("unknown", `No team named "${name}".`);
+  }
+}
+
+export { TeamFieldError };

@@ -1,0 +1,80 @@
+import type { Clock } from "../clock/mod.ts";
+import { kvCall, type KvCallOptions, shareDemandKey, shareDemandPrefix } from "../kv/mod.ts";
+import type { TeamDemand } from "./fair_share.ts";
+
+/** One instance's demand on a service, by team. */
+export type InstanceDemand = Record<string, TeamDemand>;
+
+/**
+ * Where instances tell each other their demand on a service, so that they
+ * agree on each team's share. `exchange` publishes this instance's demand
+ * and returns every live instance's (its own included).
+ */
+export interface DemandBoard {
+  exchange(mine: InstanceDemand): Promise<InstanceDemand[]>;
+}
+
+/** A board for one instance alone (limits kept per instance). */
+export class LocalDemandBoard implements DemandBoard {
+  exchange(mine: InstanceDemand): Promise<InstanceDemand[]> {
+    return Promise.resolve([mine]);
+  }
+}
+
+interface DemandRecord {
+  at: number;
+  teams: InstanceDemand;
+}
+
+/** Options for {@linkcode KvDemandBoard}. */
+export interface KvDemandBoardOptions {
+  instanceId: string;
+  clock: Clock;
+  call?: KvCallOptions;
+  /** A record older than this is an instance that stopped telling, in ms. Default 2000. */
+  staleMs?: number;
+}
+
+/**
+ * The board in Deno KV: one record per instance and service, written by
+ * its instance only (no contention), expiring by itself; a read lists the
+ * service's records. An instance with no demand deletes its record.
+ */
+export class KvDemandBoard implements DemandBoard {
+  #kv: Deno.Kv;
+  #service: string;
+  #options: KvDemandBoardOptions;
+  #published = false;
+
+  constructor(kv: Deno.Kv, service: string, options: KvDemandBoardOptions) {
+    this.#kv = kv;
+    this.#service = service;
+    this.#options = options;
+  }
+
+  async exchange(mine: InstanceDemand): Promise<InstanceDemand[]> {
+    const { clock, instanceId, call = {}, staleMs = 2000 } = this.#options;
+    const key = shareDemandKey(this.#service, instanceId);
+    const empty = Object.keys(mine).length === 0;
+    if (!empty) {
+      const record: DemandRecord = { at: clock.now(), teams: mine };
+      await kvCall(() => this.#kv.set(key, record, { expireIn: 10_000 }), call);
+      this.#published = true;
+    } else if (this.#published) {
+      await kvCall(() => this.#kv.delete(key), call);
+      this.#published = false;
+    }
+    const now = clock.now();
+    const out: InstanceDemand[] = [];
+    await kvCall(async () => {
+      out.length = 0;
+      const list = this.#kv.list<DemandRecord>({ prefix: shareDemandPrefix(this.#service) });
+      for await (const e of list) {
+        if (e.key[2] === instanceId) continue;
+        if (now - e.value.at <= staleMs) out.push(e.value.teams);
+      }
+    }, call);
+    if (!empty) out.push(mine);
+    return out;
+  }
+}

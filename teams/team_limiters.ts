@@ -1,0 +1,66 @@
+import type { ServiceLimiter } from "../limiter/mod.ts";
+import { type Team, type TeamLimits, teamLimitsFor } from "./team.ts";
+
+/**
+ * The limiters of teams' own pacing on one service, made when a team first
+ * sends there, and made again when its limits change (admin API). Each is
+ * a full service limiter over its own shared store, so a team's limits
+ * hold across instances as a service's do, and lease the same way.
+ */
+export class TeamLimiters {
+  #made = new Map<string, { signature: string; limiter: ServiceLimiter }>();
+  #make: (team: string, limits: TeamLimits) => ServiceLimiter;
+  #cap: TeamLimits;
+  #service: string;
+
+  /**
+   * @param service The service's name.
+   * @param cap The service's own limits: no team's exceed them.
+   * @param make Builds the limiter of one team.
+   */
+  constructor(
+    service: string,
+    cap: TeamLimits,
+    make: (team: string, limits: TeamLimits) => ServiceLimiter,
+  ) {
+    this.#service = service;
+    this.#cap = cap;
+    this.#make = make;
+  }
+
+  /** The limiter of `team`'s own pacing here, or undefined when it has none. */
+  for(team: Team): ServiceLimiter | undefined {
+    const limits = teamLimitsFor(team, this.#service, this.#cap);
+    const made = this.#made.get(team.name);
+    if (limits === undefined) {
+      if (made) this.#retire(team.name, made.limiter);
+      return undefined;
+    }
+    const signature = `${limits.rps}/${limits.burst}/${limits.maxConn}`;
+    if (made?.signature === signature) return made.limiter;
+    if (made) this.#retire(team.name, made.limiter);
+    const limiter = this.#make(team.name, limits);
+    this.#made.set(team.name, { signature, limiter });
+    return limiter;
+  }
+
+  /** Renews the slots every team limiter holds. */
+  heartbeat(): void {
+    for (const { limiter } of this.#made.values()) limiter.heartbeat();
+  }
+
+  /** Closes every team limiter. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#made.values()].map(({ limiter }) => limiter.close()));
+  }
+
+  /** Resolves once every team limiter's last writes have landed. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#made.values()].map(({ limiter }) => limiter.settled()));
+  }
+
+  #retire(name: string, limiter: ServiceLimiter): void {
+    this.#made.delete(name);
+    limiter.close().catch(() => {});
+  }
+}

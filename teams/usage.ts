@@ -1,0 +1,98 @@
+/**
+ * Tokens an answer used, from what the provider reports: OpenAI's `usage`
+ * (JSON, and the final SSE chunk when the client asked for it), Anthropic's
+ * `message_start` / `message_delta` usage, Gemini's `usageMetadata`. When
+ * an answer reports none, {@linkcode estimateTokens} stands in.
+ *
+ * @module
+ */
+
+/** Tokens of one usage object in any of the three shapes, or undefined. */
+export function tokensOfUsage(u: unknown): number | undefined {
+  if (typeof u !== "object" || u === null) return undefined;
+  const o = u as Record<string, unknown>;
+  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : 0);
+  if (typeof o.total_tokens === "number") return n(o.total_tokens);
+  if (typeof o.totalTokenCount === "number") return n(o.totalTokenCount);
+  if ("prompt_tokens" in o || "completion_tokens" in o) {
+    return n(o.prompt_tokens) + n(o.completion_tokens);
+  }
+  if ("input_tokens" in o || "output_tokens" in o) return n(o.input_tokens) + n(o.output_tokens);
+  return undefined;
+}
+
+/** Tokens reported in a JSON answer's body, or undefined when it reports none. */
+export function usageFromJson(text: string): number | undefined {
+  if (!text.includes("sage")) return undefined; // "usage" / "usageMetadata": most bodies end here
+  try {
+    const body = JSON.parse(text) as Record<string, unknown>;
+    return tokensOfUsage(body.usage) ?? tokensOfUsage(body.usageMetadata);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The README's estimate for an answer that reports no usage: one token per
+ * four bytes of request and answer body together, at least 1.
+ */
+export function estimateTokens(requestBytes: number, answerBytes: number): number {
+  return Math.max(1, Math.ceil((requestBytes + answerBytes) / 4));
+}
+
+/**
+ * Reads usage out of an SSE stream as it passes: only `data:` lines that
+ * mention usage are parsed. OpenAI's and Gemini's last report wins;
+ * Anthropic's input count (`message_start`) and output count (cumulative,
+ * `message_delta`) add up.
+ */
+export class SseUsageMeter {
+  #decoder = new TextDecoder();
+  #partial = "";
+  #total: number | undefined;
+  #input = 0;
+  #output = 0;
+
+  /** Tokens reported so far, or undefined when none was. */
+  get tokens(): number | undefined {
+    return this.#total;
+  }
+
+  /** Reads one chunk of the stream. */
+  push(chunk: Uint8Array): void {
+    const text = this.#partial + this.#decoder.decode(chunk, { stream: true });
+    const last = text.lastIndexOf("\n");
+    if (last === -1) {
+      this.#partial = text.length > 65_536 ? "" : text;
+      return;
+    }
+    this.#partial = text.slice(last + 1);
+    if (!text.includes("sage")) return;
+    for (const line of text.slice(0, last).split("\n")) {
+      if (line.startsWith("data:") && line.includes("sage")) this.#read(line.slice(5).trim());
+    }
+  }
+
+  #read(data: string): void {
+    let event: Record<string, unknown>;
+    try {
+      event = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const message = event.message as Record<string, unknown> | undefined;
+    if (event.type === "message_start" && message) {
+      const u = message.usage as Record<string, number> | undefined;
+      this.#input = u?.input_tokens ?? 0;
+      this.#output = u?.output_tokens ?? 0;
+      this.#total = this.#input + this.#output;
+    } else if (event.type === "message_delta") {
+      const u = event.usage as Record<string, number> | undefined;
+      if (typeof u?.output_tokens === "number") this.#output = u.output_tokens;
+      this.#total = this.#input + this.#output;
+    } else {
+      this.#total = tokensOfUsage(event.usage) ?? tokensOfUsage(event.usageMetadata) ??
+        this.#total;
+    }
+  }
+}
