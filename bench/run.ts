@@ -30,14 +30,13 @@
  * @module
  */
 
-import { freePort } from "../tests/support/net.ts";
+import { cpuUs, ensureWrk, PIN, type Proc, start, stop, wrk as wrkRun } from "./load_kit.ts";
 import {
   BENCH_PASSWORD as PASSWORD,
   CHAT_LUA,
   kvgateEnv,
   queueMemoryArgs,
   streamLua,
-  waitListening,
 } from "./bench_kit.ts";
 
 const DENO = Deno.execPath();
@@ -46,89 +45,16 @@ const PHASE_S = Number(Deno.env.get("BENCH_PHASE_S") ?? 5);
 const WARM_S = Number(Deno.env.get("BENCH_WARM_S") ?? 3);
 const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
 const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
-const LOG_DIR = Deno.env.get("BENCH_LOG_DIR");
 const PAIRED_ROUNDS = Number(Deno.env.get("BENCH_PAIRED_ROUNDS") ?? 6);
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Proc {
-  name: string;
-  base: string;
-  path: string;
-  child: Deno.ChildProcess;
-}
-
-/**
- * With two or more cores and taskset, the proxy under test gets core 1 to
- * itself and everything else (mock, wrk, this runner) shares core 0, so
- * that its CPU time per request does not swing with the load generator's.
- */
-const PIN = navigator.hardwareConcurrency >= 2 &&
-  (await new Deno.Command("taskset", { args: ["-V"], stdout: "null", stderr: "null" }).output()
-    .then((o) => o.success, () => false));
-
-function command(cpu: number, program: string, args: string[]): [string, string[]] {
-  return PIN ? ["taskset", ["-c", String(cpu), program, ...args]] : [program, args];
-}
-
-async function start(
-  name: string,
-  script: string,
-  env: Record<string, string>,
-  path: string,
-  cpu = 1,
-  cwd: string | URL = ROOT,
-): Promise<Proc> {
-  const port = freePort();
-  const [program, args] = command(cpu, DENO, [
-    "run",
-    "-A",
-    "--unstable-kv",
-    "--unstable-no-legacy-abort",
-    script,
-  ]);
-  const child = new Deno.Command(program, {
-    args,
-    cwd,
-    env: { ...env, PORT: String(port), HOST: "127.0.0.1" },
-    stdout: LOG_DIR ? "piped" : "null",
-    stderr: "null",
-  }).spawn();
-  // BENCH_LOG_DIR keeps each process's stdout (kvgate's JSON log lines), for diagnosis.
-  if (LOG_DIR) child.stdout.pipeTo((await Deno.create(`${LOG_DIR}/${name}.log`)).writable);
-  const base = `http://127.0.0.1:${port}`;
-  await waitListening(base, name);
-  return { name, base, path, child };
-}
-
-async function stop(p: Proc): Promise<void> {
-  try {
-    p.child.kill("SIGKILL");
-  } catch { /* gone */ }
-  await p.child.status;
-}
 
 /** utime + stime of a process, in ms. */
 function cpuMs(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
-
-/**
- * CPU time of a process's threads, in µs, from /proc/<pid>/task/<tid>/schedstat
- * (nanoseconds, where /proc/<pid>/stat counts in 10 ms ticks). A thread that
- * has exited is not counted; Deno's threads live as long as the process.
- */
-function cpuUs(pid: number): number {
-  let ns = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
-    } catch { /* the thread has just exited */ }
-  }
-  return ns / 1000;
 }
 
 function rssKiB(pid: number): number {
@@ -155,81 +81,18 @@ function connectionsTo(port: number): number {
   return n;
 }
 
-/** wrk from Debian's packages: installed here when missing (needs root and the package registry). */
-async function ensureWrk(): Promise<void> {
-  const has = () =>
-    new Deno.Command("wrk", { args: ["-v"], stdout: "null", stderr: "null" }).output()
-      .then(() => true, () => false);
-  if (await has()) return;
-  console.error("bench: wrk is missing; installing it with apt-get");
-  const apt = (args: string[]) =>
-    new Deno.Command("apt-get", { args, stdout: "null", stderr: "inherit" }).output();
-  if (!(await apt(["install", "-y", "wrk"])).success) {
-    await apt(["update"]);
-    await apt(["install", "-y", "wrk"]);
-  }
-  if (!(await has())) throw new Error("bench: could not install wrk (apt-get install -y wrk)");
-}
-
 await ensureWrk();
 const LUA = await Deno.makeTempFile({ suffix: ".lua" });
 await Deno.writeTextFile(LUA, CHAT_LUA);
+/** A wrk run of the chat load, or of `script`. */
+const wrk = (url: string, connections: number, seconds: number, script = LUA) =>
+  wrkRun(url, connections, seconds, script);
 /** Streamed answers under load: 20 events (a short answer) and 500 (a long one), back to back. */
 const STREAM_LOADS = [20, 500] as const;
 const STREAM_LUA: Record<number, string> = {};
 for (const n of STREAM_LOADS) {
   STREAM_LUA[n] = await Deno.makeTempFile({ suffix: ".lua" });
   await Deno.writeTextFile(STREAM_LUA[n], streamLua(n));
-}
-
-interface LoadResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  requests: number;
-  errors: number;
-}
-
-function toMs(v: string, unit: string): number {
-  const n = Number(v);
-  return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : n;
-}
-
-async function wrk(
-  url: string,
-  connections: number,
-  seconds: number,
-  script = LUA,
-): Promise<LoadResult> {
-  const [program, args] = command(0, "wrk", [
-    "-t1",
-    `-c${connections}`,
-    `-d${seconds}s`,
-    "--latency",
-    "-s",
-    script,
-    url,
-  ]);
-  const out = await new Deno.Command(program, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  const pct = (p: string) => {
-    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s|m)`).exec(text);
-    return m ? toMs(m[1], m[2]) : NaN;
-  };
-  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? 0);
-  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0) +
-    [...text.matchAll(/(connect|read|write|timeout) (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? 0),
-    p50: pct("50"),
-    p99: pct("99"),
-    requests,
-    errors,
-  };
 }
 
 function percentile(xs: number[], p: number): number {

@@ -282,6 +282,17 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
     resolved[name] = { name, ...svc, keys: parseKeyList(env(svc.envKey)) };
   }
   const password = env("ACCESS_PASSWORD");
+  const hashes = new Map<string, string>();
+  if (password && password.trim() !== "") {
+    hashes.set(tokenSha256(password.trim()), "ACCESS_PASSWORD");
+  }
+  for (const t of teams) {
+    const clash = hashes.get(t.tokenSha256);
+    if (clash) {
+      throw new ConfigError(`GATEWAY_CONFIG.teams.${t.name}.token is the same as ${clash}'s`);
+    }
+    hashes.set(t.tokenSha256, `team ${t.name}`);
+  }
   return {
     ...(settings as unknown as GatewaySettings),
     services: resolved,

@@ -131,7 +131,26 @@ export async function createGateway(
       log: logEvent,
     });
     const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
-    const limiterFor = (scope: string | { service: string; team: string }, l: TeamLimits) => {
+    const board = shared
+      ? new KvDemandBoard(kv, service.name, { instanceId, clock, call })
+      : new LocalDemandBoard();
+    const gate = new FairGate({
+      rate: limits.rps,
+      burst: limits.burst,
+      board,
+      clock,
+      queueLimit: config.queueLimit,
+      onError: (e) => {
+        if (kvStatus.up) {
+          logEvent("share_exchange_failed", { service: service.name, error: String(e) });
+        }
+      },
+    });
+    const limiterFor = (
+      scope: string | { service: string; team: string },
+      l: TeamLimits,
+      leasePeers = peers,
+    ) => {
       const store: CapacityStore = shared
         ? new DegradingStore(
           new KvCapacityStore(kv, scope, l, {
@@ -151,17 +170,15 @@ export async function createGateway(
         queueLimit: config.queueLimit,
         leaseMs: config.leaseMs,
         slotTtlMs: config.slotTtlMs,
-        peers,
+        peers: leasePeers,
         random,
         // Teams take turns by weight, interactive before bulk (only while requests wait).
         slotQueue: new FairQueue(),
         tokenQueue: new FairQueue(),
       });
     };
-    const limiter = limiterFor(service.name, limits);
-    const board = shared
-      ? new KvDemandBoard(kv, service.name, { instanceId, clock, call })
-      : new LocalDemandBoard();
+    // Leases sized to this instance's fair share while teams are held back.
+    const limiter = limiterFor(service.name, limits, () => gate.instancesWorth() ?? peers());
     const rt = new ServiceRuntime({
       service,
       pool,
@@ -170,17 +187,7 @@ export async function createGateway(
       onError: (e) =>
         logEvent("key_health_read_failed", { service: service.name, error: String(e) }),
       status: kvStatus,
-      gate: new FairGate({
-        rate: limits.rps,
-        board,
-        clock,
-        queueLimit: config.queueLimit,
-        onError: (e) => {
-          if (kvStatus.up) {
-            logEvent("share_exchange_failed", { service: service.name, error: String(e) });
-          }
-        },
-      }),
+      gate,
       teams: new TeamLimiters(
         service.name,
         limits,

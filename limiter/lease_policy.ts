@@ -63,9 +63,12 @@ export class DemandMeter {
     this.#current += n;
   }
 
-  /** Tokens per second at `now`. */
+  /** Tokens per second at `now`; it falls to 0 within two seconds of the last count. */
   rate(now: number): number {
-    const elapsed = Math.min(1000, now - this.#windowStart);
-    return this.#previous * (1 - elapsed / 1000) + this.#current;
+    const age = now - this.#windowStart;
+    if (age >= 2000) return 0;
+    // The current second has ended without a count since: it fades as the previous one would.
+    if (age >= 1000) return this.#current * (1 - (age - 1000) / 1000);
+    return this.#previous * (1 - age / 1000) + this.#current;
   }
 }

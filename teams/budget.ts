@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { kvCall, type KvCallOptions, teamUsageKey } from "../kv/mod.ts";
+import { casUpdate, kvCall, type KvCallOptions, teamUsageKey } from "../kv/mod.ts";
 import { budgetDay } from "./budget_day.ts";
 import type { DailyBudget, Team } from "./team.ts";
 
@@ -171,15 +171,11 @@ export class TeamBudgets {
     const rKey = teamUsageKey(name, day, "requests");
     if (requests < 0) {
       // KvU64 sums cannot go down: a hand-back is a compare-and-set.
-      for (let i = 0; i < 8; i++) {
-        const cur = await kvCall(() => this.#kv.get<Deno.KvU64>(rKey), this.#call);
-        const next = BigInt(Math.max(0, u64(cur) + requests));
-        const res = await kvCall(
-          () => this.#kv.atomic().check(cur).set(rKey, new Deno.KvU64(next)).commit(),
-          this.#call,
-        );
-        if (res.ok) break;
-      }
+      const back = requests;
+      await casUpdate<Deno.KvU64, void>(this.#kv, rKey, (cur) => ({
+        write: new Deno.KvU64(BigInt(Math.max(0, (cur === null ? 0 : Number(cur.value)) + back))),
+        result: undefined,
+      }), { call: this.#call });
       requests = 0;
     }
     if (requests === 0 && tokens === 0) return;

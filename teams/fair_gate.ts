@@ -7,6 +7,8 @@ import type { DemandBoard, InstanceDemand } from "./share_board.ts";
 export interface FairGateOptions {
   /** The service's rate (rps): what the teams share. */
   rate: number;
+  /** The service's burst. Default 1. */
+  burst?: number;
   /** Where instances exchange their demand. */
   board: DemandBoard;
   clock: Clock;
@@ -33,8 +35,10 @@ class TeamLane {
   arrivals = new DemandMeter();
   /** Entered and not yet sent upstream (its backlog, wherever it waits). */
   pending = 0;
-  /** This instance's rate for the team, per second; Infinity = not held back. */
+  /** This instance's pace for the team, per second: its part of the team's share, or the service's rate. */
   rate = Infinity;
+  /** The same, kept for lease sizing. */
+  share = Infinity;
   /** GCRA: when the team's next request may pass. */
   tat = 0;
   interactive: GateWaiter[] = [];
@@ -66,6 +70,7 @@ function nextLine(lane: TeamLane): GateWaiter[] | undefined {
 export class FairGate {
   #lanes = new Map<string, TeamLane>();
   #rate: number;
+  #burst: number;
   #board: DemandBoard;
   #clock: Clock;
   #periodMs: number;
@@ -81,6 +86,7 @@ export class FairGate {
   constructor(options: FairGateOptions) {
     this.#queueLimit = options.queueLimit ?? 200;
     this.#rate = options.rate;
+    this.#burst = options.burst ?? 1;
     this.#board = options.board;
     this.#clock = options.clock;
     this.#periodMs = options.periodMs ?? 250;
@@ -88,6 +94,22 @@ export class FairGate {
     this.#deadlines = new TimeoutSweeper(this.#clock, 50);
     if (!(this.#rate > 0)) throw new RangeError(`rate must be > 0 (got ${this.#rate})`);
     if (!(this.#periodMs > 0)) throw new RangeError(`periodMs must be > 0 (got ${this.#periodMs})`);
+  }
+
+  /**
+   * How many instances' worth of the service this one may use, for lease
+   * sizing: the rate over this instance's paces (an instance that holds
+   * three quarters of the rate leases as one of 1.33 instances would), or
+   * undefined while no team is held back here.
+   */
+  instancesWorth(): number | undefined {
+    if (this.#shares === undefined) return undefined;
+    let mine = 0;
+    for (const lane of this.#lanes.values()) {
+      if (lane.share === Infinity) return undefined;
+      mine += lane.share;
+    }
+    return mine > 0 ? this.#rate / mine : undefined;
   }
 
   /** The teams' shares of the service (requests per second), or undefined when none is held back. */
@@ -113,7 +135,7 @@ export class FairGate {
     if (lane === undefined) {
       lane = new TeamLane();
       this.#lanes.set(team, lane);
-      lane.rate = this.#newcomerRate(weight);
+      lane.rate = lane.share = this.#newcomerRate(weight);
     }
     lane.weight = weight;
     lane.arrivals.count(1, now);
@@ -170,12 +192,17 @@ export class FairGate {
     this.#waiting = 0;
   }
 
-  /** Spends one pass of the team's pace if it has one now (GCRA, a burst of 100 ms of its rate). */
+  /**
+   * Spends one pass of the team's pace if it has one now (GCRA). Held back,
+   * a team may run 100 ms of its pace ahead; otherwise it is paced as the
+   * service itself is (its rate and burst), which holds back no request the
+   * service would let out, and keeps what a team sends before the instances
+   * first agree on shares to a burst.
+   */
   #take(lane: TeamLane, now: number): boolean {
-    if (lane.rate === Infinity) return true;
     if (lane.rate <= 0) return false;
     const interval = 1000 / lane.rate;
-    const tolerance = Math.max(0, Math.ceil(lane.rate * 0.1) - 1) * interval;
+    const tolerance = this.#tolerance(lane) * interval;
     if (lane.tat - now > tolerance) return false;
     lane.tat = Math.max(lane.tat, now) + interval;
     return true;
@@ -186,8 +213,7 @@ export class FairGate {
     for (let line = nextLine(lane); line !== undefined; line = nextLine(lane)) {
       if (!this.#take(lane, now)) {
         if (lane.timer === undefined && lane.rate > 0) {
-          const interval = 1000 / lane.rate;
-          const tolerance = Math.max(0, Math.ceil(lane.rate * 0.1) - 1) * interval;
+          const tolerance = this.#tolerance(lane) * (1000 / lane.rate);
           lane.timer = this.#clock.setTimeout(() => {
             lane.timer = undefined;
             this.#pump(lane);
@@ -203,15 +229,21 @@ export class FairGate {
     }
   }
 
+  /** Passes a team may take ahead of its pace (see `#take`). */
+  #tolerance(lane: TeamLane): number {
+    const burst = this.#shares === undefined ? this.#burst : Math.ceil(lane.rate * 0.1);
+    return Math.max(0, burst - 1);
+  }
+
   #retryAfter(lane: TeamLane): number {
     const waiting = lane.interactive.length + lane.bulk.length + 1;
-    const rate = lane.rate === Infinity ? this.#rate : Math.max(lane.rate, 0.01);
+    const rate = Math.max(lane.rate, 0.01);
     return Math.max(1000, Math.ceil((waiting / rate) * 1000));
   }
 
   /** A team seen for the first time while others are held back: its weighted share, wholly here. */
   #newcomerRate(weight: number): number {
-    if (this.#shares === undefined) return Infinity;
+    if (this.#shares === undefined) return this.#rate;
     let weights = weight;
     for (const name of this.#shares.keys()) weights += this.#lanes.get(name)?.weight ?? 1;
     return (this.#rate * weight) / weights;
@@ -262,11 +294,12 @@ export class FairGate {
     for (const [name, lane] of this.#lanes) {
       const share = this.#shares?.get(name);
       const here = mine[name]?.demand ?? 0;
-      lane.rate = this.#shares === undefined
-        ? Infinity
+      lane.share = this.#shares === undefined
+        ? this.#rate
         : share === undefined
         ? this.#newcomerRate(lane.weight)
         : localPart(share, here, total.get(name)!.demand);
+      lane.rate = lane.share;
       if (lane.timer !== undefined) this.#clock.clearTimeout(lane.timer);
       lane.timer = undefined;
       this.#pump(lane);

@@ -1,0 +1,85 @@
+/**
+ * What a team token costs: CPU per request of a kvgate whose clients send
+ * a team token (a team with a daily budget, so every stage of the team
+ * path runs: the hash lookup, the budget, the fair gate, the usage count)
+ * against a kvgate without teams whose clients send the password, both
+ * loaded at once by their own wrk, round after round, in the same run.
+ *
+ * `BENCH_PHASE_S` (default 5) and `BENCH_PAIRED_ROUNDS` (default 6) set its length.
+ *
+ * @module
+ */
+import { BENCH_PASSWORD, CHAT_LUA, kvgateEnv } from "./bench_kit.ts";
+import { cpuUs, ensureWrk, PIN, type Proc, start, stop, wrk } from "./load_kit.ts";
+
+const PHASE_S = Number(Deno.env.get("BENCH_PHASE_S") ?? 5);
+const ROUNDS = Number(Deno.env.get("BENCH_PAIRED_ROUNDS") ?? 6);
+const TEAM_TOKEN = "bench-team-token-0123456789abcdef";
+
+const f = (n: number, d = 1) => n.toFixed(d);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Both targets under their own wrk at once for PHASE_S: CPU µs per request of each. */
+async function paired(targets: Proc[], scripts: string[], conns: number): Promise<number[]> {
+  const before = targets.map((t) => cpuUs(t.child.pid));
+  const results = await Promise.all(
+    targets.map((t, i) => wrk(t.base + t.path, conns, PHASE_S, scripts[i])),
+  );
+  return targets.map((t, i) => (cpuUs(t.child.pid) - before[i]) / Math.max(1, results[i].requests));
+}
+
+async function main() {
+  await ensureWrk();
+  const dir = await Deno.makeTempDir();
+  const passwordLua = await Deno.makeTempFile({ suffix: ".lua" });
+  await Deno.writeTextFile(passwordLua, CHAT_LUA);
+  const teamLua = await Deno.makeTempFile({ suffix: ".lua" });
+  await Deno.writeTextFile(teamLua, CHAT_LUA.replace(BENCH_PASSWORD, TEAM_TOKEN));
+  const mock = await start("direct", "bench/mock_upstream.ts", { LATENCY_MS: "2" }, "", 0);
+  const open = { rps: 1e6, burst: 1e6, maxConn: 10_000 };
+  const password = await start(
+    "kvgate-password",
+    "main.ts",
+    kvgateEnv(mock.base, `${dir}/password.sqlite3`, open),
+    "/openai/v1/chat/completions",
+  );
+  const teamEnv = kvgateEnv(mock.base, `${dir}/team.sqlite3`, open);
+  const config = JSON.parse(teamEnv.GATEWAY_CONFIG);
+  config.teams = {
+    bench: { token: TEAM_TOKEN, weight: 2, daily: { requests: 1e9, tokens: 1e12 } },
+    other: { token: "bench-other-token-0123456789abcdef" },
+  };
+  teamEnv.GATEWAY_CONFIG = JSON.stringify(config);
+  const team = await start("kvgate-team", "main.ts", teamEnv, "/openai/v1/chat/completions");
+  const targets = [password, team];
+  const scripts = [passwordLua, teamLua];
+  console.log(
+    `# team token vs password — ${
+      new Date().toISOString().slice(0, 10)
+    }, Deno ${Deno.version.deno}, ` +
+      `${ROUNDS} rounds of ${PHASE_S} s, both kvgates loaded at once ${
+        PIN ? "on core 1 (mock and wrk on core 0)" : "(not pinned)"
+      }`,
+  );
+  try {
+    for (const conns of [1, 32]) {
+      await paired(targets, scripts, conns); // warm-up at this load
+      const ratios: number[] = [];
+      console.log(`\n${conns} conn | password µs/req | team µs/req | team ÷ password`);
+      for (let round = 1; round <= ROUNDS; round++) {
+        const [p, t] = await paired(targets, scripts, conns);
+        ratios.push(t / p);
+        console.log(`round ${round} | ${f(p)} | ${f(t)} | ${f(t / p, 2)}`);
+      }
+      console.log(
+        `${conns} conn: team ÷ password CPU per request, median ${f(median(ratios), 2)} ` +
+          `(min ${f(Math.min(...ratios), 2)}, max ${f(Math.max(...ratios), 2)})`,
+      );
+    }
+  } finally {
+    for (const p of [team, password, mock]) await stop(p);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+await main();

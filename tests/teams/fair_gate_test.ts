@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { type DemandBoard, FairGate, type InstanceDemand } from "../../teams/mod.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+
+/** A board several gates share in memory, as instances share KV. */
+class MemoryBoard {
+  records = new Map<string, InstanceDemand>();
+  for(id: string): DemandBoard {
+    return {
+      exchange: (mine) => {
+        this.records.set(id, mine);
+        return Promise.resolve([...this.records.values()]);
+      },
+    };
+  }
+}
+
+/** Keeps `n` requests of `team` at `gate`, each sent again 200 ms after it passes; counts passes. */
+function flood(
+  clock: FakeClock,
+  gate: FairGate,
+  team: string,
+  weight: number,
+  n: number,
+  passed: Map<string, number>,
+  bulk = false,
+) {
+  const one = () => {
+    const r = gate.enter(team, weight, bulk, Infinity);
+    const done = (p: { ok: boolean }) => {
+      if (!p.ok) return;
+      passed.set(team, (passed.get(team) ?? 0) + 1);
+      gate.sent(team);
+      clock.setTimeout(one, 200);
+    };
+    if (r instanceof Promise) r.then(done);
+    else done(r);
+  };
+  for (let i = 0; i < n; i++) one();
+}
+
+Deno.test("fair gate: two instances agree on 3:1 for teams flooding through different instances", async () => {
+  const clock = new FakeClock();
+  const board = new MemoryBoard();
+  const g1 = new FairGate({ rate: 20, board: board.for("i1"), clock });
+  const g2 = new FairGate({ rate: 20, board: board.for("i2"), clock });
+  const passed = new Map<string, number>();
+  flood(clock, g1, "a", 3, 10, passed);
+  flood(clock, g2, "b", 1, 10, passed);
+  flood(clock, g2, "c", 1, 10, passed);
+  await clock.advance(2000);
+  passed.clear();
+  await clock.advance(5000);
+  // Each is held to its share: a 20 × 3/5 = 12, b and c 20 × 1/5 = 4 per second.
+  assert.ok(Math.abs(passed.get("b")! - 20) <= 2, `b: ${passed.get("b")}`);
+  assert.ok(Math.abs(passed.get("c")! - 20) <= 2, `c: ${passed.get("c")}`);
+  assert.deepEqual([...g1.shares!].sort(), [["a", 12], ["b", 4], ["c", 4]]);
+  g1.close();
+  g2.close();
+});
+
+Deno.test("fair gate: while demand fits in the rate nobody waits; a newcomer passes at once when others are held back", async () => {
+  const clock = new FakeClock();
+  const board = new MemoryBoard();
+  const gate = new FairGate({ rate: 20, board: board.for("i1"), clock });
+  assert.deepEqual(gate.enter("a", 1, false, Infinity), { ok: true });
+  gate.sent("a");
+  await clock.advance(1000);
+  assert.equal(gate.shares, undefined);
+  const passed = new Map<string, number>();
+  flood(clock, gate, "a", 1, 30, passed);
+  flood(clock, gate, "b", 1, 30, passed);
+  await clock.advance(1000);
+  assert.notEqual(gate.shares, undefined);
+  assert.deepEqual(gate.enter("newcomer", 1, false, Infinity), { ok: true });
+  gate.close();
+});
+
+Deno.test("fair gate: a held team's bulk requests wait behind its interactive ones; a deadline refuses", async () => {
+  const clock = new FakeClock();
+  const board = new MemoryBoard();
+  const gate = new FairGate({ rate: 10, board: board.for("i1"), clock });
+  const passed = new Map<string, number>();
+  flood(clock, gate, "a", 1, 10, passed);
+  flood(clock, gate, "b", 1, 10, passed, true);
+  await clock.advance(1000);
+  const order: string[] = [];
+  // b (flooding its bulk lane) is held to half the rate: a bulk request, then an interactive one, wait.
+  const bulk = gate.enter("b", 1, true, Infinity);
+  const interactive = gate.enter("b", 1, false, Infinity);
+  assert.ok(bulk instanceof Promise && interactive instanceof Promise);
+  bulk.then(() => order.push("bulk"));
+  interactive.then(() => order.push("interactive"));
+  const late = gate.enter("b", 1, false, clock.now() + 10);
+  await clock.advance(10_000);
+  assert.deepEqual(order, ["interactive", "bulk"]);
+  const refused = await late;
+  assert.equal(refused.ok, false);
+  assert.equal(!refused.ok && refused.reason, "queue_timeout");
+  gate.close();
+});
