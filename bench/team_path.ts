@@ -1,9 +1,11 @@
 /**
- * What a team token costs: CPU per request of a kvgate whose clients send
- * a team token (a team with a daily budget, so every stage of the team
- * path runs: the hash lookup, the budget, the fair gate, the usage count)
- * against a kvgate without teams whose clients send the password, both
- * loaded at once by their own wrk, round after round, in the same run.
+ * What a team token costs: CPU per request of kvgates whose clients send a
+ * team token, against a kvgate without teams whose clients send the
+ * password, all loaded at once by their own wrk, round after round, in the
+ * same run. Two teams: one with a daily requests budget (every team stage
+ * runs: the hash lookup, the budget, the fair gate, the token estimate),
+ * and one with a daily tokens budget, whose JSON answers are also read to
+ * count the tokens they report.
  *
  * `BENCH_PHASE_S` (default 5) and `BENCH_PAIRED_ROUNDS` (default 6) set its length.
  *
@@ -43,16 +45,20 @@ async function main() {
     kvgateEnv(mock.base, `${dir}/password.sqlite3`, open),
     "/openai/v1/chat/completions",
   );
-  const teamEnv = kvgateEnv(mock.base, `${dir}/team.sqlite3`, open);
-  const config = JSON.parse(teamEnv.GATEWAY_CONFIG);
-  config.teams = {
-    bench: { token: TEAM_TOKEN, weight: 2, daily: { requests: 1e9, tokens: 1e12 } },
-    other: { token: "bench-other-token-0123456789abcdef" },
+  const withTeam = (name: string, daily: Record<string, number>) => {
+    const env = kvgateEnv(mock.base, `${dir}/${name}.sqlite3`, open);
+    const config = JSON.parse(env.GATEWAY_CONFIG);
+    config.teams = {
+      bench: { token: TEAM_TOKEN, weight: 2, daily },
+      other: { token: "bench-other-token-0123456789abcdef" },
+    };
+    env.GATEWAY_CONFIG = JSON.stringify(config);
+    return start(name, "main.ts", env, "/openai/v1/chat/completions");
   };
-  teamEnv.GATEWAY_CONFIG = JSON.stringify(config);
-  const team = await start("kvgate-team", "main.ts", teamEnv, "/openai/v1/chat/completions");
-  const targets = [password, team];
-  const scripts = [passwordLua, teamLua];
+  const team = await withTeam("kvgate-team", { requests: 1e9 });
+  const tokens = await withTeam("kvgate-team-tokens", { requests: 1e9, tokens: 1e12 });
+  const targets = [password, team, tokens];
+  const scripts = [passwordLua, teamLua, teamLua];
   console.log(
     `# team token vs password — ${
       new Date().toISOString().slice(0, 10)
@@ -64,20 +70,28 @@ async function main() {
   try {
     for (const conns of [1, 32]) {
       await paired(targets, scripts, conns); // warm-up at this load
-      const ratios: number[] = [];
-      console.log(`\n${conns} conn | password µs/req | team µs/req | team ÷ password`);
-      for (let round = 1; round <= ROUNDS; round++) {
-        const [p, t] = await paired(targets, scripts, conns);
-        ratios.push(t / p);
-        console.log(`round ${round} | ${f(p)} | ${f(t)} | ${f(t / p, 2)}`);
-      }
+      const ratios: number[][] = [[], []];
       console.log(
-        `${conns} conn: team ÷ password CPU per request, median ${f(median(ratios), 2)} ` +
-          `(min ${f(Math.min(...ratios), 2)}, max ${f(Math.max(...ratios), 2)})`,
+        `\n${conns} conn | password µs/req | team µs/req | team (tokens budget) µs/req | ` +
+          "team ÷ password | team (tokens budget) ÷ password",
       );
+      for (let round = 1; round <= ROUNDS; round++) {
+        const [p, t, k] = await paired(targets, scripts, conns);
+        ratios[0].push(t / p);
+        ratios[1].push(k / p);
+        console.log(
+          `round ${round} | ${f(p)} | ${f(t)} | ${f(k)} | ${f(t / p, 2)} | ${f(k / p, 2)}`,
+        );
+      }
+      for (const [i, what] of ["team", "team (tokens budget)"].entries()) {
+        console.log(
+          `${conns} conn: ${what} ÷ password CPU per request, median ${f(median(ratios[i]), 2)} ` +
+            `(min ${f(Math.min(...ratios[i]), 2)}, max ${f(Math.max(...ratios[i]), 2)})`,
+        );
+      }
     }
   } finally {
-    for (const p of [team, password, mock]) await stop(p);
+    for (const p of [tokens, team, password, mock]) await stop(p);
     await Deno.remove(dir, { recursive: true });
   }
 }

@@ -51,7 +51,7 @@ export function respondSuccess(
   release: () => void,
 ): Response | Promise<Response> {
   const head = relayResponseHeaders(res.headers, x.id, x.cors);
-  if (x.team !== undefined && !head.eventStream && res.body) {
+  if (x.team !== undefined && !head.eventStream && res.body && mustRead(x)) {
     return respondCounted(p, x, res, head, release);
   }
   if (head.eventStream || head.contentLength === null || !res.body) {
@@ -116,6 +116,17 @@ function respondStream(
 }
 
 /**
+ * Whether a team's JSON answer must be read: to count the tokens it reports
+ * against a tokens budget, or to cut a model list to the team's models.
+ * Otherwise it passes as it is, like the password's (reading it costs about
+ * a tenth more CPU per request), and its tokens are the README's estimate.
+ */
+function mustRead(x: Exchange): boolean {
+  const team = x.team!.team;
+  return team.daily.tokens !== undefined || (team.models !== undefined && listsModels(x));
+}
+
+/**
  * A team's JSON answer, read whole to count the tokens it reports (and, for
  * a team with a model list, to keep only its models in a model list).
  */
@@ -138,7 +149,7 @@ async function respondCounted(
     res.headers.get("content-encoding") !== "identity";
   let headers = head.headers;
   if (!encoded) {
-    const text = new TextDecoder().decode(bytes);
+    const text = decoder.decode(bytes);
     x.team!.tokens = usageFromJson(text);
     const models = x.team!.team.models;
     if (models !== undefined && listsModels(x)) {
@@ -149,6 +160,8 @@ async function respondCounted(
   account(p, x, res.status, "complete", bytes.byteLength, p.clock.now());
   return new Response(x.req.method === "HEAD" ? null : bytes, { status: res.status, headers });
 }
+
+const decoder = new TextDecoder();
 
 const UNREADABLE = {
   status: 502,

@@ -2,6 +2,7 @@ import type { Clock, TimerHandle } from "../clock/mod.ts";
 import { casUpdate, kvCall, type KvCallOptions, teamUsageKey } from "../kv/mod.ts";
 import { budgetDay } from "./budget_day.ts";
 import type { DailyBudget, Team } from "./team.ts";
+import { DemandMeter } from "../limiter/mod.ts";
 
 /** May a team's request go upstream? If not, until when the budget is spent. */
 export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; resetsAt: number };
@@ -19,8 +20,9 @@ export interface TeamBudgetsOptions {
   call?: KvCallOptions;
 }
 
-/** Most requests one instance reserves at once. */
-const MAX_CHUNK = 20;
+/** Most requests one instance reserves at once: 20, or a second of the team's recent rate. */
+const MIN_CHUNK_CAP = 20;
+const MAX_CHUNK_CAP = 5000;
 /** A reservation unused for this long goes back, so that other instances may spend it. */
 const IDLE_RETURN_MS = 2000;
 const OK: BudgetVerdict = Object.freeze({ ok: true });
@@ -39,6 +41,8 @@ interface DayState {
   pendingTokens: number;
   lastUse: number;
   reserving: Promise<BudgetVerdict> | undefined;
+  /** Requests sent per second lately: a busy team reserves bigger chunks. */
+  demand: DemandMeter;
 }
 
 function u64(entry: Deno.KvEntryMaybe<Deno.KvU64>): number {
@@ -88,6 +92,7 @@ export class TeamBudgets {
   spend(team: Team, now: number): BudgetVerdict | Promise<BudgetVerdict> {
     const s = this.#state(team.name, now);
     s.lastUse = now;
+    s.demand.count(1, now);
     const daily = team.daily;
     if (daily.requests === undefined && daily.tokens === undefined) {
       s.pendingRequests++;
@@ -205,7 +210,7 @@ export class TeamBudgets {
         const now = this.#clock.now();
         const over = this.#exhausted(team.daily, s, now);
         if (over) return over;
-        const chunk = this.#chunk(team.daily, s, peers);
+        const chunk = this.#chunk(team.daily, s, peers, now);
         if (chunk === 0) return this.#refusal(s, now);
         const res = await kvCall(
           () =>
@@ -234,8 +239,8 @@ export class TeamBudgets {
     }
   }
 
-  #chunk(daily: DailyBudget, s: DayState, peers: number): number {
-    let chunk = MAX_CHUNK;
+  #chunk(daily: DailyBudget, s: DayState, peers: number, now: number): number {
+    let chunk = Math.min(MAX_CHUNK_CAP, Math.max(MIN_CHUNK_CAP, Math.ceil(s.demand.rate(now))));
     if (daily.requests !== undefined) {
       const left = daily.requests - s.requestsSeen;
       if (left <= 0) return 0;
@@ -280,6 +285,7 @@ export class TeamBudgets {
         pendingTokens: 0,
         lastUse: now,
         reserving: undefined,
+        demand: new DemandMeter(),
       };
       this.#days.set(name, s);
     }

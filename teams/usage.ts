@@ -21,9 +21,24 @@ export function tokensOfUsage(u: unknown): number | undefined {
   return undefined;
 }
 
-/** Tokens reported in a JSON answer's body, or undefined when it reports none. */
+const TOTAL = /"(?:total_tokens|totalTokenCount)"\s*:\s*(\d+)/;
+const INPUT = /"input_tokens"\s*:\s*(\d+)/;
+const OUTPUT = /"output_tokens"\s*:\s*(\d+)/;
+
+/**
+ * Tokens reported in a JSON answer's body, or undefined when it reports
+ * none. The usual shapes are read with a pattern, not by parsing the whole
+ * body (every team answer passes here: parsing cost more than the rest of
+ * the team path); anything else is parsed.
+ */
 export function usageFromJson(text: string): number | undefined {
-  if (!text.includes("sage")) return undefined; // "usage" / "usageMetadata": most bodies end here
+  const at = text.lastIndexOf('"usage');
+  if (at === -1) return undefined;
+  const tail = text.slice(at);
+  const total = TOTAL.exec(tail);
+  if (total) return Number(total[1]);
+  const input = INPUT.exec(tail), output = OUTPUT.exec(tail);
+  if (input && output) return Number(input[1]) + Number(output[1]);
   try {
     const body = JSON.parse(text) as Record<string, unknown>;
     return tokensOfUsage(body.usage) ?? tokensOfUsage(body.usageMetadata);
