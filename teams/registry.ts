@@ -5,7 +5,6 @@ import {
   parseTeamFields,
   type Team,
   type TeamContext,
-  TeamFieldError,
   type TeamSettings,
 } from "./team.ts";
 import { newTeamToken, tokenSha256 } from "./token.ts";
@@ -220,5 +219,3 @@ export class TeamRegistry {
     return new TeamChangeError("unknown", `No team named "${name}".`);
   }
 }
-
-export { TeamFieldError };

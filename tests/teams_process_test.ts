@@ -64,6 +64,23 @@ function countsBetween(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Starts the floods, lets them run `warmMs`, then measures `spanMs`; stops them; the window. */
+async function floodWindow(
+  warmMs: number,
+  spanMs: number,
+  floods: (stop: AbortSignal) => Promise<void>[],
+): Promise<{ from: number; to: number }> {
+  const stop = new AbortController();
+  const load = Promise.all(floods(stop.signal));
+  await sleep(warmMs);
+  const from = Date.now();
+  await sleep(spanMs);
+  const to = Date.now();
+  stop.abort();
+  await load;
+  return { from, to };
+}
+
 Deno.test("teams across 3 processes: fair shares by weight, the idle team's request, shared team limits, admin changes within 5 s", async (t) => {
   const dir = await Deno.makeTempDir();
   const mock = await startMockUpstream({ latencyMs: 20 });
@@ -139,17 +156,11 @@ Deno.test("teams across 3 processes: fair shares by weight, the idle team's requ
     );
 
     await t.step("A and B from all three processes: 3:1", async () => {
-      const stop = new AbortController();
-      const load = Promise.all(procs.flatMap((p) => [
-        flood(p, "mixed", "a", 10, stop.signal),
-        flood(p, "mixed", "b", 10, stop.signal),
-      ]));
-      await sleep(4000);
-      const from = Date.now();
-      await sleep(20_000);
-      const to = Date.now();
-      stop.abort();
-      await load;
+      const { from, to } = await floodWindow(4000, 20_000, (stop) =>
+        procs.flatMap((p) => [
+          flood(p, "mixed", "a", 10, stop),
+          flood(p, "mixed", "b", 10, stop),
+        ]));
       const n = countsBetween(mock.received, "mixed", from, to);
       const ratio = n.a / n.b;
       console.log(`mixed: A ${n.a}, B ${n.b}, A:B ${ratio.toFixed(2)}`);
@@ -157,14 +168,11 @@ Deno.test("teams across 3 processes: fair shares by weight, the idle team's requ
     });
 
     await t.step("B alone gets at least 90% of the service's rate", async () => {
-      const stop = new AbortController();
-      const load = Promise.all(procs.map((p) => flood(p, "alone", "b", 10, stop.signal)));
-      await sleep(3000);
-      const from = Date.now();
-      await sleep(10_000);
-      const to = Date.now();
-      stop.abort();
-      await load;
+      const { from, to } = await floodWindow(
+        3000,
+        10_000,
+        (stop) => procs.map((p) => flood(p, "alone", "b", 10, stop)),
+      );
       const n = countsBetween(mock.received, "alone", from, to);
       const rate = n.b / ((to - from) / 1000);
       console.log(`alone: B ${rate.toFixed(1)} requests/s of ${RATE}`);
