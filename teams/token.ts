@@ -5,15 +5,15 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "./sha256.ts";
 
 /** Every team token made by the admin API starts with this. */
 export const TEAM_TOKEN_PREFIX = "kvt_";
 
 /** Hex SHA-256 of a token: what config, KV and the lookup hold instead of it. */
 export function tokenSha256(token: string): string {
-  // Synchronous (node:crypto): the authenticate stage makes no promise for it.
-  return createHash("sha256").update(token).digest("hex");
+  // Synchronous, and cheaper than node:crypto per call (see sha256.ts).
+  return sha256Hex(token);
 }
 
 /** A new team token: `kvt_` and 32 random bytes in base64url (256 bits). */
