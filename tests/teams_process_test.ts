@@ -199,7 +199,7 @@ Deno.test("teams across 3 processes: fair shares by weight, the idle team's requ
     });
 
     await t.step(
-      "a team made on one process works on the others within 5 s; deleted, it stops within 5 s",
+      "a team made on one process works on the others within 5 s; rotated or deleted, its old token stops within 5 s",
       async () => {
         const made = await fetch(`${procs[0].url}/_kvgate/teams`, {
           method: "POST",
@@ -208,31 +208,49 @@ Deno.test("teams across 3 processes: fair shares by weight, the idle team's requ
         });
         assert.equal(made.status, 201);
         const { token } = await made.json();
-        const statusOn = async (p: GatewayProcess) => {
+        const statusOn = async (p: GatewayProcess, bearer: string) => {
           const r = await fetch(`${p.url}/split/v1/models`, {
-            headers: { authorization: `Bearer ${token}` },
+            headers: { authorization: `Bearer ${bearer}` },
           });
           await r.body?.cancel();
           return r.status;
         };
-        const until = async (want: number) => {
+        /** Ms until every process answers each token with its status. */
+        const until = async (want: Array<[token: string, status: number]>) => {
           const t0 = Date.now();
           while (Date.now() - t0 < 5000) {
-            const all = await Promise.all(procs.map(statusOn));
-            if (all.every((s) => s === want)) return Date.now() - t0;
+            const all = await Promise.all(
+              want.flatMap(([bearer, status]) =>
+                procs.map(async (p) => (await statusOn(p, bearer)) === status)
+              ),
+            );
+            if (all.every(Boolean)) return Date.now() - t0;
             await sleep(100);
           }
-          throw new Error(`not every process answered ${want} within 5 s`);
+          throw new Error(
+            `not every process answered ${JSON.stringify(want.map(([, s]) => s))} within 5 s`,
+          );
         };
-        const seen = await until(200);
+        const seen = await until([[token, 200]]);
+        const rotate = await fetch(`${procs[2].url}/_kvgate/teams/late/rotate`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${PASSWORD}` },
+        });
+        assert.equal(rotate.status, 200);
+        const { token: next } = await rotate.json();
+        const rotated = await until([[token, 401], [next, 200]]);
         const del = await fetch(`${procs[1].url}/_kvgate/teams/late`, {
           method: "DELETE",
           headers: { authorization: `Bearer ${PASSWORD}` },
         });
         assert.equal(del.status, 204);
-        const gone = await until(401);
-        console.log(`admin: seen everywhere after ${seen} ms, gone after ${gone} ms`);
-        for (const p of procs) assert(!p.stdout.text().includes(token));
+        const gone = await until([[next, 401]]);
+        console.log(
+          `admin: seen everywhere after ${seen} ms, rotated after ${rotated} ms, gone after ${gone} ms`,
+        );
+        for (const p of procs) {
+          assert(!p.stdout.text().includes(token) && !p.stdout.text().includes(next));
+        }
       },
     );
   } finally {
