@@ -1,3 +1,5 @@
+import { parseDuration, retryAfterMs } from "./rate_headers.ts";
+
 /** What an upstream answer means for the key that got it and for the request. */
 export type Outcome =
   | { kind: "success" }
@@ -31,19 +33,6 @@ export function classifyResponse(
   return { kind: "client_error" };
 }
 
-/** Parses durations like `1s`, `6m0s`, `20ms`, `1h2m3.5s` (x-ratelimit-reset-*). */
-function parseGoDuration(text: string): number | undefined {
-  const re = /(\d+(?:\.\d+)?)(ms|h|m|s)/g;
-  let total = 0;
-  let matched = "";
-  for (const m of text.matchAll(re)) {
-    const n = Number(m[1]);
-    total += m[2] === "h" ? n * 3_600_000 : m[2] === "m" ? n * 60_000 : m[2] === "s" ? n * 1000 : n;
-    matched += m[0];
-  }
-  return matched.length > 0 && matched === text ? total : undefined;
-}
-
 /**
  * How long the upstream asked us to wait, in ms: `retry-after-ms`,
  * `Retry-After` (seconds or an HTTP date), or `x-ratelimit-reset-requests`.
@@ -51,23 +40,10 @@ function parseGoDuration(text: string): number | undefined {
  */
 export function parseRetryAfter(headers: Headers, now: number): number | undefined {
   const cap = (ms: number) => Math.min(Math.max(0, Math.ceil(ms)), 86_400_000);
-  const ms = headers.get("retry-after-ms");
-  if (ms !== null && /^\s*\d+(\.\d+)?\s*$/.test(ms)) return cap(Number(ms));
-  const ra = headers.get("retry-after");
-  if (ra !== null) {
-    const t = ra.trim();
-    if (/^\d+(\.\d+)?$/.test(t)) return cap(Number(t) * 1000);
-    const date = Date.parse(t);
-    if (!Number.isNaN(date)) return cap(date - now);
-  }
-  const reset = headers.get("x-ratelimit-reset-requests");
-  if (reset !== null) {
-    const t = reset.trim();
-    if (/^\d+(\.\d+)?$/.test(t)) return cap(Number(t) * 1000);
-    const d = parseGoDuration(t);
-    if (d !== undefined) return cap(d);
-  }
-  return undefined;
+  const asked = retryAfterMs(headers, now);
+  if (asked !== undefined) return cap(asked);
+  const reset = parseDuration(headers.get("x-ratelimit-reset-requests"));
+  return reset === undefined ? undefined : cap(reset);
 }
 
 /** Cool-down after the n-th consecutive 429 with no hint: 5 s doubling, at most 60 s. */

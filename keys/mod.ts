@@ -7,3 +7,4 @@ export * from "./key_id.ts";
 export * from "./classify.ts";
 export * from "./health_store.ts";
 export * from "./key_pool.ts";
+export * from "./rate_headers.ts";
