@@ -290,7 +290,9 @@ export class FairGate {
         } else total.set(name, { weight: d.weight, demand: d.demand });
       }
     }
+    const wasHeld = this.#shares !== undefined;
     this.#shares = allocate(this.#rate, total);
+    const now = this.#clock.now();
     for (const [name, lane] of this.#lanes) {
       const share = this.#shares?.get(name);
       const here = mine[name]?.demand ?? 0;
@@ -300,6 +302,13 @@ export class FairGate {
         ? this.#newcomerRate(lane.weight)
         : localPart(share, here, total.get(name)!.demand);
       lane.rate = lane.share;
+      if (!wasHeld && this.#shares !== undefined) {
+        // Teams are held back from now on: what a team let past the gate
+        // before (still waiting for a token) counts against its pace, or it
+        // would be served on top of its share.
+        const past = lane.pending - lane.interactive.length - lane.bulk.length;
+        lane.tat = Math.max(lane.tat, now + (Math.max(0, past) * 1000) / lane.rate);
+      }
       if (lane.timer !== undefined) this.#clock.clearTimeout(lane.timer);
       lane.timer = undefined;
       this.#pump(lane);
