@@ -21,6 +21,26 @@ export class LocalDemandBoard implements DemandBoard {
   }
 }
 
+/**
+ * A record unchanged (each demand within 10%, the same teams) is written again
+ * only after this long, well inside the readers' `staleMs`: fewer writes
+ * leave the KV file's lock to the leases that need it.
+ */
+const REWRITE_MS = 1000;
+
+/** True when `next` differs from `last` by a new or gone team, a weight, or a demand off by 10%. */
+function changed(last: InstanceDemand | undefined, next: InstanceDemand): boolean {
+  if (last === undefined) return true;
+  const names = Object.keys(next);
+  if (names.length !== Object.keys(last).length) return true;
+  for (const name of names) {
+    const a = last[name], b = next[name];
+    if (a === undefined || a.weight !== b.weight) return true;
+    if (Math.abs(a.demand - b.demand) > 0.1 * Math.max(a.demand, b.demand)) return true;
+  }
+  return false;
+}
+
 interface DemandRecord {
   at: number;
   teams: InstanceDemand;
@@ -45,6 +65,9 @@ export class KvDemandBoard implements DemandBoard {
   #service: string;
   #options: KvDemandBoardOptions;
   #published = false;
+  /** What was last written, and when: a record that would barely change is not written again. */
+  #last: InstanceDemand | undefined;
+  #lastAt = 0;
 
   constructor(kv: Deno.Kv, service: string, options: KvDemandBoardOptions) {
     this.#kv = kv;
@@ -56,13 +79,17 @@ export class KvDemandBoard implements DemandBoard {
     const { clock, instanceId, call = {}, staleMs = 2000 } = this.#options;
     const key = shareDemandKey(this.#service, instanceId);
     const empty = Object.keys(mine).length === 0;
-    if (!empty) {
-      const record: DemandRecord = { at: clock.now(), teams: mine };
+    const now0 = clock.now();
+    if (!empty && (now0 - this.#lastAt >= REWRITE_MS || changed(this.#last, mine))) {
+      const record: DemandRecord = { at: now0, teams: mine };
       await kvCall(() => this.#kv.set(key, record, { expireIn: 10_000 }), call);
       this.#published = true;
-    } else if (this.#published) {
+      this.#last = mine;
+      this.#lastAt = now0;
+    } else if (empty && this.#published) {
       await kvCall(() => this.#kv.delete(key), call);
       this.#published = false;
+      this.#last = undefined;
     }
     const now = clock.now();
     const out: InstanceDemand[] = [];

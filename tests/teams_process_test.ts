@@ -149,9 +149,12 @@ Deno.test("teams across 3 processes: fair shares by weight, the idle team's requ
         assert(ratio >= 2.7 && ratio <= 3.3, `A:B ${ratio.toFixed(2)} (A ${n.a}, B ${n.b})`);
         const used = (n.a + n.b + (n.c ?? 0)) / ((to - from) / 1000);
         assert(used >= 0.85 * RATE, `${used.toFixed(1)} requests/s of ${RATE}`);
-        // Two token intervals (100 ms) plus a KV round trip and the processes' own turns.
+        // Two token intervals (100 ms) plus a lease's KV round trips: through A's process C may
+        // wait for the lease in flight (two KV operations, up to ~140 ms each with three
+        // processes writing one SQLite file; 375 ms was the worst seen). Behind A's or B's
+        // queues it would wait seconds: A alone holds 30 requests, 2 s of the service.
         const worst = Math.max(...waits);
-        assert(worst <= 400, `C waited ${waits} ms`);
+        assert(worst <= 600, `C waited ${waits} ms`);
       },
     );
 
