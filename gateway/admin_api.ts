@@ -3,7 +3,7 @@ import { hashId } from "../teams/mod.ts";
 import { clientCredential, timingSafeEqual } from "./auth.ts";
 import { disguise } from "./disguise.ts";
 import { readClientHead } from "./headers.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { Pipeline, TeamServices } from "./pipeline.ts";
 import type { RequestTarget } from "./route.ts";
 
 const PREFIX = "/_kvgate";
@@ -72,57 +72,15 @@ export async function adminApi(p: Pipeline, req: Request, target: RequestTarget)
   const teams = p.teams;
   const m = TEAMS.exec(target.path);
   if (!m || !teams) return problem(404, "unknown_admin_path", `No admin API at ${target.path}.`);
-  const [, name, rotate] = m;
+  const name = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
   try {
-    if (name === undefined) {
-      if (req.method === "GET") {
-        const list = await Promise.all(
-          teams.registry.list().map(async (t) => {
-            const usage = await teams.budgets.usage(t.name).catch(() => "unavailable (KV)");
-            return shown(t, usage);
-          }),
-        );
-        return json(200, { teams: list });
-      }
-      if (req.method === "POST") {
-        const raw = await readJson(req);
-        if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-          throw new TeamFieldError("body", "must be a JSON object");
-        }
-        const made = await teams.registry.create(raw as Record<string, unknown>);
-        p.log({
-          event: "team_created",
-          team: made.team.name,
-          tokenId: hashId(made.team.tokenSha256),
-        });
-        return json(201, { team: shown(made.team), token: made.token });
-      }
-    } else if (rotate) {
-      if (req.method === "POST") {
-        const made = await teams.registry.rotate(decodeURIComponent(name));
-        p.log({
-          event: "team_rotated",
-          team: made.team.name,
-          tokenId: hashId(made.team.tokenSha256),
-        });
-        return json(200, { team: shown(made.team), token: made.token });
-      }
-    } else if (req.method === "PATCH") {
-      const team = await teams.registry.patch(decodeURIComponent(name), await readJson(req));
-      p.log({ event: "team_changed", team: team.name });
-      return json(200, { team: shown(team) });
-    } else if (req.method === "DELETE") {
-      await teams.registry.delete(decodeURIComponent(name));
-      p.log({ event: "team_deleted", team: decodeURIComponent(name) });
-      return json(204, undefined);
-    } else if (req.method === "GET") {
-      const team = teams.registry.get(decodeURIComponent(name));
-      if (!team) return problem(404, "team_not_found", `No team named "${name}".`);
-      return json(200, {
-        team: shown(team, await teams.budgets.usage(team.name).catch(() => null)),
-      });
-    }
-    return problem(405, "method_not_allowed", `${req.method} is not allowed on ${target.path}.`);
+    const answer = name === undefined
+      ? await onTeams(p, teams, req)
+      : m[2]
+      ? await onRotate(p, teams, req, name)
+      : await onTeam(p, teams, req, name);
+    return answer ??
+      problem(405, "method_not_allowed", `${req.method} is not allowed on ${target.path}.`);
   } catch (e) {
     if (e instanceof TeamFieldError) return problem(400, "invalid_team_field", e.message, e.field);
     if (e instanceof TeamChangeError) {
@@ -132,4 +90,52 @@ export async function adminApi(p: Pipeline, req: Request, target: RequestTarget)
     p.log({ event: "admin_error", error: String(e) });
     return problem(503, "admin_unavailable", "The team store (KV) did not answer; retry.");
   }
+}
+
+/** `/_kvgate/teams`: GET lists every team with today's usage; POST makes one. */
+async function onTeams(p: Pipeline, teams: TeamServices, req: Request) {
+  if (req.method === "GET") {
+    const list = await Promise.all(
+      teams.registry.list().map(async (t) => {
+        const usage = await teams.budgets.usage(t.name).catch(() => "unavailable (KV)");
+        return shown(t, usage);
+      }),
+    );
+    return json(200, { teams: list });
+  }
+  if (req.method !== "POST") return undefined;
+  const raw = await readJson(req);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new TeamFieldError("body", "must be a JSON object");
+  }
+  const made = await teams.registry.create(raw as Record<string, unknown>);
+  p.log({ event: "team_created", team: made.team.name, tokenId: hashId(made.team.tokenSha256) });
+  return json(201, { team: shown(made.team), token: made.token });
+}
+
+/** `/_kvgate/teams/<name>/rotate`: POST issues a new token. */
+async function onRotate(p: Pipeline, teams: TeamServices, req: Request, name: string) {
+  if (req.method !== "POST") return undefined;
+  const made = await teams.registry.rotate(name);
+  p.log({ event: "team_rotated", team: made.team.name, tokenId: hashId(made.team.tokenSha256) });
+  return json(200, { team: shown(made.team), token: made.token });
+}
+
+/** `/_kvgate/teams/<name>`: GET, PATCH, DELETE. */
+async function onTeam(p: Pipeline, teams: TeamServices, req: Request, name: string) {
+  if (req.method === "PATCH") {
+    const team = await teams.registry.patch(name, await readJson(req));
+    p.log({ event: "team_changed", team: team.name });
+    return json(200, { team: shown(team) });
+  }
+  if (req.method === "DELETE") {
+    await teams.registry.delete(name);
+    p.log({ event: "team_deleted", team: name });
+    return json(204, undefined);
+  }
+  if (req.method !== "GET") return undefined;
+  const team = teams.registry.get(name);
+  if (!team) return problem(404, "team_not_found", `No team named "${name}".`);
+  const usage = await teams.budgets.usage(team.name).catch(() => null);
+  return json(200, { team: shown(team, usage) });
 }

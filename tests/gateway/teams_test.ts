@@ -330,6 +330,12 @@ Deno.test("admin API: create, use, list, change, rotate and delete a team; confi
   assert.deepEqual(changed.body.team.daily, { requests: 5 });
   assert.equal(changed.body.team.weight, 2);
 
+  const one = await send(t, admin("GET", "/_kvgate/teams/agents"));
+  assert.equal(one.body.team.name, "agents");
+  assert.equal(one.body.team.usageToday.requests, 1);
+  assert.equal((await send(t, admin("GET", "/_kvgate/teams/nobody"))).status, 404);
+  assert.equal((await send(t, admin("PUT", "/_kvgate/teams/agents", {}))).status, 405);
+
   const rotated = await send(t, admin("POST", "/_kvgate/teams/agents/rotate"));
   assert.equal(rotated.status, 200);
   assert.equal((await send(t, chat(token))).status, 401);
