@@ -13,6 +13,11 @@ export interface CasOptions {
   attempts?: number;
   /** Timeout, retries and status of each KV call. */
   call?: KvCallOptions;
+  /**
+   * More keys read in the same snapshot as `key` (one `getMany`), handed to
+   * `step` as its second argument. Only `key` is checked at the commit.
+   */
+  alsoRead?: readonly Deno.KvKey[];
 }
 
 /**
@@ -25,13 +30,15 @@ export interface CasOptions {
 export async function casUpdate<V, R>(
   kv: Deno.Kv,
   key: Deno.KvKey,
-  step: (current: V | null) => CasStep<V, R>,
+  step: (current: V | null, also: readonly Deno.KvEntryMaybe<unknown>[]) => CasStep<V, R>,
   options: CasOptions = {},
 ): Promise<{ ok: true; result: R } | { ok: false }> {
-  const { attempts = 8, call = {} } = options;
+  const { attempts = 8, call = {}, alsoRead = [] } = options;
   for (let i = 0; i < attempts; i++) {
-    const entry = await kvCall(() => kv.get<V>(key), call);
-    const decided = step(entry.value);
+    const [entry, ...also] = alsoRead.length === 0
+      ? [await kvCall(() => kv.get<V>(key), call)]
+      : await kvCall(() => kv.getMany<unknown[]>([key, ...alsoRead]), call);
+    const decided = step(entry.value as V | null, also);
     if ("done" in decided) return { ok: true, result: decided.done };
     const { write, expireIn, result } = decided;
     const committed = await kvCall(

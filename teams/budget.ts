@@ -119,14 +119,7 @@ export class TeamBudgets {
   /** The team's counts today: KV's plus what this instance has not yet written. */
   async usage(teamName: string): Promise<{ day: string; requests: number; tokens: number }> {
     const { day } = budgetDay(this.#clock.now(), this.#dayStartMs);
-    const [r, t] = await kvCall(
-      () =>
-        this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([
-          teamUsageKey(teamName, day, "requests"),
-          teamUsageKey(teamName, day, "tokens"),
-        ]),
-      this.#call,
-    );
+    const [r, t] = await this.#readDay(teamName, day);
     const s = this.#days.get(teamName);
     const mine = s?.day === day ? s : undefined;
     return {
@@ -155,11 +148,7 @@ export class TeamBudgets {
       s.allowance -= giveBack;
       try {
         await this.#add(name, s.day, requests - giveBack, tokens);
-        const [r, t] = await kvCall(() =>
-          this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([
-            teamUsageKey(name, s.day, "requests"),
-            teamUsageKey(name, s.day, "tokens"),
-          ]), this.#call);
+        const [r, t] = await this.#readDay(name, s.day);
         s.requestsSeen = u64(r);
         s.tokensSeen = u64(t);
       } catch {
@@ -190,41 +179,48 @@ export class TeamBudgets {
     await kvCall(() => op.commit(), this.#call);
   }
 
+  /** The day's two counts, read in one snapshot. */
+  #readDay(name: string, day: string) {
+    return kvCall(
+      () =>
+        this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([
+          teamUsageKey(name, day, "requests"),
+          teamUsageKey(name, day, "tokens"),
+        ]),
+      this.#call,
+    );
+  }
+
   /**
-   * Reserves a chunk of the day's requests: about a quarter of what is left
-   * per instance, at most 20; for a tokens budget, sized from the tokens
-   * per request seen so far. Never past the budget.
+   * Reserves a chunk of the day's requests (see `#chunk`), never past the
+   * budget: a compare-and-set on the requests count, with the tokens count
+   * read in the same snapshot.
    */
   async #reserve(team: Team, s: DayState): Promise<BudgetVerdict> {
-    const rKey = teamUsageKey(team.name, s.day, "requests");
-    const tKey = teamUsageKey(team.name, s.day, "tokens");
     const peers = Math.max(1, this.#peers());
     try {
-      for (let i = 0; i < 8; i++) {
-        const [r, t] = await kvCall(
-          () => this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([rKey, tKey]),
-          this.#call,
-        );
-        s.requestsSeen = u64(r);
-        s.tokensSeen = u64(t);
-        const now = this.#clock.now();
-        const over = this.#exhausted(team.daily, s, now);
-        if (over) return over;
-        const chunk = this.#chunk(team.daily, s, peers, now);
-        if (chunk === 0) return this.#refusal(s, now);
-        const res = await kvCall(
-          () =>
-            this.#kv.atomic().check(r)
-              .set(rKey, new Deno.KvU64(BigInt(s.requestsSeen + chunk))).commit(),
-          this.#call,
-        );
-        if (res.ok) {
-          s.requestsSeen += chunk;
-          s.allowance += chunk;
-          return OK;
-        }
-      }
-      return { ok: false, retryAfterMs: 1000, resetsAt: s.resetsAt };
+      // The update gives the chunk reserved, or the refusal when nothing can be.
+      const update = await casUpdate<Deno.KvU64, number | BudgetVerdict>(
+        this.#kv,
+        teamUsageKey(team.name, s.day, "requests"),
+        (requests, [tokens]) => {
+          s.requestsSeen = requests === null ? 0 : Number(requests.value);
+          s.tokensSeen = u64(tokens as Deno.KvEntryMaybe<Deno.KvU64>);
+          const now = this.#clock.now();
+          const over = this.#exhausted(team.daily, s, now);
+          if (over) return { done: over };
+          const chunk = this.#chunk(team.daily, s, peers, now);
+          if (chunk === 0) return { done: this.#refusal(s, now) };
+          return { write: new Deno.KvU64(BigInt(s.requestsSeen + chunk)), result: chunk };
+        },
+        { call: this.#call, alsoRead: [teamUsageKey(team.name, s.day, "tokens")] },
+      );
+      if (!update.ok) return { ok: false, retryAfterMs: 1000, resetsAt: s.resetsAt };
+      const chunk = update.result;
+      if (typeof chunk !== "number") return chunk;
+      s.requestsSeen += chunk;
+      s.allowance += chunk;
+      return OK;
     } catch {
       // KV is down: this instance's share of what was left, counted to be written on return.
       const left = (team.daily.requests ?? Infinity) - s.requestsSeen - s.pendingRequests;
@@ -239,6 +235,11 @@ export class TeamBudgets {
     }
   }
 
+  /**
+   * Requests to reserve at once: 20, or a second of the team's recent rate
+   * when more (at most 5000); never more than a quarter of what is left per
+   * instance, and for a tokens budget sized from the tokens per request so far.
+   */
   #chunk(daily: DailyBudget, s: DayState, peers: number, now: number): number {
     let chunk = Math.min(MAX_CHUNK_CAP, Math.max(MIN_CHUNK_CAP, Math.ceil(s.demand.rate(now))));
     if (daily.requests !== undefined) {

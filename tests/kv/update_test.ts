@@ -39,3 +39,32 @@ Deno.test("casUpdate: a step that decides not to write writes nothing; a record 
     assert.notEqual((await kv.get(key)).versionstamp, before);
   });
 });
+
+Deno.test("casUpdate: alsoRead hands the step other records of the same read; only the key is checked", async () => {
+  await withMemoryKv(async (kv) => {
+    await kv.set(["limit"], 3);
+    const seen: unknown[] = [];
+    const result = await casUpdate<number, number>(kv, ["count"], (n, [limit]) => {
+      seen.push(limit.value);
+      const next = (n ?? 0) + 1;
+      return next > (limit.value as number) ? { done: -1 } : { write: next, result: next };
+    }, { alsoRead: [["limit"]] });
+    assert.deepEqual(result, { ok: true, result: 1 });
+    assert.deepEqual(seen, [3]);
+    await kv.set(["count"], 3);
+    assert.deepEqual(
+      await casUpdate<number, number>(
+        kv,
+        ["count"],
+        (n, [limit]) =>
+          (n ?? 0) + 1 > (limit.value as number)
+            ? { done: -1 }
+            : { write: (n ?? 0) + 1, result: 0 },
+        {
+          alsoRead: [["limit"]],
+        },
+      ),
+      { ok: true, result: -1 },
+    );
+  });
+});
