@@ -8,7 +8,7 @@ import { type Team, type TeamLimits, teamLimitsFor } from "./team.ts";
  * hold across instances as a service's do, and lease the same way.
  */
 export class TeamLimiters {
-  #made = new Map<string, { signature: string; limiter: ServiceLimiter }>();
+  #made = new Map<string, { team: Team; signature: string; limiter: ServiceLimiter }>();
   #make: (team: string, limits: TeamLimits) => ServiceLimiter;
   #cap: TeamLimits;
   #service: string;
@@ -30,17 +30,22 @@ export class TeamLimiters {
 
   /** The limiter of `team`'s own pacing here, or undefined when it has none. */
   for(team: Team): ServiceLimiter | undefined {
-    const limits = teamLimitsFor(team, this.#service, this.#cap);
     const made = this.#made.get(team.name);
+    // Called on every request of a team with limits: the same team record, the same limiter.
+    if (made?.team === team) return made.limiter;
+    const limits = teamLimitsFor(team, this.#service, this.#cap);
     if (limits === undefined) {
       if (made) this.#retire(team.name, made.limiter);
       return undefined;
     }
     const signature = `${limits.rps}/${limits.burst}/${limits.maxConn}`;
-    if (made?.signature === signature) return made.limiter;
+    if (made?.signature === signature) {
+      made.team = team;
+      return made.limiter;
+    }
     if (made) this.#retire(team.name, made.limiter);
     const limiter = this.#make(team.name, limits);
-    this.#made.set(team.name, { signature, limiter });
+    this.#made.set(team.name, { team, signature, limiter });
     return limiter;
   }
 
