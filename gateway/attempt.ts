@@ -8,6 +8,7 @@ import type { Pipeline } from "./pipeline.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
+import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 
 const SUCCESS: Outcome = Object.freeze({ kind: "success" });
@@ -250,6 +251,6 @@ async function readSmall(res: Response): Promise<Bytes> {
 
 function decodeForClassify(body: Uint8Array, headers: Headers): string {
   // A body the upstream gzipped anyway is not readable here; classify on status alone.
-  if (headers.has("content-encoding") && headers.get("content-encoding") !== "identity") return "";
+  if (bodyEncoded(headers)) return "";
   return new TextDecoder().decode(body.subarray(0, 64 * 1024));
 }

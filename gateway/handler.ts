@@ -15,7 +15,7 @@ import { answer } from "./respond.ts";
 import { type RequestTarget, requestTarget, RouteCache, serviceName } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";
-import { checkScope, enterTeam, leaveTeam } from "./team_stages.ts";
+import { checkScope, enterTeam } from "./team_stages.ts";
 import { adminApi, isAdminPath } from "./admin_api.ts";
 
 export type { HandlerDeps } from "./pipeline.ts";
@@ -114,7 +114,6 @@ async function serve(
     return response;
   } catch (e) {
     slot.release();
-    leaveTeam(p, x, 500, undefined);
     p.log({ id: x.id, service: rt.service.name, event: "internal_error", error: String(e) });
     return answer(p, x, gatewayErrors.internal());
   }

@@ -107,6 +107,12 @@ export function upstreamRequestHeaders(client: ClientHead): HeaderPairs {
 // Set by kvgate on every relayed answer.
 const REPLACED = new Set(["x-request-id", "x-accel-buffering"]);
 
+/** True when an upstream body is encoded (gzip and the like), so its bytes cannot be read as text. */
+export function bodyEncoded(headers: Headers): boolean {
+  const encoding = headers.get("content-encoding");
+  return encoding !== null && encoding !== "identity";
+}
+
 /** The head of a relayed answer, read from the upstream's headers in one pass. */
 export interface RelayHead {
   headers: HeaderPairs;

@@ -2,7 +2,12 @@ import { account } from "./account.ts";
 import type { Bytes } from "./body.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
-import { appendGatewayHeaders, type RelayHead, relayResponseHeaders } from "./headers.ts";
+import {
+  appendGatewayHeaders,
+  bodyEncoded,
+  type RelayHead,
+  relayResponseHeaders,
+} from "./headers.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
 import { modelAllowed, SseUsageMeter, usageFromJson } from "../teams/mod.ts";
@@ -145,8 +150,7 @@ async function respondCounted(
     return answer(p, x, { ...UNREADABLE, message: `The ${x.rt.service.name} answer broke off.` });
   }
   release();
-  const encoded = res.headers.has("content-encoding") &&
-    res.headers.get("content-encoding") !== "identity";
+  const encoded = bodyEncoded(res.headers);
   let headers = head.headers;
   if (!encoded) {
     const text = decoder.decode(bytes);

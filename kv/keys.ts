@@ -85,7 +85,7 @@ export const teamUsageKey = (team: string, day: string, what: "requests" | "toke
 
 /**
  * One instance's demand on a service, by team, for fair sharing:
- * `{at, teams: {name: {weight, waiting, rate}}}` (see `teams/share_board.ts`).
+ * `{at, teams: {name: {weight, demand}}}` (see `teams/share_board.ts`).
  */
 export const shareDemandKey = (service: string, instanceId: string) =>
   ["share_demand", service, instanceId] as const;

@@ -16,6 +16,11 @@ interface StoredTeam {
   createdAt: number;
 }
 
+/** The team a KV record holds. */
+function apiTeam(name: string, stored: StoredTeam): Team {
+  return { name, source: "api", tokenSha256: stored.tokenSha256, ...stored.settings };
+}
+
 /** Options for {@linkcode TeamRegistry}. */
 export interface TeamRegistryOptions {
   kv: Deno.Kv;
@@ -103,8 +108,7 @@ export class TeamRegistry {
     const api = new Map<string, Team>();
     for (const e of entries) {
       const name = e.key[1] as string;
-      if (this.#config.has(name)) continue;
-      api.set(name, { name, source: "api", tokenSha256: e.value.tokenSha256, ...e.value.settings });
+      if (!this.#config.has(name)) api.set(name, apiTeam(name, e.value));
     }
     this.#api = api;
     this.#index();
@@ -183,12 +187,7 @@ export class TeamRegistry {
   }
 
   #learn(name: string, stored: StoredTeam): Team {
-    const team: Team = {
-      name,
-      source: "api",
-      tokenSha256: stored.tokenSha256,
-      ...stored.settings,
-    };
+    const team = apiTeam(name, stored);
     this.#api.set(name, team);
     this.#index();
     return team;
