@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { KeyQuota, RateLimitDialect } from "../keys/mod.ts";
+
 /** How a service authenticates and shapes its errors. */
 export type ServiceStyle = "openai" | "anthropic" | "gemini";
 
@@ -32,6 +34,15 @@ export interface ServiceConfig {
   style: ServiceStyle;
   /** How streamed answers are relayed (see {@linkcode StreamRelay}). Default "observe". */
   streamRelay: StreamRelay;
+  /**
+   * What the provider grants each key: `{rpm, rpd, tpm}`, any subset.
+   * Default `{}` (learned from the provider's headers where it sends them).
+   */
+  keyQuota: KeyQuota;
+  /** When the provider's day (and `rpd`) resets, `"HH:MM"` UTC. Default `"00:00"`. */
+  dayResetsAt: string;
+  /** How the provider names its rate-limit headers. Default "openai" for added services. */
+  rateLimitHeaders: RateLimitDialect;
 }
 
 /** Gateway-wide settings, each with its default in {@linkcode DEFAULT_SETTINGS}. */
@@ -100,7 +111,9 @@ function service(
   rps: number,
   burst: number,
   maxConn: number,
-  style: ServiceStyle = "openai",
+  style: ServiceStyle,
+  rateLimitHeaders: RateLimitDialect,
+  dayResetsAt = "00:00",
 ): [string, ServiceConfig] {
   return [name, {
     target,
@@ -110,23 +123,37 @@ function service(
     maxConn,
     style,
     streamRelay: "observe",
+    keyQuota: {},
+    dayResetsAt,
+    rateLimitHeaders,
   }];
 }
 
 /** The built-in services, by route prefix. */
 export const DEFAULT_SERVICES: Readonly<Record<string, Readonly<ServiceConfig>>> = Object.freeze(
   Object.fromEntries([
-    service("cerebras", "https://api.cerebras.ai", 4, 8, 6),
-    service("groq", "https://api.groq.com/openai", 1, 3, 2),
-    service("claude", "https://api.anthropic.com", 2, 2, 1, "anthropic"),
-    service("nvidia", "https://integrate.api.nvidia.com", 3, 6, 5),
-    service("deepseek", "https://api.deepseek.com", 10, 20, 10),
-    service("openai", "https://api.openai.com", 10, 20, 10),
-    service("openrouter", "https://openrouter.ai/api", 5, 10, 8),
-    service("siliconflow", "https://api.siliconflow.cn", 5, 10, 10),
-    service("gemini", "https://generativelanguage.googleapis.com", 3, 5, 3, "gemini"),
-    service("xai", "https://api.x.ai", 2, 5, 3),
-    service("ollama", "https://ollama.com", 10, 10, 5),
-    service("pollinations", "https://gen.pollinations.ai", 5, 10, 5),
+    // Dialects: what each provider sends (../shared/provider_limits.md). Gemini's
+    // day resets at midnight Pacific: 08:00 UTC in winter (an hour late in summer).
+    service("cerebras", "https://api.cerebras.ai", 4, 8, 6, "openai", "cerebras"),
+    service("groq", "https://api.groq.com/openai", 1, 3, 2, "openai", "groq"),
+    service("claude", "https://api.anthropic.com", 2, 2, 1, "anthropic", "anthropic"),
+    service("nvidia", "https://integrate.api.nvidia.com", 3, 6, 5, "openai", "none"),
+    service("deepseek", "https://api.deepseek.com", 10, 20, 10, "openai", "none"),
+    service("openai", "https://api.openai.com", 10, 20, 10, "openai", "openai"),
+    service("openrouter", "https://openrouter.ai/api", 5, 10, 8, "openai", "none"),
+    service("siliconflow", "https://api.siliconflow.cn", 5, 10, 10, "openai", "none"),
+    service(
+      "gemini",
+      "https://generativelanguage.googleapis.com",
+      3,
+      5,
+      3,
+      "gemini",
+      "none",
+      "08:00",
+    ),
+    service("xai", "https://api.x.ai", 2, 5, 3, "openai", "openai"),
+    service("ollama", "https://ollama.com", 10, 10, 5, "openai", "none"),
+    service("pollinations", "https://gen.pollinations.ai", 5, 10, 5, "openai", "none"),
   ]),
 );

@@ -7,6 +7,7 @@ import {
   type StreamRelay,
 } from "./defaults.ts";
 import { parseDayStart } from "../teams/budget_day.ts";
+import { type KeyQuota, parseKeyQuota, type RateLimitDialect } from "../keys/mod.ts";
 import {
   checkTeamName,
   checkTokenSha256,
@@ -27,6 +28,8 @@ export interface Service extends ServiceConfig {
   name: string;
   /** Provider keys, trimmed, without empties or duplicates. Never logged. */
   keys: string[];
+  /** `dayResetsAt` in ms after UTC midnight. */
+  dayResetMs: number;
 }
 
 /** Everything the gateway needs, validated. */
@@ -64,7 +67,11 @@ const SERVICE_FIELDS = [
   "maxConn",
   "style",
   "streamRelay",
+  "keyQuota",
+  "dayResetsAt",
+  "rateLimitHeaders",
 ] as const;
+const DIALECTS: readonly RateLimitDialect[] = ["openai", "groq", "cerebras", "anthropic", "none"];
 const STREAM_RELAYS: readonly StreamRelay[] = ["observe", "native"];
 const POSITIVE_SETTINGS = [
   "queueTimeoutMs",
@@ -144,6 +151,9 @@ function mergeService(
     maxConn: 5,
     style: "openai",
     streamRelay: "observe",
+    keyQuota: {},
+    dayResetsAt: "00:00",
+    rateLimitHeaders: "openai",
     ...base,
     ...patch,
   } as Record<string, unknown>;
@@ -169,6 +179,23 @@ function mergeService(
       `${where}.envKey must be an environment variable name (got ${describe(merged.envKey)})`,
     );
   }
+  const rateLimitHeaders = merged.rateLimitHeaders as RateLimitDialect;
+  if (!DIALECTS.includes(rateLimitHeaders)) {
+    throw new ConfigError(
+      `${where}.rateLimitHeaders must be one of ${DIALECTS.join(", ")} (got ${
+        describe(rateLimitHeaders)
+      })`,
+    );
+  }
+  let keyQuota: KeyQuota;
+  try {
+    keyQuota = parseKeyQuota(merged.keyQuota);
+    parseDayStart(String(merged.dayResetsAt));
+  } catch (e) {
+    throw new ConfigError(
+      `${where}.${(e as Error).message.replace("dayStartsAt", "dayResetsAt")}`,
+    );
+  }
   return {
     target: checkTarget(`${where}.target`, merged.target),
     envKey: merged.envKey,
@@ -177,6 +204,9 @@ function mergeService(
     maxConn: checkPositive(`${where}.maxConn`, merged.maxConn, true),
     style,
     streamRelay,
+    keyQuota,
+    dayResetsAt: String(merged.dayResetsAt),
+    rateLimitHeaders,
   };
 }
 
@@ -279,7 +309,12 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
   const onDeploy = !!env("DENO_DEPLOYMENT_ID");
   const resolved: Record<string, Service> = {};
   for (const [name, svc] of Object.entries(services)) {
-    resolved[name] = { name, ...svc, keys: parseKeyList(env(svc.envKey)) };
+    resolved[name] = {
+      name,
+      ...svc,
+      keys: parseKeyList(env(svc.envKey)),
+      dayResetMs: parseDayStart(svc.dayResetsAt),
+    };
   }
   const password = env("ACCESS_PASSWORD");
   const hashes = new Map<string, string>();

@@ -2,6 +2,7 @@ import type { Exchange } from "./exchange.ts";
 import { isoTime } from "./log.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { leaveTeam } from "./team_stages.ts";
+import { chargeKey } from "./key_stages.ts";
 
 /**
  * The last stage of every request, however it ended: one log line with
@@ -17,6 +18,7 @@ export function account(
   now = p.clock.now(),
 ): void {
   leaveTeam(p, x, status, bytes);
+  if (status < 400) chargeKey(x, bytes ?? 0);
   p.log({
     t: isoTime(now),
     id: x.id,

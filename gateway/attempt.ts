@@ -1,5 +1,4 @@
-import type { Clock } from "../clock/mod.ts";
-import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
+import { classifyResponse, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";
@@ -10,8 +9,20 @@ import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
 import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
+import {
+  costOnKeys,
+  lostAnswer,
+  pickKey,
+  providerTurn,
+  readAnswer,
+  sleepOn,
+  waitForRoom,
+} from "./key_stages.ts";
 
 const SUCCESS: Outcome = Object.freeze({ kind: "success" });
+
+/** Attempts refused during a provider-wide pause that are not counted as retries, at most. */
+const MAX_PAUSED_ATTEMPTS = 8;
 
 /** Error bodies are read whole to classify them; larger ones are cut here. */
 const MAX_ERROR_BODY = 1024 * 1024;
@@ -43,12 +54,19 @@ export async function attempt(
   release: () => void,
 ): Promise<Response> {
   const tries: Tries = { tried: undefined, last: undefined, lastFailure: undefined };
+  costOnKeys(x, body);
+  let paused = 0;
   for (let n = 0; n <= p.config.maxRetries; n++) {
     if (n > 0) x.now = p.clock.now();
     if (x.key) (tries.tried ??= new Set()).add(x.key.id);
+    const held = providerTurn(p, x);
+    if (held !== undefined) {
+      const err = await held;
+      if (err) return endWaiting(p, x, tries, release, err);
+    }
     // The usual request finds a key and a token at once: no promise is made for either.
-    const pick = x.rt.pool.pick(x.now, tries.tried);
-    const key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick.untilMs);
+    const pick = pickKey(x, tries.tried);
+    const key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick, n > 0);
     if (key instanceof Response) return key;
     if (x.team) {
       const turn = teamToken(p, x, n > 0);
@@ -66,11 +84,22 @@ export async function attempt(
     }
     const end = await tryOnce(p, x, r, key, body, tries, release);
     if ("answer" in end) return end.answer;
+    if (
+      end.retry.kind === "rate_limited" && x.rt.backoff?.pause !== undefined &&
+      paused < MAX_PAUSED_ATTEMPTS
+    ) {
+      // The provider refuses every key: the request waits out the pause, not counted as a retry.
+      paused++;
+      n--;
+      tries.tried = undefined;
+      x.key = undefined;
+      continue;
+    }
     if (n === p.config.maxRetries) break;
     if (end.retry.kind === "upstream_error") {
       const wait = Math.min(4000, 250 * 2 ** n) * (0.5 + p.random());
       if (p.clock.now() + wait > x.deadline) break;
-      if (!(await sleep(p.clock, wait, x.req.signal))) {
+      if (!(await sleepOn(p.clock, wait, x.req.signal))) {
         release();
         return answer(p, x, gatewayErrors.clientClosed());
       }
@@ -80,35 +109,41 @@ export async function attempt(
 }
 
 /**
- * Every key rests: waits for the earliest to return, preferring untried
- * ones; or the answer when none will be back within the deadline.
+ * No key can go now: when one merely has no room (its quota), waits for its
+ * turn; when every key rests, waits for the earliest to return, preferring
+ * untried ones. The answer when neither comes within the deadline.
  */
 async function waitForKey(
   p: Pipeline,
   x: Exchange,
   tries: Tries,
   release: () => void,
-  untilMs: number,
+  pick: Pick & { ok: false },
+  retry: boolean,
 ): Promise<PooledKey | Response> {
   for (;;) {
+    if (pick.waitOn !== undefined) {
+      const err = await waitForRoom(p, x, pick.waitOn, retry);
+      return err ? endWaiting(p, x, tries, release, err) : pick.waitOn;
+    }
     const now = p.clock.now();
-    if (untilMs > x.deadline) {
+    if (pick.untilMs > x.deadline) {
       return endWaiting(
         p,
         x,
         tries,
         release,
-        gatewayErrors.keysResting(x.rt.service.name, untilMs - now),
+        gatewayErrors.keysResting(x.rt.service.name, pick.untilMs - now),
       );
     }
-    if (!(await sleep(p.clock, untilMs - now, x.req.signal))) {
+    if (!(await sleepOn(p.clock, pick.untilMs - now, x.req.signal))) {
       release();
       return answer(p, x, gatewayErrors.clientClosed());
     }
     x.now = p.clock.now();
-    const pick = x.rt.pool.pick(x.now, tries.tried);
-    if (pick.ok) return pick.key;
-    untilMs = pick.untilMs;
+    const next = pickKey(x, tries.tried);
+    if (next.ok) return next.key;
+    pick = next;
   }
 }
 
@@ -146,18 +181,22 @@ async function tryOnce(
 ): Promise<AttemptEnd> {
   x.key = key;
   x.attempts++;
+  const sentAt = x.now;
   const res = await callUpstream(p, x, r, key, body);
   if (res === "aborted") {
+    lostAnswer(x);
     release();
     return { answer: answer(p, x, gatewayErrors.clientClosed()) };
   }
   let outcome: Outcome;
   if (typeof res === "string") {
+    lostAnswer(x);
     tries.lastFailure = res;
     outcome = { kind: "upstream_error" };
   } else if (res.status < 400) {
     x.upstream = res;
     x.rt.pool.report(key, SUCCESS, x.now);
+    readAnswer(p, x, key, res.headers, SUCCESS, sentAt);
     const relayed = respondSuccess(p, x, res, release);
     return { answer: relayed instanceof Promise ? await relayed : relayed };
   } else {
@@ -169,11 +208,13 @@ async function tryOnce(
       res.headers,
       decodeForClassify(bytes, res.headers),
       p.clock.now(),
+      x.rt.service.rateLimitHeaders,
     );
     tries.last = { status: res.status, headers: res.headers, body: bytes };
     tries.lastFailure = undefined;
   }
   x.rt.pool.report(key, outcome, p.clock.now());
+  if (typeof res !== "string") readAnswer(p, x, key, res.headers, outcome, sentAt);
   if (outcome.kind === "client_error" || outcome.kind === "success") {
     return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
   }
@@ -210,22 +251,6 @@ function giveUp(p: Pipeline, x: Exchange, tries: Tries, release: () => void): Re
       ? gatewayErrors.upstreamTimeout(service, p.config.firstByteTimeoutMs)
       : gatewayErrors.upstreamUnreachable(service),
   );
-}
-
-/** Waits `ms` on the clock; false when the client left first. */
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = () => {
-      clock.clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 async function readSmall(res: Response): Promise<Bytes> {

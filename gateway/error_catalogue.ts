@@ -69,7 +69,16 @@ export const gatewayErrors = {
     status: 429,
     type: "rate_limit_error",
     code: "gateway_keys_resting",
-    message: `Every ${service} key is resting after upstream rate limits or errors; retry later.`,
+    message:
+      `Every ${service} key is resting (its quota for now is spent, or the upstream refused it); retry later.`,
+    retryAfterMs,
+  }),
+  providerBackoff: (service: string, retryAfterMs: number): GatewayError => ({
+    status: 429,
+    type: "rate_limit_error",
+    code: "gateway_provider_backoff",
+    message:
+      `${service} refused every key at once (a provider-wide limit): kvgate pauses it; retry later.`,
     retryAfterMs,
   }),
   upstreamTimeout: (service: string, firstByteTimeoutMs: number): GatewayError => ({

@@ -36,6 +36,12 @@ export interface Exchange {
   now: number;
   /** The team the credential belongs to (set by authenticate when teams exist). */
   team: TeamPass | undefined;
+  /** Model tokens reserved on the key before sending (its `tpm`); 0 when the key counts none. */
+  keyCost: number;
+  /** Model tokens the answer reported (`usage`), when it was read for them. */
+  usedTokens: number | undefined;
+  /** This attempt is the single probe after a provider-wide pause. */
+  probe: boolean;
 }
 
 /**
@@ -70,5 +76,8 @@ export function newExchange(
     upstream: undefined,
     now: started,
     team: undefined,
+    keyCost: 0,
+    usedTokens: undefined,
+    probe: false,
   };
 }

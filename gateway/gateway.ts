@@ -1,6 +1,15 @@
 import type { GatewayConfig } from "../config/mod.ts";
-import { KeyHealthStore, keyId, KeyPool, type PooledKey } from "../keys/mod.ts";
-import { kvCall, KvStatus, probeKey } from "../kv/mod.ts";
+import {
+  KeyHealthStore,
+  keyId,
+  KeyPacing,
+  KeyPool,
+  KeyRateStore,
+  nextDayReset,
+  type PooledKey,
+  ProviderBackoff,
+} from "../keys/mod.ts";
+import { keyDayUsageKey, kvCall, KvStatus, type LimitScope, probeKey } from "../kv/mod.ts";
 import {
   type CapacityStore,
   type Clock,
@@ -104,6 +113,7 @@ export async function createGateway(
   // Before any instance was seen (KV down since start-up), the configured guess.
   const peers = () => presence?.peers ?? config.expectedInstances;
   const healthStore = new KeyHealthStore(kv, { call });
+  const rateStore = shared ? new KeyRateStore(kv, { call }) : undefined;
   const teams: TeamServices = {
     registry: new TeamRegistry(config.teams, {
       kv,
@@ -125,10 +135,12 @@ export async function createGateway(
   for (const service of Object.values(config.services)) {
     const keys: PooledKey[] = [];
     for (const secret of service.keys) keys.push({ id: await keyId(secret), secret });
+    const dayResetAfter = (now: number) => nextDayReset(now, service.dayResetMs);
     const pool = new KeyPool(service.name, keys, {
       store: healthStore,
       keyDisableMs: config.keyDisableMs,
       log: logEvent,
+      dayResetAfter,
     });
     const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
     const board = shared
@@ -146,12 +158,8 @@ export async function createGateway(
         }
       },
     });
-    const limiterFor = (
-      scope: string | { service: string; team: string },
-      l: TeamLimits,
-      leasePeers = peers,
-    ) => {
-      const store: CapacityStore = shared
+    const storeFor = (scope: LimitScope, l: TeamLimits): CapacityStore =>
+      shared
         ? new DegradingStore(
           new KvCapacityStore(kv, scope, l, {
             instanceId,
@@ -164,8 +172,9 @@ export async function createGateway(
           { clock, peers, status: kvStatus },
         )
         : new MemoryCapacityStore(l, clock);
-      return new ServiceLimiter(l, {
-        store,
+    const limiterFor = (scope: LimitScope, l: TeamLimits, leasePeers = peers) =>
+      new ServiceLimiter(l, {
+        store: storeFor(scope, l),
         clock,
         queueLimit: config.queueLimit,
         leaseMs: config.leaseMs,
@@ -176,7 +185,36 @@ export async function createGateway(
         slotQueue: new FairQueue(),
         tokenQueue: new FairQueue(),
       });
-    };
+    const pacing = new KeyPacing({
+      service: service.name,
+      quota: service.keyQuota,
+      dialect: service.rateLimitHeaders,
+      dayResetMs: service.dayResetMs,
+      clock,
+      leaseMs: config.leaseMs,
+      requestLimiter: (key, l) => limiterFor({ service: service.name, key, per: "requests" }, l),
+      tokenStore: (key, l) => storeFor({ service: service.name, key, per: "tokens" }, l),
+      days: service.keyQuota.rpd === undefined ? undefined : new TeamBudgets({
+        kv,
+        clock,
+        call,
+        peers,
+        dayStartMs: service.dayResetMs,
+        usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
+      }),
+      rates: rateStore,
+      rest: (key, until, reason) => pool.rest(key, until, reason, clock.now()),
+      log: logEvent,
+    });
+    const backoff = new ProviderBackoff({
+      service: service.name,
+      keys: keys.length,
+      clock,
+      kv: shared ? kv : undefined,
+      call,
+      instanceId,
+      log: logEvent,
+    });
     // Leases sized to this instance's fair share while teams are held back.
     const limiter = limiterFor(service.name, limits, () => gate.instancesWorth() ?? peers());
     const rt = new ServiceRuntime({
@@ -193,6 +231,8 @@ export async function createGateway(
         limits,
         (team, l) => limiterFor({ service: service.name, team }, l),
       ),
+      pacing,
+      backoff,
     });
     if (keys.length > 0) await rt.fresh();
     runtimes.set(service.name, rt);
@@ -212,6 +252,7 @@ export async function createGateway(
     for (const rt of runtimes.values()) {
       rt.limiter.heartbeat();
       rt.teams?.heartbeat();
+      rt.pacing?.heartbeat();
     }
   };
   timer = clock.setTimeout(heartbeat, heartbeatMs);
@@ -257,6 +298,7 @@ export async function createGateway(
         for (const rt of runtimes.values()) rt.gate?.close();
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.close()));
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.teams?.close()));
+        await Promise.allSettled([...runtimes.values()].map((rt) => rt.pacing?.close()));
         await teams.budgets.close();
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.pool.settled()));
         await presence?.leave().catch(() => {});

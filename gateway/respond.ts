@@ -56,7 +56,7 @@ export function respondSuccess(
   release: () => void,
 ): Response | Promise<Response> {
   const head = relayResponseHeaders(res.headers, x.id, x.cors);
-  if (x.team !== undefined && !head.eventStream && res.body && mustRead(x)) {
+  if (!head.eventStream && res.body && mustRead(x)) {
     return respondCounted(p, x, res, head, release);
   }
   if (head.eventStream || head.contentLength === null || !res.body) {
@@ -110,30 +110,34 @@ function respondStream(
     return new Response(null, { status: res.status, headers });
   }
   const options = eventStream ? p.sseRelay : p.bodyRelay;
-  // A team's stream is read for the usage it reports as it passes.
-  const meter = x.team !== undefined && eventStream ? new SseUsageMeter() : undefined;
+  // A team's stream, or one on a key that counts tokens, is read for the usage it reports.
+  const meter = (x.team !== undefined || x.keyCost > 0) && eventStream
+    ? new SseUsageMeter()
+    : undefined;
   const body = relayBody(res.body, options, (end: RelayEnd, bytes) => {
     release();
-    if (meter !== undefined) x.team!.tokens = meter.tokens;
+    if (meter !== undefined) x.usedTokens = meter.tokens;
     account(p, x, res.status, end, bytes);
   }, meter === undefined ? undefined : (chunk) => meter.push(chunk));
   return new Response(body, { status: res.status, headers });
 }
 
 /**
- * Whether a team's JSON answer must be read: to count the tokens it reports
- * against a tokens budget, or to cut a model list to the team's models.
- * Otherwise it passes as it is, like the password's (reading it costs about
- * 6% more CPU per request), and its tokens are the README's estimate.
+ * Whether a JSON answer must be read: to count the tokens it reports
+ * against a team's tokens budget or the key's `tpm`, or to cut a model list
+ * to the team's models. Otherwise it passes as it is (reading it costs
+ * about 6% more CPU per request), and its tokens are the README's estimate.
  */
 function mustRead(x: Exchange): boolean {
-  const team = x.team!.team;
+  if (x.keyCost > 0) return true;
+  const team = x.team?.team;
+  if (team === undefined) return false;
   return team.daily.tokens !== undefined || (team.models !== undefined && listsModels(x));
 }
 
 /**
- * A team's JSON answer, read whole to count the tokens it reports (and, for
- * a team with a model list, to keep only its models in a model list).
+ * A JSON answer read whole to count the tokens it reports (and, for a team
+ * with a model list, to keep only its models in a model list).
  */
 async function respondCounted(
   p: Pipeline,
@@ -154,8 +158,8 @@ async function respondCounted(
   let headers = head.headers;
   if (!encoded) {
     const text = decoder.decode(bytes);
-    x.team!.tokens = usageFromJson(text);
-    const models = x.team!.team.models;
+    x.usedTokens = usageFromJson(text);
+    const models = x.team?.team.models;
     if (models !== undefined && listsModels(x)) {
       bytes = new TextEncoder().encode(keepModels(text, models));
       headers = headers.filter(([k]) => k !== "content-length");

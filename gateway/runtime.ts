@@ -1,5 +1,5 @@
 import type { Service } from "../config/mod.ts";
-import type { KeyPool } from "../keys/mod.ts";
+import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
 import type { Clock, ServiceLimiter } from "../limiter/mod.ts";
 import type { FairGate, TeamLimiters } from "../teams/mod.ts";
@@ -25,15 +25,27 @@ export interface ServiceRuntimeParts {
   gate?: FairGate;
   /** The teams' own pacing on the service, when there are teams. */
   teams?: TeamLimiters;
+  /** Each key's pacing (quota, the provider's headers), when there is any. */
+  pacing?: KeyPacing;
+  /** The pause of the whole service when its provider refuses every key. */
+  backoff?: ProviderBackoff;
 }
 
-/** One service's live state in this instance: its key pool and its limiter. */
+/**
+ * One service's live state in this instance: its key pool, its limiter,
+ * its keys' pacing and its provider-wide pause. What other instances
+ * learned of the keys (health, the providers' headers, the pause) is read
+ * together, so a request acts on a view at most about a second old.
+ */
 export class ServiceRuntime {
   readonly service: Service;
   readonly pool: KeyPool;
   readonly limiter: ServiceLimiter;
   readonly gate: FairGate | undefined;
   readonly teams: TeamLimiters | undefined;
+  /** Undefined when no key is paced (no quota, no headers): the request path skips it. */
+  readonly pacing: KeyPacing | undefined;
+  readonly backoff: ProviderBackoff | undefined;
   #clock: Clock;
   #checkedAt = -Infinity;
   #refreshing: Promise<void> | undefined;
@@ -46,6 +58,8 @@ export class ServiceRuntime {
     this.limiter = parts.limiter;
     this.gate = parts.gate;
     this.teams = parts.teams;
+    this.pacing = parts.pacing?.active ? parts.pacing : undefined;
+    this.backoff = parts.backoff;
     this.#clock = parts.clock;
     this.#onError = parts.onError;
     this.#status = parts.status;
@@ -69,7 +83,11 @@ export class ServiceRuntime {
     if (age < REFRESH_AFTER_MS) return undefined;
     // KV is down: the view in memory is all there is; waiting would only add latency.
     if (this.#status !== undefined && !this.#status.up) return undefined;
-    this.#refreshing ??= this.pool.refresh().catch(this.#onError).finally(() => {
+    this.#refreshing ??= Promise.all([
+      this.pool.refresh(),
+      this.pacing?.refresh(this.pool.keys),
+      this.backoff?.refresh(),
+    ]).then(() => {}, this.#onError).finally(() => {
       this.#checkedAt = this.#clock.now();
       this.#refreshing = undefined;
     });

@@ -23,8 +23,6 @@ export interface TeamPass {
   bulk: boolean;
   /** Bytes of the request body, for the token estimate. */
   requestBytes: number;
-  /** Tokens the answer reported, when it did. */
-  tokens: number | undefined;
   /** The team's own pacing on this service, when it has one. */
   limiter: ServiceLimiter | undefined;
   /** Hands back the team's own in-flight slot, when it holds one. */
@@ -66,7 +64,6 @@ export function teamPass(team: Team, bulk: boolean): TeamPass {
     team,
     bulk,
     requestBytes: 0,
-    tokens: undefined,
     limiter: undefined,
     releaseSlot: undefined,
     inGate: false,
@@ -247,7 +244,7 @@ export function leaveTeam(p: Pipeline, x: Exchange, status: number, bytes: numbe
   sentUpstream(x);
   pass.releaseSlot?.();
   if (x.attempts > 0 && status < 400 && p.teams) {
-    const tokens = pass.tokens ?? estimateTokens(pass.requestBytes, bytes ?? 0);
+    const tokens = x.usedTokens ?? estimateTokens(pass.requestBytes, bytes ?? 0);
     p.teams.budgets.addTokens(pass.team.name, tokens);
   }
 }

@@ -1,9 +1,20 @@
-import { parseDuration, retryAfterMs } from "./rate_headers.ts";
+import {
+  isDailyQuota,
+  parseDuration,
+  type RateLimitDialect,
+  readRateHeaders,
+  retryAfterMs,
+} from "./rate_headers.ts";
 
 /** What an upstream answer means for the key that got it and for the request. */
 export type Outcome =
   | { kind: "success" }
-  | { kind: "rate_limited"; retryAfterMs: number | undefined }
+  | {
+    kind: "rate_limited";
+    retryAfterMs: number | undefined;
+    /** The provider's daily cap, not a per-minute limit: the key rests until the day resets. */
+    daily?: boolean;
+  }
   | { kind: "key_rejected"; reason: "unauthorized" | "forbidden" | "quota" }
   | { kind: "upstream_error" }
   | { kind: "client_error" };
@@ -13,13 +24,15 @@ const QUOTA_TEXT =
 
 /**
  * Classifies an upstream response. `body` is the error body text when the
- * status is 400 or more (quota errors hide in 400, 402 and 429 bodies).
+ * status is 400 or more (quota errors hide in 400, 402 and 429 bodies);
+ * `dialect` says how to read a 429's headers for a daily cap.
  */
 export function classifyResponse(
   status: number,
   headers: Headers,
   body: string,
   now: number,
+  dialect: RateLimitDialect = "none",
 ): Outcome {
   if (status < 400) return { kind: "success" };
   if (status === 401) return { kind: "key_rejected", reason: "unauthorized" };
@@ -28,7 +41,13 @@ export function classifyResponse(
   if ((status === 429 || status === 400) && QUOTA_TEXT.test(body)) {
     return { kind: "key_rejected", reason: "quota" };
   }
-  if (status === 429) return { kind: "rate_limited", retryAfterMs: parseRetryAfter(headers, now) };
+  if (status === 429) {
+    const retryAfterMs = parseRetryAfter(headers, now);
+    if (isDailyQuota(body, readRateHeaders(dialect, headers, now))) {
+      return { kind: "rate_limited", retryAfterMs, daily: true };
+    }
+    return { kind: "rate_limited", retryAfterMs };
+  }
   if (status >= 500) return { kind: "upstream_error" };
   return { kind: "client_error" };
 }

@@ -7,8 +7,13 @@ export interface PooledKey {
   readonly secret: string;
 }
 
-/** The result of picking: a key, or the time the earliest resting key returns. */
-export type Pick = { ok: true; key: PooledKey } | { ok: false; untilMs: number };
+/**
+ * The result of picking: a key; or, when every key rests, the time the
+ * earliest returns; or, when no key has room, the key to wait for (`waitOn`).
+ */
+export type Pick =
+  | { ok: true; key: PooledKey }
+  | { ok: false; untilMs: number; waitOn?: PooledKey };
 
 /** Options for {@linkcode KeyPool}. */
 export interface KeyPoolOptions {
@@ -17,6 +22,8 @@ export interface KeyPoolOptions {
   keyDisableMs?: number;
   /** Told of each rest (no key material, only the id). */
   log?: (event: string, detail: Record<string, unknown>) => void;
+  /** The next reset of the provider's day after a time: a key at its daily cap rests until it. Default: the next UTC midnight. */
+  dayResetAfter?: (now: number) => number;
 }
 
 /**
@@ -31,6 +38,7 @@ export class KeyPool {
   #next = 0;
   #store: KeyHealthStore;
   #disableMs: number;
+  #dayResetAfter: (now: number) => number;
   #log: KeyPoolOptions["log"];
   #pending = new Set<Promise<unknown>>();
   /**
@@ -50,6 +58,8 @@ export class KeyPool {
     this.#store = options.store;
     this.#disableMs = options.keyDisableMs ?? 3_600_000;
     this.#log = options.log;
+    this.#dayResetAfter = options.dayResetAfter ??
+      ((now) => Math.floor(now / 86_400_000) * 86_400_000 + 86_400_000);
   }
 
   /** Reads the shared health records; local rests not yet written are kept. */
@@ -69,11 +79,15 @@ export class KeyPool {
 
   /**
    * The next key in rotation that is not resting, preferring keys not in
-   * `tried` (a retry goes to another key when there is one).
+   * `tried` (a retry goes to another key when there is one). With `room`,
+   * a key is taken only when `room(key)` takes its turn; when none has room,
+   * the first without is `waitOn` (the rotation moves past it, so that
+   * waiting requests spread over the keys).
    */
-  pick(now: number, tried?: ReadonlySet<string>): Pick {
+  pick(now: number, tried?: ReadonlySet<string>, room?: (key: PooledKey) => boolean): Pick {
     const n = this.keys.length;
     let fallback = -1;
+    let waitOn = -1;
     let earliest = Infinity;
     for (let i = 0; i < n; i++) {
       const idx = (this.#next + i) % n;
@@ -87,21 +101,43 @@ export class KeyPool {
         if (fallback < 0) fallback = idx;
         continue;
       }
+      if (room !== undefined && !room(key)) {
+        if (waitOn < 0) waitOn = idx;
+        continue;
+      }
       this.#next = idx + 1;
       return { ok: true, key };
     }
-    if (fallback >= 0) {
+    if (fallback >= 0 && (room === undefined || room(this.keys[fallback]))) {
       this.#next = fallback + 1;
       return { ok: true, key: this.keys[fallback] };
     }
+    if (waitOn < 0) waitOn = fallback;
+    if (waitOn >= 0) {
+      this.#next = waitOn + 1;
+      return { ok: false, untilMs: now, waitOn: this.keys[waitOn] };
+    }
     return { ok: false, untilMs: earliest };
+  }
+
+  /**
+   * Takes a key out of rotation until `until` for a reason other than an
+   * answer's status (its quota is spent; the provider's headers say 0 left).
+   */
+  rest(key: PooledKey, until: number, reason: string, now: number): void {
+    const old = this.#health.get(key.id);
+    if (old && old.until >= until) return;
+    this.#put(key, { state: "cooling", until, strikes: old?.strikes ?? 0, reason }, now);
   }
 
   /** Records what an attempt with `key` taught about it. */
   report(key: PooledKey, outcome: Outcome, now: number): void {
     const old = this.#health.get(key.id);
     let rest: KeyHealth | undefined;
-    if (outcome.kind === "rate_limited") {
+    if (outcome.kind === "rate_limited" && outcome.daily) {
+      const until = this.#dayResetAfter(now);
+      rest = { state: "cooling", until, strikes: old?.strikes ?? 0, reason: "daily_quota" };
+    } else if (outcome.kind === "rate_limited") {
       const strikes = (old?.state === "cooling" ? old.strikes : 0) + 1;
       const ms = outcome.retryAfterMs ?? defaultCooldownMs(strikes);
       rest = { state: "cooling", until: now + ms, strikes, reason: "rate_limited" };
@@ -119,6 +155,10 @@ export class KeyPool {
     }
     if (!rest) return;
     if (old && old.until > rest.until) rest = { ...rest, until: old.until };
+    this.#put(key, rest, now);
+  }
+
+  #put(key: PooledKey, rest: KeyHealth, now: number): void {
     this.#health.set(key.id, rest);
     this.#log?.("key_rest", {
       service: this.service,

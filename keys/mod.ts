@@ -8,3 +8,8 @@ export * from "./classify.ts";
 export * from "./health_store.ts";
 export * from "./key_pool.ts";
 export * from "./rate_headers.ts";
+export * from "./key_quota.ts";
+export * from "./token_meter.ts";
+export * from "./key_rate_store.ts";
+export * from "./key_pacing.ts";
+export * from "./provider_backoff.ts";

@@ -7,15 +7,21 @@
  */
 
 /**
- * Whose limits a record holds: a service's (its name), or one team's own
- * pacing on a service. A team's records sit under the service's, in a
- * branch ("team") that no range read of the service's own ever reaches.
+ * Whose limits a record holds: a service's (its name), one team's own
+ * pacing on a service, or one provider key's quota. Team and key records
+ * sit under the service's, in branches ("team", "upstream_key") that sort
+ * after "tat", so no range read of the service's own ever reaches them.
  */
-export type LimitScope = string | { service: string; team: string };
+export type LimitScope =
+  | string
+  | { service: string; team: string }
+  | { service: string; key: string; per: "requests" | "tokens" };
 
-/** The key segments of a scope: `[service]` or `[service, "team", team]`. */
+/** The key segments of a scope: `[service]`, `[service, "team", team]` or a key's. */
 function scopeParts(scope: LimitScope): readonly string[] {
-  return typeof scope === "string" ? [scope] : [scope.service, "team", scope.team];
+  if (typeof scope === "string") return [scope];
+  if ("team" in scope) return [scope.service, "team", scope.team];
+  return [scope.service, "upstream_key", scope.key, scope.per];
 }
 
 /** The shared token bucket of a scope, compare-and-set form: `{tokens, updatedAt}`. */
@@ -46,7 +52,7 @@ export const ledgerClaimKey = (
  */
 export const ledgerReadRange = (scope: LimitScope, fromMs: number) => ({
   start: ["token_ledger", ...scopeParts(scope), "claim", fromMs] as const,
-  // Exclusive end just past tokenLedgerKey(scope): "claim" < "tat" < ["tat", 0] < "team".
+  // Exclusive end just past tokenLedgerKey(scope): "claim" < "tat" < ["tat", 0] < "team" < "upstream_key".
   end: ["token_ledger", ...scopeParts(scope), "tat", 0] as const,
 });
 
@@ -92,3 +98,27 @@ export const shareDemandKey = (service: string, instanceId: string) =>
 
 /** Prefix listing every instance's demand on a service. */
 export const shareDemandPrefix = (service: string) => ["share_demand", service] as const;
+
+/**
+ * What a provider's headers last said of one key's limits (see
+ * `keys/rate_headers.ts`): `{requests?, tokens?, at}`, shared so that every
+ * instance paces the key by it.
+ */
+export const keyRateKey = (service: string, keyId: string) => ["key_rate", service, keyId] as const;
+
+/** Prefix listing every key's rate record of a service. */
+export const keyRatePrefix = (service: string) => ["key_rate", service] as const;
+
+/**
+ * A key's requests on one provider day (`day`: the day's start, `YYYY-MM-DD`
+ * UTC date), for `keyQuota.rpd`: a `Deno.KvU64`, reserved in chunks as team
+ * budgets are.
+ */
+export const keyDayUsageKey = (service: string, keyId: string, day: string, what: string) =>
+  ["key_usage", service, keyId, day, what] as const;
+
+/**
+ * A service paused because its provider refused every key at once:
+ * `{until, strikes, pauseMs, reason, probe?}` (see `keys/provider_backoff.ts`).
+ */
+export const providerBackoffKey = (service: string) => ["provider_backoff", service] as const;

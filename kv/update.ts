@@ -4,6 +4,8 @@ import { kvCall, type KvCallOptions } from "./call.ts";
 export type CasStep<V, R> =
   /** Write `value` if nobody changed the record since the read; then the update gives `result`. */
   | { write: V; expireIn?: number; result: R }
+  /** Delete the record if nobody changed it since the read; then the update gives `result`. */
+  | { remove: true; result: R }
   /** Nothing to write: the update gives `result` as it is. */
   | { done: R };
 
@@ -40,14 +42,13 @@ export async function casUpdate<V, R>(
       : await kvCall(() => kv.getMany<unknown[]>([key, ...alsoRead]), call);
     const decided = step(entry.value as V | null, also);
     if ("done" in decided) return { ok: true, result: decided.done };
-    const { write, expireIn, result } = decided;
-    const committed = await kvCall(
-      () =>
-        kv.atomic().check(entry).set(key, write, expireIn === undefined ? {} : { expireIn })
-          .commit(),
-      call,
-    );
-    if (committed.ok) return { ok: true, result };
+    const committed = await kvCall(() => {
+      const op = kv.atomic().check(entry);
+      if ("remove" in decided) return op.delete(key).commit();
+      const { write, expireIn } = decided;
+      return op.set(key, write, expireIn === undefined ? {} : { expireIn }).commit();
+    }, call);
+    if (committed.ok) return { ok: true, result: decided.result };
   }
   return { ok: false };
 }

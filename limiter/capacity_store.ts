@@ -51,6 +51,12 @@ export interface CapacityStore {
    * (memory): the limiter then spends no promise or timer on a free token.
    */
   takeNow?(want: number): number;
+  /**
+   * Someone who counts the same capacity (a provider, in its rate-limit
+   * headers) says only `available` tokens are left now: from here on the
+   * store lets out no more than that, then refills at its rate. Never raises.
+   */
+  leaveAtMost?(available: number): Promise<void>;
 }
 
 /** Capacity kept in this instance's memory: limits hold for this instance only. */
@@ -88,6 +94,12 @@ export class MemoryCapacityStore implements CapacityStore {
       n,
       this.#limits,
     );
+    return Promise.resolve();
+  }
+
+  leaveAtMost(available: number): Promise<void> {
+    const state = refill(this.#bucket, this.#clock.now(), this.#limits);
+    this.#bucket = { ...state, tokens: Math.min(state.tokens, Math.max(0, available)) };
     return Promise.resolve();
   }
 

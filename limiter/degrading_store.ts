@@ -66,6 +66,10 @@ export class DegradingStore implements CapacityStore {
     return this.#run((s) => s.holdSlots(target));
   }
 
+  leaveAtMost(available: number): Promise<void> {
+    return this.#run((s) => s.leaveAtMost?.(available) ?? Promise.resolve());
+  }
+
   async #run<T>(op: (s: CapacityStore) => Promise<T>): Promise<T> {
     if (!this.#options.status.up) return op(this.#local());
     try {

@@ -136,6 +136,29 @@ export class KvCapacityStore implements CapacityStore {
   }
 
   /**
+   * Moves the shared count so that at most `available` tokens are free now.
+   * On the ledger a conflict-free `max`: a reservation read back after it
+   * only finds its place later than it is (slower, never faster).
+   */
+  async leaveAtMost(available: number): Promise<void> {
+    const now = this.#clock.now();
+    if (this.#tokens === "ledger") {
+      const missing = BigInt(Math.max(0, this.#limits.burst - Math.max(0, Math.floor(available))));
+      const floor = ledgerNow(now) + missing * emissionMicros(this.#limits);
+      await kvCall(
+        () => this.#kv.atomic().max(tokenLedgerKey(this.#service), floor).commit(),
+        this.#call,
+      );
+      return;
+    }
+    await casUpdate<BucketState, void>(this.#kv, bucketKey(this.#service), (value) => {
+      const state = refill(value ?? fullBucket(now, this.#limits), now, this.#limits);
+      if (state.tokens <= available) return { done: undefined };
+      return { write: { ...state, tokens: Math.max(0, available) }, result: undefined };
+    }, { attempts: this.#maxConflicts, call: this.#call });
+  }
+
+  /**
    * Reserves `want` tokens on the ledger: one conflict-free commit (ledger
    * and claim together), then one list that reads the claims and the ledger
    * in a single snapshot, which gives the reservation's exact place.

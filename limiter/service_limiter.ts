@@ -170,6 +170,21 @@ export class ServiceLimiter {
   }
 
   /**
+   * The upstream says only `available` tokens are left (its rate-limit
+   * headers): tokens held here beyond that are dropped, and the shared
+   * store lets out no more than that from now on.
+   */
+  leaveAtMost(available: number): Promise<void> {
+    const now = this.#clock.now();
+    this.#expireTokens(now);
+    if (this.#tokens.count > available) {
+      this.#tokens.stranded += this.#tokens.clear();
+      this.stats.tokensStranded = this.#tokens.stranded;
+    }
+    return this.#store.leaveAtMost?.(available) ?? Promise.resolve();
+  }
+
+  /**
    * Shutting down: refuses every waiter (`closing`), hands unused tokens and
    * idle slots back to the store, and stops timers. Slots still in use are
    * handed back one by one as their requests finish.

@@ -2,6 +2,9 @@ import type { Clock, TimerHandle } from "../clock/mod.ts";
 import { casUpdate, kvCall, type KvCallOptions, teamUsageKey } from "../kv/mod.ts";
 import { budgetDay } from "./budget_day.ts";
 import type { DailyBudget, Team } from "./team.ts";
+
+/** Whose day is counted: a team, or anything else with a name and a daily budget (a provider key's `rpd`). */
+export type Budgeted = Pick<Team, "name" | "daily">;
 import { DemandMeter } from "../limiter/mod.ts";
 
 /** May a team's request go upstream? If not, until when the budget is spent. */
@@ -18,6 +21,8 @@ export interface TeamBudgetsOptions {
   /** How often counts are written and read back, in ms. Default 1000. */
   flushMs?: number;
   call?: KvCallOptions;
+  /** Where a day's counts are kept. Default: the team usage records (`teamUsageKey`). */
+  usageKey?: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
 }
 
 /** Most requests one instance reserves at once: 20, or a second of the team's recent rate. */
@@ -66,6 +71,7 @@ export class TeamBudgets {
   #peers: () => number;
   #flushMs: number;
   #call: KvCallOptions;
+  #usageKey: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
   #timer: TimerHandle | undefined;
   #closed = false;
 
@@ -76,20 +82,32 @@ export class TeamBudgets {
     this.#peers = options.peers ?? (() => 1);
     this.#flushMs = options.flushMs ?? 1000;
     this.#call = options.call ?? {};
+    this.#usageKey = options.usageKey ?? teamUsageKey;
     if (!(this.#flushMs > 0)) throw new RangeError(`flushMs must be > 0 (got ${this.#flushMs})`);
   }
 
   /** Whether `team` is known to be past its budget (no KV call). */
-  check(team: Team, now: number): BudgetVerdict {
+  check(team: Budgeted, now: number): BudgetVerdict {
     const s = this.#state(team.name, now);
     return this.#exhausted(team.daily, s, now) ?? OK;
+  }
+
+  /**
+   * Whether {@linkcode TeamBudgets.spend} would succeed at once, from
+   * memory: the budget has a reservation left here (or there is no budget).
+   */
+  ready(team: Budgeted, now: number): boolean {
+    const daily = team.daily;
+    if (daily.requests === undefined && daily.tokens === undefined) return true;
+    const s = this.#state(team.name, now);
+    return s.allowance > 0 && this.#exhausted(daily, s, now) === undefined;
   }
 
   /**
    * Counts one request going upstream. Synchronous while the instance holds
    * a reservation (or the team has no budget); a promise when it must reserve.
    */
-  spend(team: Team, now: number): BudgetVerdict | Promise<BudgetVerdict> {
+  spend(team: Budgeted, now: number): BudgetVerdict | Promise<BudgetVerdict> {
     const s = this.#state(team.name, now);
     s.lastUse = now;
     s.demand.count(1, now);
@@ -162,7 +180,7 @@ export class TeamBudgets {
 
   /** Adds `requests` (may be negative: a hand-back) and `tokens` to the day's counts. */
   async #add(name: string, day: string, requests: number, tokens: number): Promise<void> {
-    const rKey = teamUsageKey(name, day, "requests");
+    const rKey = this.#usageKey(name, day, "requests");
     if (requests < 0) {
       // KvU64 sums cannot go down: a hand-back is a compare-and-set.
       const back = requests;
@@ -175,7 +193,7 @@ export class TeamBudgets {
     if (requests === 0 && tokens === 0) return;
     const op = this.#kv.atomic();
     if (requests > 0) op.sum(rKey, BigInt(requests));
-    if (tokens > 0) op.sum(teamUsageKey(name, day, "tokens"), BigInt(Math.round(tokens)));
+    if (tokens > 0) op.sum(this.#usageKey(name, day, "tokens"), BigInt(Math.round(tokens)));
     await kvCall(() => op.commit(), this.#call);
   }
 
@@ -184,8 +202,8 @@ export class TeamBudgets {
     return kvCall(
       () =>
         this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([
-          teamUsageKey(name, day, "requests"),
-          teamUsageKey(name, day, "tokens"),
+          this.#usageKey(name, day, "requests"),
+          this.#usageKey(name, day, "tokens"),
         ]),
       this.#call,
     );
@@ -196,13 +214,13 @@ export class TeamBudgets {
    * budget: a compare-and-set on the requests count, with the tokens count
    * read in the same snapshot.
    */
-  async #reserve(team: Team, s: DayState): Promise<BudgetVerdict> {
+  async #reserve(team: Budgeted, s: DayState): Promise<BudgetVerdict> {
     const peers = Math.max(1, this.#peers());
     try {
       // The update gives the chunk reserved, or the refusal when nothing can be.
       const update = await casUpdate<Deno.KvU64, number | BudgetVerdict>(
         this.#kv,
-        teamUsageKey(team.name, s.day, "requests"),
+        this.#usageKey(team.name, s.day, "requests"),
         (requests, [tokens]) => {
           s.requestsSeen = requests === null ? 0 : Number(requests.value);
           s.tokensSeen = u64(tokens as Deno.KvEntryMaybe<Deno.KvU64>);
@@ -213,7 +231,7 @@ export class TeamBudgets {
           if (chunk === 0) return { done: this.#refusal(s, now) };
           return { write: new Deno.KvU64(BigInt(s.requestsSeen + chunk)), result: chunk };
         },
-        { call: this.#call, alsoRead: [teamUsageKey(team.name, s.day, "tokens")] },
+        { call: this.#call, alsoRead: [this.#usageKey(team.name, s.day, "tokens")] },
       );
       if (!update.ok) return { ok: false, retryAfterMs: 1000, resetsAt: s.resetsAt };
       const chunk = update.result;

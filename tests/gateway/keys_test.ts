@@ -155,12 +155,14 @@ Deno.test("after maxRetries the client gets the last upstream status, body and R
     settings: { maxRetries: 2 },
   }));
   const { mock, gw } = t;
+  // Not every key refuses with 429 (that would pause the provider): two 503s, then a 429.
+  const busy = { status: 503, body: '{"error":{"message":"busy"}}' };
   const limited = {
     status: 429,
     headers: { "retry-after": "7" },
-    body: '{"error":{"message":"limited"}}',
+    body: '{"error":{"message":"last"}}',
   };
-  mock.script.set("*", [limited, limited, { ...limited, body: '{"error":{"message":"last"}}' }]);
+  mock.script.set("*", [busy, busy, limited]);
   const r = await postChat(gw.url);
   assertEquals(r.status, 429);
   assertEquals(r.headers.get("retry-after"), "7");
@@ -170,23 +172,28 @@ Deno.test("after maxRetries the client gets the last upstream status, body and R
   assertEquals(gw.gateway.runtimes.get("openai")!.limiter.stats.tokensSpent, 3);
 });
 
-Deno.test("every key resting: a request waits for the earliest key, or gets 429 past the queue deadline", async () => {
+Deno.test("the only key answers 429: the request waits out the pause the provider named and gets 200; past the deadline, 429 gateway_provider_backoff", async () => {
   await using t = await startMocked({}, (url) => ({
     services: { openai: { target: url, keys: ["a"], ...FAST } },
     settings: { maxRetries: 0, queueTimeoutMs: 3000 },
   }));
   const { mock, gw } = t;
   mock.script.set("a", [{ status: 429, headers: { "retry-after-ms": "600" } }]);
-  assertEquals(await drain(await postChat(gw.url)), 429);
   const t0 = Date.now();
-  assertEquals(await drain(await postChat(gw.url)), 200, "waited for the key");
+  assertEquals(await drain(await postChat(gw.url)), 200, "waited for the provider");
   assert(Date.now() - t0 >= 450, `waited ${Date.now() - t0} ms`);
+  assertEquals(mock.received.length, 2, "the 429, then one probe");
   mock.script.set("a", [{ status: 429, headers: { "retry-after": "30" } }]);
-  assertEquals(await drain(await postChat(gw.url)), 429);
+  assertEquals(
+    await drain(await postChat(gw.url)),
+    429,
+    "the upstream's 429: 30 s is past the deadline",
+  );
   const r = await postChat(gw.url);
   assertEquals(r.status, 429);
-  assertEquals((await r.json()).error.code, "gateway_keys_resting");
-  assert(Number(r.headers.get("retry-after")) >= 28, "Retry-After until the key returns");
+  assertEquals((await r.json()).error.code, "gateway_provider_backoff");
+  assert(Number(r.headers.get("retry-after")) >= 28, "Retry-After until the pause ends");
+  assertEquals(mock.received.length, 3, "nothing sent while paused");
 });
 
 Deno.test("a key cooled by one instance's 429 is skipped by every instance within 1 s, until the same moment", async () => {

@@ -139,23 +139,43 @@ Deno.test("attempt: a 429 cools that key and the request retries on the other; t
   assert.equal(line.outcome, "complete");
 });
 
-Deno.test("attempt: when every key rests past the deadline, 429 gateway_keys_resting with Retry-After", async () => {
+Deno.test("attempt: when every key rests past the deadline (daily caps), 429 gateway_keys_resting with Retry-After until the day resets", async () => {
   await using t = await setup(
     () =>
-      new Response(JSON.stringify({ error: { message: "slow" } }), {
-        status: 429,
-        headers: { "retry-after": "120", "content-type": "application/json" },
-      }),
+      new Response(
+        JSON.stringify({
+          error: {
+            code: 429,
+            message: "Quota exceeded for metric: generate_content_free_tier_requests",
+            details: [{
+              violations: [{ quotaId: "GenerateRequestsPerDayPerProjectPerModel-FreeTier" }],
+            }],
+          },
+        }),
+        { status: 429, headers: { "retry-after": "20", "content-type": "application/json" } },
+      ),
     { queueTimeoutMs: 10_000, maxRetries: 1 },
   );
   const first = await settle(t.clock, t.gateway.handler(chatRequest()));
   assert.equal(first.status, 429, "the upstream's own 429 after both keys tried");
   await first.body?.cancel();
+  const rests = t.logs.filter((l) => l.event === "key_rest");
+  assert.deepEqual(rests.map((l) => l.reason), ["daily_quota", "daily_quota"]);
+  assert.equal(
+    t.logs.filter((l) => l.event === "provider_backoff").length,
+    0,
+    "a daily cap is no pause",
+  );
   const r = await settle(t.clock, t.gateway.handler(chatRequest()));
   assert.equal(r.status, 429);
   assert.equal((await r.json()).error.code, "gateway_keys_resting");
+  const now = t.clock.now();
+  const untilMidnight = Math.ceil((Math.floor(now / 86_400_000 + 1) * 86_400_000 - now) / 1000);
   const retryAfter = Number(r.headers.get("retry-after"));
-  assert(retryAfter >= 110 && retryAfter <= 120, `Retry-After ${retryAfter}`);
+  assert(
+    Math.abs(retryAfter - untilMidnight) <= 2,
+    `Retry-After ${retryAfter} vs ${untilMidnight}`,
+  );
   assert.equal(t.calls.length, 2, "no key was tried while resting");
 });
 

@@ -1,7 +1,9 @@
 /**
  * A mock provider on 127.0.0.1 that behaves like the real ones: OpenAI chat
  * completions (JSON and SSE), /v1/models, Anthropic /v1/messages, gemini's
- * native path, per-key rate limits answering 429 + Retry-After, 401 for
+ * native path, per-key rate limits answering 429 + Retry-After (a sliding
+ * window, or token buckets as providers describe their limits, with the
+ * rate-limit headers of each dialect), a refuse-every-key window, 401 for
  * unknown keys, gzip when asked or forced, latency and chunk delays, and a
  * record of what it received.
  *
@@ -44,6 +46,22 @@ export interface MockOptions {
   forceGzip?: boolean;
   /** Send each SSE event in two chunks, `chunkDelayMs` apart (an event cut by TCP). */
   splitEvents?: boolean;
+  /**
+   * Each key a token bucket of `capacity` requests refilled at `perMinute`
+   * per `minuteMs` (default 60000): 429 past it, with `retry-after` until
+   * the next request fits.
+   */
+  keyBucket?: { capacity: number; perMinute: number; minuteMs?: number };
+  /** The rate-limit headers sent on every answer of a bucketed key, in this dialect. */
+  headers?: "openai" | "groq" | "cerebras" | "anthropic";
+  /** Until this epoch ms, every key gets 429 (a provider-wide limit), with this `retry-after` (s). */
+  refuseAll?: { until: number; retryAfterSec?: number };
+}
+
+/** One key's request bucket in the mock. */
+interface Bucket {
+  tokens: number;
+  at: number;
 }
 
 /** A running mock upstream. */
@@ -52,6 +70,8 @@ export interface MockUpstream {
   received: Received[];
   /** 429s the per-key rate limit answered. */
   rateLimited: number;
+  /** When each of those 429s was sent (epoch ms). */
+  rateLimitedAt: number[];
   /** Most requests in flight at once (a streamed answer counts until its end). */
   maxInFlight: number;
   inFlight: number;
@@ -81,18 +101,78 @@ async function gzip(text: string): Promise<Uint8Array<ArrayBuffer>> {
 export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstream> {
   const ac = new AbortController();
   const windows = new Map<string, number[]>();
+  const buckets = new Map<string, Bucket>();
+
+  /** Takes one request from `key`'s bucket; the headers to send, and whether it was refused. */
+  function takeFromBucket(key: string): { refused: boolean; headers: Record<string, string> } {
+    const { capacity, perMinute, minuteMs = 60_000 } = mock.options.keyBucket!;
+    const now = Date.now();
+    const perMs = perMinute / minuteMs;
+    const b = buckets.get(key) ?? { tokens: capacity, at: now };
+    b.tokens = Math.min(capacity, b.tokens + (now - b.at) * perMs);
+    b.at = now;
+    buckets.set(key, b);
+    const refused = b.tokens < 1;
+    if (!refused) b.tokens -= 1;
+    const untilFull = (capacity - b.tokens) / perMs;
+    const untilOne = refused ? (1 - b.tokens) / perMs : 0;
+    const headers = dialectHeaders(capacity, Math.floor(b.tokens), untilFull, now);
+    if (refused) headers["retry-after"] = String(Math.max(1, Math.ceil(untilOne / 1000)));
+    return { refused, headers };
+  }
+
+  /** The rate-limit headers of the mock's dialect for a bucket (tokens: a fixed, ample figure). */
+  function dialectHeaders(
+    limit: number,
+    remaining: number,
+    untilFullMs: number,
+    now: number,
+  ): Record<string, string> {
+    const go = (ms: number) => `${Math.floor(ms / 60_000)}m${((ms % 60_000) / 1000).toFixed(2)}s`;
+    switch (mock.options.headers) {
+      case "openai":
+      case "groq":
+        return {
+          "x-ratelimit-limit-requests": String(limit),
+          "x-ratelimit-remaining-requests": String(remaining),
+          "x-ratelimit-reset-requests": go(untilFullMs),
+          "x-ratelimit-limit-tokens": "1000000",
+          "x-ratelimit-remaining-tokens": "999000",
+          "x-ratelimit-reset-tokens": "60ms",
+        };
+      case "cerebras":
+        return {
+          "x-ratelimit-limit-requests-day": String(limit),
+          "x-ratelimit-remaining-requests-day": String(remaining),
+          "x-ratelimit-reset-requests-day": String(untilFullMs / 1000),
+          "x-ratelimit-limit-tokens-minute": "1000000",
+          "x-ratelimit-remaining-tokens-minute": "999000",
+          "x-ratelimit-reset-tokens-minute": "0.06",
+        };
+      case "anthropic":
+        return {
+          "anthropic-ratelimit-requests-limit": String(limit),
+          "anthropic-ratelimit-requests-remaining": String(remaining),
+          "anthropic-ratelimit-requests-reset": new Date(now + untilFullMs).toISOString(),
+        };
+      default:
+        return {};
+    }
+  }
   const mock: MockUpstream = {
     url: "",
     received: [],
     maxInFlight: 0,
     inFlight: 0,
     rateLimited: 0,
+    rateLimitedAt: [],
     options,
     script: new Map(),
     reset() {
       mock.received.length = 0;
       mock.maxInFlight = 0;
       windows.clear();
+      buckets.clear();
       mock.script.clear();
     },
     close: async () => {
@@ -128,7 +208,12 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
     return new Response(body, { status, headers: h });
   }
 
-  function sse(req: Request, whole: string[], leave: () => void): Response {
+  function sse(
+    req: Request,
+    whole: string[],
+    leave: () => void,
+    extra: Record<string, string> = {},
+  ): Response {
     const delay = mock.options.chunkDelayMs ?? 0;
     const events = mock.options.splitEvents
       ? whole.flatMap((e) => [e.slice(0, e.length >> 1), e.slice(e.length >> 1)])
@@ -151,7 +236,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
     });
     req.signal.addEventListener("abort", leave);
     return new Response(body, {
-      headers: { "content-type": "text/event-stream", "cache-control": "no-cache" },
+      headers: { "content-type": "text/event-stream", "cache-control": "no-cache", ...extra },
     });
   }
 
@@ -264,6 +349,44 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
           ),
         );
       }
+      const refuseAll = mock.options.refuseAll;
+      if (refuseAll && Date.now() < refuseAll.until) {
+        mock.rateLimited++;
+        mock.rateLimitedAt.push(Date.now());
+        return await respond(
+          req,
+          429,
+          JSON.stringify({
+            error: {
+              message: "Too many requests from this account",
+              type: "requests",
+              code: "rate_limit_exceeded",
+            },
+          }),
+          { "retry-after": String(refuseAll.retryAfterSec ?? 1) },
+        );
+      }
+      let limitHeaders: Record<string, string> = {};
+      if (mock.options.keyBucket) {
+        const taken = takeFromBucket(key);
+        limitHeaders = taken.headers;
+        if (taken.refused) {
+          mock.rateLimited++;
+          mock.rateLimitedAt.push(Date.now());
+          return await respond(
+            req,
+            429,
+            JSON.stringify({
+              error: {
+                message: "Rate limit reached for requests",
+                type: "requests",
+                code: "rate_limit_exceeded",
+              },
+            }),
+            limitHeaders,
+          );
+        }
+      }
       if (mock.options.perKeyRps !== undefined) {
         const now = Date.now();
         const w = (windows.get(key) ?? []).filter((t) => now - t < 1000);
@@ -303,7 +426,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
       if (url.pathname.endsWith("/chat/completions")) {
         if (json.stream) {
           streaming = true;
-          return sse(req, chatChunks(model), leave);
+          return sse(req, chatChunks(model), leave, limitHeaders);
         }
         return await respond(
           req,
@@ -321,6 +444,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
             }],
             usage: { prompt_tokens: 3, completion_tokens: 3, total_tokens: 6 },
           }),
+          limitHeaders,
         );
       }
       if (anthropic) {

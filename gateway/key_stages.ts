@@ -1,0 +1,137 @@
+/**
+ * The attempt's key stages: the provider-wide pause, choosing a key with
+ * room (its quota, the provider's word on it), reading the limits each
+ * answer states, and charging the tokens an answer used. A service with
+ * nothing to pace (`rt.pacing` undefined, the one-key pause idle) passes
+ * through these without a promise or a KV call.
+ *
+ * @module
+ */
+import { estimateInputTokens, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
+import type { Clock } from "../limiter/mod.ts";
+import { estimateTokens } from "../teams/mod.ts";
+import type { Bytes } from "./body.ts";
+import { gatewayErrors } from "./error_catalogue.ts";
+import type { GatewayError } from "./errors.ts";
+import type { Exchange } from "./exchange.ts";
+import type { Pipeline } from "./pipeline.ts";
+import { waitOptions } from "./team_stages.ts";
+
+/** Sets the request's token cost on its keys, when the service counts tokens per key. */
+export function costOnKeys(x: Exchange, body: Bytes | undefined): void {
+  if (x.rt.pacing?.countsTokens) x.keyCost = estimateInputTokens(body?.byteLength ?? 0);
+}
+
+/**
+ * Waits while the provider is paused (every key answered 429), within the
+ * deadline; undefined when the request may go (and `x.probe` says whether
+ * it is the single probe after the pause), else the error to answer with.
+ */
+export function providerTurn(
+  p: Pipeline,
+  x: Exchange,
+): undefined | Promise<GatewayError | undefined> {
+  const backoff = x.rt.backoff;
+  if (backoff === undefined || backoff.pause === undefined) return undefined;
+  return (async () => {
+    for (;;) {
+      const now = p.clock.now();
+      const turn = await backoff.turn(now);
+      if (turn.go) {
+        x.probe = turn.probe;
+        x.now = p.clock.now();
+        return undefined;
+      }
+      if (turn.untilMs > x.deadline) {
+        return gatewayErrors.providerBackoff(x.rt.service.name, turn.untilMs - now);
+      }
+      if (!(await sleepOn(p.clock, turn.untilMs - now, x.req.signal))) {
+        return gatewayErrors.clientClosed();
+      }
+    }
+  })();
+}
+
+/** The next key in rotation that is not resting and has room, taking its turn. */
+export function pickKey(x: Exchange, tried: ReadonlySet<string> | undefined): Pick {
+  const pacing = x.rt.pacing;
+  if (pacing === undefined) return x.rt.pool.pick(x.now, tried);
+  const now = x.now, cost = x.keyCost;
+  return x.rt.pool.pick(now, tried, (key) => pacing.room(key, now, cost));
+}
+
+/**
+ * No key has room: waits, within the deadline, for the turn of `key` (the
+ * next in rotation). The error when it would come too late.
+ */
+export async function waitForRoom(
+  p: Pipeline,
+  x: Exchange,
+  key: PooledKey,
+  retry: boolean,
+): Promise<GatewayError | undefined> {
+  const turn = await x.rt.pacing!.take(key, x.keyCost, waitOptions(x, retry));
+  x.now = p.clock.now();
+  if (x.req.signal.aborted) return gatewayErrors.clientClosed();
+  return turn.ok ? undefined : gatewayErrors.keysResting(x.rt.service.name, turn.retryAfterMs);
+}
+
+/**
+ * What an upstream answer says of its key and its provider: the limits in
+ * its headers (every status), and whether the provider refuses every key.
+ */
+export function readAnswer(
+  p: Pipeline,
+  x: Exchange,
+  key: PooledKey,
+  headers: Headers,
+  outcome: Outcome,
+  sentAt: number,
+): void {
+  x.rt.pacing?.observe(key, headers, p.clock.now());
+  const backoff = x.rt.backoff;
+  if (backoff === undefined) return;
+  const limited = outcome.kind === "rate_limited" && !outcome.daily;
+  if (limited || outcome.kind === "success") {
+    backoff.answered(
+      key.id,
+      limited,
+      limited ? outcome.retryAfterMs : undefined,
+      sentAt,
+      x.probe,
+    );
+  } else if (x.probe) {
+    backoff.probeLost();
+  }
+  x.probe = false;
+}
+
+/** The probe got no answer (network error, timeout): another request may probe. */
+export function lostAnswer(x: Exchange): void {
+  if (x.probe) x.rt.backoff?.probeLost();
+  x.probe = false;
+}
+
+/** The account stage's part: the key's tokens per minute learn what the answer used. */
+export function chargeKey(x: Exchange, answerBytes: number): void {
+  if (x.keyCost === 0 || x.key === undefined || x.attempts === 0) return;
+  // keyCost is the request's bytes / 4: the same estimate teams use when an answer reports none.
+  const used = x.usedTokens ?? estimateTokens(x.keyCost * 4, answerBytes);
+  x.rt.pacing?.charge(x.key, x.keyCost, used);
+}
+
+/** Waits `ms` on the clock; false when the client left first. */
+export function sleepOn(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const onAbort = () => {
+      clock.clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, Math.max(0, ms));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,279 @@
+import type {
+  CapacityStore,
+  Clock,
+  ServiceLimiter,
+  ServiceLimits,
+  WaitOptions,
+} from "../limiter/mod.ts";
+import type { TeamBudgets } from "../teams/mod.ts";
+import type { PooledKey } from "./key_pool.ts";
+import { type KeyQuota, perMinuteLimits } from "./key_quota.ts";
+import type { KeyRate, KeyRateStore } from "./key_rate_store.ts";
+import { type LimitState, type RateLimitDialect, readRateHeaders } from "./rate_headers.ts";
+import { TokenMeter } from "./token_meter.ts";
+
+/** May a request go with a key; if not, after how long it might. */
+export type KeyTurn = { ok: true } | { ok: false; retryAfterMs: number };
+
+/** Options for {@linkcode KeyPacing}. */
+export interface KeyPacingOptions {
+  service: string;
+  /** What the provider grants each key, as configured. */
+  quota: KeyQuota;
+  /** How the provider names its rate-limit headers. */
+  dialect: RateLimitDialect;
+  /** When the provider's day starts, in ms after UTC midnight. */
+  dayResetMs: number;
+  clock: Clock;
+  /** Lifetime τ of leased tokens, in ms (sets the burst margin). */
+  leaseMs: number;
+  /** Builds the shared limiter of one key's requests (KV, or memory in local mode). */
+  requestLimiter: (keyId: string, limits: ServiceLimits) => ServiceLimiter;
+  /** Builds the shared ledger of one key's model tokens. */
+  tokenStore: (keyId: string, limits: ServiceLimits) => CapacityStore;
+  /** The keys' day counts (`rpd`), one budget per key id. Required with `quota.rpd`. */
+  days?: TeamBudgets;
+  /** Where the providers' word on each key is shared. Default: this instance only. */
+  rates?: KeyRateStore;
+  /** Takes a key out of rotation until `until` (quota spent, or the provider said 0 left). */
+  rest: (key: PooledKey, until: number, reason: string) => void;
+  /** Told of write failures (no key material). */
+  log?: (event: string, detail: Record<string, unknown>) => void;
+}
+
+/** One key's pacing as this instance knows it. */
+interface KeyPace {
+  key: PooledKey;
+  /** Requests per minute paced now (config, the provider's word, or what lasts to a day's reset). */
+  rpm: number | undefined;
+  requests: ServiceLimiter | undefined;
+  tpm: number | undefined;
+  tokens: TokenMeter | undefined;
+  /** The provider's latest word, and when this instance last shared its own. */
+  rate: KeyRate | undefined;
+  sharedAt: number;
+  /** The day budget of `rpd`, in the shape the day counter takes. */
+  day: { name: string; daily: { requests: number } } | undefined;
+}
+
+/** An instance shares a key's record at most this often, unless a count reached 0. */
+const SHARE_EVERY_MS = 250;
+/** A paced rate is rebuilt only when it moves by more than this fraction. */
+const RATE_STEP = 0.1;
+
+/**
+ * How fast each key of one service may go: its configured quota
+ * (`keyQuota`), what the provider's headers say of it, and its day's
+ * count. Per-minute figures become a shared ledger per key (the same
+ * limiter as a service's, so the same bound and no KV call while a lease
+ * lasts); `rpd` is reserved in chunks like a team's daily budget; `tpm`
+ * is a {@linkcode TokenMeter}. A key with no room is skipped by key choice.
+ */
+export class KeyPacing {
+  readonly service: string;
+  /** False when there is nothing to pace (no quota, no headers): the request path skips it all. */
+  readonly active: boolean;
+  #o: KeyPacingOptions;
+  #paces = new Map<string, KeyPace>();
+
+  constructor(options: KeyPacingOptions) {
+    this.#o = options;
+    this.service = options.service;
+    const q = options.quota;
+    this.active = q.rpm !== undefined || q.rpd !== undefined || q.tpm !== undefined ||
+      options.dialect !== "none";
+    if (q.rpd !== undefined && options.days === undefined) {
+      throw new RangeError("keyQuota.rpd needs a day counter (days)");
+    }
+  }
+
+  /** Whether requests wait on the key's tokens per minute (and so need a cost). */
+  get countsTokens(): boolean {
+    return this.#o.quota.tpm !== undefined || [...this.#paces.values()].some((p) => p.tokens);
+  }
+
+  /**
+   * Takes the key's turn now from memory, or false when it has no room now
+   * (then {@linkcode KeyPacing.take} waits for it). Never calls KV.
+   */
+  room(key: PooledKey, now: number, cost: number): boolean {
+    const p = this.#pace(key);
+    if (p.day && !this.#o.days!.ready(p.day, now)) return false;
+    if (p.requests && !p.requests.tryToken(now)) return false;
+    if (p.tokens && !p.tokens.tryTake(cost, now)) return false;
+    if (p.day) this.#o.days!.spend(p.day, now);
+    return true;
+  }
+
+  /** Waits (within the deadline) for the key's turn: its day count, its minute, its tokens. */
+  async take(key: PooledKey, cost: number, wait: WaitOptions): Promise<KeyTurn> {
+    const p = this.#pace(key);
+    if (p.day) {
+      const spent = await this.#o.days!.spend(p.day, this.#o.clock.now());
+      if (!spent.ok) {
+        this.#o.rest(key, spent.resetsAt, "daily_quota");
+        return { ok: false, retryAfterMs: spent.retryAfterMs };
+      }
+    }
+    if (p.requests) {
+      const turn = await p.requests.takeToken(wait);
+      if (!turn.ok) return { ok: false, retryAfterMs: turn.retryAfterMs };
+    }
+    if (p.tokens) return await p.tokens.take(cost, wait.deadline, wait.signal);
+    return { ok: true };
+  }
+
+  /** Adds what an answer used beyond the estimate sent with it to the key's tokens. */
+  charge(key: PooledKey, estimate: number, used: number): void {
+    this.#paces.get(key.id)?.tokens?.charge(used - estimate);
+  }
+
+  /**
+   * Reads the rate-limit headers of an upstream answer (any status) and
+   * paces the key by them; shares them with every instance.
+   */
+  observe(key: PooledKey, headers: Headers, now: number): void {
+    if (this.#o.dialect === "none") return;
+    const signal = readRateHeaders(this.#o.dialect, headers, now);
+    if (signal.requests === undefined && signal.tokens === undefined) return;
+    const rate: KeyRate = { at: now };
+    if (signal.requests) rate.requests = signal.requests;
+    if (signal.tokens) rate.tokens = signal.tokens;
+    const p = this.#pace(key);
+    this.#fold(p, rate, now, true);
+    const spent = rate.requests?.remaining === 0 || rate.tokens?.remaining === 0;
+    if (this.#o.rates && (spent || now - p.sharedAt >= SHARE_EVERY_MS)) {
+      p.sharedAt = now;
+      this.#o.rates.write(this.service, key.id, rate).catch((e) =>
+        this.#o.log?.("key_rate_write_failed", { service: this.service, error: String(e) })
+      );
+    }
+  }
+
+  /** Reads what other instances learned of each key (called with the key-health refresh). */
+  async refresh(keys: readonly PooledKey[]): Promise<void> {
+    if (!this.#o.rates || this.#o.dialect === "none") return;
+    const shared = await this.#o.rates.list(this.service);
+    const now = this.#o.clock.now();
+    for (const key of keys) {
+      const rate = shared.get(key.id);
+      const p = this.#pace(key);
+      if (rate && rate.at > (p.rate?.at ?? -Infinity)) this.#fold(p, rate, now, false);
+    }
+  }
+
+  /** Renews what the key limiters hold. */
+  heartbeat(): void {
+    for (const p of this.#paces.values()) p.requests?.heartbeat();
+  }
+
+  /** Hands back what the key limiters hold and writes the day counts. */
+  async close(): Promise<void> {
+    await Promise.allSettled([
+      ...[...this.#paces.values()].map((p) => p.requests?.close()),
+      this.#o.days?.close(),
+    ]);
+  }
+
+  /** What this instance paces a key by, for the status page and tests. */
+  paceOf(keyId: string): { rpm?: number; tpm?: number; rate?: KeyRate } | undefined {
+    const p = this.#paces.get(keyId);
+    return p && { rpm: p.rpm, tpm: p.tpm, rate: p.rate };
+  }
+
+  #pace(key: PooledKey): KeyPace {
+    let p = this.#paces.get(key.id);
+    if (p === undefined) {
+      const q = this.#o.quota;
+      p = {
+        key,
+        rpm: undefined,
+        requests: undefined,
+        tpm: undefined,
+        tokens: undefined,
+        rate: undefined,
+        sharedAt: -Infinity,
+        day: q.rpd === undefined ? undefined : { name: key.id, daily: { requests: q.rpd } },
+      };
+      this.#paces.set(key.id, p);
+      this.#setRpm(p, q.rpm);
+      this.#setTpm(p, q.tpm);
+    }
+    return p;
+  }
+
+  /**
+   * Folds the provider's word into the key's pacing: a count at 0 rests the
+   * key until its reset; a per-minute limit paces it (never above the
+   * configured quota); a day's count running low paces it to last until
+   * the reset. `own`: this instance got the answer, so it also moves the
+   * shared ledgers down to what the provider says is left.
+   */
+  #fold(p: KeyPace, rate: KeyRate, now: number, own: boolean): void {
+    p.rate = rate;
+    const { requests, tokens } = rate;
+    for (const s of [requests, tokens]) {
+      if (s?.remaining === 0 && s.resetAt !== undefined && s.resetAt > now) {
+        const reason = s.window === "day" ? "daily_quota" : "rate_limited";
+        this.#o.rest(p.key, s.resetAt, reason);
+      }
+    }
+    const q = this.#o.quota;
+    this.#setRpm(p, minOf(q.rpm, perMinute(requests), lastingPerMinute(requests, now)));
+    this.#setTpm(p, minOf(q.tpm, perMinute(tokens)));
+    if (!own) return;
+    if (requests?.window === "minute" && requests.remaining !== undefined) {
+      p.requests?.leaveAtMost(requests.remaining).catch(() => {});
+    }
+    if (tokens?.window === "minute" && tokens.remaining !== undefined) {
+      p.tokens?.leaveAtMost(tokens.remaining);
+    }
+  }
+
+  #setRpm(p: KeyPace, rpm: number | undefined): void {
+    if (rpm === p.rpm || (rpm !== undefined && p.rpm !== undefined && near(rpm, p.rpm))) return;
+    p.requests?.close().catch(() => {});
+    p.rpm = rpm;
+    p.requests = rpm === undefined
+      ? undefined
+      : this.#o.requestLimiter(p.key.id, perMinuteLimits(rpm, this.#o.leaseMs));
+  }
+
+  #setTpm(p: KeyPace, tpm: number | undefined): void {
+    if (tpm === p.tpm || (tpm !== undefined && p.tpm !== undefined && near(tpm, p.tpm))) return;
+    p.tpm = tpm;
+    p.tokens = tpm === undefined ? undefined : new TokenMeter({
+      store: this.#o.tokenStore(p.key.id, perMinuteLimits(tpm, this.#o.leaseMs)),
+      clock: this.#o.clock,
+      tpm,
+      leaseMs: this.#o.leaseMs,
+    });
+  }
+}
+
+function near(a: number, b: number): boolean {
+  return Math.abs(a - b) <= RATE_STEP * Math.max(a, b);
+}
+
+function minOf(...xs: (number | undefined)[]): number | undefined {
+  let out: number | undefined;
+  for (const x of xs) if (x !== undefined && x > 0 && (out === undefined || x < out)) out = x;
+  return out;
+}
+
+/** A per-minute limit's figure, when the provider stated one. */
+function perMinute(s: LimitState | undefined): number | undefined {
+  return s?.window === "minute" ? s.limit : undefined;
+}
+
+/**
+ * For a day's count, the pace at which what is left lasts until the reset,
+ * in requests per minute; undefined for a minute's count, or when the
+ * provider did not say both.
+ */
+function lastingPerMinute(s: LimitState | undefined, now: number): number | undefined {
+  if (s?.window !== "day" || !s.remaining || s.resetAt === undefined || s.resetAt <= now) {
+    return undefined;
+  }
+  return s.remaining / ((s.resetAt - now) / 60_000);
+}

@@ -1,0 +1,46 @@
+import { keyRateKey, keyRatePrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
+import type { LimitState } from "./rate_headers.ts";
+
+/** What a provider last said of one key's limits, and when (epoch ms). */
+export interface KeyRate {
+  requests?: LimitState;
+  tokens?: LimitState;
+  at: number;
+}
+
+/** Records are kept a while after their last write: a day window's count matters for hours. */
+const KEEP_MS = 86_400_000;
+
+/**
+ * The providers' word on each key, in Deno KV: written by the instance that
+ * got the answer, read by every instance with the key health (at most
+ * about a second old), so that each paces the key by the same figures.
+ */
+export class KeyRateStore {
+  #kv: Deno.Kv;
+  #call: KvCallOptions;
+
+  constructor(kv: Deno.Kv, options: { call?: KvCallOptions } = {}) {
+    this.#kv = kv;
+    this.#call = options.call ?? {};
+  }
+
+  /** Every key's record of a service, by key id. */
+  list(service: string): Promise<Map<string, KeyRate>> {
+    return kvCall(async () => {
+      const out = new Map<string, KeyRate>();
+      for await (const e of this.#kv.list<KeyRate>({ prefix: keyRatePrefix(service) })) {
+        out.set(String(e.key[2]), e.value);
+      }
+      return out;
+    }, this.#call);
+  }
+
+  /** Stores what an answer said (a later answer's word replaces an earlier one's). */
+  async write(service: string, keyId: string, rate: KeyRate): Promise<void> {
+    await kvCall(
+      () => this.#kv.set(keyRateKey(service, keyId), rate, { expireIn: KEEP_MS }),
+      this.#call,
+    );
+  }
+}

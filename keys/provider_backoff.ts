@@ -1,0 +1,224 @@
+import type { Clock } from "../limiter/mod.ts";
+import { casUpdate, kvCall, type KvCallOptions, providerBackoffKey } from "../kv/mod.ts";
+
+/** A service's pause, as shared in KV. */
+export interface BackoffRecord {
+  /** Epoch ms until which no request goes to the provider. */
+  until: number;
+  /** Pauses in a row (a probe refused doubles the next). */
+  strikes: number;
+  pauseMs: number;
+  reason: string;
+  /** The instance whose single request tests the provider after the pause, and until when it may. */
+  probe?: { by: string; until: number };
+}
+
+/** Whether a request may go to the provider now; `probe`: it is the single one after a pause. */
+export type BackoffTurn = { go: true; probe: boolean } | { go: false; untilMs: number };
+
+/** Options for {@linkcode ProviderBackoff}. */
+export interface ProviderBackoffOptions {
+  service: string;
+  /** How many keys the service has (a single key's 429 is the provider's). */
+  keys: number;
+  clock: Clock;
+  /** Where the pause is shared; without it the pause holds for this instance only. */
+  kv?: Deno.Kv;
+  call?: KvCallOptions;
+  instanceId: string;
+  log?: (event: string, detail: Record<string, unknown>) => void;
+  /** Answers older than this do not count ("the last few seconds"), in ms. Default 5000. */
+  windowMs?: number;
+  /** The first pause when the provider names no time, in ms. Default 5000. */
+  firstPauseMs?: number;
+  /** The longest pause, in ms. Default 300000. */
+  maxPauseMs?: number;
+  /** How long a probe may take before another instance may probe, in ms. Default 30000. */
+  probeMs?: number;
+}
+
+const GO: BackoffTurn = Object.freeze({ go: true, probe: false });
+/** How often a request waiting on another instance's probe looks again, in ms. */
+const PROBE_POLL_MS = 250;
+
+/**
+ * A provider-wide back-off. Provider limits often belong to the account or
+ * the IP, not the key: when every key that answered in the last few
+ * seconds got 429 (two or more keys, or the only key), the service pauses
+ * until the time the provider named (else 5 s), across instances through
+ * KV; requests wait within their deadlines instead of burning the other
+ * keys one by one. After the pause one request, on one instance, is the
+ * probe: a success ends the pause, a 429 pauses again for twice as long.
+ */
+export class ProviderBackoff {
+  #o: ProviderBackoffOptions;
+  #windowMs: number;
+  #answers = new Map<string, { at: number; limited: boolean }>();
+  #pause: BackoffRecord | undefined;
+  #probing = false;
+
+  constructor(options: ProviderBackoffOptions) {
+    this.#o = options;
+    this.#windowMs = options.windowMs ?? 5000;
+    if (!(this.#windowMs > 0)) throw new RangeError(`windowMs must be > 0 (got ${this.#windowMs})`);
+  }
+
+  /** The pause in force, if any. */
+  get pause(): Readonly<BackoffRecord> | undefined {
+    return this.#pause;
+  }
+
+  /** May a request go now? A promise only right after a pause, while the probe is claimed. */
+  turn(now: number): BackoffTurn | Promise<BackoffTurn> {
+    const p = this.#pause;
+    if (p === undefined) return GO;
+    if (now < p.until) return { go: false, untilMs: p.until };
+    const otherProbe = p.probe !== undefined && p.probe.by !== this.#o.instanceId &&
+      p.probe.until > now;
+    if (this.#probing || otherProbe) return { go: false, untilMs: now + PROBE_POLL_MS };
+    this.#probing = true;
+    return this.#claimProbe(now);
+  }
+
+  /**
+   * What an upstream answer says of the provider: `limited` for a 429
+   * that is not a daily cap, `named` the wait it asked for, `sentAt` when
+   * the request left (an answer to a request sent before a pause says
+   * nothing of it), `probe` whether it was the probe.
+   */
+  answered(
+    keyId: string,
+    limited: boolean,
+    named: number | undefined,
+    sentAt: number,
+    probe: boolean,
+  ): void {
+    const now = this.#o.clock.now();
+    const p = this.#pause;
+    if (probe) this.#probing = false;
+    if (!limited) {
+      this.#answers.set(keyId, { at: now, limited });
+      if (p && (probe || sentAt >= p.until)) this.#end(now);
+      return;
+    }
+    if (probe && p) return this.#pauseAgain(p, named, now);
+    this.#answers.set(keyId, { at: now, limited });
+    if (p && now < p.until) return;
+    let answered = 0;
+    for (const a of this.#answers.values()) {
+      if (now - a.at > this.#windowMs) continue;
+      if (!a.limited) return;
+      answered++;
+    }
+    if (answered < 2 && this.#o.keys !== 1) return;
+    const pauseMs = Math.min(this.#max(), named ?? this.#o.firstPauseMs ?? 5000);
+    const reason = `${answered} of ${this.#o.keys} keys answered 429 within ${this.#windowMs} ms`;
+    this.#start({ until: now + pauseMs, strikes: 1, pauseMs, reason }, now);
+  }
+
+  /** The probe got no answer (network error, timeout): another request may probe. */
+  probeLost(): void {
+    this.#probing = false;
+    if (this.#pause?.probe?.by === this.#o.instanceId) this.#pause.probe = undefined;
+  }
+
+  /** Reads the pause other instances started or ended. */
+  async refresh(): Promise<void> {
+    const kv = this.#o.kv;
+    if (!kv) return;
+    const { value } = await kvCall(
+      () => kv.get<BackoffRecord>(providerBackoffKey(this.#o.service)),
+      this.#o.call ?? {},
+    );
+    const now = this.#o.clock.now();
+    if (value) {
+      if (!this.#pause || value.until >= this.#pause.until) this.#pause = value;
+    } else if (this.#pause && now >= this.#pause.until && !this.#probing) {
+      this.#pause = undefined;
+    }
+  }
+
+  #max(): number {
+    return this.#o.maxPauseMs ?? 300_000;
+  }
+
+  #pauseAgain(p: BackoffRecord, named: number | undefined, now: number): void {
+    const pauseMs = Math.min(this.#max(), Math.max(named ?? 0, 2 * p.pauseMs));
+    this.#start({
+      until: now + pauseMs,
+      strikes: p.strikes + 1,
+      pauseMs,
+      reason: "the probe after the pause answered 429",
+    }, now);
+  }
+
+  #start(rec: BackoffRecord, now: number): void {
+    this.#pause = rec;
+    this.#o.log?.("provider_backoff", {
+      service: this.#o.service,
+      reason: rec.reason,
+      ms: rec.pauseMs,
+      strikes: rec.strikes,
+    });
+    this.#write(
+      (old) => old && old.until > rec.until && old.strikes >= rec.strikes ? old : rec,
+      now,
+    );
+  }
+
+  #end(now: number): void {
+    const p = this.#pause!;
+    this.#pause = undefined;
+    this.#o.log?.("provider_backoff_end", { service: this.#o.service, strikes: p.strikes });
+    this.#write((old) => (old && old.until > now && old.strikes > p.strikes ? old : null), now);
+  }
+
+  /** Claims the probe in KV (one instance probes); true without KV. */
+  async #claimProbe(now: number): Promise<BackoffTurn> {
+    const kv = this.#o.kv;
+    const me = this.#o.instanceId;
+    const probe = { by: me, until: now + (this.#o.probeMs ?? 30_000) };
+    this.#pause!.probe = probe;
+    if (!kv) return { go: true, probe: true };
+    try {
+      const claim = await casUpdate<BackoffRecord, BackoffTurn>(
+        kv,
+        providerBackoffKey(this.#o.service),
+        (old) => {
+          if (old === null) return { done: GO };
+          if (old.until > now) return { done: { go: false, untilMs: old.until } };
+          if (old.probe && old.probe.by !== me && old.probe.until > now) {
+            return { done: { go: false, untilMs: now + PROBE_POLL_MS } };
+          }
+          return { write: { ...old, probe }, expireIn: 600_000, result: { go: true, probe: true } };
+        },
+        { call: this.#o.call },
+      );
+      const turn = claim.ok ? claim.result : { go: false, untilMs: now + PROBE_POLL_MS } as const;
+      if (!turn.go || !turn.probe) {
+        this.#probing = false;
+        if (turn.go) this.#pause = undefined;
+      }
+      return turn;
+    } catch {
+      // KV is down: this instance probes for itself.
+      return { go: true, probe: true };
+    }
+  }
+
+  #write(next: (old: BackoffRecord | null) => BackoffRecord | null, now: number): void {
+    const kv = this.#o.kv;
+    if (!kv) return;
+    const key = providerBackoffKey(this.#o.service);
+    casUpdate<BackoffRecord, void>(kv, key, (old) => {
+      const rec = next(old);
+      if (rec === old) return { done: undefined };
+      if (rec === null) {
+        return old === null ? { done: undefined } : { remove: true, result: undefined };
+      }
+      return { write: rec, expireIn: Math.max(0, rec.until - now) + 600_000, result: undefined };
+    }, { call: this.#o.call }).catch((e) =>
+      this.#o.log?.("provider_backoff_write_failed", { service: this.#o.service, error: String(e) })
+    );
+  }
+}
