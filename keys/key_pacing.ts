@@ -56,6 +56,19 @@ interface KeyPace {
   day: { name: string; daily: { requests: number } } | undefined;
 }
 
+/**
+ * One header each dialect sends whenever it sends any: an answer without
+ * it is passed over with one lookup (most answers of a provider that sends
+ * none, and every answer of the mock in the benchmarks).
+ */
+const MARKER: Record<RateLimitDialect, string> = {
+  openai: "x-ratelimit-remaining-requests",
+  groq: "x-ratelimit-remaining-requests",
+  cerebras: "x-ratelimit-remaining-requests-day",
+  anthropic: "anthropic-ratelimit-requests-remaining",
+  none: "",
+};
+
 /** An instance shares a key's record at most this often, unless a count reached 0. */
 const SHARE_EVERY_MS = 250;
 /** A paced rate is rebuilt only when it moves by more than this fraction. */
@@ -134,6 +147,9 @@ export class KeyPacing {
    */
   observe(key: PooledKey, headers: Headers, now: number): void {
     if (this.#o.dialect === "none") return;
+    if (!headers.has(MARKER[this.#o.dialect]) && !headers.has("x-ratelimit-remaining-tokens")) {
+      return;
+    }
     const signal = readRateHeaders(this.#o.dialect, headers, now);
     if (signal.requests === undefined && signal.tokens === undefined) return;
     const rate: KeyRate = { at: now };
