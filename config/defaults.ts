@@ -152,7 +152,7 @@ export const DEFAULT_SERVICES: Readonly<Record<string, Readonly<ServiceConfig>>>
       "none",
       "08:00",
     ),
-    service("xai", "https://api.x.ai", 2, 5, 3, "openai", "openai"),
+    service("xai", "https://api.x.ai", 2, 5, 3, "openai", "none"),
     service("ollama", "https://ollama.com", 10, 10, 5, "openai", "none"),
     service("pollinations", "https://gen.pollinations.ai", 5, 10, 5, "openai", "none"),
   ]),

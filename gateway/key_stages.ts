@@ -54,10 +54,7 @@ export function providerTurn(
 
 /** The next key in rotation that is not resting and has room, taking its turn. */
 export function pickKey(x: Exchange, tried: ReadonlySet<string> | undefined): Pick {
-  const pacing = x.rt.pacing;
-  if (pacing === undefined) return x.rt.pool.pick(x.now, tried);
-  const now = x.now, cost = x.keyCost;
-  return x.rt.pool.pick(now, tried, (key) => pacing.room(key, now, cost));
+  return x.rt.pool.pick(x.now, tried, x.rt.pacing, x.keyCost);
 }
 
 /**

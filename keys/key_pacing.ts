@@ -88,6 +88,7 @@ export class KeyPacing {
   readonly active: boolean;
   #o: KeyPacingOptions;
   #paces = new Map<string, KeyPace>();
+  #countsTokens: boolean;
 
   constructor(options: KeyPacingOptions) {
     this.#o = options;
@@ -95,6 +96,7 @@ export class KeyPacing {
     const q = options.quota;
     this.active = q.rpm !== undefined || q.rpd !== undefined || q.tpm !== undefined ||
       options.dialect !== "none";
+    this.#countsTokens = q.tpm !== undefined;
     if (q.rpd !== undefined && options.days === undefined) {
       throw new RangeError("keyQuota.rpd needs a day counter (days)");
     }
@@ -102,7 +104,7 @@ export class KeyPacing {
 
   /** Whether requests wait on the key's tokens per minute (and so need a cost). */
   get countsTokens(): boolean {
-    return this.#o.quota.tpm !== undefined || [...this.#paces.values()].some((p) => p.tokens);
+    return this.#countsTokens;
   }
 
   /**
@@ -156,11 +158,15 @@ export class KeyPacing {
     if (signal.requests) rate.requests = signal.requests;
     if (signal.tokens) rate.tokens = signal.tokens;
     const p = this.#pace(key);
-    this.#fold(p, rate, now, true);
-    const spent = rate.requests?.remaining === 0 || rate.tokens?.remaining === 0;
-    if (this.#o.rates && (spent || now - p.sharedAt >= SHARE_EVERY_MS)) {
+    // Each answer's word paces the key here; KV hears it at most every 250 ms
+    // per key (a KV write per answer would double what a request costs KV),
+    // and at once when a count is at 1 or less.
+    const low = (rate.requests?.remaining ?? 2) <= 1 || (rate.tokens?.remaining ?? 2) <= 1;
+    const share = low || now - p.sharedAt >= SHARE_EVERY_MS;
+    this.#fold(p, rate, now, share);
+    if (share) {
       p.sharedAt = now;
-      this.#o.rates.write(this.service, key.id, rate).catch((e) =>
+      this.#o.rates?.write(this.service, key.id, rate).catch((e) =>
         this.#o.log?.("key_rate_write_failed", { service: this.service, error: String(e) })
       );
     }
@@ -222,8 +228,9 @@ export class KeyPacing {
    * Folds the provider's word into the key's pacing: a count at 0 rests the
    * key until its reset; a per-minute limit paces it (never above the
    * configured quota); a day's count running low paces it to last until
-   * the reset. `own`: this instance got the answer, so it also moves the
-   * shared ledgers down to what the provider says is left.
+   * the reset. `own`: this instance got the answer (and it is time to
+   * share it), so it also moves the shared ledgers down to what the
+   * provider says is left.
    */
   #fold(p: KeyPace, rate: KeyRate, now: number, own: boolean): void {
     p.rate = rate;
@@ -258,6 +265,7 @@ export class KeyPacing {
   #setTpm(p: KeyPace, tpm: number | undefined): void {
     if (tpm === p.tpm || (tpm !== undefined && p.tpm !== undefined && near(tpm, p.tpm))) return;
     p.tpm = tpm;
+    if (tpm !== undefined) this.#countsTokens = true;
     p.tokens = tpm === undefined ? undefined : new TokenMeter({
       store: this.#o.tokenStore(p.key.id, perMinuteLimits(tpm, this.#o.leaseMs)),
       clock: this.#o.clock,

@@ -15,6 +15,11 @@ export type Pick =
   | { ok: true; key: PooledKey }
   | { ok: false; untilMs: number; waitOn?: PooledKey };
 
+/** Tells whether a key has room for a request costing `cost` model tokens, taking its turn if so. */
+export interface KeyRoom {
+  room(key: PooledKey, now: number, cost: number): boolean;
+}
+
 /** Options for {@linkcode KeyPool}. */
 export interface KeyPoolOptions {
   store: KeyHealthStore;
@@ -79,12 +84,12 @@ export class KeyPool {
 
   /**
    * The next key in rotation that is not resting, preferring keys not in
-   * `tried` (a retry goes to another key when there is one). With `room`,
-   * a key is taken only when `room(key)` takes its turn; when none has room,
-   * the first without is `waitOn` (the rotation moves past it, so that
-   * waiting requests spread over the keys).
+   * `tried` (a retry goes to another key when there is one). With `quota`,
+   * a key is taken only when `quota.room` takes its turn; when none has
+   * room, the first without is `waitOn` (the rotation moves past it, so
+   * that waiting requests spread over the keys).
    */
-  pick(now: number, tried?: ReadonlySet<string>, room?: (key: PooledKey) => boolean): Pick {
+  pick(now: number, tried?: ReadonlySet<string>, quota?: KeyRoom, cost = 0): Pick {
     const n = this.keys.length;
     let fallback = -1;
     let waitOn = -1;
@@ -101,14 +106,14 @@ export class KeyPool {
         if (fallback < 0) fallback = idx;
         continue;
       }
-      if (room !== undefined && !room(key)) {
+      if (quota !== undefined && !quota.room(key, now, cost)) {
         if (waitOn < 0) waitOn = idx;
         continue;
       }
       this.#next = idx + 1;
       return { ok: true, key };
     }
-    if (fallback >= 0 && (room === undefined || room(this.keys[fallback]))) {
+    if (fallback >= 0 && (quota === undefined || quota.room(this.keys[fallback], now, cost))) {
       this.#next = fallback + 1;
       return { ok: true, key: this.keys[fallback] };
     }

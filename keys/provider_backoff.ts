@@ -97,12 +97,12 @@ export class ProviderBackoff {
     const p = this.#pause;
     if (probe) this.#probing = false;
     if (!limited) {
-      this.#answers.set(keyId, { at: now, limited });
+      this.#note(keyId, now, false);
       if (p && (probe || sentAt >= p.until)) this.#end(now);
       return;
     }
     if (probe && p) return this.#pauseAgain(p, named, now);
-    this.#answers.set(keyId, { at: now, limited });
+    this.#note(keyId, now, true);
     if (p && now < p.until) return;
     let answered = 0;
     for (const a of this.#answers.values()) {
@@ -135,6 +135,16 @@ export class ProviderBackoff {
       if (!this.#pause || value.until >= this.#pause.until) this.#pause = value;
     } else if (this.#pause && now >= this.#pause.until && !this.#probing) {
       this.#pause = undefined;
+    }
+  }
+
+  /** Records a key's latest answer (the record is reused: one per key, none per request). */
+  #note(keyId: string, at: number, limited: boolean): void {
+    const a = this.#answers.get(keyId);
+    if (a === undefined) this.#answers.set(keyId, { at, limited });
+    else {
+      a.at = at;
+      a.limited = limited;
     }
   }
 
