@@ -121,10 +121,20 @@ async function waitForKey(
   pick: Pick & { ok: false },
   retry: boolean,
 ): Promise<PooledKey | Response> {
-  for (;;) {
+  for (let repicks = 0;;) {
     if (pick.waitOn !== undefined) {
-      const err = await waitForRoom(p, x, pick.waitOn, retry);
-      return err ? endWaiting(p, x, tries, release, err) : pick.waitOn;
+      const key = pick.waitOn;
+      const err = await waitForRoom(p, x, key, retry);
+      if (!err) return key;
+      // Its day turned out spent (the key rests now): another key may still have room.
+      const rested = (x.rt.pool.health(key.id)?.until ?? 0) > x.now;
+      if (!rested || ++repicks > x.rt.pool.keys.length) {
+        return endWaiting(p, x, tries, release, err);
+      }
+      const again = pickKey(x, tries.tried);
+      if (again.ok) return again.key;
+      pick = again;
+      continue;
     }
     const now = p.clock.now();
     if (pick.untilMs > x.deadline) {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { Gateway } from "../../gateway/mod.ts";
 import { keyId } from "../../keys/mod.ts";
+import { keyDayUsageKey } from "../../kv/mod.ts";
 import { FakeClock, flush, settle } from "../support/fake_clock.ts";
 import { chatRequest, fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
 
@@ -203,6 +204,22 @@ Deno.test("keyQuota.rpd: the key rests at its daily count until dayResetsAt, the
   assert.equal(back.status, 200, "a new provider day");
   await back.body?.cancel();
   assert.equal(t.calls.length, 4);
+});
+
+Deno.test("keyQuota.rpd: a key whose day another instance spent is skipped for one that has room, not answered 429", async () => {
+  await using t = await setup(() => jsonAnswer(200, OK), { keyQuota: { rpd: 3 } }, "sk-a,sk-b");
+  const day = new Date(Math.floor(t.clock.now() / 86_400_000) * 86_400_000).toISOString()
+    .slice(0, 10);
+  await t.kv.set(
+    keyDayUsageKey("openai", await keyId("sk-a"), day, "requests"),
+    new Deno.KvU64(3n),
+  );
+  const r = await settle(t.clock, t.gateway.handler(chatRequest()));
+  assert.equal(r.status, 200);
+  await r.body?.cancel();
+  assert.deepEqual(t.calls.map((c) => c.key), ["sk-b"]);
+  const a = t.gateway.runtimes.get("openai")!.pool.health(await keyId("sk-a"));
+  assert.equal(a?.reason, "daily_quota");
 });
 
 Deno.test("a daily cap answered by the provider (Groq's day count at 0, Gemini's PerDay 429) rests the key until the stated or the day's reset", async () => {
