@@ -55,6 +55,9 @@ function summary(config: GatewayConfig): void {
       rps: s.rps,
       burst: s.burst,
       maxConn: s.maxConn,
+      keyQuota: s.keyQuota,
+      dayResetsAt: s.dayResetsAt,
+      rateLimitHeaders: s.rateLimitHeaders,
     });
   }
 }
