@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from "../../config/mod.ts";
 import {
   estimateInputTokens,
   KeyPacing,
+  type KeyPacingOptions,
   KeyRateStore,
   nextDayReset,
   parseKeyQuota,
@@ -221,6 +222,23 @@ Deno.test("KvCapacityStore.leaveAtMost: after the provider says 2 are left, a le
   }
 });
 
+/** A key pacing whose limiters and ledgers live in memory, on `clock`. */
+function memoryPacing(
+  clock: FakeClock,
+  o: Pick<KeyPacingOptions, "quota" | "dialect" | "rest" | "rates">,
+): KeyPacing {
+  return new KeyPacing({
+    service: "s",
+    dayResetMs: 0,
+    clock,
+    leaseMs: 2000,
+    requestLimiter: (_id, l) =>
+      new ServiceLimiter(l, { store: new MemoryCapacityStore(l, clock), clock }),
+    tokenStore: (_id, l) => new MemoryCapacityStore(l, clock),
+    ...o,
+  });
+}
+
 Deno.test("KeyPacing: the provider's word paces a key on every instance within a refresh; a count at 0 rests it until the reset", async () => {
   const clock = new FakeClock();
   const kv = await Deno.openKv(":memory:");
@@ -228,16 +246,9 @@ Deno.test("KeyPacing: the provider's word paces a key on every instance within a
   const rests: { until: number; reason: string }[] = [];
   const rates = new KeyRateStore(kv);
   const mk = () =>
-    new KeyPacing({
-      service: "s",
+    memoryPacing(clock, {
       quota: { rpm: 100 },
       dialect: "openai",
-      dayResetMs: 0,
-      clock,
-      leaseMs: 2000,
-      requestLimiter: (_id, l) =>
-        new ServiceLimiter(l, { store: new MemoryCapacityStore(l, clock), clock }),
-      tokenStore: (_id, l) => new MemoryCapacityStore(l, clock),
       rates,
       rest: (_k, until, reason) => rests.push({ until, reason }),
     });
@@ -274,18 +285,7 @@ Deno.test("KeyPacing: the provider's word paces a key on every instance within a
 Deno.test("KeyPacing: a day's count running low is paced to last until its reset", () => {
   const clock = new FakeClock();
   const key: PooledKey = { id: "k_a", secret: "sk-a" };
-  const pacing = new KeyPacing({
-    service: "s",
-    quota: {},
-    dialect: "groq",
-    dayResetMs: 0,
-    clock,
-    leaseMs: 2000,
-    requestLimiter: (_id, l) =>
-      new ServiceLimiter(l, { store: new MemoryCapacityStore(l, clock), clock }),
-    tokenStore: (_id, l) => new MemoryCapacityStore(l, clock),
-    rest: () => {},
-  });
+  const pacing = memoryPacing(clock, { quota: {}, dialect: "groq", rest: () => {} });
   const day = (remaining: number, reset: string) =>
     new Headers({
       "x-ratelimit-limit-requests": "1000",

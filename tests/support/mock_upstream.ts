@@ -208,6 +208,18 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
     return new Response(body, { status, headers: h });
   }
 
+  /** A 429 of the per-key or account-wide limit, counted. */
+  function refuse(req: Request, message: string, headers: Record<string, string>) {
+    mock.rateLimited++;
+    mock.rateLimitedAt.push(Date.now());
+    return respond(
+      req,
+      429,
+      JSON.stringify({ error: { message, type: "requests", code: "rate_limit_exceeded" } }),
+      headers,
+    );
+  }
+
   function sse(
     req: Request,
     whole: string[],
@@ -351,40 +363,16 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
       }
       const refuseAll = mock.options.refuseAll;
       if (refuseAll && Date.now() < refuseAll.until) {
-        mock.rateLimited++;
-        mock.rateLimitedAt.push(Date.now());
-        return await respond(
-          req,
-          429,
-          JSON.stringify({
-            error: {
-              message: "Too many requests from this account",
-              type: "requests",
-              code: "rate_limit_exceeded",
-            },
-          }),
-          { "retry-after": String(refuseAll.retryAfterSec ?? 1) },
-        );
+        return await refuse(req, "Too many requests from this account", {
+          "retry-after": String(refuseAll.retryAfterSec ?? 1),
+        });
       }
       let limitHeaders: Record<string, string> = {};
       if (mock.options.keyBucket) {
         const taken = takeFromBucket(key);
         limitHeaders = taken.headers;
         if (taken.refused) {
-          mock.rateLimited++;
-          mock.rateLimitedAt.push(Date.now());
-          return await respond(
-            req,
-            429,
-            JSON.stringify({
-              error: {
-                message: "Rate limit reached for requests",
-                type: "requests",
-                code: "rate_limit_exceeded",
-              },
-            }),
-            limitHeaders,
-          );
+          return await refuse(req, "Rate limit reached for requests", limitHeaders);
         }
       }
       if (mock.options.perKeyRps !== undefined) {
@@ -392,19 +380,9 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
         const w = (windows.get(key) ?? []).filter((t) => now - t < 1000);
         if (w.length >= mock.options.perKeyRps) {
           windows.set(key, w);
-          mock.rateLimited++;
-          return await respond(
-            req,
-            429,
-            JSON.stringify({
-              error: {
-                message: "Rate limit reached",
-                type: "requests",
-                code: "rate_limit_exceeded",
-              },
-            }),
-            { "retry-after": String(mock.options.retryAfterSec ?? 1) },
-          );
+          return await refuse(req, "Rate limit reached", {
+            "retry-after": String(mock.options.retryAfterSec ?? 1),
+          });
         }
         w.push(now);
         windows.set(key, w);
