@@ -83,7 +83,11 @@ async function main(): Promise<void> {
     console.error("kvgate: ACCESS_PASSWORD is not set: every API request answers 503 until it is.");
   }
   const kv = await openKv(config);
-  const gateway = await createGateway(config, { kv: kv.kv, kvStatus: kv.status });
+  const gateway = await createGateway(config, {
+    kv: kv.kv,
+    kvStatus: kv.status,
+    region: Deno.env.get("DENO_REGION"),
+  });
   summary(config);
   jsonLog({
     event: "start",

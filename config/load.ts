@@ -37,6 +37,11 @@ export interface GatewayConfig extends GatewaySettings {
   services: Record<string, Service>;
   /** ACCESS_PASSWORD, or undefined when unset. */
   password: string | undefined;
+  /**
+   * METRICS_TOKEN: a Bearer token that may read `/_kvgate/metrics` (and
+   * nothing else), so a scraper does not hold the admin password.
+   */
+  metricsToken: string | undefined;
   port: number;
   /** KV_PATH: a file path, ":memory:", or a KV Connect URL; undefined = platform KV. */
   kvPath: string | undefined;
@@ -332,6 +337,7 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
     ...(settings as unknown as GatewaySettings),
     services: resolved,
     password: password && password.trim() !== "" ? password.trim() : undefined,
+    metricsToken: env("METRICS_TOKEN")?.trim() || undefined,
     port,
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kvgate.sqlite3"),
     onDeploy,

@@ -3,6 +3,7 @@ import { isoTime } from "./log.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { leaveTeam } from "./team_stages.ts";
 import { chargeKey } from "./key_stages.ts";
+import { statusLabel } from "../status/mod.ts";
 
 /**
  * The last stage of every request, however it ended: one log line with
@@ -19,10 +20,15 @@ export function account(
 ): void {
   leaveTeam(p, x, status, bytes);
   if (status < 400) chargeKey(x, bytes ?? 0);
+  const service = x.rt.service.name;
+  const team = x.team?.team.name ?? "";
+  p.metrics.requests.inc(service, team, statusLabel(status));
+  p.metrics.queueWait.observe(service, x.queueMs / 1000);
+  if (x.usedTokens !== undefined) p.metrics.tokens.inc(service, team, "total", x.usedTokens);
   p.log({
     t: isoTime(now),
     id: x.id,
-    service: x.rt.service.name,
+    service,
     team: x.team?.team.name,
     method: x.req.method,
     status,

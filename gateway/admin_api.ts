@@ -9,6 +9,8 @@ import type { RequestTarget } from "./route.ts";
 const PREFIX = "/_kvgate";
 const TEAMS = /^\/_kvgate\/teams(?:\/([^/]+)(\/rotate)?)?\/?$/;
 const MAX_BODY = 64 * 1024;
+const STATUS = "/_kvgate/status";
+const METRICS = "/_kvgate/metrics";
 
 /** True for a path of the admin API (`/_kvgate` and below). */
 export function isAdminPath(path: string): boolean {
@@ -61,13 +63,27 @@ async function readJson(req: Request): Promise<unknown> {
  * - `GET /_kvgate/teams`: every team, with today's usage;
  * - `POST /_kvgate/teams`: a new team; its token is in the answer, once;
  * - `PATCH /_kvgate/teams/<name>`, `POST /_kvgate/teams/<name>/rotate`,
- *   `DELETE /_kvgate/teams/<name>`.
+ *   `DELETE /_kvgate/teams/<name>`;
+ * - `GET /_kvgate/status`: the deployment's status (see `status/board.ts`);
+ * - `GET /_kvgate/metrics`: Prometheus text; also for `METRICS_TOKEN`.
  */
 export async function adminApi(p: Pipeline, req: Request, target: RequestTarget) {
   const password = p.config.password;
   const cred = clientCredential(readClientHead(req.headers), "", "openai");
-  if (password === undefined || cred === undefined || !timingSafeEqual(cred, password)) {
-    return disguise(target.path, req.method);
+  const admin = password !== undefined && cred !== undefined && timingSafeEqual(cred, password);
+  if (target.path === METRICS && req.method === "GET" && p.status) {
+    const token = p.config.metricsToken;
+    const scraper = token !== undefined && cred !== undefined && timingSafeEqual(cred, token);
+    if (admin || scraper) {
+      return new Response(await p.status.metricsText(), {
+        headers: { "content-type": "text/plain; version=0.0.4", "cache-control": "no-store" },
+      });
+    }
+  }
+  if (!admin) return disguise(target.path, req.method);
+  if (target.path === STATUS && p.status) {
+    if (req.method !== "GET") return problem(405, "method_not_allowed", "Use GET.");
+    return json(200, await p.status.snapshot());
   }
   const teams = p.teams;
   const m = TEAMS.exec(target.path);

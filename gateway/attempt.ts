@@ -89,6 +89,7 @@ export async function attempt(
       paused < MAX_PAUSED_ATTEMPTS
     ) {
       // The provider refuses every key: the request waits out the pause, not counted as a retry.
+      p.metrics.retries.inc(x.rt.service.name, "provider_backoff");
       paused++;
       n--;
       tries.tried = undefined;
@@ -96,6 +97,7 @@ export async function attempt(
       continue;
     }
     if (n === p.config.maxRetries) break;
+    p.metrics.retries.inc(x.rt.service.name, end.retry.kind);
     if (end.retry.kind === "upstream_error") {
       const wait = Math.min(4000, 250 * 2 ** n) * (0.5 + p.random());
       if (p.clock.now() + wait > x.deadline) break;
@@ -198,6 +200,8 @@ async function tryOnce(
     release();
     return { answer: answer(p, x, gatewayErrors.clientClosed()) };
   }
+  p.metrics.upstreamAnswer(x.rt.service.name, key.id, typeof res === "string" ? res : res.status);
+  if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(x.rt.service.name, x.upstreamMs / 1000);
   let outcome: Outcome;
   if (typeof res === "string") {
     lostAnswer(x);

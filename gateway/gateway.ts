@@ -36,6 +36,7 @@ import {
   TeamRegistry,
 } from "../teams/mod.ts";
 import type { TeamServices } from "./pipeline.ts";
+import { Metrics, StatusBoard } from "../status/mod.ts";
 
 /** Options for {@linkcode createGateway}; each has a production default. */
 export interface GatewayOptions {
@@ -51,6 +52,8 @@ export interface GatewayOptions {
   teamRefreshMs?: number;
   /** This instance's id in KV. Default: a fresh ULID. */
   instanceId?: string;
+  /** Where this instance runs, when the platform says (`DENO_REGION`). Default: not said. */
+  region?: string;
   /** Random numbers for jitter. Default: `Math.random`. */
   random?: () => number;
   /** Heartbeat period for presence and slot renewal, in ms. Default: slotTtlMs / 3. */
@@ -70,6 +73,8 @@ export interface Gateway {
   readonly runtimes: ReadonlyMap<string, ServiceRuntime>;
   readonly presence: Presence | undefined;
   readonly kvStatus: KvStatus;
+  /** The deployment's status and this instance's metrics. */
+  readonly status: StatusBoard;
   /** Stops timers and hands back leased tokens and held slots. Idempotent. */
   close(): Promise<void>;
   /**
@@ -108,7 +113,12 @@ export async function createGateway(
   const shared = config.limitMode === "shared";
   const heartbeatMs = options.heartbeatMs ?? Math.max(100, Math.floor(config.slotTtlMs / 3));
   const presence = shared
-    ? new Presence(kv, instanceId, { clock, intervalMs: heartbeatMs, call })
+    ? new Presence(kv, instanceId, {
+      clock,
+      intervalMs: heartbeatMs,
+      call,
+      region: options.region,
+    })
     : undefined;
   // Before any instance was seen (KV down since start-up), the configured guess.
   const peers = () => presence?.peers ?? config.expectedInstances;
@@ -258,7 +268,21 @@ export async function createGateway(
   timer = clock.setTimeout(heartbeat, heartbeatMs);
   const drain = new Drain(clock);
 
+  const metrics = new Metrics();
+  const status = new StatusBoard({
+    kv,
+    clock,
+    instanceId,
+    runtimes,
+    metrics,
+    kvStatus,
+    presence,
+    teams,
+    call,
+  });
   const handler = createHandler({
+    metrics,
+    status,
     config,
     runtimes,
     fetch: options.fetch ?? fetch,
@@ -277,6 +301,7 @@ export async function createGateway(
     runtimes,
     presence,
     kvStatus,
+    status,
     drain(drainMs = config.drainMs) {
       draining ??= (async () => {
         drain.start();

@@ -5,6 +5,7 @@ import type { LogLine } from "./log.ts";
 import type { RelayOptions } from "./relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
+import { Metrics, type StatusBoard } from "../status/mod.ts";
 
 /** The teams' shared parts: who they are and what they have spent. */
 export interface TeamServices {
@@ -24,6 +25,10 @@ export interface HandlerDeps {
   drain: Drain;
   /** Teams, when the gateway has any way to know them. */
   teams?: TeamServices;
+  /** This instance's counters and histograms. Default: a fresh set. */
+  metrics?: Metrics;
+  /** The deployment's status, for the admin's status and metrics paths. */
+  status?: StatusBoard;
 }
 
 /** The dependencies plus what every stage shares, made once per handler. */
@@ -33,6 +38,7 @@ export interface Pipeline extends HandlerDeps {
   /** How relayed bodies are passed on: SSE streams, and other bodies of unknown length. */
   sseRelay: RelayOptions;
   bodyRelay: RelayOptions;
+  metrics: Metrics;
 }
 
 /** Builds the shared part of the pipeline from its dependencies. */
@@ -47,5 +53,6 @@ export function createPipeline(deps: HandlerDeps): Pipeline {
     ),
     sseRelay,
     bodyRelay: { ...sseRelay, eventStream: false },
+    metrics: deps.metrics ?? new Metrics(),
   };
 }

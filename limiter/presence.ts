@@ -5,6 +5,10 @@ import type { Clock } from "../clock/mod.ts";
 export interface InstanceRecord {
   seenAt: number;
   expiresAt: number;
+  /** When the instance started (epoch ms). */
+  startedAt?: number;
+  /** Where it runs, when the platform says (`DENO_REGION` on Deploy). */
+  region?: string;
 }
 
 /** Options for {@linkcode Presence}. */
@@ -13,6 +17,8 @@ export interface PresenceOptions {
   /** Heartbeat period, in ms; a record counts for three periods. Default 5000. */
   intervalMs?: number;
   call?: KvCallOptions;
+  /** Where the instance runs, written into its record. Default: not said. */
+  region?: string;
 }
 
 /**
@@ -28,6 +34,8 @@ export class Presence {
   #interval: number;
   #call: KvCallOptions;
   #peers: number | undefined;
+  #startedAt: number;
+  #region: string | undefined;
 
   constructor(kv: Deno.Kv, instanceId: string, options: PresenceOptions) {
     this.#kv = kv;
@@ -35,6 +43,8 @@ export class Presence {
     this.#clock = options.clock;
     this.#interval = options.intervalMs ?? 5000;
     this.#call = options.call ?? {};
+    this.#startedAt = this.#clock.now();
+    this.#region = options.region;
   }
 
   /**
@@ -48,7 +58,12 @@ export class Presence {
   /** Writes this instance's record and recounts the live ones. */
   async beat(): Promise<void> {
     const now = this.#clock.now();
-    const record: InstanceRecord = { seenAt: now, expiresAt: now + 3 * this.#interval };
+    const record: InstanceRecord = {
+      seenAt: now,
+      expiresAt: now + 3 * this.#interval,
+      startedAt: this.#startedAt,
+    };
+    if (this.#region !== undefined) record.region = this.#region;
     await kvCall(
       () => this.#kv.set(instanceKey(this.#id), record, { expireIn: 6 * this.#interval }),
       this.#call,
@@ -61,6 +76,18 @@ export class Presence {
       }
     }, this.#call);
     this.#peers = Math.max(1, live);
+  }
+
+  /** Every instance seen within the last `withinMs`, by id. */
+  async list(withinMs: number): Promise<Array<InstanceRecord & { id: string }>> {
+    const since = this.#clock.now() - withinMs;
+    return await kvCall(async () => {
+      const out: Array<InstanceRecord & { id: string }> = [];
+      for await (const e of this.#kv.list<InstanceRecord>({ prefix: instancePrefix() })) {
+        if (e.value.seenAt >= since) out.push({ id: String(e.key[1]), ...e.value });
+      }
+      return out;
+    }, this.#call);
   }
 
   /** Removes this instance's record (graceful shutdown). */

@@ -1,0 +1,212 @@
+import type { Clock } from "../clock/mod.ts";
+import { kvCall, type KvCallOptions, type KvStatus, slotsKey, tokenLedgerKey } from "../kv/mod.ts";
+import { emissionMicros, ledgerNow, type Presence, type SlotsState } from "../limiter/mod.ts";
+import type { ServiceRuntime } from "../gateway/runtime.ts";
+import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
+import type { Gauge, Metrics } from "./metrics.ts";
+
+/** What the board reads: this instance's parts, and KV for the deployment's. */
+export interface StatusBoardParts {
+  kv: Deno.Kv;
+  clock: Clock;
+  instanceId: string;
+  runtimes: ReadonlyMap<string, ServiceRuntime>;
+  metrics: Metrics;
+  kvStatus: KvStatus;
+  presence?: Presence;
+  teams?: { registry: TeamRegistry; budgets: TeamBudgets };
+  call?: KvCallOptions;
+}
+
+/** One key as the status shows it: its id (never the key), its state and why. */
+export interface KeyStatus {
+  id: string;
+  state: "active" | "cooling" | "disabled" | "paced";
+  until?: string;
+  reason?: string;
+  /** Requests per minute and tokens per minute it is paced at (quota or the provider's word). */
+  paced?: { rpm?: number; tpm?: number };
+  /** The provider's latest word on it (limits, remaining counts, resets). */
+  provider?: unknown;
+  /** The status of its latest upstream answer seen by this instance. */
+  lastStatus?: number;
+  /** Upstream answers to it seen by this instance, since start. */
+  answers: number;
+}
+
+/** The deployment as one instance sees it, read from KV and its own state. */
+export interface StatusSnapshot {
+  at: string;
+  instance: string;
+  kvDegraded: boolean;
+  services: Record<string, {
+    limits: { rps: number; burst: number; maxConn: number };
+    /** The shared bucket's level now (tokens free), from the KV ledger. */
+    bucketTokens: number | null;
+    /** In-flight slots held by all instances, from KV. */
+    inFlight: number | null;
+    /** Requests waiting here for a slot or a token. */
+    queuedHere: number;
+    /** The provider-wide pause, if one is in force. */
+    backoff: { until: string; reason: string; strikes: number } | null;
+    keys: KeyStatus[];
+  }>;
+  teams: unknown[];
+  instances: unknown[];
+}
+
+/** How old a snapshot may be before a request for it builds a new one, in ms. */
+const SNAPSHOT_MS = 1000;
+
+/**
+ * The status of the whole deployment: built from KV (the ledgers, slot
+ * records, instances, teams' usage) and this instance's view (key health
+ * and pacing, at most a second old), at most once a second however often
+ * it is asked; serving it never touches the request path.
+ */
+export class StatusBoard {
+  #p: StatusBoardParts;
+  #last: { at: number; snapshot: StatusSnapshot } | undefined;
+  #building: Promise<StatusSnapshot> | undefined;
+
+  constructor(parts: StatusBoardParts) {
+    this.#p = parts;
+  }
+
+  /** The latest snapshot, at most a second old. */
+  snapshot(): Promise<StatusSnapshot> {
+    const now = this.#p.clock.now();
+    if (this.#last && now - this.#last.at < SNAPSHOT_MS) {
+      return Promise.resolve(this.#last.snapshot);
+    }
+    this.#building ??= this.#build(now).then((snapshot) => {
+      this.#last = { at: now, snapshot };
+      return snapshot;
+    }).finally(() => this.#building = undefined);
+    return this.#building;
+  }
+
+  /** The metrics of this instance and the deployment's gauges, in the Prometheus text format. */
+  async metricsText(): Promise<string> {
+    const s = await this.snapshot();
+    const services = Object.entries(s.services);
+    const states = ["active", "paced", "cooling", "disabled"] as const;
+    const gauges: Gauge[] = [
+      {
+        name: "kvgate_keys",
+        help:
+          "Keys by state, per service (the deployment's key health, as this instance reads it).",
+        series: services.flatMap(([service, v]) =>
+          states.map((state) => ({
+            labels: { service, state },
+            value: v.keys.filter((k) => k.state === state).length,
+          }))
+        ),
+      },
+      {
+        name: "kvgate_bucket_tokens",
+        help: "Tokens free in the service's shared bucket (deployment, from KV).",
+        series: services.filter(([, v]) => v.bucketTokens !== null)
+          .map(([service, v]) => ({ labels: { service }, value: v.bucketTokens! })),
+      },
+      {
+        name: "kvgate_in_flight",
+        help: "In-flight slots held by all instances (deployment, from KV).",
+        series: services.filter(([, v]) => v.inFlight !== null)
+          .map(([service, v]) => ({ labels: { service }, value: v.inFlight! })),
+      },
+      {
+        name: "kvgate_kv_degraded",
+        help: "1 while this instance serves without KV (degraded mode).",
+        series: [{ labels: {}, value: s.kvDegraded ? 1 : 0 }],
+      },
+    ];
+    return this.#p.metrics.render(gauges);
+  }
+
+  async #build(now: number): Promise<StatusSnapshot> {
+    const p = this.#p;
+    const services: StatusSnapshot["services"] = {};
+    for (const [name, rt] of p.runtimes) {
+      const shared = p.kvStatus.up ? await this.#shared(name, rt, now).catch(() => null) : null;
+      const pause = rt.backoff?.pause;
+      services[name] = {
+        limits: { rps: rt.service.rps, burst: rt.service.burst, maxConn: rt.service.maxConn },
+        bucketTokens: shared?.bucketTokens ?? null,
+        inFlight: shared?.inFlight ?? null,
+        queuedHere: rt.limiter.waiting,
+        backoff: pause && pause.until > now
+          ? { until: iso(pause.until), reason: pause.reason, strikes: pause.strikes }
+          : null,
+        keys: this.#keys(rt, now),
+      };
+    }
+    return {
+      at: iso(now),
+      instance: p.instanceId,
+      kvDegraded: !p.kvStatus.up,
+      services,
+      teams: await this.#teams(),
+      instances: await (p.presence?.list(60_000).catch(() => []) ?? []),
+    };
+  }
+
+  /** The bucket's level and the slots held, read from KV in one snapshot. */
+  async #shared(name: string, rt: ServiceRuntime, now: number) {
+    const [ledger, slots] = await kvCall(
+      () => this.#p.kv.getMany<[Deno.KvU64, SlotsState]>([tokenLedgerKey(name), slotsKey(name)]),
+      this.#p.call ?? {},
+    );
+    const limits = rt.service;
+    const behind = ledger.value === null ? 0 : Number(ledger.value.value - ledgerNow(now));
+    const level = limits.burst - Math.max(0, behind) / Number(emissionMicros(limits));
+    let inFlight = 0;
+    for (const h of Object.values(slots.value?.holders ?? {})) {
+      if (h.expiresAt > now) inFlight += h.n;
+    }
+    return { bucketTokens: Math.max(0, Math.min(limits.burst, Math.floor(level))), inFlight };
+  }
+
+  #keys(rt: ServiceRuntime, now: number): KeyStatus[] {
+    return rt.pool.keys.map((key) => {
+      const h = rt.pool.health(key.id);
+      const pace = rt.pacing?.paceOf(key.id);
+      const out: KeyStatus = {
+        id: key.id,
+        state: "active",
+        answers: this.#p.metrics.answersOf(rt.service.name, key.id),
+      };
+      const last = this.#p.metrics.lastStatus.get(key.id);
+      if (last !== undefined) out.lastStatus = last;
+      if (h && h.until > now) {
+        out.state = h.state;
+        out.until = iso(h.until);
+        out.reason = h.reason;
+      } else if (pace?.rpm !== undefined || pace?.tpm !== undefined) {
+        out.state = "paced";
+      }
+      if (pace?.rpm !== undefined || pace?.tpm !== undefined) {
+        out.paced = { rpm: pace.rpm, tpm: pace.tpm };
+      }
+      if (pace?.rate) out.provider = pace.rate;
+      return out;
+    });
+  }
+
+  async #teams(): Promise<unknown[]> {
+    const teams = this.#p.teams;
+    if (!teams) return [];
+    return await Promise.all(
+      teams.registry.list().map(async (t) => ({
+        name: t.name,
+        weight: t.weight,
+        daily: t.daily,
+        usageToday: await teams.budgets.usage(t.name).catch(() => null),
+      })),
+    );
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

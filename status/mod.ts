@@ -1,0 +1,8 @@
+/**
+ * Seeing the deployment: this instance's metrics (Prometheus text format)
+ * and the status of every service, key, team and instance, read from KV.
+ *
+ * @module
+ */
+export * from "./metrics.ts";
+export * from "./board.ts";

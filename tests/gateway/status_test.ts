@@ -1,0 +1,147 @@
+/**
+ * The status JSON and the Prometheus metrics, in process: who may see them,
+ * what they say after the upstream answered 429 and 401, that they agree
+ * with what the upstream saw, and that no secret is in them.
+ */
+import assert from "node:assert/strict";
+import parsePrometheus from "parse-prometheus-text-format";
+import type { Gateway } from "../../gateway/mod.ts";
+import { keyId } from "../../keys/mod.ts";
+import { FakeClock, settle } from "../support/fake_clock.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { chatRequest, fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+
+const METRICS_TOKEN = "scraper-token-0123456789";
+const OK = { id: "c", choices: [{ message: { role: "assistant", content: "hi" } }] };
+
+async function setup(answer: (key: string | undefined) => Response) {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  const upstream = fakeUpstream(answer);
+  const gateway = await inProcessGateway(
+    {
+      services: {
+        openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 10 },
+      },
+      maxRetries: 1,
+    },
+    { OPENAI_API_KEYS: "sk-a-secret-key,sk-b-secret-key", METRICS_TOKEN },
+    { kv, clock, fetch: upstream.fetch, random: () => 0.5 },
+  );
+  return {
+    clock,
+    gateway,
+    calls: upstream.calls,
+    async [Symbol.asyncDispose]() {
+      await gateway.close();
+      kv.close();
+    },
+  };
+}
+
+function get(g: Gateway, path: string, credential?: string): Promise<Response> {
+  return g.handler(
+    new Request(`http://gw${path}`, {
+      headers: credential ? { authorization: `Bearer ${credential}` } : {},
+    }),
+  );
+}
+
+interface Family {
+  name: string;
+  type: string;
+  metrics: { value?: string; labels?: Record<string, string>; count?: string }[];
+}
+
+/** The metrics text, parsed by a real Prometheus text parser, by family name. */
+async function scrape(g: Gateway, credential: string): Promise<Map<string, Family>> {
+  const r = await get(g, "/_kvgate/metrics", credential);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-type") ?? "", /text\/plain/);
+  const text = await r.text();
+  assertNoSecret(text);
+  return new Map((parsePrometheus(text) as Family[]).map((f) => [f.name, f]));
+}
+
+function sum(f: Family | undefined, where: Record<string, string> = {}): number {
+  return (f?.metrics ?? []).filter((m) =>
+    Object.entries(where).every(([k, v]) => m.labels?.[k] === v)
+  ).reduce((n, m) => n + Number(m.value), 0);
+}
+
+function assertNoSecret(text: string): void {
+  for (const secret of [PASSWORD, METRICS_TOKEN, "sk-a-secret-key", "sk-b-secret-key"]) {
+    assert(!text.includes(secret), "a secret in the output");
+  }
+}
+
+Deno.test("status and metrics: nginx's 404 to anyone without the password; the metrics token reads the metrics only", async () => {
+  await using t = await setup(() => jsonAnswer(200, OK));
+  for (const path of ["/_kvgate/status", "/_kvgate/metrics"]) {
+    for (const cred of [undefined, "wrong-token-0123456789"]) {
+      const r = await get(t.gateway, path, cred);
+      assert.equal(r.status, 404);
+      const text = await r.text();
+      assert.match(text, /nginx/);
+      assert.doesNotMatch(text, /kvgate/);
+    }
+  }
+  const status = await get(t.gateway, "/_kvgate/status", METRICS_TOKEN);
+  assert.equal(status.status, 404, "the scraper's token does not open the status");
+  await status.body?.cancel();
+  assert.equal((await scrape(t.gateway, METRICS_TOKEN)).size > 0, true);
+  assert.equal((await scrape(t.gateway, PASSWORD)).size > 0, true);
+});
+
+Deno.test("status and metrics: a key answered 429 shows as cooling, one answered 401 as disabled with the reason; counts agree with the upstream", async () => {
+  let answers: Record<string, number[]> = { "sk-a-secret-key": [429], "sk-b-secret-key": [] };
+  await using t = await setup((key) => {
+    const status = answers[key!]?.shift() ?? 200;
+    return status === 200 ? jsonAnswer(200, OK) : new Response(
+      '{"error":{"message":"no"}}',
+      { status, headers: { "retry-after": "30", "content-type": "application/json" } },
+    );
+  });
+  for (let i = 0; i < 3; i++) {
+    const r = await settle(t.clock, t.gateway.handler(chatRequest()));
+    assert.equal(r.status, 200);
+    await r.body?.cancel();
+  }
+  const statusOf = async () => {
+    await t.clock.advance(1100); // the snapshot is at most a second old
+    const r = await get(t.gateway, "/_kvgate/status", PASSWORD);
+    const text = await r.text();
+    assertNoSecret(text);
+    return JSON.parse(text);
+  };
+  const a = await keyId("sk-a-secret-key"), b = await keyId("sk-b-secret-key");
+  let s = await statusOf();
+  const keys = (st: typeof s) =>
+    Object.fromEntries(
+      st.services.openai.keys.map((k: { id: string }) => [k.id, k]),
+    ) as Record<string, { state: string; reason?: string; lastStatus?: number; answers: number }>;
+  assert.equal(keys(s)[a].state, "cooling");
+  assert.equal(keys(s)[a].reason, "rate_limited");
+  assert.equal(keys(s)[a].lastStatus, 429);
+  assert.equal(keys(s)[b].state, "active");
+  assert.equal(s.services.openai.limits.rps, 100);
+  assert.equal(typeof s.services.openai.bucketTokens, "number");
+  assert(s.instances.length >= 1);
+  answers = { "sk-a-secret-key": [], "sk-b-secret-key": [401] };
+  const r = await settle(t.clock, t.gateway.handler(chatRequest()));
+  await r.body?.cancel();
+  s = await statusOf();
+  assert.equal(keys(s)[b].state, "disabled");
+  assert.equal(keys(s)[b].reason, "unauthorized");
+
+  const m = await scrape(t.gateway, PASSWORD);
+  const upstream = m.get("kvgate_upstream_responses_total");
+  assert.equal(sum(upstream), t.calls.length, "every upstream answer counted");
+  assert.equal(sum(upstream, { status: "429" }), 1);
+  assert.equal(sum(upstream, { status: "401", key: b }), 1);
+  assert.equal(sum(m.get("kvgate_requests_total"), { service: "openai", status: "200" }), 4);
+  assert.equal(sum(m.get("kvgate_retries_total"), { reason: "rate_limited" }), 1);
+  assert.equal(sum(m.get("kvgate_keys"), { state: "disabled" }), 1);
+  assert.equal(m.get("kvgate_queue_wait_seconds")?.type, "HISTOGRAM");
+  assert.equal(m.get("kvgate_kv_degraded")?.metrics[0].value, "0");
+});
