@@ -5,6 +5,8 @@ import { disguise } from "./disguise.ts";
 import { readClientHead } from "./headers.ts";
 import type { Pipeline, TeamServices } from "./pipeline.ts";
 import type { RequestTarget } from "./route.ts";
+import { json, problem } from "./admin_reply.ts";
+import { adminAction } from "./admin_actions.ts";
 
 const PREFIX = "/_kvgate";
 const TEAMS = /^\/_kvgate\/teams(?:\/([^/]+)(\/rotate)?)?\/?$/;
@@ -15,20 +17,6 @@ const METRICS = "/_kvgate/metrics";
 /** True for a path of the admin API (`/_kvgate` and below). */
 export function isAdminPath(path: string): boolean {
   return path === PREFIX || path.startsWith(PREFIX + "/");
-}
-
-function json(status: number, body: unknown): Response {
-  return new Response(body === undefined ? null : JSON.stringify(body), {
-    status,
-    headers: body === undefined
-      ? { "cache-control": "no-store" }
-      : { "content-type": "application/json", "cache-control": "no-store" },
-  });
-}
-
-function problem(status: number, code: string, message: string, field?: string): Response {
-  const type = status === 404 ? "not_found_error" : "invalid_request_error";
-  return json(status, { error: { message, type, code, ...(field ? { field } : {}) } });
 }
 
 /** A team as the admin API shows it: its settings and a short id of its token's hash, never more. */
@@ -65,7 +53,8 @@ async function readJson(req: Request): Promise<unknown> {
  * - `PATCH /_kvgate/teams/<name>`, `POST /_kvgate/teams/<name>/rotate`,
  *   `DELETE /_kvgate/teams/<name>`;
  * - `GET /_kvgate/status`: the deployment's status (see `status/board.ts`);
- * - `GET /_kvgate/metrics`: Prometheus text; also for `METRICS_TOKEN`.
+ * - `GET /_kvgate/metrics`: Prometheus text; also for `METRICS_TOKEN`;
+ * - the actions of `admin_actions.ts` (enable a key, pause or resume a service).
  */
 export async function adminApi(p: Pipeline, req: Request, target: RequestTarget) {
   const password = p.config.password;
@@ -85,6 +74,8 @@ export async function adminApi(p: Pipeline, req: Request, target: RequestTarget)
     if (req.method !== "GET") return problem(405, "method_not_allowed", "Use GET.");
     return json(200, await p.status.snapshot());
   }
+  const acted = await adminAction(p, req, target.path);
+  if (acted) return acted;
   const teams = p.teams;
   const m = TEAMS.exec(target.path);
   if (!m || !teams) return problem(404, "unknown_admin_path", `No admin API at ${target.path}.`);

@@ -73,6 +73,13 @@ export const gatewayErrors = {
       `Every ${service} key is resting (its quota for now is spent, or the upstream refused it); retry later.`,
     retryAfterMs,
   }),
+  servicePaused: (service: string): GatewayError => ({
+    status: 503,
+    type: "api_error",
+    code: "service_paused",
+    message: `${service} is paused by the gateway's admin; retry later.`,
+    retryAfterMs: 60_000,
+  }),
   providerBackoff: (service: string, retryAfterMs: number): GatewayError => ({
     status: 429,
     type: "rate_limit_error",

@@ -42,6 +42,7 @@ export function providerTurn(
         x.now = p.clock.now();
         return undefined;
       }
+      if (turn.admin) return gatewayErrors.servicePaused(x.rt.service.name);
       if (turn.untilMs > x.deadline) {
         return gatewayErrors.providerBackoff(x.rt.service.name, turn.untilMs - now);
       }

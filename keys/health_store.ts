@@ -7,6 +7,11 @@ export interface KeyHealth {
   /** Consecutive 429s: the cool-down doubles with each. */
   strikes: number;
   reason: string;
+  /**
+   * When the decision was made (epoch ms). Between two decisions on a key
+   * the later wins, so that an admin's "enable" beats an earlier rest.
+   */
+  setAt?: number;
 }
 
 /**
@@ -49,6 +54,7 @@ export class KeyHealthStore {
             until: Math.max(old.until, health.until),
             strikes: Math.max(old.strikes, health.strikes),
             reason: old.until > health.until ? old.reason : health.reason,
+            setAt: Math.max(old.setAt ?? 0, health.setAt ?? 0),
           };
         }
         const expireIn = Math.max(1000, next.until - now) + 600_000;
@@ -57,6 +63,26 @@ export class KeyHealthStore {
       { call: this.#call },
     );
     return update.ok ? update.result : health;
+  }
+
+  /**
+   * An admin ends a key's rest (a cool-down, or a disable): a record that
+   * ended now, decided now, so that it beats every earlier rest on every
+   * instance (see `KeyPool.refresh`).
+   */
+  async enable(service: string, id: string, now: number): Promise<KeyHealth> {
+    const record: KeyHealth = {
+      state: "cooling",
+      until: now,
+      strikes: 0,
+      reason: "enabled_by_admin",
+      setAt: now,
+    };
+    await kvCall(
+      () => this.#kv.set(keyHealthKey(service, id), record, { expireIn: 600_000 }),
+      this.#call,
+    );
+    return record;
   }
 
   /** Forgets a key's record after a success (its 429 streak is over). */

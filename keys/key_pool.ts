@@ -72,7 +72,9 @@ export class KeyPool {
     const shared = await this.#store.list(this.service);
     for (const [id, local] of this.#health) {
       const remote = shared.get(id);
-      if (!remote || remote.until < local.until) shared.set(id, local);
+      // A later decision (an admin's enable) wins; else the longer rest.
+      const newer = remote?.setAt !== undefined && remote.setAt > (local.setAt ?? -Infinity);
+      if (!remote || (remote.until < local.until && !newer)) shared.set(id, local);
     }
     this.#health = shared;
   }
@@ -135,6 +137,18 @@ export class KeyPool {
     this.#put(key, { state: "cooling", until, strikes: old?.strikes ?? 0, reason }, now);
   }
 
+  /**
+   * An admin ends a key's rest (cool-down or disable) everywhere: written to
+   * KV as a decision newer than the rest, so every instance drops the rest
+   * at its next refresh (within a second). Resolves once written.
+   */
+  async enable(keyIdToEnable: string, now: number): Promise<boolean> {
+    if (!this.keys.some((k) => k.id === keyIdToEnable)) return false;
+    const record = await this.#store.enable(this.service, keyIdToEnable, now);
+    this.#health.set(keyIdToEnable, record);
+    return true;
+  }
+
   /** Records what an attempt with `key` taught about it. */
   report(key: PooledKey, outcome: Outcome, now: number): void {
     const old = this.#health.get(key.id);
@@ -164,6 +178,7 @@ export class KeyPool {
   }
 
   #put(key: PooledKey, rest: KeyHealth, now: number): void {
+    rest = { ...rest, setAt: now };
     this.#health.set(key.id, rest);
     this.#log?.("key_rest", {
       service: this.service,

@@ -11,10 +11,17 @@ export interface BackoffRecord {
   reason: string;
   /** The instance whose single request tests the provider after the pause, and until when it may. */
   probe?: { by: string; until: number };
+  /** Paused by an admin: no request goes, none waits, until an admin resumes it. */
+  admin?: boolean;
 }
 
-/** Whether a request may go to the provider now; `probe`: it is the single one after a pause. */
-export type BackoffTurn = { go: true; probe: boolean } | { go: false; untilMs: number };
+/**
+ * Whether a request may go to the provider now (`probe`: it is the single
+ * one after a pause); if not, until when, or `admin` when an admin paused it.
+ */
+export type BackoffTurn =
+  | { go: true; probe: boolean }
+  | { go: false; untilMs: number; admin?: boolean };
 
 /** Options for {@linkcode ProviderBackoff}. */
 export interface ProviderBackoffOptions {
@@ -72,6 +79,7 @@ export class ProviderBackoff {
   turn(now: number): BackoffTurn | Promise<BackoffTurn> {
     const p = this.#pause;
     if (p === undefined) return GO;
+    if (p.admin) return { go: false, untilMs: Infinity, admin: true };
     if (now < p.until) return { go: false, untilMs: p.until };
     const otherProbe = p.probe !== undefined && p.probe.by !== this.#o.instanceId &&
       p.probe.until > now;
@@ -96,6 +104,7 @@ export class ProviderBackoff {
     const now = this.#o.clock.now();
     const p = this.#pause;
     if (probe) this.#probing = false;
+    if (p?.admin) return;
     if (!limited) {
       this.#note(keyId, now, false);
       if (p && (probe || sentAt >= p.until)) this.#end(now);
@@ -122,6 +131,31 @@ export class ProviderBackoff {
     if (this.#pause?.probe?.by === this.#o.instanceId) this.#pause.probe = undefined;
   }
 
+  /** An admin pauses the service on every instance (within a second), until resumed. */
+  async adminPause(): Promise<void> {
+    const rec: BackoffRecord = {
+      until: Number.MAX_SAFE_INTEGER,
+      strikes: 0,
+      pauseMs: 0,
+      reason: "paused by an admin",
+      admin: true,
+    };
+    this.#pause = rec;
+    this.#o.log?.("service_paused", { service: this.#o.service });
+    await this.#store(rec);
+  }
+
+  /** An admin resumes the service (any pause ends, the provider's too). */
+  async adminResume(): Promise<void> {
+    this.#pause = undefined;
+    this.#probing = false;
+    this.#o.log?.("service_resumed", { service: this.#o.service });
+    const kv = this.#o.kv;
+    if (kv) {
+      await kvCall(() => kv.delete(providerBackoffKey(this.#o.service)), this.#o.call ?? {});
+    }
+  }
+
   /** Reads the pause other instances started or ended. */
   async refresh(): Promise<void> {
     const kv = this.#o.kv;
@@ -132,8 +166,8 @@ export class ProviderBackoff {
     );
     const now = this.#o.clock.now();
     if (value) {
-      if (!this.#pause || value.until >= this.#pause.until) this.#pause = value;
-    } else if (this.#pause && now >= this.#pause.until && !this.#probing) {
+      if (!this.#pause || value.admin || value.until >= this.#pause.until) this.#pause = value;
+    } else if (this.#pause && (this.#pause.admin || now >= this.#pause.until) && !this.#probing) {
       this.#pause = undefined;
     }
   }
@@ -180,7 +214,10 @@ export class ProviderBackoff {
     const p = this.#pause!;
     this.#pause = undefined;
     this.#o.log?.("provider_backoff_end", { service: this.#o.service, strikes: p.strikes });
-    this.#write((old) => (old && old.until > now && old.strikes > p.strikes ? old : null), now);
+    this.#write(
+      (old) => (old && (old.admin || (old.until > now && old.strikes > p.strikes)) ? old : null),
+      now,
+    );
   }
 
   /** Claims the probe in KV (one instance probes); true without KV. */
@@ -214,6 +251,13 @@ export class ProviderBackoff {
       // KV is down: this instance probes for itself.
       return { go: true, probe: true };
     }
+  }
+
+  /** Writes an admin's pause as it is (it has no end: no expiry). */
+  async #store(rec: BackoffRecord): Promise<void> {
+    const kv = this.#o.kv;
+    if (!kv) return;
+    await kvCall(() => kv.set(providerBackoffKey(this.#o.service), rec), this.#o.call ?? {});
   }
 
   #write(next: (old: BackoffRecord | null) => BackoffRecord | null, now: number): void {

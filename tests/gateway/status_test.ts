@@ -145,3 +145,70 @@ Deno.test("status and metrics: a key answered 429 shows as cooling, one answered
   assert.equal(m.get("kvgate_queue_wait_seconds")?.type, "HISTOGRAM");
   assert.equal(m.get("kvgate_kv_degraded")?.metrics[0].value, "0");
 });
+
+Deno.test("actions: re-enable a disabled key, pause and resume a service; each holds on another instance within 1 s", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  let refuseA = true;
+  const upstream = fakeUpstream((key) =>
+    key === "sk-a-secret-key" && refuseA
+      ? jsonAnswer(401, { error: { message: "bad key" } })
+      : jsonAnswer(200, OK)
+  );
+  const make = () =>
+    inProcessGateway(
+      { services: { openai: { target: "http://upstream.test", rps: 100, burst: 100 } } },
+      { OPENAI_API_KEYS: "sk-a-secret-key,sk-b-secret-key" },
+      { kv, clock, fetch: upstream.fetch, random: () => 0.5 },
+    );
+  const one = await make(), two = await make();
+  const post = (g: Gateway, path: string) =>
+    g.handler(
+      new Request(`http://gw${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${PASSWORD}` },
+      }),
+    );
+  const chat = async (g: Gateway) => {
+    const r = await settle(clock, g.handler(chatRequest()));
+    await r.body?.cancel();
+    return r;
+  };
+  try {
+    const a = await keyId("sk-a-secret-key");
+    assert.equal((await chat(one)).status, 200, "key a refused, key b answered");
+    refuseA = false;
+    await clock.advance(1100);
+    upstream.calls.length = 0;
+    for (let i = 0; i < 4; i++) await chat(two);
+    assert(upstream.calls.every((c) => c.key === "sk-b-secret-key"), "a is disabled everywhere");
+    const enabled = await post(two, `/_kvgate/keys/openai/${a}/enable`);
+    assert.equal(enabled.status, 200);
+    assert.deepEqual(await enabled.json(), { service: "openai", key: a, state: "active" });
+    await clock.advance(1100);
+    upstream.calls.length = 0;
+    for (let i = 0; i < 4; i++) await chat(one);
+    assert(upstream.calls.some((c) => c.key === "sk-a-secret-key"), "a is back on the other one");
+    const unknown = await post(one, "/_kvgate/keys/openai/nokey/enable");
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+
+    assert.equal((await post(one, "/_kvgate/services/openai/pause")).status, 200);
+    await clock.advance(1100);
+    const paused = await settle(clock, two.handler(chatRequest()));
+    assert.equal(paused.status, 503);
+    assert.equal((await paused.json()).error.code, "service_paused");
+    assert.equal((await post(two, "/_kvgate/services/openai/resume")).status, 200);
+    await clock.advance(1100);
+    assert.equal((await chat(one)).status, 200, "resumed on the other instance");
+    const stranger = await one.handler(
+      new Request("http://gw/_kvgate/services/openai/pause", { method: "POST" }),
+    );
+    assert.equal(stranger.status, 404, "nginx's 404 without the password");
+    await stranger.body?.cancel();
+  } finally {
+    await one.close();
+    await two.close();
+    kv.close();
+  }
+});
