@@ -23,6 +23,7 @@ export function account(
   const service = x.rt.service.name;
   const team = x.team?.team.name ?? "";
   p.metrics.requests.inc(service, team, statusLabel(status));
+  p.minutes?.answered(service, status, now);
   p.metrics.queueWait.observe(service, x.queueMs / 1000);
   if (x.usedTokens !== undefined) p.metrics.tokens.inc(service, team, "total", x.usedTokens);
   p.log({
@@ -40,4 +41,17 @@ export function account(
     totalMs: now - x.started,
     bytes,
   });
+}
+
+/** Counts an upstream answer (or its absence) in the metrics and the minute counts. */
+export function countUpstream(
+  p: Pipeline,
+  x: Exchange,
+  keyId: string,
+  res: Response | "timeout" | "network",
+): void {
+  const service = x.rt.service.name;
+  p.metrics.upstreamAnswer(service, keyId, typeof res === "string" ? res : res.status);
+  if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(service, x.upstreamMs / 1000);
+  if (typeof res !== "string" && res.status === 429) p.minutes?.upstream429(service, x.now);
 }

@@ -4,6 +4,7 @@ import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
+import { countUpstream } from "./account.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
@@ -200,8 +201,7 @@ async function tryOnce(
     release();
     return { answer: answer(p, x, gatewayErrors.clientClosed()) };
   }
-  p.metrics.upstreamAnswer(x.rt.service.name, key.id, typeof res === "string" ? res : res.status);
-  if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(x.rt.service.name, x.upstreamMs / 1000);
+  countUpstream(p, x, key.id, res);
   let outcome: Outcome;
   if (typeof res === "string") {
     lostAnswer(x);

@@ -36,7 +36,7 @@ import {
   TeamRegistry,
 } from "../teams/mod.ts";
 import type { TeamServices } from "./pipeline.ts";
-import { Metrics, StatusBoard } from "../status/mod.ts";
+import { Metrics, MinuteCounts, StatusBoard } from "../status/mod.ts";
 
 /** Options for {@linkcode createGateway}; each has a production default. */
 export interface GatewayOptions {
@@ -269,7 +269,10 @@ export async function createGateway(
   const drain = new Drain(clock);
 
   const metrics = new Metrics();
+  const minutes = new MinuteCounts({ kv, clock, call });
+  minutes.start();
   const status = new StatusBoard({
+    minutes,
     kv,
     clock,
     instanceId,
@@ -282,6 +285,7 @@ export async function createGateway(
   });
   const handler = createHandler({
     metrics,
+    minutes,
     status,
     config,
     runtimes,
@@ -320,6 +324,7 @@ export async function createGateway(
       closing ??= (async () => {
         if (timer !== undefined) clock.clearTimeout(timer);
         teams.registry.close();
+        await minutes.close();
         for (const rt of runtimes.values()) rt.gate?.close();
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.close()));
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.teams?.close()));

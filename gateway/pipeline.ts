@@ -5,7 +5,7 @@ import type { LogLine } from "./log.ts";
 import type { RelayOptions } from "./relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
-import { Metrics, type StatusBoard } from "../status/mod.ts";
+import { Metrics, type MinuteCounts, type StatusBoard } from "../status/mod.ts";
 
 /** The teams' shared parts: who they are and what they have spent. */
 export interface TeamServices {
@@ -29,6 +29,8 @@ export interface HandlerDeps {
   metrics?: Metrics;
   /** The deployment's status, for the admin's status and metrics paths. */
   status?: StatusBoard;
+  /** Answers per service and minute, for the status page's chart. */
+  minutes?: MinuteCounts;
 }
 
 /** The dependencies plus what every stage shares, made once per handler. */

@@ -122,3 +122,17 @@ export const keyDayUsageKey = (service: string, keyId: string, day: string, what
  * `{until, strikes, pauseMs, reason, probe?}` (see `keys/provider_backoff.ts`).
  */
 export const providerBackoffKey = (service: string) => ["provider_backoff", service] as const;
+
+/**
+ * One service's answers in one minute (`minute`: its start, epoch ms),
+ * summed by every instance: `what` is `"requests"`, `"refused"` (answered
+ * 429), `"errors"` (5xx) or `"upstream_429"`, each a `Deno.KvU64`.
+ */
+export const minuteCountKey = (service: string, minute: number, what: string) =>
+  ["minute_counts", service, minute, what] as const;
+
+/** The range of a service's minute counts from `fromMinute` up to, not including, `toMinute`. */
+export const minuteCountRange = (service: string, fromMinute: number, toMinute: number) => ({
+  start: ["minute_counts", service, fromMinute] as const,
+  end: ["minute_counts", service, toMinute] as const,
+});

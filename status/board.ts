@@ -4,6 +4,7 @@ import { emissionMicros, ledgerNow, type Presence, type SlotsState } from "../li
 import type { ServiceRuntime } from "../gateway/runtime.ts";
 import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
 import type { Gauge, Metrics } from "./metrics.ts";
+import type { MinuteCount, MinuteCounts } from "./minute_counts.ts";
 
 /** What the board reads: this instance's parts, and KV for the deployment's. */
 export interface StatusBoardParts {
@@ -12,6 +13,8 @@ export interface StatusBoardParts {
   instanceId: string;
   runtimes: ReadonlyMap<string, ServiceRuntime>;
   metrics: Metrics;
+  /** The deployment's answers per minute (the chart, the last five minutes). */
+  minutes?: MinuteCounts;
   kvStatus: KvStatus;
   presence?: Presence;
   teams?: { registry: TeamRegistry; budgets: TeamBudgets };
@@ -48,8 +51,13 @@ export interface StatusSnapshot {
     /** Requests waiting here for a slot or a token. */
     queuedHere: number;
     /** The provider-wide pause, if one is in force. */
+    /** A pause in force: the provider's back-off, or an admin's (`until` says so). */
     backoff: { until: string; reason: string; strikes: number } | null;
     keys: KeyStatus[];
+    /** Answers to clients, 429s among them, 5xx, and upstream 429s: all instances, 5 minutes. */
+    lastFiveMinutes: Omit<MinuteCount, "minute"> | null;
+    /** The same per minute, the last 15 minutes, oldest first (minutes with none left out). */
+    perMinute: Array<MinuteCount & { at: string }>;
   }>;
   teams: unknown[];
   instances: unknown[];
@@ -130,15 +138,24 @@ export class StatusBoard {
     for (const [name, rt] of p.runtimes) {
       const shared = p.kvStatus.up ? await this.#shared(name, rt, now).catch(() => null) : null;
       const pause = rt.backoff?.pause;
+      const minutes = p.kvStatus.up
+        ? await p.minutes?.read(name, minuteOf(now) - 14 * 60_000, now + 1).catch(() => undefined)
+        : undefined;
       services[name] = {
         limits: { rps: rt.service.rps, burst: rt.service.burst, maxConn: rt.service.maxConn },
         bucketTokens: shared?.bucketTokens ?? null,
         inFlight: shared?.inFlight ?? null,
         queuedHere: rt.limiter.waiting,
         backoff: pause && pause.until > now
-          ? { until: iso(pause.until), reason: pause.reason, strikes: pause.strikes }
+          ? {
+            until: pause.admin ? "resumed by an admin" : iso(pause.until),
+            reason: pause.reason,
+            strikes: pause.strikes,
+          }
           : null,
         keys: this.#keys(rt, now),
+        lastFiveMinutes: minutes ? lastFive(minutes, now) : null,
+        perMinute: (minutes ?? []).map((m) => ({ ...m, at: iso(m.minute) })),
       };
     }
     return {
@@ -205,6 +222,24 @@ export class StatusBoard {
       })),
     );
   }
+}
+
+function minuteOf(ms: number): number {
+  return ms - (ms % 60_000);
+}
+
+/** The sums of the last five minutes (the current one included). */
+function lastFive(minutes: MinuteCount[], now: number): Omit<MinuteCount, "minute"> {
+  const from = minuteOf(now) - 4 * 60_000;
+  const out = { requests: 0, refused: 0, errors: 0, upstream429: 0 };
+  for (const m of minutes) {
+    if (m.minute < from) continue;
+    out.requests += m.requests;
+    out.refused += m.refused;
+    out.errors += m.errors;
+    out.upstream429 += m.upstream429;
+  }
+  return out;
 }
 
 function iso(ms: number): string {

@@ -6,3 +6,4 @@
  */
 export * from "./metrics.ts";
 export * from "./board.ts";
+export * from "./minute_counts.ts";

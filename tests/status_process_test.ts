@@ -1,7 +1,8 @@
 /**
  * The metrics and the status across two real gateway processes (`deno task
- * start`) on one KV file: what they count agrees with what the mock
- * upstream saw, and neither holds a secret.
+ * start`) on one KV file: what they count (each instance's counters, the
+ * deployment's minute counts) agrees with what the mock upstream saw, and
+ * neither holds a secret.
  */
 import assert from "node:assert/strict";
 import parsePrometheus from "parse-prometheus-text-format";
@@ -59,6 +60,8 @@ Deno.test("two processes: the sum of their metrics is what the upstream saw (req
     assert.equal(upstream, mock.received.length, "upstream answers counted by both");
     assert.equal(refused, mock.rateLimited, "429s counted by both");
     assert.equal(answered, statuses.length, "every client request counted once");
+    // Each instance adds its minute counts in KV every 5 s; either then shows the deployment's.
+    await new Promise((r) => setTimeout(r, 6000));
     const status = await fetch(`${procs[1].url}/_kvgate/status`, {
       headers: { authorization: `Bearer ${PASSWORD}` },
     });
@@ -69,6 +72,10 @@ Deno.test("two processes: the sum of their metrics is what the upstream saw (req
     const s = JSON.parse(text);
     assert.equal(s.services.seen.keys.length, 2);
     assert.equal(s.instances.length, 2, "both instances seen");
+    const five = s.services.seen.lastFiveMinutes;
+    assert.equal(five.requests, statuses.length, "both instances' requests in the last 5 minutes");
+    assert.equal(five.upstream429, mock.rateLimited, "and the upstream's 429s");
+    assert(s.services.seen.perMinute.length >= 1);
   } finally {
     await stopProcesses(procs);
     await mock.close();

@@ -1,0 +1,166 @@
+import type { Clock, TimerHandle } from "../clock/mod.ts";
+import { kvCall, type KvCallOptions, minuteCountKey, minuteCountRange } from "../kv/mod.ts";
+
+/** One service's counts in one minute. */
+export interface MinuteCount {
+  minute: number;
+  requests: number;
+  refused: number;
+  errors: number;
+  upstream429: number;
+}
+
+const WHAT = ["requests", "refused", "errors", "upstream429"] as const;
+type What = typeof WHAT[number];
+const KV_NAME: Record<What, string> = {
+  requests: "requests",
+  refused: "refused",
+  errors: "errors",
+  upstream429: "upstream_429",
+};
+
+/** A service's current minute here: its counts, and how much of them KV already has. */
+interface Tally extends MinuteCount {
+  service: string;
+  written: Record<What, number>;
+}
+
+/** Options for {@linkcode MinuteCounts}. */
+export interface MinuteCountsOptions {
+  kv: Deno.Kv;
+  clock: Clock;
+  call?: KvCallOptions;
+  /** How often counts are added in KV, in ms. Default 5000. */
+  flushMs?: number;
+}
+
+const MINUTE = 60_000;
+/** Minute counts are kept this long in KV: the chart shows 15 minutes. */
+const KEEP_MS = 3_600_000;
+
+/**
+ * Requests, 429s and errors per service and minute, for the status page's
+ * chart and its last five minutes: counted in memory (a request touches
+ * one object), added in KV by one atomic `sum` commit every few seconds
+ * for every service, so that every instance reads and shows the same
+ * deployment-wide figures.
+ */
+export class MinuteCounts {
+  #o: MinuteCountsOptions;
+  #tallies = new Map<string, Tally>();
+  /** Minutes that ended with counts not yet in KV. */
+  #ended: Tally[] = [];
+  #timer: TimerHandle | undefined;
+
+  constructor(options: MinuteCountsOptions) {
+    this.#o = options;
+  }
+
+  /** Counts one answer to a client. */
+  answered(service: string, status: number, now: number): void {
+    const t = this.#tally(service, now);
+    t.requests++;
+    if (status === 429) t.refused++;
+    else if (status >= 500) t.errors++;
+  }
+
+  /** Counts a 429 from the upstream. */
+  upstream429(service: string, now: number): void {
+    this.#tally(service, now).upstream429++;
+  }
+
+  /** Starts adding the counts in KV every `flushMs`. */
+  start(): void {
+    const every = this.#o.flushMs ?? 5000;
+    const tick = () => {
+      this.#timer = this.#o.clock.setTimeout(tick, every);
+      this.flush().catch(() => {});
+    };
+    this.#timer = this.#o.clock.setTimeout(tick, every);
+  }
+
+  /** Stops the timer and adds what is left. */
+  async close(): Promise<void> {
+    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
+    await this.flush().catch(() => {});
+  }
+
+  /** Adds the counts not yet in KV, in one atomic commit. */
+  async flush(): Promise<void> {
+    const tallies = [...this.#ended, ...this.#tallies.values()];
+    const op = this.#o.kv.atomic();
+    const adds: Array<[Tally, What, number]> = [];
+    for (const t of tallies) {
+      for (const w of WHAT) {
+        const n = t[w] - t.written[w];
+        if (n <= 0) continue;
+        op.sum(minuteCountKey(t.service, t.minute, KV_NAME[w]), BigInt(n));
+        adds.push([t, w, n]);
+      }
+    }
+    if (adds.length === 0) {
+      this.#ended = [];
+      return;
+    }
+    // Sums cannot carry an expiry: the records are found by range and old ones deleted by prune().
+    await kvCall(() => op.commit(), this.#o.call ?? {});
+    for (const [t, w, n] of adds) t.written[w] += n;
+    this.#ended = [];
+    await this.#prune(tallies).catch(() => {});
+  }
+
+  /** The deployment's counts of `service` for the minutes from `fromMinute` on (oldest first). */
+  async read(service: string, fromMinute: number, toMinute: number): Promise<MinuteCount[]> {
+    const out = new Map<number, MinuteCount>();
+    await kvCall(async () => {
+      const range = minuteCountRange(service, fromMinute, toMinute);
+      for await (const e of this.#o.kv.list<Deno.KvU64>(range)) {
+        const minute = Number(e.key[2]);
+        const c = out.get(minute) ??
+          { minute, requests: 0, refused: 0, errors: 0, upstream429: 0 };
+        const what = WHAT.find((w) => KV_NAME[w] === e.key[3]);
+        if (what) c[what] = Number(e.value.value);
+        out.set(minute, c);
+      }
+    }, this.#o.call ?? {});
+    return [...out.values()].sort((a, b) => a.minute - b.minute);
+  }
+
+  #tally(service: string, now: number): Tally {
+    const minute = now - (now % MINUTE);
+    let t = this.#tallies.get(service);
+    if (t === undefined || t.minute !== minute) {
+      if (t !== undefined) this.#ended.push(t);
+      t = {
+        service,
+        minute,
+        requests: 0,
+        refused: 0,
+        errors: 0,
+        upstream429: 0,
+        written: { requests: 0, refused: 0, errors: 0, upstream429: 0 },
+      };
+      this.#tallies.set(service, t);
+    }
+    return t;
+  }
+
+  /** Deletes minute records older than an hour (one list per service, at most once a minute). */
+  async #prune(tallies: Tally[]): Promise<void> {
+    const now = this.#o.clock.now();
+    if (now - this.#prunedAt < MINUTE) return;
+    this.#prunedAt = now;
+    for (const service of new Set(tallies.map((t) => t.service))) {
+      const range = minuteCountRange(service, 0, now - KEEP_MS);
+      const op = this.#o.kv.atomic();
+      let n = 0;
+      for await (const e of this.#o.kv.list(range, { limit: 200 })) {
+        op.delete(e.key);
+        n++;
+      }
+      if (n > 0) await op.commit();
+    }
+  }
+
+  #prunedAt = -Infinity;
+}
