@@ -1,7 +1,8 @@
 import { type Team, TeamChangeError, TeamFieldError } from "../teams/mod.ts";
 import { hashId } from "../teams/mod.ts";
-import { clientCredential, timingSafeEqual } from "./auth.ts";
-import { disguise } from "./disguise.ts";
+import { basicPassword, clientCredential, timingSafeEqual } from "./auth.ts";
+import { basicChallenge, disguise } from "./disguise.ts";
+import { STATUS_PAGE } from "../status/mod.ts";
 import { readClientHead } from "./headers.ts";
 import type { Pipeline, TeamServices } from "./pipeline.ts";
 import type { RequestTarget } from "./route.ts";
@@ -45,9 +46,12 @@ async function readJson(req: Request): Promise<unknown> {
 }
 
 /**
- * The admin API, for ACCESS_PASSWORD only: to anyone else (a team token
- * included) every `/_kvgate/…` path is the nginx disguise's 404.
+ * The admin API, for ACCESS_PASSWORD only (as a Bearer token, or the
+ * password of HTTP Basic auth from a browser): to anyone else (a team token
+ * included) every `/_kvgate/…` path is the nginx disguise's 404, and the
+ * status page at `/_kvgate/` is nginx's own Basic-auth 401.
  *
+ * - `GET /_kvgate/`: the status page (see `status/page.ts`);
  * - `GET /_kvgate/teams`: every team, with today's usage;
  * - `POST /_kvgate/teams`: a new team; its token is in the answer, once;
  * - `PATCH /_kvgate/teams/<name>`, `POST /_kvgate/teams/<name>/rotate`,
@@ -58,8 +62,10 @@ async function readJson(req: Request): Promise<unknown> {
  */
 export async function adminApi(p: Pipeline, req: Request, target: RequestTarget) {
   const password = p.config.password;
-  const cred = clientCredential(readClientHead(req.headers), "", "openai");
+  const head = readClientHead(req.headers);
+  const cred = clientCredential(head, "", "openai") ?? basicPassword(head.authorization);
   const admin = password !== undefined && cred !== undefined && timingSafeEqual(cred, password);
+  const page = target.path === PREFIX || target.path === PREFIX + "/";
   if (target.path === METRICS && req.method === "GET" && p.status) {
     const token = p.config.metricsToken;
     const scraper = token !== undefined && cred !== undefined && timingSafeEqual(cred, token);
@@ -69,7 +75,17 @@ export async function adminApi(p: Pipeline, req: Request, target: RequestTarget)
       });
     }
   }
-  if (!admin) return disguise(target.path, req.method);
+  if (!admin) return page ? basicChallenge(req.method) : disguise(target.path, req.method);
+  if (page && (req.method === "GET" || req.method === "HEAD")) {
+    return new Response(req.method === "HEAD" ? null : STATUS_PAGE, {
+      headers: {
+        "content-type": "text/html; charset=utf-8",
+        "cache-control": "no-store",
+        "content-security-policy":
+          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+      },
+    });
+  }
   if (target.path === STATUS && p.status) {
     if (req.method !== "GET") return problem(405, "method_not_allowed", "Use GET.");
     return json(200, await p.status.snapshot());

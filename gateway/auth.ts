@@ -38,6 +38,25 @@ export function clientCredential(
   return undefined;
 }
 
+/**
+ * The password of `Basic <base64(user:password)>` (any user), or undefined:
+ * how a browser signs in to the admin's status page.
+ */
+export function basicPassword(value: string | null): string | undefined {
+  if (value === null) return undefined;
+  const v = value.trim();
+  if (v.slice(0, 6).toLowerCase() !== "basic ") return undefined;
+  try {
+    const decoded = new TextDecoder().decode(
+      Uint8Array.from(atob(v.slice(6).trim()), (c) => c.charCodeAt(0)),
+    );
+    const colon = decoded.indexOf(":");
+    return colon < 0 ? undefined : decoded.slice(colon + 1);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The token of `Bearer <token>` (scheme in any case, spaces around), or undefined. */
 function bearerToken(value: string): string | undefined {
   const v = value.trim();

@@ -50,6 +50,16 @@ function page(status: number, body: string, method: string): Response {
   return new Response(method === "HEAD" ? null : body, { status, headers });
 }
 
+/**
+ * nginx's own answer when a location asks for Basic auth (`auth_basic`):
+ * its 401 page and challenge, with no word of what is behind it.
+ */
+export function basicChallenge(method: string): Response {
+  const res = page(401, statusPage(401, "Authorization Required"), method);
+  res.headers.set("www-authenticate", 'Basic realm="Restricted"');
+  return res;
+}
+
 /** The answer at `/` and for unauthenticated requests to paths that are no service. */
 export function disguise(pathname: string, method: string): Response {
   if (pathname === "/" || pathname === "/index.html") {

@@ -52,6 +52,8 @@ export interface GatewayOptions {
   teamRefreshMs?: number;
   /** This instance's id in KV. Default: a fresh ULID. */
   instanceId?: string;
+  /** How often the minute counts (the status chart) are added in KV, in ms. Default 5000. */
+  minuteFlushMs?: number;
   /** Where this instance runs, when the platform says (`DENO_REGION`). Default: not said. */
   region?: string;
   /** Random numbers for jitter. Default: `Math.random`. */
@@ -269,7 +271,7 @@ export async function createGateway(
   const drain = new Drain(clock);
 
   const metrics = new Metrics();
-  const minutes = new MinuteCounts({ kv, clock, call });
+  const minutes = new MinuteCounts({ kv, clock, call, flushMs: options.minuteFlushMs });
   minutes.start();
   const status = new StatusBoard({
     minutes,

@@ -7,3 +7,4 @@
 export * from "./metrics.ts";
 export * from "./board.ts";
 export * from "./minute_counts.ts";
+export * from "./page.ts";
