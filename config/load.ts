@@ -42,6 +42,8 @@ export interface GatewayConfig extends GatewaySettings {
    * nothing else), so a scraper does not hold the admin password.
    */
   metricsToken: string | undefined;
+  /** OTEL_DENO=true: Deno exports OpenTelemetry, and kvgate adds its GenAI metrics and spans. */
+  otel: boolean;
   port: number;
   /** KV_PATH: a file path, ":memory:", or a KV Connect URL; undefined = platform KV. */
   kvPath: string | undefined;
@@ -338,6 +340,7 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
     services: resolved,
     password: password && password.trim() !== "" ? password.trim() : undefined,
     metricsToken: env("METRICS_TOKEN")?.trim() || undefined,
+    otel: env("OTEL_DENO") === "true" || env("OTEL_DENO") === "1",
     port,
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kvgate.sqlite3"),
     onDeploy,

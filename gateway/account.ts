@@ -25,7 +25,23 @@ export function account(
   p.metrics.requests.inc(service, team, statusLabel(status));
   p.minutes?.answered(service, status, now);
   p.metrics.queueWait.observe(service, x.queueMs / 1000);
-  if (x.usedTokens !== undefined) p.metrics.tokens.inc(service, team, "total", x.usedTokens);
+  if (x.usedSplit !== undefined) {
+    p.metrics.tokens.inc(service, team, "input", x.usedSplit.input);
+    p.metrics.tokens.inc(service, team, "output", x.usedSplit.output);
+  } else if (x.usedTokens !== undefined) {
+    p.metrics.tokens.inc(service, team, "total", x.usedTokens);
+  }
+  if (p.telemetry.enabled) {
+    p.telemetry.request({
+      service,
+      path: x.target.path,
+      model: x.model,
+      durationS: (now - x.started) / 1000,
+      firstByteS: x.upstreamMs === undefined ? undefined : x.upstreamMs / 1000,
+      usage: x.usedSplit,
+      status,
+    });
+  }
   p.log({
     t: isoTime(now),
     id: x.id,
@@ -54,4 +70,15 @@ export function countUpstream(
   p.metrics.upstreamAnswer(service, keyId, typeof res === "string" ? res : res.status);
   if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(service, x.upstreamMs / 1000);
   if (typeof res !== "string" && res.status === 429) p.minutes?.upstream429(service, x.now);
+  if (p.telemetry.enabled) {
+    p.telemetry.attempt({
+      service,
+      keyId,
+      model: x.model,
+      attempt: x.attempts,
+      startMs: x.now - (x.upstreamMs ?? 0),
+      endMs: p.clock.now(),
+      outcome: typeof res === "string" ? res : res.status,
+    });
+  }
 }

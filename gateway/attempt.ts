@@ -5,6 +5,7 @@ import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { countUpstream } from "./account.ts";
+import { modelOf } from "../status/mod.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
@@ -56,6 +57,7 @@ export async function attempt(
 ): Promise<Response> {
   const tries: Tries = { tried: undefined, last: undefined, lastFailure: undefined };
   costOnKeys(x, body);
+  if (p.telemetry.enabled) x.model = modelOf(body);
   let paused = 0;
   for (let n = 0; n <= p.config.maxRetries; n++) {
     if (n > 0) x.now = p.clock.now();

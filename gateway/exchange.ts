@@ -6,6 +6,7 @@ import { requestId } from "./request_id.ts";
 import type { RequestTarget } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamPass } from "./team_stages.ts";
+import type { TokenUsage } from "../teams/mod.ts";
 
 /** The request as it walks the stages: its record, one per request. */
 export interface Exchange {
@@ -40,6 +41,10 @@ export interface Exchange {
   keyCost: number;
   /** Model tokens the answer reported (`usage`), when it was read for them. */
   usedTokens: number | undefined;
+  /** The same split into input and output, when the answer said them apart. */
+  usedSplit: TokenUsage | undefined;
+  /** The request's `model`, read only when OpenTelemetry is on. */
+  model: string | undefined;
   /** This attempt is the single probe after a provider-wide pause. */
   probe: boolean;
 }
@@ -78,6 +83,8 @@ export function newExchange(
     team: undefined,
     keyCost: 0,
     usedTokens: undefined,
+    usedSplit: undefined,
+    model: undefined,
     probe: false,
   };
 }

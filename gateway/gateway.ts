@@ -36,7 +36,7 @@ import {
   TeamRegistry,
 } from "../teams/mod.ts";
 import type { TeamServices } from "./pipeline.ts";
-import { Metrics, MinuteCounts, StatusBoard } from "../status/mod.ts";
+import { GenAiTelemetry, Metrics, MinuteCounts, StatusBoard } from "../status/mod.ts";
 
 /** Options for {@linkcode createGateway}; each has a production default. */
 export interface GatewayOptions {
@@ -288,6 +288,7 @@ export async function createGateway(
   const handler = createHandler({
     metrics,
     minutes,
+    telemetry: new GenAiTelemetry(config.otel),
     status,
     config,
     runtimes,

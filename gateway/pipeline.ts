@@ -5,7 +5,7 @@ import type { LogLine } from "./log.ts";
 import type { RelayOptions } from "./relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
-import { Metrics, type MinuteCounts, type StatusBoard } from "../status/mod.ts";
+import { GenAiTelemetry, Metrics, type MinuteCounts, type StatusBoard } from "../status/mod.ts";
 
 /** The teams' shared parts: who they are and what they have spent. */
 export interface TeamServices {
@@ -31,6 +31,8 @@ export interface HandlerDeps {
   status?: StatusBoard;
   /** Answers per service and minute, for the status page's chart. */
   minutes?: MinuteCounts;
+  /** OpenTelemetry's GenAI metrics and attempt spans. Default: off. */
+  telemetry?: GenAiTelemetry;
 }
 
 /** The dependencies plus what every stage shares, made once per handler. */
@@ -41,6 +43,7 @@ export interface Pipeline extends HandlerDeps {
   sseRelay: RelayOptions;
   bodyRelay: RelayOptions;
   metrics: Metrics;
+  telemetry: GenAiTelemetry;
 }
 
 /** Builds the shared part of the pipeline from its dependencies. */
@@ -56,5 +59,6 @@ export function createPipeline(deps: HandlerDeps): Pipeline {
     sseRelay,
     bodyRelay: { ...sseRelay, eventStream: false },
     metrics: deps.metrics ?? new Metrics(),
+    telemetry: deps.telemetry ?? new GenAiTelemetry(false),
   };
 }

@@ -10,7 +10,7 @@ import {
 } from "./headers.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
-import { modelAllowed, SseUsageMeter, usageFromJson } from "../teams/mod.ts";
+import { modelAllowed, SseUsageMeter, usageFromJson, usageSplitFromJson } from "../teams/mod.ts";
 import { listsModels } from "./team_stages.ts";
 
 /** An upstream answer that will not be retried further, kept to give the client. */
@@ -56,7 +56,7 @@ export function respondSuccess(
   release: () => void,
 ): Response | Promise<Response> {
   const head = relayResponseHeaders(res.headers, x.id, x.cors);
-  if (!head.eventStream && res.body && mustRead(x)) {
+  if (!head.eventStream && res.body && mustRead(p, x)) {
     return respondCounted(p, x, res, head, release);
   }
   if (head.eventStream || head.contentLength === null || !res.body) {
@@ -110,13 +110,16 @@ function respondStream(
     return new Response(null, { status: res.status, headers });
   }
   const options = eventStream ? p.sseRelay : p.bodyRelay;
-  // A team's stream, or one on a key that counts tokens, is read for the usage it reports.
-  const meter = (x.team !== undefined || x.keyCost > 0) && eventStream
+  // A team's stream, one on a key that counts tokens, or any with telemetry on, is read for its usage.
+  const meter = (x.team !== undefined || x.keyCost > 0 || p.telemetry.enabled) && eventStream
     ? new SseUsageMeter()
     : undefined;
   const body = relayBody(res.body, options, (end: RelayEnd, bytes) => {
     release();
-    if (meter !== undefined) x.usedTokens = meter.tokens;
+    if (meter !== undefined) {
+      x.usedTokens = meter.tokens;
+      x.usedSplit = meter.split;
+    }
     account(p, x, res.status, end, bytes);
   }, meter === undefined ? undefined : (chunk) => meter.push(chunk));
   return new Response(body, { status: res.status, headers });
@@ -125,11 +128,12 @@ function respondStream(
 /**
  * Whether a JSON answer must be read: to count the tokens it reports
  * against a team's tokens budget or the key's `tpm`, or to cut a model list
- * to the team's models. Otherwise it passes as it is (reading it costs
- * about 6% more CPU per request), and its tokens are the README's estimate.
+ * to the team's models, or for OpenTelemetry's token usage. Otherwise it
+ * passes as it is (reading it costs about 6% more CPU per request), and its
+ * tokens are the README's estimate.
  */
-function mustRead(x: Exchange): boolean {
-  if (x.keyCost > 0) return true;
+function mustRead(p: Pipeline, x: Exchange): boolean {
+  if (x.keyCost > 0 || p.telemetry.enabled) return true;
   const team = x.team?.team;
   if (team === undefined) return false;
   return team.daily.tokens !== undefined || (team.models !== undefined && listsModels(x));
@@ -159,6 +163,7 @@ async function respondCounted(
   if (!encoded) {
     const text = decoder.decode(bytes);
     x.usedTokens = usageFromJson(text);
+    if (p.telemetry.enabled) x.usedSplit = usageSplitFromJson(text);
     const models = x.team?.team.models;
     if (models !== undefined && listsModels(x)) {
       bytes = new TextEncoder().encode(keepModels(text, models));

@@ -8,3 +8,4 @@ export * from "./metrics.ts";
 export * from "./board.ts";
 export * from "./minute_counts.ts";
 export * from "./page.ts";
+export * from "./telemetry.ts";

@@ -21,6 +21,28 @@ export function tokensOfUsage(u: unknown): number | undefined {
   return undefined;
 }
 
+/** An answer's tokens split as the providers report them: the prompt's, and the answer's own. */
+export interface TokenUsage {
+  input: number;
+  output: number;
+}
+
+const PROMPT = /"(?:prompt_tokens|input_tokens|promptTokenCount)"\s*:\s*(\d+)/;
+const COMPLETION = /"(?:completion_tokens|output_tokens|candidatesTokenCount)"\s*:\s*(\d+)/;
+
+/**
+ * The input and output tokens a JSON answer reports (OpenAI, Anthropic or
+ * Gemini shape, read with a pattern from its last `"usage`), or undefined.
+ */
+export function usageSplitFromJson(text: string): TokenUsage | undefined {
+  const at = text.lastIndexOf('"usage');
+  if (at === -1) return undefined;
+  const tail = text.slice(at);
+  const input = PROMPT.exec(tail), output = COMPLETION.exec(tail);
+  if (!input && !output) return undefined;
+  return { input: input ? Number(input[1]) : 0, output: output ? Number(output[1]) : 0 };
+}
+
 const TOTAL = /"(?:total_tokens|totalTokenCount)"\s*:\s*(\d+)/;
 const INPUT = /"input_tokens"\s*:\s*(\d+)/;
 const OUTPUT = /"output_tokens"\s*:\s*(\d+)/;
@@ -73,6 +95,13 @@ export class SseUsageMeter {
     return this.#total;
   }
 
+  /** The input and output tokens reported, when the stream said them apart. */
+  get split(): TokenUsage | undefined {
+    return this.#total === undefined || this.#input + this.#output === 0
+      ? undefined
+      : { input: this.#input, output: this.#output };
+  }
+
   /** Reads one chunk of the stream. */
   push(chunk: Uint8Array): void {
     const text = this.#partial + this.#decoder.decode(chunk, { stream: true });
@@ -106,8 +135,12 @@ export class SseUsageMeter {
       if (typeof u?.output_tokens === "number") this.#output = u.output_tokens;
       this.#total = this.#input + this.#output;
     } else {
-      this.#total = tokensOfUsage(event.usage) ?? tokensOfUsage(event.usageMetadata) ??
-        this.#total;
+      const usage = (event.usage ?? event.usageMetadata) as Record<string, number> | undefined;
+      this.#total = tokensOfUsage(usage) ?? this.#total;
+      if (usage && typeof usage === "object") {
+        this.#input = usage.prompt_tokens ?? usage.promptTokenCount ?? this.#input;
+        this.#output = usage.completion_tokens ?? usage.candidatesTokenCount ?? this.#output;
+      }
     }
   }
 }
