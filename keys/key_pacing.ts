@@ -197,6 +197,13 @@ export class KeyPacing {
     ]);
   }
 
+  /** A key's requests today against `rpd` (KV's count and this instance's), or undefined without one. */
+  async today(keyId: string): Promise<{ day: string; requests: number } | undefined> {
+    if (this.#o.quota.rpd === undefined || !this.#o.days) return undefined;
+    const u = await this.#o.days.usage(keyId);
+    return { day: u.day, requests: u.requests };
+  }
+
   /** What this instance paces a key by, for the status page and tests. */
   paceOf(keyId: string): { rpm?: number; tpm?: number; rate?: KeyRate } | undefined {
     const p = this.#paces.get(keyId);

@@ -21,6 +21,16 @@ interface TeamLine {
 export class FairQueue implements AdmissionQueue {
   live = 0;
   #lines = new Map<string, TeamLine>();
+
+  /** Waiters by team (`""` for those without one), for the status page. */
+  byTeam(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, line] of this.#lines) {
+      const n = line.interactive.live + line.bulk.live;
+      if (n > 0) out[name] = n;
+    }
+    return out;
+  }
   #front = new WaitQueue();
   #virtual = 0;
 

@@ -124,6 +124,15 @@ export class ServiceLimiter {
     return this.#slotQueue.live + this.#tokenQueue.live;
   }
 
+  /** Requests waiting here, by team (`""`: without a team), where the queues keep them apart. */
+  waitingByTeam(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const q of [this.#slotQueue, this.#tokenQueue]) {
+      for (const [team, n] of Object.entries(q.byTeam?.() ?? {})) out[team] = (out[team] ?? 0) + n;
+    }
+    return out;
+  }
+
   /** Slots this instance uses now. */
   get inFlight(): number {
     return this.#slots.inUse;

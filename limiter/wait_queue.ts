@@ -30,6 +30,8 @@ export interface AdmissionQueue {
   shift(): Waiter | undefined;
   /** A waiter left early (abort, deadline): it is settled and still in the queue. */
   left(w: Waiter): void;
+  /** Waiters by team, where the queue keeps them apart. */
+  byTeam?(): Record<string, number>;
 }
 
 /** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */

@@ -35,6 +35,10 @@ export interface KeyStatus {
   lastStatus?: number;
   /** Upstream answers to it seen by this instance, since start. */
   answers: number;
+  /** When its rest was decided (cooling or disabled). */
+  since?: string;
+  /** Its requests today against `keyQuota.rpd`, when the service has one (from KV). */
+  today?: { day: string; requests: number; rpd: number };
 }
 
 /** The deployment as one instance sees it, read from KV and its own state. */
@@ -50,6 +54,10 @@ export interface StatusSnapshot {
     inFlight: number | null;
     /** Requests waiting here for a slot or a token. */
     queuedHere: number;
+    /** The same by team (`""`: the password's). */
+    queuedByTeam: Record<string, number>;
+    /** What the provider grants each key, as configured (`keyQuota`). */
+    keyQuota: Record<string, number>;
     /** The provider-wide pause, if one is in force. */
     /** A pause in force: the provider's back-off, or an admin's (`until` says so). */
     backoff: { until: string; reason: string; strikes: number } | null;
@@ -146,6 +154,8 @@ export class StatusBoard {
         bucketTokens: shared?.bucketTokens ?? null,
         inFlight: shared?.inFlight ?? null,
         queuedHere: rt.limiter.waiting,
+        queuedByTeam: rt.limiter.waitingByTeam(),
+        keyQuota: { ...rt.service.keyQuota },
         backoff: pause && pause.until > now
           ? {
             until: pause.admin ? "resumed by an admin" : iso(pause.until),
@@ -153,7 +163,7 @@ export class StatusBoard {
             strikes: pause.strikes,
           }
           : null,
-        keys: this.#keys(rt, now),
+        keys: await this.#keys(rt, now),
         lastFiveMinutes: minutes ? lastFive(minutes, now) : null,
         perMinute: (minutes ?? []).map((m) => ({ ...m, at: iso(m.minute) })),
       };
@@ -164,8 +174,26 @@ export class StatusBoard {
       kvDegraded: !p.kvStatus.up,
       services,
       teams: await this.#teams(),
-      instances: await (p.presence?.list(60_000).catch(() => []) ?? []),
+      instances: await this.#instances(now),
     };
+  }
+
+  /**
+   * Instances seen in the last minute. One whose heartbeat is older than
+   * three beats is `degraded` (it cannot reach KV) or gone; this instance
+   * says for itself.
+   */
+  async #instances(now: number): Promise<unknown[]> {
+    const p = this.#p;
+    const list = await (p.presence?.list(60_000).catch(() => []) ?? []);
+    return list.map((i) => ({
+      ...i,
+      degraded: i.id === p.instanceId ? !p.kvStatus.up : now - i.seenAt > this.#staleMs(i),
+    }));
+  }
+
+  #staleMs(i: { seenAt: number; expiresAt: number }): number {
+    return i.expiresAt - i.seenAt;
   }
 
   /** The bucket's level and the slots held, read from KV in one snapshot. */
@@ -184,8 +212,8 @@ export class StatusBoard {
     return { bucketTokens: Math.max(0, Math.min(limits.burst, Math.floor(level))), inFlight };
   }
 
-  #keys(rt: ServiceRuntime, now: number): KeyStatus[] {
-    return rt.pool.keys.map((key) => {
+  #keys(rt: ServiceRuntime, now: number): Promise<KeyStatus[]> {
+    return Promise.all(rt.pool.keys.map(async (key) => {
       const h = rt.pool.health(key.id);
       const pace = rt.pacing?.paceOf(key.id);
       const out: KeyStatus = {
@@ -199,6 +227,7 @@ export class StatusBoard {
         out.state = h.state;
         out.until = iso(h.until);
         out.reason = h.reason;
+        if (h.setAt !== undefined) out.since = iso(h.setAt);
       } else if (pace?.rpm !== undefined || pace?.tpm !== undefined) {
         out.state = "paced";
       }
@@ -206,19 +235,31 @@ export class StatusBoard {
         out.paced = { rpm: pace.rpm, tpm: pace.tpm };
       }
       if (pace?.rate) out.provider = pace.rate;
+      const rpd = rt.service.keyQuota.rpd;
+      const today = rpd === undefined ? undefined : await rt.pacing?.today(key.id).catch(() => {});
+      if (today && rpd !== undefined) out.today = { ...today, rpd };
       return out;
-    });
+    }));
   }
 
+  /** Teams: budgets and use today (KV), requests waiting here and 429s answered here. */
   async #teams(): Promise<unknown[]> {
     const teams = this.#p.teams;
     if (!teams) return [];
+    const waiting: Record<string, number> = {};
+    for (const rt of this.#p.runtimes.values()) {
+      for (const [team, n] of Object.entries(rt.limiter.waitingByTeam())) {
+        waiting[team] = (waiting[team] ?? 0) + n;
+      }
+    }
     return await Promise.all(
       teams.registry.list().map(async (t) => ({
         name: t.name,
         weight: t.weight,
         daily: t.daily,
         usageToday: await teams.budgets.usage(t.name).catch(() => null),
+        waitingHere: waiting[t.name] ?? 0,
+        refusedHere: this.#p.metrics.requests.sumWhere(1, t.name, 2, "429"),
       })),
     );
   }

@@ -44,6 +44,13 @@ export class CounterFamily {
     return n;
   }
 
+  /** The sum of the series whose label `i` is `v` and label `j` is `w` (0-based). */
+  sumWhere(i: number, v: string, j: number, w: string): number {
+    let n = 0;
+    for (const s of this.#series.values()) if (s.values[i] === v && s.values[j] === w) n += s.value;
+    return n;
+  }
+
   /** The family in the text format. */
   render(): string {
     let out = header(this.name, this.help, "counter");

@@ -78,9 +78,10 @@ function keyRow(service, k) {
   const why = k.state === "active" || k.state === "paced"
     ? (k.paced ? "paced at " + [k.paced.rpm && k.paced.rpm.toFixed(1) + " req/min",
       k.paced.tpm && k.paced.tpm + " tokens/min"].filter(Boolean).join(", ") : "")
-    : esc(k.reason) + " until " + esc(k.until);
+    : esc(k.reason) + (k.since ? " since " + esc(k.since) : "") + " until " + esc(k.until);
   const req = k.provider && k.provider.requests;
-  const quota = req && req.limit ? bar(req.remaining ?? 0, req.limit) : "";
+  const quota = (k.today ? "today " + bar(k.today.requests, k.today.rpd) + " " : "") +
+    (req && req.limit ? "left " + bar(req.remaining ?? 0, req.limit) : "");
   const action = k.state === "cooling" || k.state === "disabled"
     ? '<button data-enable="' + esc(k.id) + '" data-service="' + esc(service) + '">Enable</button>'
     : "";
@@ -104,22 +105,25 @@ function service(name, s) {
   const inFlight = s.inFlight === null ? "—" : bar(s.inFlight, s.limits.maxConn);
   return '<section class="service" data-service="' + esc(name) + '"><h2>' + esc(name) + " " + pause +
     "</h2><table><tr><th>bucket</th><td>" + bucket + "</td><th>in flight</th><td>" + inFlight +
-    "</td><th>queued here</th><td>" + esc(s.queuedHere) + "</td></tr><tr><th>last 5 min</th><td colspan=5>" +
+    "</td><th>queued here</th><td>" + esc(s.queuedHere) +
+    Object.entries(s.queuedByTeam || {}).map(([t, n]) => " " + esc(t || "password") + ": " + esc(n)).join(",") +
+    "</td></tr><tr><th>last 5 min</th><td colspan=5>" +
     esc(five.requests ?? "—") + " requests, " + esc(five.refused ?? "—") + " answered 429, " +
     esc(five.upstream429 ?? "—") + " upstream 429s, " + esc(five.errors ?? "—") + " errors</td></tr></table>" +
-    "<table><tr><th>key</th><th>state</th><th>why</th><th>provider's count</th><th>last</th><th>answers here</th><th></th></tr>" +
+    "<table><tr><th>key</th><th>state</th><th>why</th><th>quota</th><th>last</th><th>answers here</th><th></th></tr>" +
     s.keys.map((k) => keyRow(name, k)).join("") + "</table>" + chart(name, s.perMinute || []) + "</section>";
 }
 
 function teams(list) {
   if (!list.length) return '<span class="muted">none</span>';
-  return "<table><tr><th>team</th><th>weight</th><th>requests today</th><th>tokens today</th></tr>" +
+  return "<table><tr><th>team</th><th>weight</th><th>requests today</th><th>tokens today</th><th>waiting here</th><th>429s here</th></tr>" +
     list.map((t) => {
       const u = t.usageToday || {};
       const cell = (used, budget) => budget ? bar(used ?? 0, budget) : esc(used ?? "—");
       return '<tr class="team"><td>' + esc(t.name) + "</td><td>" + esc(t.weight) + "</td><td>" +
         cell(u.requests, t.daily && t.daily.requests) + "</td><td>" +
-        cell(u.tokens, t.daily && t.daily.tokens) + "</td></tr>";
+        cell(u.tokens, t.daily && t.daily.tokens) + "</td><td>" + esc(t.waitingHere) + "</td><td>" +
+        esc(t.refusedHere) + "</td></tr>";
     }).join("") + "</table>";
 }
 

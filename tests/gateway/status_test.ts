@@ -123,6 +123,8 @@ Deno.test("status and metrics: a key answered 429 shows as cooling, one answered
   assert.equal(keys(s)[a].state, "cooling");
   assert.equal(keys(s)[a].reason, "rate_limited");
   assert.equal(keys(s)[a].lastStatus, 429);
+  assert.equal(typeof (keys(s)[a] as { since?: string }).since, "string", "since when it rests");
+  assert.deepEqual(s.services.openai.queuedByTeam, {});
   assert.equal(keys(s)[b].state, "active");
   assert.equal(s.services.openai.limits.rps, 100);
   assert.equal(typeof s.services.openai.bucketTokens, "number");
@@ -209,6 +211,60 @@ Deno.test("actions: re-enable a disabled key, pause and resume a service; each h
   } finally {
     await one.close();
     await two.close();
+    kv.close();
+  }
+});
+
+Deno.test("status: a key's requests today against its rpd, a team's use, waiting and 429s", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  const upstream = fakeUpstream(() => jsonAnswer(200, OK));
+  const TEAM = "team-token-status-0123456789";
+  const gateway = await inProcessGateway(
+    {
+      services: {
+        openai: {
+          target: "http://upstream.test",
+          rps: 100,
+          burst: 100,
+          maxConn: 10,
+          keyQuota: { rpd: 50 },
+        },
+      },
+      teams: { t: { token: TEAM, daily: { requests: 1 } } },
+    },
+    { OPENAI_API_KEYS: "sk-a-secret-key" },
+    { kv, clock, fetch: upstream.fetch, random: () => 0.5 },
+  );
+  try {
+    const asTeam = () =>
+      new Request("http://gw/openai/v1/chat/completions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${TEAM}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "m", messages: [] }),
+      });
+    const first = await settle(clock, gateway.handler(asTeam()));
+    assert.equal(first.status, 200);
+    await first.body?.cancel();
+    const second = await settle(clock, gateway.handler(asTeam()));
+    assert.equal(second.status, 429, "past the team's budget");
+    await second.body?.cancel();
+    await clock.advance(2100);
+    const r = await get(gateway, "/_kvgate/status", PASSWORD);
+    const s = await r.json();
+    const [key] = s.services.openai.keys;
+    assert.equal(key.today.rpd, 50);
+    assert.equal(key.today.requests, 1);
+    assert.deepEqual(s.services.openai.keyQuota, { rpd: 50 });
+    const [team] = s.teams;
+    assert.equal(team.name, "t");
+    assert.equal(team.usageToday.requests, 1);
+    assert.equal(team.refusedHere, 1);
+    assert.equal(team.waitingHere, 0);
+    const text = JSON.stringify(s);
+    assert(!text.includes(TEAM), "no team token in the status");
+  } finally {
+    await gateway.close();
     kv.close();
   }
 });
