@@ -26,6 +26,7 @@
  * `BENCH_BASELINE_ROOT=<another checkout>` adds that kvgate as a fifth target, for before/after
  * figures in one run; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS`, `BENCH_PAIRED_ROUNDS` (0
  * skips the paired phase) and `BENCH_QUEUED` (0 skips memory) shorten it.
+ * `BENCH_ONLY_PAIRED=1 BENCH_PAIRED_CONNS=32` runs the paired phase alone, at 32 connections.
  *
  * @module
  */
@@ -46,6 +47,10 @@ const WARM_S = Number(Deno.env.get("BENCH_WARM_S") ?? 3);
 const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
 const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
 const PAIRED_ROUNDS = Number(Deno.env.get("BENCH_PAIRED_ROUNDS") ?? 6);
+/** Connections of each target's wrk in the paired phase (1 by default; 32 shows the cost under load). */
+const PAIRED_CONNS = Number(Deno.env.get("BENCH_PAIRED_CONNS") ?? 1);
+/** `BENCH_ONLY_PAIRED=1`: the paired phase alone (no load phases, no memory, no micro-benchmarks). */
+const ONLY_PAIRED = Deno.env.get("BENCH_ONLY_PAIRED") === "1";
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -281,7 +286,7 @@ async function main() {
   const rows: Row[] = [];
   let paired: string[] = [];
   try {
-    for (const round of [1, 2]) {
+    for (const round of ONLY_PAIRED ? [] : [1, 2]) {
       // The second round runs in reverse order, so that a drift in the
       // machine's speed does not favour the targets measured first.
       const order = round === 1 ? targets : [...targets].reverse();
@@ -304,6 +309,11 @@ async function main() {
       [r.round, r.target, r.load, f(r.rps, 0), f(r.p50), f(r.p99), f(r.cpuPerReqMs, 4), r.errors]
         .join(" | "),
     );
+  }
+  if (ONLY_PAIRED) {
+    for (const line of paired) console.log(line);
+    await stop(mock);
+    return;
   }
   console.log("\nRatios against the minimal proxy of the same round:");
   console.log(
@@ -367,15 +377,17 @@ async function pairedPhase(targets: Proc[]): Promise<string[]> {
   const perRound: number[][] = [];
   for (let round = 0; round < PAIRED_ROUNDS; round++) {
     const before = targets.map((t) => cpuUs(t.child.pid));
-    const results = await load(1, PHASE_S);
+    const results = await load(PAIRED_CONNS, PHASE_S);
     perRound.push(
       targets.map((t, i) => (cpuUs(t.child.pid) - before[i]) / Math.max(1, results[i].requests)),
     );
   }
   const out = [
-    `\n## CPU per request at 1 connection, paired: ${
+    `\n## CPU per request at ${PAIRED_CONNS} connection(s), paired: ${
       targets.map((t) => t.name).join(", ")
-    } at once, each under its own wrk at 1 connection, ${PIN ? "all on core 1" : "not pinned"} ` +
+    } at once, each under its own wrk at ${PAIRED_CONNS} connection(s), ${
+      PIN ? "all on core 1" : "not pinned"
+    } ` +
     `(${PAIRED_ROUNDS} rounds of ${PHASE_S} s, after ${WARM_S} s at 32 and ${
       2 * WARM_S
     } s at 1 connection)`,

@@ -116,12 +116,15 @@ Deno.test("provider-wide 429 (the mock refuses every key for 5 s): at most keys 
     // The provider names 2 s, and still refuses when asked again then (as Gemini's short hints do).
     mock.options.refuseAll = { until: from + 5000, retryAfterSec: 2 };
     await clients;
-    // Every request the mock answered in those 5 s was refused; requests already inside it count too.
-    const during = mock.rateLimitedAt.filter((at) => at >= from && at < from + 5000).length;
+    // What the upstream sees in those 5 s: the requests that arrive in them (those already inside
+    // the mock when the refusal began are refused too, and counted apart).
+    const during = mock.received.filter((r) => r.at >= from && r.at < from + 5000).length;
+    const inside = mock.rateLimitedAt.filter((at) => at >= from && at < from + 5000).length -
+      during;
     const after = mock.received.filter((r) => r.at >= from + 5000).length;
     const pauses = proc.stdout.events().filter((e) => e.event === "provider_backoff");
     console.log(
-      `provider-wide 429: ${during} upstream requests in the 5 s, ${after} after; pauses ${
+      `provider-wide 429: ${during} upstream requests in the 5 s (and ${inside} already inside when it began), ${after} after; pauses ${
         pauses.map((e) => `${e.ms} ms (${e.reason})`).join(", ")
       }`,
     );
