@@ -25,6 +25,9 @@ export function account(
   p.metrics.requests.inc(service, team, statusLabel(status));
   p.minutes?.answered(service, status, now);
   p.metrics.queueWait.observe(service, x.queueMs / 1000);
+  if (x.usedTokens !== undefined && x.key !== undefined) {
+    p.minutes?.keyUsed(service, x.key.id, x.rt.service.dayResetMs, now, 0, x.usedTokens);
+  }
   if (x.usedSplit !== undefined) {
     p.metrics.tokens.inc(service, team, "input", x.usedSplit.input);
     p.metrics.tokens.inc(service, team, "output", x.usedSplit.output);
@@ -70,6 +73,7 @@ export function countUpstream(
   p.metrics.upstreamAnswer(service, keyId, typeof res === "string" ? res : res.status);
   if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(service, x.upstreamMs / 1000);
   if (typeof res !== "string" && res.status === 429) p.minutes?.upstream429(service, x.now);
+  p.minutes?.keyUsed(service, keyId, x.rt.service.dayResetMs, x.now, 1, 0);
   if (p.telemetry.enabled) {
     p.telemetry.attempt({
       service,

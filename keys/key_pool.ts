@@ -134,7 +134,9 @@ export class KeyPool {
   rest(key: PooledKey, until: number, reason: string, now: number): void {
     const old = this.#health.get(key.id);
     if (old && old.until >= until) return;
-    this.#put(key, { state: "cooling", until, strikes: old?.strikes ?? 0, reason }, now);
+    // A spent day is a disable until the reset (the status says so); a minute's count, a cool-down.
+    const state = reason === "daily_quota" ? "disabled" : "cooling";
+    this.#put(key, { state, until, strikes: old?.strikes ?? 0, reason }, now);
   }
 
   /**
@@ -155,7 +157,7 @@ export class KeyPool {
     let rest: KeyHealth | undefined;
     if (outcome.kind === "rate_limited" && outcome.daily) {
       const until = this.#dayResetAfter(now);
-      rest = { state: "cooling", until, strikes: old?.strikes ?? 0, reason: "daily_quota" };
+      rest = { state: "disabled", until, strikes: old?.strikes ?? 0, reason: "daily_quota" };
     } else if (outcome.kind === "rate_limited") {
       const strikes = (old?.state === "cooling" ? old.strikes : 0) + 1;
       const ms = outcome.retryAfterMs ?? defaultCooldownMs(strikes);

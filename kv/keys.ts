@@ -136,3 +136,11 @@ export const minuteCountRange = (service: string, fromMinute: number, toMinute: 
   start: ["minute_counts", service, fromMinute] as const,
   end: ["minute_counts", service, toMinute] as const,
 });
+
+/**
+ * One key's use on one day of its provider (`day`: the day's start date,
+ * UTC): `what` is `"requests"` (upstream attempts) or `"tokens"`, each a
+ * `Deno.KvU64` summed by every instance, for the status page.
+ */
+export const keyDayKey = (service: string, keyId: string, day: string, what: string) =>
+  ["key_day", service, keyId, day, what] as const;

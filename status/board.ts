@@ -37,8 +37,13 @@ export interface KeyStatus {
   answers: number;
   /** When its rest was decided (cooling or disabled). */
   since?: string;
-  /** Its requests today against `keyQuota.rpd`, when the service has one (from KV). */
-  today?: { day: string; requests: number; rpd: number };
+  /**
+   * Its use on the provider's day so far, all instances (from KV, up to 5 s
+   * behind): upstream attempts, and the tokens of the answers kvgate read;
+   * with the quota's `rpd` and `tpm` when set. With `rpd`, `requests` is
+   * the quota's own count.
+   */
+  today?: { day: string; requests: number; tokens: number; rpd?: number; tpm?: number };
 }
 
 /** The deployment as one instance sees it, read from KV and its own state. */
@@ -235,9 +240,19 @@ export class StatusBoard {
         out.paced = { rpm: pace.rpm, tpm: pace.tpm };
       }
       if (pace?.rate) out.provider = pace.rate;
-      const rpd = rt.service.keyQuota.rpd;
-      const today = rpd === undefined ? undefined : await rt.pacing?.today(key.id).catch(() => {});
-      if (today && rpd !== undefined) out.today = { ...today, rpd };
+      const q = rt.service.keyQuota;
+      const minutes = this.#p.minutes;
+      if (minutes && this.#p.kvStatus.up) {
+        const day = minutes.dayOf(rt.service.name, rt.service.dayResetMs, now);
+        const used = await minutes.keyDay(rt.service.name, key.id, day).catch(() => undefined);
+        const counted = q.rpd === undefined ? undefined : await rt.pacing?.today(key.id)
+          .catch(() => undefined);
+        if (used) {
+          out.today = { day, requests: counted?.requests ?? used.requests, tokens: used.tokens };
+          if (q.rpd !== undefined) out.today.rpd = q.rpd;
+          if (q.tpm !== undefined) out.today.tpm = q.tpm;
+        }
+      }
       return out;
     }));
   }

@@ -1,5 +1,12 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { kvCall, type KvCallOptions, minuteCountKey, minuteCountRange } from "../kv/mod.ts";
+import { budgetDay } from "../teams/mod.ts";
+import {
+  keyDayKey,
+  kvCall,
+  type KvCallOptions,
+  minuteCountKey,
+  minuteCountRange,
+} from "../kv/mod.ts";
 
 /** One service's counts in one minute. */
 export interface MinuteCount {
@@ -25,6 +32,16 @@ interface Tally extends MinuteCount {
   written: Record<What, number>;
 }
 
+/** One key's use on one provider day here, and how much of it KV already has. */
+interface KeyDay {
+  service: string;
+  keyId: string;
+  day: string;
+  requests: number;
+  tokens: number;
+  written: { requests: number; tokens: number };
+}
+
 /** Options for {@linkcode MinuteCounts}. */
 export interface MinuteCountsOptions {
   kv: Deno.Kv;
@@ -40,16 +57,20 @@ const KEEP_MS = 3_600_000;
 
 /**
  * Requests, 429s and errors per service and minute, for the status page's
- * chart and its last five minutes: counted in memory (a request touches
- * one object), added in KV by one atomic `sum` commit every few seconds
- * for every service, so that every instance reads and shows the same
- * deployment-wide figures.
+ * chart and its last five minutes, and each key's requests and tokens per
+ * provider day: counted in memory (a request touches one or two objects),
+ * added in KV by one atomic `sum` commit every few seconds for everything,
+ * so that every instance reads and shows the same deployment-wide figures.
+ * (Day records are few, two per key a day, and go after 8 days.)
  */
 export class MinuteCounts {
   #o: MinuteCountsOptions;
   #tallies = new Map<string, Tally>();
   /** Minutes that ended with counts not yet in KV. */
   #ended: Tally[] = [];
+  /** Each key's current provider day, by service and key id. */
+  #keyDays = new Map<string, KeyDay>();
+  #endedDays: KeyDay[] = [];
   #timer: TimerHandle | undefined;
 
   constructor(options: MinuteCountsOptions) {
@@ -67,6 +88,62 @@ export class MinuteCounts {
   /** Counts a 429 from the upstream. */
   upstream429(service: string, now: number): void {
     this.#tally(service, now).upstream429++;
+  }
+
+  /**
+   * Counts `requests` upstream attempts with a key and `tokens` its answers
+   * used, on the provider day holding `now` (days start `dayStartMs` after
+   * UTC midnight).
+   */
+  keyUsed(
+    service: string,
+    keyId: string,
+    dayStartMs: number,
+    now: number,
+    requests: number,
+    tokens: number,
+  ): void {
+    const day = this.dayOf(service, dayStartMs, now);
+    const id = service + "\u0001" + keyId;
+    let d = this.#keyDays.get(id);
+    if (d === undefined || d.day !== day) {
+      if (d !== undefined) this.#endedDays.push(d);
+      d = { service, keyId, day, requests: 0, tokens: 0, written: { requests: 0, tokens: 0 } };
+      this.#keyDays.set(id, d);
+    }
+    d.requests += requests;
+    d.tokens += tokens;
+  }
+
+  /** The label of the provider day holding `now` (cached until that day ends). */
+  dayOf(service: string, dayStartMs: number, now: number): string {
+    const c = this.#dayLabels.get(service);
+    if (c !== undefined && now >= c.from && now < c.until) return c.label;
+    const { day, resetsAt } = budgetDay(now, dayStartMs);
+    this.#dayLabels.set(service, { label: day, from: resetsAt - 86_400_000, until: resetsAt });
+    return day;
+  }
+
+  #dayLabels = new Map<string, { label: string; from: number; until: number }>();
+
+  /** A key's use on `day`, all instances, as KV has it (up to one flush behind). */
+  async keyDay(
+    service: string,
+    keyId: string,
+    day: string,
+  ): Promise<{ requests: number; tokens: number }> {
+    const [r, t] = await kvCall(
+      () =>
+        this.#o.kv.getMany<[Deno.KvU64, Deno.KvU64]>([
+          keyDayKey(service, keyId, day, "requests"),
+          keyDayKey(service, keyId, day, "tokens"),
+        ]),
+      this.#o.call ?? {},
+    );
+    return {
+      requests: r.value === null ? 0 : Number(r.value.value),
+      tokens: t.value === null ? 0 : Number(t.value.value),
+    };
   }
 
   /** Starts adding the counts in KV every `flushMs`. */
@@ -98,14 +175,27 @@ export class MinuteCounts {
         adds.push([t, w, n]);
       }
     }
-    if (adds.length === 0) {
+    const days = [...this.#endedDays, ...this.#keyDays.values()];
+    const dayAdds: Array<[KeyDay, "requests" | "tokens", number]> = [];
+    for (const d of days) {
+      for (const w of ["requests", "tokens"] as const) {
+        const n = Math.round(d[w] - d.written[w]);
+        if (n <= 0) continue;
+        op.sum(keyDayKey(d.service, d.keyId, d.day, w), BigInt(n));
+        dayAdds.push([d, w, n]);
+      }
+    }
+    if (adds.length === 0 && dayAdds.length === 0) {
       this.#ended = [];
+      this.#endedDays = [];
       return;
     }
     // Sums cannot carry an expiry: the records are found by range and old ones deleted by prune().
     await kvCall(() => op.commit(), this.#o.call ?? {});
     for (const [t, w, n] of adds) t.written[w] += n;
+    for (const [d, w, n] of dayAdds) d.written[w] += n;
     this.#ended = [];
+    this.#endedDays = [];
     await this.#prune(tallies).catch(() => {});
   }
 
@@ -159,7 +249,22 @@ export class MinuteCounts {
         n++;
       }
       if (n > 0) await op.commit();
+      await this.#pruneKeyDays(service, now);
     }
+  }
+
+  /** Deletes a service's key-day records older than 8 days (at most 200 at a time). */
+  async #pruneKeyDays(service: string, now: number): Promise<void> {
+    const oldest = new Date(now - 8 * 86_400_000).toISOString().slice(0, 10);
+    const op = this.#o.kv.atomic();
+    let n = 0;
+    for await (const e of this.#o.kv.list({ prefix: ["key_day", service] }, { limit: 2000 })) {
+      if (String(e.key[3]) < oldest && n < 200) {
+        op.delete(e.key);
+        n++;
+      }
+    }
+    if (n > 0) await op.commit();
   }
 
   #prunedAt = -Infinity;

@@ -80,7 +80,11 @@ function keyRow(service, k) {
       k.paced.tpm && k.paced.tpm + " tokens/min"].filter(Boolean).join(", ") : "")
     : esc(k.reason) + (k.since ? " since " + esc(k.since) : "") + " until " + esc(k.until);
   const req = k.provider && k.provider.requests;
-  const quota = (k.today ? "today " + bar(k.today.requests, k.today.rpd) + " " : "") +
+  const today = k.today
+    ? "today " + (k.today.rpd ? bar(k.today.requests, k.today.rpd) : esc(k.today.requests) + " requests") +
+      ", " + esc(k.today.tokens) + " tokens "
+    : "";
+  const quota = today +
     (req && req.limit ? "left " + bar(req.remaining ?? 0, req.limit) : "");
   const action = k.state === "cooling" || k.state === "disabled"
     ? '<button data-enable="' + esc(k.id) + '" data-service="' + esc(service) + '">Enable</button>'

@@ -119,7 +119,16 @@ Deno.test("status and metrics: a key answered 429 shows as cooling, one answered
   const keys = (st: typeof s) =>
     Object.fromEntries(
       st.services.openai.keys.map((k: { id: string }) => [k.id, k]),
-    ) as Record<string, { state: string; reason?: string; lastStatus?: number; answers: number }>;
+    ) as Record<
+      string,
+      {
+        state: string;
+        reason?: string;
+        lastStatus?: number;
+        answers: number;
+        today?: { requests: number };
+      }
+    >;
   assert.equal(keys(s)[a].state, "cooling");
   assert.equal(keys(s)[a].reason, "rate_limited");
   assert.equal(keys(s)[a].lastStatus, 429);
@@ -136,6 +145,12 @@ Deno.test("status and metrics: a key answered 429 shows as cooling, one answered
   assert.equal(keys(s)[b].state, "disabled");
   assert.equal(keys(s)[b].reason, "unauthorized");
 
+  // Each key's use today, from KV once the instance has added its counts (every 5 s).
+  await t.clock.advance(5100);
+  s = await statusOf();
+  const callsTo = (k: string) => t.calls.filter((c) => c.key === k).length;
+  assert.equal(keys(s)[a].today?.requests, callsTo("sk-a-secret-key"));
+  assert.equal(keys(s)[b].today?.requests, callsTo("sk-b-secret-key"));
   const m = await scrape(t.gateway, PASSWORD);
   const upstream = m.get("kvgate_upstream_responses_total");
   assert.equal(sum(upstream), t.calls.length, "every upstream answer counted");
