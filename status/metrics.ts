@@ -37,13 +37,6 @@ export class CounterFamily {
     return this.#series.get(a + "\u0001" + b + "\u0001" + c)?.value ?? 0;
   }
 
-  /** The sum of the series whose first two label values are `a` and `b`. */
-  sumOf(a: string, b: string): number {
-    let n = 0;
-    for (const s of this.#series.values()) if (s.values[0] === a && s.values[1] === b) n += s.value;
-    return n;
-  }
-
   /** The sum of the series whose label `i` is `v` and label `j` is `w` (0-based). */
   sumWhere(i: number, v: string, j: number, w: string): number {
     let n = 0;
@@ -150,7 +143,7 @@ export class Metrics {
   );
   readonly tokens = new CounterFamily(
     "kvgate_tokens_total",
-    "Model tokens of answers (reported in usage, else estimated), by service, team and type.",
+    "Model tokens the answers kvgate read reported, by service, team and type (input, output, or total).",
     ["service", "team", "type"],
   );
   readonly queueWait = new HistogramFamily(
@@ -177,7 +170,7 @@ export class Metrics {
 
   /** Upstream answers to one key seen here. */
   answersOf(service: string, keyId: string): number {
-    return this.upstream.sumOf(service, keyId);
+    return this.upstream.sumWhere(0, service, 1, keyId);
   }
 
   /** Every family of this instance, then the gauges given, in the text format. */
