@@ -1,40 +1,14 @@
 import type { GatewayConfig } from "../config/mod.ts";
-import {
-  KeyHealthStore,
-  keyId,
-  KeyPacing,
-  KeyPool,
-  KeyRateStore,
-  nextDayReset,
-  type PooledKey,
-  ProviderBackoff,
-} from "../keys/mod.ts";
-import { keyDayUsageKey, kvCall, KvStatus, type LimitScope, probeKey } from "../kv/mod.ts";
-import {
-  type CapacityStore,
-  type Clock,
-  DegradingStore,
-  FairQueue,
-  KvCapacityStore,
-  MemoryCapacityStore,
-  Presence,
-  ServiceLimiter,
-  systemClock,
-} from "../limiter/mod.ts";
+import { KeyHealthStore, KeyRateStore } from "../keys/mod.ts";
+import { kvCall, KvStatus, probeKey } from "../kv/mod.ts";
+import { type Clock, Presence, systemClock } from "../limiter/mod.ts";
+import { buildServiceRuntime, type ServiceContext } from "./service_build.ts";
 import { Drain, type DrainReport } from "./drain.ts";
 import { createHandler } from "./handler.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
 import { requestId } from "./request_id.ts";
-import { ServiceRuntime } from "./runtime.ts";
-import {
-  FairGate,
-  KvDemandBoard,
-  LocalDemandBoard,
-  TeamBudgets,
-  TeamLimiters,
-  type TeamLimits,
-  TeamRegistry,
-} from "../teams/mod.ts";
+import type { ServiceRuntime } from "./runtime.ts";
+import { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
 import type { TeamServices } from "./pipeline.ts";
 import { GenAiTelemetry, Metrics, MinuteCounts, StatusBoard } from "../status/mod.ts";
 
@@ -143,111 +117,23 @@ export async function createGateway(
     });
   await beat();
 
+  const context: ServiceContext = {
+    config,
+    kv,
+    clock,
+    call,
+    instanceId,
+    random,
+    shared,
+    peers,
+    kvStatus,
+    healthStore,
+    rateStore,
+    logEvent,
+  };
   const runtimes = new Map<string, ServiceRuntime>();
   for (const service of Object.values(config.services)) {
-    const keys: PooledKey[] = [];
-    for (const secret of service.keys) keys.push({ id: await keyId(secret), secret });
-    const dayResetAfter = (now: number) => nextDayReset(now, service.dayResetMs);
-    const pool = new KeyPool(service.name, keys, {
-      store: healthStore,
-      keyDisableMs: config.keyDisableMs,
-      log: logEvent,
-      dayResetAfter,
-    });
-    const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
-    const board = shared
-      ? new KvDemandBoard(kv, service.name, { instanceId, clock, call })
-      : new LocalDemandBoard();
-    const gate = new FairGate({
-      rate: limits.rps,
-      burst: limits.burst,
-      board,
-      clock,
-      queueLimit: config.queueLimit,
-      onError: (e) => {
-        if (kvStatus.up) {
-          logEvent("share_exchange_failed", { service: service.name, error: String(e) });
-        }
-      },
-    });
-    const storeFor = (scope: LimitScope, l: TeamLimits): CapacityStore =>
-      shared
-        ? new DegradingStore(
-          new KvCapacityStore(kv, scope, l, {
-            instanceId,
-            clock,
-            slotTtlMs: config.slotTtlMs,
-            call,
-            random,
-          }),
-          l,
-          { clock, peers, status: kvStatus },
-        )
-        : new MemoryCapacityStore(l, clock);
-    const limiterFor = (scope: LimitScope, l: TeamLimits, leasePeers = peers) =>
-      new ServiceLimiter(l, {
-        store: storeFor(scope, l),
-        clock,
-        queueLimit: config.queueLimit,
-        leaseMs: config.leaseMs,
-        slotTtlMs: config.slotTtlMs,
-        peers: leasePeers,
-        random,
-        // Teams take turns by weight, interactive before bulk (only while requests wait).
-        slotQueue: new FairQueue(),
-        tokenQueue: new FairQueue(),
-      });
-    const pacing = new KeyPacing({
-      service: service.name,
-      quota: service.keyQuota,
-      dialect: service.rateLimitHeaders,
-      dayResetMs: service.dayResetMs,
-      clock,
-      leaseMs: config.leaseMs,
-      requestLimiter: (key, l) => limiterFor({ service: service.name, key, per: "requests" }, l),
-      tokenStore: (key, l) => storeFor({ service: service.name, key, per: "tokens" }, l),
-      days: service.keyQuota.rpd === undefined ? undefined : new TeamBudgets({
-        kv,
-        clock,
-        call,
-        peers,
-        dayStartMs: service.dayResetMs,
-        usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
-      }),
-      rates: rateStore,
-      rest: (key, until, reason) => pool.rest(key, until, reason, clock.now()),
-      log: logEvent,
-    });
-    const backoff = new ProviderBackoff({
-      service: service.name,
-      keys: keys.length,
-      clock,
-      kv: shared ? kv : undefined,
-      call,
-      instanceId,
-      log: logEvent,
-    });
-    // Leases sized to this instance's fair share while teams are held back.
-    const limiter = limiterFor(service.name, limits, () => gate.instancesWorth() ?? peers());
-    const rt = new ServiceRuntime({
-      service,
-      pool,
-      limiter,
-      clock,
-      onError: (e) =>
-        logEvent("key_health_read_failed", { service: service.name, error: String(e) }),
-      status: kvStatus,
-      gate,
-      teams: new TeamLimiters(
-        service.name,
-        limits,
-        (team, l) => limiterFor({ service: service.name, team }, l),
-      ),
-      pacing,
-      backoff,
-    });
-    if (keys.length > 0) await rt.fresh();
-    runtimes.set(service.name, rt);
+    runtimes.set(service.name, await buildServiceRuntime(service, context));
   }
 
   // Back from an outage: count the instances again, write what was kept in memory.

@@ -1,0 +1,175 @@
+/**
+ * One service's runtime, built from the gateway's shared parts: its key
+ * pool, its limiter (shared through KV, or per instance in local mode), the
+ * teams' fair gate and own limiters, its keys' pacing and its provider-wide
+ * pause.
+ *
+ * @module
+ */
+import type { GatewayConfig, Service } from "../config/mod.ts";
+import {
+  type KeyHealthStore,
+  keyId,
+  KeyPacing,
+  KeyPool,
+  type KeyRateStore,
+  nextDayReset,
+  type PooledKey,
+  ProviderBackoff,
+} from "../keys/mod.ts";
+import { keyDayUsageKey, type KvCallOptions, type KvStatus, type LimitScope } from "../kv/mod.ts";
+import {
+  type CapacityStore,
+  type Clock,
+  DegradingStore,
+  FairQueue,
+  KvCapacityStore,
+  MemoryCapacityStore,
+  ServiceLimiter,
+} from "../limiter/mod.ts";
+import { ServiceRuntime } from "./runtime.ts";
+import {
+  FairGate,
+  KvDemandBoard,
+  LocalDemandBoard,
+  TeamBudgets,
+  TeamLimiters,
+  type TeamLimits,
+} from "../teams/mod.ts";
+
+/** What every service's runtime is built from: the gateway's shared parts. */
+export interface ServiceContext {
+  config: GatewayConfig;
+  kv: Deno.Kv;
+  clock: Clock;
+  call: KvCallOptions;
+  instanceId: string;
+  random: () => number;
+  /** `limitMode` is "shared": limits hold for the deployment through KV. */
+  shared: boolean;
+  /** Live instances (or the configured guess before any was seen). */
+  peers: () => number;
+  kvStatus: KvStatus;
+  healthStore: KeyHealthStore;
+  rateStore: KeyRateStore | undefined;
+  logEvent: (event: string, detail: Record<string, unknown>) => void;
+}
+
+/** Builds `service`'s runtime and reads its keys' health once. */
+export async function buildServiceRuntime(
+  service: Service,
+  c: ServiceContext,
+): Promise<ServiceRuntime> {
+  const keys: PooledKey[] = [];
+  for (const secret of service.keys) keys.push({ id: await keyId(secret), secret });
+  const pool = new KeyPool(service.name, keys, {
+    store: c.healthStore,
+    keyDisableMs: c.config.keyDisableMs,
+    log: c.logEvent,
+    dayResetAfter: (now) => nextDayReset(now, service.dayResetMs),
+  });
+  const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
+  const gate = fairGate(service, limits, c);
+  const storeFor = (scope: LimitScope, l: TeamLimits) => capacityStore(scope, l, c);
+  const limiterFor = (scope: LimitScope, l: TeamLimits, leasePeers = c.peers) =>
+    new ServiceLimiter(l, {
+      store: storeFor(scope, l),
+      clock: c.clock,
+      queueLimit: c.config.queueLimit,
+      leaseMs: c.config.leaseMs,
+      slotTtlMs: c.config.slotTtlMs,
+      peers: leasePeers,
+      random: c.random,
+      // Teams take turns by weight, interactive before bulk (only while requests wait).
+      slotQueue: new FairQueue(),
+      tokenQueue: new FairQueue(),
+    });
+  const pacing = new KeyPacing({
+    service: service.name,
+    quota: service.keyQuota,
+    dialect: service.rateLimitHeaders,
+    dayResetMs: service.dayResetMs,
+    clock: c.clock,
+    leaseMs: c.config.leaseMs,
+    requestLimiter: (key, l) => limiterFor({ service: service.name, key, per: "requests" }, l),
+    tokenStore: (key, l) => storeFor({ service: service.name, key, per: "tokens" }, l),
+    days: service.keyQuota.rpd === undefined ? undefined : new TeamBudgets({
+      kv: c.kv,
+      clock: c.clock,
+      call: c.call,
+      peers: c.peers,
+      dayStartMs: service.dayResetMs,
+      usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
+    }),
+    rates: c.rateStore,
+    rest: (key, until, reason) => pool.rest(key, until, reason, c.clock.now()),
+    log: c.logEvent,
+  });
+  const rt = new ServiceRuntime({
+    service,
+    pool,
+    // Leases sized to this instance's fair share while teams are held back.
+    limiter: limiterFor(service.name, limits, () => gate.instancesWorth() ?? c.peers()),
+    clock: c.clock,
+    onError: (e) =>
+      c.logEvent("key_health_read_failed", { service: service.name, error: String(e) }),
+    status: c.kvStatus,
+    gate,
+    teams: new TeamLimiters(
+      service.name,
+      limits,
+      (team, l) => limiterFor({ service: service.name, team }, l),
+    ),
+    pacing,
+    backoff: new ProviderBackoff({
+      service: service.name,
+      keys: keys.length,
+      clock: c.clock,
+      kv: c.shared ? c.kv : undefined,
+      call: c.call,
+      instanceId: c.instanceId,
+      log: c.logEvent,
+    }),
+  });
+  if (keys.length > 0) await rt.fresh();
+  return rt;
+}
+
+/** The teams' fair share of the service, agreed with other instances through KV when shared. */
+function fairGate(service: Service, limits: TeamLimits, c: ServiceContext): FairGate {
+  const board = c.shared
+    ? new KvDemandBoard(c.kv, service.name, {
+      instanceId: c.instanceId,
+      clock: c.clock,
+      call: c.call,
+    })
+    : new LocalDemandBoard();
+  return new FairGate({
+    rate: limits.rps,
+    burst: limits.burst,
+    board,
+    clock: c.clock,
+    queueLimit: c.config.queueLimit,
+    onError: (e) => {
+      if (c.kvStatus.up) {
+        c.logEvent("share_exchange_failed", { service: service.name, error: String(e) });
+      }
+    },
+  });
+}
+
+/** Where one scope's capacity lives: KV (falling back to a local share while KV is down), or memory. */
+function capacityStore(scope: LimitScope, l: TeamLimits, c: ServiceContext): CapacityStore {
+  if (!c.shared) return new MemoryCapacityStore(l, c.clock);
+  return new DegradingStore(
+    new KvCapacityStore(c.kv, scope, l, {
+      instanceId: c.instanceId,
+      clock: c.clock,
+      slotTtlMs: c.config.slotTtlMs,
+      call: c.call,
+      random: c.random,
+    }),
+    l,
+    { clock: c.clock, peers: c.peers, status: c.kvStatus },
+  );
+}
