@@ -13,10 +13,12 @@ import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {
   costOnKeys,
+  holdAfter429,
   lostAnswer,
   pickKey,
   providerTurn,
   readAnswer,
+  sendingUpstream,
   sleepOn,
   waitForRoom,
 } from "./key_stages.ts";
@@ -30,7 +32,7 @@ const MAX_PAUSED_ATTEMPTS = 8;
 const MAX_ERROR_BODY = 1024 * 1024;
 
 /** Where one attempt left the request: answered, or to be tried again. */
-type AttemptEnd = { answer: Response } | { retry: Outcome };
+type AttemptEnd = { answer: Response } | { retry: Outcome; sentAt: number };
 
 /** What the attempts have learned so far, for the next one and for the final answer. */
 interface Tries {
@@ -87,6 +89,10 @@ export async function attempt(
     }
     const end = await tryOnce(p, x, r, key, body, tries, release);
     if ("answer" in end) return end.answer;
+    if (end.retry.kind === "rate_limited" && !end.retry.daily) {
+      const held = holdAfter429(x, end.sentAt);
+      if (held !== undefined) await held;
+    }
     if (
       end.retry.kind === "rate_limited" && x.rt.backoff?.pause !== undefined &&
       paused < MAX_PAUSED_ATTEMPTS
@@ -197,6 +203,7 @@ async function tryOnce(
   x.key = key;
   x.attempts++;
   const sentAt = x.now;
+  sendingUpstream(x);
   const res = await callUpstream(p, x, r, key, body);
   if (res === "aborted") {
     lostAnswer(x);
@@ -234,7 +241,7 @@ async function tryOnce(
   if (outcome.kind === "client_error" || outcome.kind === "success") {
     return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
   }
-  return { retry: outcome };
+  return { retry: outcome, sentAt };
 }
 
 /**

@@ -102,12 +102,28 @@ export function readAnswer(
     backoff.probeLost();
   }
   x.probe = false;
+  backoff.settled();
 }
 
-/** The probe got no answer (network error, timeout): another request may probe. */
+/** The upstream is being asked (counted until its answer, or its absence, is read). */
+export function sendingUpstream(x: Exchange): void {
+  x.rt.backoff?.sending();
+}
+
+/** No answer (network error, timeout, client gone); a probe lost lets another request probe. */
 export function lostAnswer(x: Exchange): void {
   if (x.probe) x.rt.backoff?.probeLost();
   x.probe = false;
+  x.rt.backoff?.settled();
+}
+
+/**
+ * After a 429: while the provider may be refusing every key (answers of
+ * other keys still on their way, none a success lately), waits for the next
+ * answer, which may start a pause, rather than burn another key at once.
+ */
+export function holdAfter429(x: Exchange, sentAt: number): Promise<void> | undefined {
+  return x.rt.backoff?.holdRetry(sentAt);
 }
 
 /** The account stage's part: the key's tokens per minute learn what the answer used. */

@@ -63,6 +63,12 @@ export class ProviderBackoff {
   #answers = new Map<string, { at: number; limited: boolean }>();
   #pause: BackoffRecord | undefined;
   #probing = false;
+  /** Upstream requests of this service sent from here and not yet answered. */
+  #inFlight = 0;
+  /** Retries held until the next answer (see holdRetry). */
+  #held: Array<() => void> = [];
+  /** When the latest request answered with a success was sent. */
+  #lastSuccessSentAt = -Infinity;
 
   constructor(options: ProviderBackoffOptions) {
     this.#o = options;
@@ -106,6 +112,7 @@ export class ProviderBackoff {
     if (probe) this.#probing = false;
     if (p?.admin) return;
     if (!limited) {
+      this.#lastSuccessSentAt = Math.max(this.#lastSuccessSentAt, sentAt);
       this.#note(keyId, now, false);
       if (p && (probe || sentAt >= p.until)) this.#end(now);
       return;
@@ -123,6 +130,43 @@ export class ProviderBackoff {
     const pauseMs = Math.min(this.#max(), named ?? this.#o.firstPauseMs ?? 5000);
     const reason = `${answered} of ${this.#o.keys} keys answered 429 within ${this.#windowMs} ms`;
     this.#start({ until: now + pauseMs, strikes: 1, pauseMs, reason }, now);
+  }
+
+  /** A request is leaving for the provider (each is settled once, answered or not). */
+  sending(): void {
+    this.#inFlight++;
+  }
+
+  /** A request sent has its answer (or none): wakes the retries held for it. */
+  settled(): void {
+    this.#inFlight = Math.max(0, this.#inFlight - 1);
+    const held = this.#held;
+    if (held.length === 0) return;
+    this.#held = [];
+    for (const wake of held) wake();
+  }
+
+  /**
+   * After a 429 to a request sent at `sentAt`, while other requests' answers
+   * are still on their way and no request sent since then has succeeded (a
+   * success to an earlier request says nothing of now): the retry waits for the next answer (at most `maxMs`) rather than burn
+   * another key, since that answer may start a pause. Undefined when the
+   * retry may go at once.
+   */
+  holdRetry(sentAt: number, maxMs = 2000): Promise<void> | undefined {
+    if (this.#inFlight === 0 || this.#pause !== undefined) return undefined;
+    if (this.#lastSuccessSentAt >= sentAt) return undefined;
+    return new Promise((resolve) => {
+      const timer = this.#o.clock.setTimeout(() => {
+        this.#held = this.#held.filter((w) => w !== wake);
+        resolve();
+      }, maxMs);
+      const wake = () => {
+        this.#o.clock.clearTimeout(timer);
+        resolve();
+      };
+      this.#held.push(wake);
+    });
   }
 
   /** The probe got no answer (network error, timeout): another request may probe. */
