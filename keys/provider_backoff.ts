@@ -149,9 +149,9 @@ export class ProviderBackoff {
   /**
    * After a 429 to a request sent at `sentAt`, while other requests' answers
    * are still on their way and no request sent since then has succeeded (a
-   * success to an earlier request says nothing of now): the retry waits for the next answer (at most `maxMs`) rather than burn
-   * another key, since that answer may start a pause. Undefined when the
-   * retry may go at once.
+   * success to an earlier request says nothing of now): the retry waits for
+   * the next answer (at most `maxMs`) rather than burn another key, since
+   * that answer may start a pause. Undefined when the retry may go at once.
    */
   holdRetry(sentAt: number, maxMs = 2000): Promise<void> | undefined {
     if (this.#inFlight === 0 || this.#pause !== undefined) return undefined;
@@ -248,8 +248,10 @@ export class ProviderBackoff {
       ms: rec.pauseMs,
       strikes: rec.strikes,
     });
+    // An admin's pause, perhaps not yet read here, is never overwritten by the provider's.
     this.#write(
-      (old) => old && old.until > rec.until && old.strikes >= rec.strikes ? old : rec,
+      (old) =>
+        old && (old.admin || (old.until > rec.until && old.strikes >= rec.strikes)) ? old : rec,
       now,
     );
   }

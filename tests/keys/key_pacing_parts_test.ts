@@ -297,3 +297,24 @@ Deno.test("KeyPacing: a day's count running low is paced to last until its reset
   pacing.observe(key, day(10, "1h0m0s"), clock.now());
   assert.equal(pacing.paceOf(key.id)?.rpm, 10 / 60, "10 left for an hour: one every 6 min");
 });
+
+Deno.test("ProviderBackoff in KV: a provider pause never overwrites an admin's pause another instance wrote", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const mk = (id: string) =>
+      new ProviderBackoff({ service: "s", keys: 2, clock, kv, instanceId: id });
+    const admin = mk("admin"), other = mk("other");
+    await admin.adminPause();
+    // The other instance has not read the admin's pause yet when its keys answer 429.
+    other.answered("a", true, 1000, clock.now(), false);
+    other.answered("b", true, 1000, clock.now(), false);
+    await new Promise((r) => setTimeout(r, 20));
+    await admin.refresh();
+    assert.equal(pauseOf(admin)?.admin, true, "still the admin's pause");
+    await other.refresh();
+    assert.equal(pauseOf(other)?.admin, true, "and the other instance reads it");
+  } finally {
+    kv.close();
+  }
+});
