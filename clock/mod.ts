@@ -5,3 +5,4 @@
  * @module
  */
 export * from "./clock.ts";
+export * from "./sleep.ts";

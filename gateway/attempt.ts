@@ -1,3 +1,4 @@
+import { sleep } from "../clock/mod.ts";
 import { classifyResponse, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
@@ -19,7 +20,6 @@ import {
   providerTurn,
   readAnswer,
   sendingUpstream,
-  sleepOn,
   waitForRoom,
 } from "./key_stages.ts";
 
@@ -110,7 +110,7 @@ export async function attempt(
     if (end.retry.kind === "upstream_error") {
       const wait = Math.min(4000, 250 * 2 ** n) * (0.5 + p.random());
       if (p.clock.now() + wait > x.deadline) break;
-      if (!(await sleepOn(p.clock, wait, x.req.signal))) {
+      if (!(await sleep(p.clock, wait, x.req.signal))) {
         release();
         return answer(p, x, gatewayErrors.clientClosed());
       }
@@ -157,7 +157,7 @@ async function waitForKey(
         gatewayErrors.keysResting(x.rt.service.name, pick.untilMs - now),
       );
     }
-    if (!(await sleepOn(p.clock, pick.untilMs - now, x.req.signal))) {
+    if (!(await sleep(p.clock, pick.untilMs - now, x.req.signal))) {
       release();
       return answer(p, x, gatewayErrors.clientClosed());
     }

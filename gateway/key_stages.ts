@@ -8,7 +8,7 @@
  * @module
  */
 import { estimateInputTokens, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
-import type { Clock } from "../limiter/mod.ts";
+import { sleep } from "../clock/mod.ts";
 import { estimateTokens } from "../teams/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
@@ -46,7 +46,7 @@ export function providerTurn(
       if (turn.untilMs > x.deadline) {
         return gatewayErrors.providerBackoff(x.rt.service.name, turn.untilMs - now);
       }
-      if (!(await sleepOn(p.clock, turn.untilMs - now, x.req.signal))) {
+      if (!(await sleep(p.clock, turn.untilMs - now, x.req.signal))) {
         return gatewayErrors.clientClosed();
       }
     }
@@ -132,20 +132,4 @@ export function chargeKey(x: Exchange, answerBytes: number): void {
   // keyCost is the request's bytes / 4: the same estimate teams use when an answer reports none.
   const used = x.usedTokens ?? estimateTokens(x.keyCost * 4, answerBytes);
   x.rt.pacing?.charge(x.key, x.keyCost, used);
-}
-
-/** Waits `ms` on the clock; false when the client left first. */
-export function sleepOn(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = () => {
-      clock.clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, Math.max(0, ms));
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

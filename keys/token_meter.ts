@@ -1,3 +1,4 @@
+import { sleep } from "../clock/mod.ts";
 import type { CapacityStore, Clock } from "../limiter/mod.ts";
 
 /** Whether a request may go now, or when it may. */
@@ -82,7 +83,7 @@ export class TokenMeter {
           if (now + lease.retryAfterMs > deadline) {
             return { ok: false, retryAfterMs: lease.retryAfterMs };
           }
-          if (!(await this.#sleep(lease.retryAfterMs, signal))) break;
+          if (!(await sleep(this.#clock, lease.retryAfterMs, signal))) break;
           continue;
         }
         const first = lease.firstAt ?? now;
@@ -93,7 +94,7 @@ export class TokenMeter {
       const at = Math.max(...this.#batches.map((b) => b.dueAt));
       const wait = at - this.#clock.now();
       if (at > deadline) return { ok: false, retryAfterMs: Math.max(1, Math.ceil(wait)) };
-      if (wait > 0 && !(await this.#sleep(wait, signal))) break;
+      if (wait > 0 && !(await sleep(this.#clock, wait, signal))) break;
     }
     return { ok: false, retryAfterMs: 1000 };
   }
@@ -111,20 +112,5 @@ export class TokenMeter {
     const held = this.#batches.reduce((s, b) => s + b.n, 0);
     if (held > available) this.#batches = [];
     this.#store.leaveAtMost?.(available).catch(() => {});
-  }
-
-  #sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-    return new Promise((resolve) => {
-      if (signal?.aborted) return resolve(false);
-      const onAbort = () => {
-        this.#clock.clearTimeout(timer);
-        resolve(false);
-      };
-      const timer = this.#clock.setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(true);
-      }, Math.max(0, ms));
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
   }
 }
