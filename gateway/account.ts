@@ -62,12 +62,13 @@ export function account(
   });
 }
 
-/** Counts an upstream answer (or its absence) in the metrics and the minute counts. */
+/** Counts an upstream answer (or its absence) to a request sent at `sentAt`: metrics, minute counts, a span. */
 export function countUpstream(
   p: Pipeline,
   x: Exchange,
   keyId: string,
   res: Response | "timeout" | "network",
+  sentAt: number,
 ): void {
   const service = x.rt.service.name;
   p.metrics.upstreamAnswer(service, keyId, typeof res === "string" ? res : res.status);
@@ -80,7 +81,7 @@ export function countUpstream(
       keyId,
       model: x.model,
       attempt: x.attempts,
-      startMs: x.now - (x.upstreamMs ?? 0),
+      startMs: sentAt,
       endMs: p.clock.now(),
       outcome: typeof res === "string" ? res : res.status,
     });

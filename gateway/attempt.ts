@@ -14,9 +14,9 @@ import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {
   costOnKeys,
-  holdAfter429,
   lostAnswer,
   pickKey,
+  providerPaused,
   providerTurn,
   readAnswer,
   sendingUpstream,
@@ -89,14 +89,7 @@ export async function attempt(
     }
     const end = await tryOnce(p, x, r, key, body, tries, release);
     if ("answer" in end) return end.answer;
-    if (end.retry.kind === "rate_limited" && !end.retry.daily) {
-      const held = holdAfter429(x, end.sentAt);
-      if (held !== undefined) await held;
-    }
-    if (
-      end.retry.kind === "rate_limited" && x.rt.backoff?.pause !== undefined &&
-      paused < MAX_PAUSED_ATTEMPTS
-    ) {
+    if ((await providerPaused(x, end.retry, end.sentAt)) && paused < MAX_PAUSED_ATTEMPTS) {
       // The provider refuses every key: the request waits out the pause, not counted as a retry.
       p.metrics.retries.inc(x.rt.service.name, "provider_backoff");
       paused++;
@@ -210,7 +203,7 @@ async function tryOnce(
     release();
     return { answer: answer(p, x, gatewayErrors.clientClosed()) };
   }
-  countUpstream(p, x, key.id, res);
+  countUpstream(p, x, key.id, res, sentAt);
   let outcome: Outcome;
   if (typeof res === "string") {
     lostAnswer(x);

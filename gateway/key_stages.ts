@@ -118,12 +118,24 @@ export function lostAnswer(x: Exchange): void {
 }
 
 /**
- * After a 429: while the provider may be refusing every key (answers of
- * other keys still on their way, none a success lately), waits for the next
- * answer, which may start a pause, rather than burn another key at once.
+ * After an attempt that ended in a 429: whether the provider is now paused,
+ * so that the request waits out the pause (not counted as a retry). While
+ * the provider may be refusing every key (answers of other keys still on
+ * their way, none a success since this one left), it first waits for the
+ * next answer, which may start the pause, rather than burn another key.
  */
-export function holdAfter429(x: Exchange, sentAt: number): Promise<void> | undefined {
-  return x.rt.backoff?.holdRetry(sentAt);
+export async function providerPaused(
+  x: Exchange,
+  outcome: Outcome,
+  sentAt: number,
+): Promise<boolean> {
+  const backoff = x.rt.backoff;
+  if (outcome.kind !== "rate_limited" || backoff === undefined) return false;
+  if (!outcome.daily) {
+    const held = backoff.holdRetry(sentAt);
+    if (held !== undefined) await held;
+  }
+  return backoff.pause !== undefined;
 }
 
 /** The account stage's part: the key's tokens per minute learn what the answer used. */
