@@ -126,6 +126,14 @@ function checkTarget(where: string, v: unknown): string {
   return url.href.replace(/\/+$/, "");
 }
 
+/** `v` when it is one of `allowed`; else a ConfigError naming `where` and the choices. */
+function checkOneOf<T extends string>(where: string, v: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) {
+    throw new ConfigError(`${where} must be one of ${allowed.join(", ")} (got ${describe(v)})`);
+  }
+  return v as T;
+}
+
 function checkPositive(where: string, v: unknown, integer: boolean): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
     const kind = integer ? "a positive integer" : "a positive number";
@@ -167,41 +175,24 @@ function mergeService(
   if (merged.target === undefined) {
     throw new ConfigError(`${where}.target is required for a new service`);
   }
-  const style = merged.style as ServiceStyle;
-  if (!STYLES.includes(style)) {
-    throw new ConfigError(
-      `${where}.style must be one of ${STYLES.join(", ")} (got ${describe(style)})`,
-    );
-  }
-  const streamRelay = merged.streamRelay as StreamRelay;
-  if (!STREAM_RELAYS.includes(streamRelay)) {
-    throw new ConfigError(
-      `${where}.streamRelay must be one of ${STREAM_RELAYS.join(", ")} (got ${
-        describe(streamRelay)
-      })`,
-    );
-  }
+  const style = checkOneOf(`${where}.style`, merged.style, STYLES);
+  const streamRelay = checkOneOf(`${where}.streamRelay`, merged.streamRelay, STREAM_RELAYS);
   if (typeof merged.envKey !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(merged.envKey)) {
     throw new ConfigError(
       `${where}.envKey must be an environment variable name (got ${describe(merged.envKey)})`,
     );
   }
-  const rateLimitHeaders = merged.rateLimitHeaders as RateLimitDialect;
-  if (!DIALECTS.includes(rateLimitHeaders)) {
-    throw new ConfigError(
-      `${where}.rateLimitHeaders must be one of ${DIALECTS.join(", ")} (got ${
-        describe(rateLimitHeaders)
-      })`,
-    );
-  }
+  const rateLimitHeaders = checkOneOf(
+    `${where}.rateLimitHeaders`,
+    merged.rateLimitHeaders,
+    DIALECTS,
+  );
   let keyQuota: KeyQuota;
   try {
     keyQuota = parseKeyQuota(merged.keyQuota);
-    parseDayStart(String(merged.dayResetsAt));
+    parseDayStart(String(merged.dayResetsAt), "dayResetsAt");
   } catch (e) {
-    throw new ConfigError(
-      `${where}.${(e as Error).message.replace("dayStartsAt", "dayResetsAt")}`,
-    );
+    throw new ConfigError(`${where}.${(e as Error).message}`);
   }
   return {
     target: checkTarget(`${where}.target`, merged.target),
@@ -320,7 +311,7 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
       name,
       ...svc,
       keys: parseKeyList(env(svc.envKey)),
-      dayResetMs: parseDayStart(svc.dayResetsAt),
+      dayResetMs: parseDayStart(svc.dayResetsAt, "dayResetsAt"),
     };
   }
   const password = env("ACCESS_PASSWORD");

@@ -8,11 +8,14 @@
 const DAY_MS = 86_400_000;
 const HH_MM = /^([01]\d|2[0-3]):([0-5]\d)$/;
 
-/** Parses `"HH:MM"` into ms after UTC midnight; throws a RangeError naming the value. */
-export function parseDayStart(text: string): number {
+/**
+ * Parses `"HH:MM"` into ms after UTC midnight; throws a RangeError naming
+ * the setting (`field`, default `dayStartsAt`) and the value.
+ */
+export function parseDayStart(text: string, field = "dayStartsAt"): number {
   const m = HH_MM.exec(text);
   if (!m) {
-    throw new RangeError(`dayStartsAt must be "HH:MM" in UTC, 00:00 to 23:59 (got "${text}")`);
+    throw new RangeError(`${field} must be "HH:MM" in UTC, 00:00 to 23:59 (got "${text}")`);
   }
   return (Number(m[1]) * 60 + Number(m[2])) * 60_000;
 }
