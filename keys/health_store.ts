@@ -1,4 +1,11 @@
-import { casUpdate, keyHealthKey, keyHealthPrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
+import {
+  casUpdate,
+  keyHealthKey,
+  keyHealthPrefix,
+  kvCall,
+  type KvCallOptions,
+  listByNextPart,
+} from "../kv/mod.ts";
 
 /** Why a key is out of rotation, and until when (epoch ms, judged by readers). */
 export interface KeyHealth {
@@ -29,13 +36,7 @@ export class KeyHealthStore {
 
   /** Every health record of a service, by key id. */
   list(service: string): Promise<Map<string, KeyHealth>> {
-    return kvCall(async () => {
-      const out = new Map<string, KeyHealth>();
-      for await (const e of this.#kv.list<KeyHealth>({ prefix: keyHealthPrefix(service) })) {
-        out.set(String(e.key[2]), e.value);
-      }
-      return out;
-    }, this.#call);
+    return listByNextPart<KeyHealth>(this.#kv, keyHealthPrefix(service), this.#call);
   }
 
   /**

@@ -1,4 +1,10 @@
-import { keyRateKey, keyRatePrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
+import {
+  keyRateKey,
+  keyRatePrefix,
+  kvCall,
+  type KvCallOptions,
+  listByNextPart,
+} from "../kv/mod.ts";
 import type { LimitState } from "./rate_headers.ts";
 
 /** What a provider last said of one key's limits, and when (epoch ms). */
@@ -27,13 +33,7 @@ export class KeyRateStore {
 
   /** Every key's record of a service, by key id. */
   list(service: string): Promise<Map<string, KeyRate>> {
-    return kvCall(async () => {
-      const out = new Map<string, KeyRate>();
-      for await (const e of this.#kv.list<KeyRate>({ prefix: keyRatePrefix(service) })) {
-        out.set(String(e.key[2]), e.value);
-      }
-      return out;
-    }, this.#call);
+    return listByNextPart<KeyRate>(this.#kv, keyRatePrefix(service), this.#call);
   }
 
   /** Stores what an answer said (a later answer's word replaces an earlier one's). */

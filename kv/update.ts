@@ -52,3 +52,24 @@ export async function casUpdate<V, R>(
   }
   return { ok: false };
 }
+
+/**
+ * Every record under `prefix`, by the key part that follows it (a key id,
+ * an instance id), read in one bounded, timed call.
+ */
+export function listByNextPart<V>(
+  kv: Deno.Kv,
+  prefix: Deno.KvKey,
+  call: KvCallOptions = {},
+): Promise<Map<string, V>> {
+  return kvCall(async () => {
+    const out = new Map<string, V>();
+    for await (const e of kv.list<V>({ prefix })) out.set(String(e.key[prefix.length]), e.value);
+    return out;
+  }, call);
+}
+
+/** A `Deno.KvU64` count as a number; 0 when the record is absent. */
+export function u64(entry: Deno.KvEntryMaybe<Deno.KvU64>): number {
+  return entry.value === null ? 0 : Number(entry.value.value);
+}

@@ -6,6 +6,7 @@ import {
   type KvCallOptions,
   minuteCountKey,
   minuteCountRange,
+  u64,
 } from "../kv/mod.ts";
 
 /** One service's counts in one minute. */
@@ -71,6 +72,9 @@ export class MinuteCounts {
   /** Each key's current provider day, by service and key id. */
   #keyDays = new Map<string, KeyDay>();
   #endedDays: KeyDay[] = [];
+  /** Each service's current provider day label, and the span it holds for. */
+  #dayLabels = new Map<string, { label: string; from: number; until: number }>();
+  #prunedAt = -Infinity;
   #timer: TimerHandle | undefined;
 
   constructor(options: MinuteCountsOptions) {
@@ -124,8 +128,6 @@ export class MinuteCounts {
     return day;
   }
 
-  #dayLabels = new Map<string, { label: string; from: number; until: number }>();
-
   /** A key's use on `day`, all instances, as KV has it (up to one flush behind). */
   async keyDay(
     service: string,
@@ -141,8 +143,8 @@ export class MinuteCounts {
       this.#o.call ?? {},
     );
     return {
-      requests: r.value === null ? 0 : Number(r.value.value),
-      tokens: t.value === null ? 0 : Number(t.value.value),
+      requests: u64(r),
+      tokens: u64(t),
     };
   }
 
@@ -266,6 +268,4 @@ export class MinuteCounts {
     }
     if (n > 0) await op.commit();
   }
-
-  #prunedAt = -Infinity;
 }

@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { casUpdate, kvCall, type KvCallOptions, teamUsageKey } from "../kv/mod.ts";
+import { casUpdate, kvCall, type KvCallOptions, teamUsageKey, u64 } from "../kv/mod.ts";
 import { budgetDay } from "./budget_day.ts";
 import type { DailyBudget, Team } from "./team.ts";
 
@@ -48,10 +48,6 @@ interface DayState {
   reserving: Promise<BudgetVerdict> | undefined;
   /** Requests sent per second lately: a busy team reserves bigger chunks. */
   demand: DemandMeter;
-}
-
-function u64(entry: Deno.KvEntryMaybe<Deno.KvU64>): number {
-  return entry.value === null ? 0 : Number(entry.value.value);
 }
 
 /**
