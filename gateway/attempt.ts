@@ -40,6 +40,8 @@ interface Tries {
   tried: Set<string> | undefined;
   last: Settled | undefined;
   lastFailure: "timeout" | "network" | undefined;
+  /** Keys this request has found at fault (401/403/quota): a second one makes the request the suspect. */
+  keyFaults: number;
 }
 
 /**
@@ -57,7 +59,12 @@ export async function attempt(
   body: Bytes | undefined,
   release: () => void,
 ): Promise<Response> {
-  const tries: Tries = { tried: undefined, last: undefined, lastFailure: undefined };
+  const tries: Tries = {
+    tried: undefined,
+    last: undefined,
+    lastFailure: undefined,
+    keyFaults: 0,
+  };
   costOnKeys(x, body);
   if (p.telemetry.enabled) x.model = modelOf(body);
   let paused = 0;
@@ -211,7 +218,7 @@ async function tryOnce(
     outcome = { kind: "upstream_error" };
   } else if (res.status < 400) {
     x.upstream = res;
-    x.rt.pool.report(key, SUCCESS, x.now);
+    x.rt.pool.report(key, SUCCESS, x.now, faultOwner(x));
     readAnswer(p, x, key, res.headers, SUCCESS, sentAt);
     const relayed = respondSuccess(p, x, res, release);
     return { answer: relayed instanceof Promise ? await relayed : relayed };
@@ -229,12 +236,28 @@ async function tryOnce(
     tries.last = { status: res.status, headers: res.headers, body: bytes };
     tries.lastFailure = undefined;
   }
-  x.rt.pool.report(key, outcome, p.clock.now());
+  const keyFault = outcome.kind === "key_suspect" || outcome.kind === "key_rejected";
+  if (keyFault && tries.keyFaults++ > 0) {
+    // A second key refused for the same request: the request, not the keys, is the suspect.
+    p.log({
+      id: x.id,
+      service: x.rt.service.name,
+      event: "key_fault_suspect_request",
+      key: key.id,
+    });
+    return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
+  }
+  x.rt.pool.report(key, outcome, p.clock.now(), faultOwner(x));
   if (typeof res !== "string") readAnswer(p, x, key, res.headers, outcome, sentAt);
   if (outcome.kind === "client_error" || outcome.kind === "success") {
     return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
   }
   return { retry: outcome, sentAt };
+}
+
+/** Whose requests a key fault is counted against: the team, or every password user as one. */
+function faultOwner(x: Exchange): string {
+  return x.team?.team.name ?? "";
 }
 
 /**

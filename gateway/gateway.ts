@@ -130,6 +130,7 @@ export async function createGateway(
     healthStore,
     rateStore,
     logEvent,
+    fetch: options.fetch ?? fetch,
   };
   const runtimes = new Map<string, ServiceRuntime>();
   for (const service of Object.values(config.services)) {

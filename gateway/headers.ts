@@ -1,10 +1,3 @@
-/** Headers that carry client credentials (see auth.ts); never forwarded upstream. */
-export const CREDENTIAL_HEADERS: readonly string[] = [
-  "authorization",
-  "x-api-key",
-  "x-goog-api-key",
-];
-
 /** Hop-by-hop headers (RFC 9110 §7.6.1): meaningful for one connection only. */
 const HOP_BY_HOP = new Set([
   "connection",
@@ -18,16 +11,32 @@ const HOP_BY_HOP = new Set([
   "upgrade",
 ]);
 
-// Set by fetch from the body, the URL or ourselves.
-const NOT_FORWARDED = new Set([
-  ...HOP_BY_HOP,
-  ...CREDENTIAL_HEADERS,
-  "host",
-  "content-length",
-  "accept-encoding",
-  // kvgate's own: which lane of its team a request takes.
-  "x-kvgate-lane",
+/**
+ * The client headers that go upstream: what the providers' SDKs need, and
+ * nothing else. An allowlist, because what else a client sends can change
+ * how the provider answers the shared key (`openai-organization` → 401
+ * `mismatched_organization`; `origin` on Anthropic → a CORS 401) or tells
+ * the provider about the client (`cookie`, `referer`, `x-forwarded-for`).
+ */
+const FORWARDED = new Set([
+  "content-type",
+  "content-encoding",
+  "accept",
+  "user-agent",
+  "anthropic-version",
+  "anthropic-beta",
+  "openai-beta",
+  "idempotency-key",
+  "x-goog-api-client",
 ]);
+
+/** The Stainless-built SDKs' (OpenAI's, Anthropic's) own headers: retry count, runtime, timeout. */
+const STAINLESS = "x-stainless-";
+
+/** True for a client header that is forwarded upstream. */
+export function forwardedUpstream(name: string): boolean {
+  return FORWARDED.has(name) || name.startsWith(STAINLESS);
+}
 
 /** The header names a `Connection` value lists (hop-by-hop by declaration), or none. */
 function connectionNamed(connection: string | null): Set<string> | undefined {
@@ -52,7 +61,7 @@ export type HeaderPairs = [string, string][];
  * each `Headers.get` scans and lower-cases the whole list again.
  */
 export interface ClientHead {
-  /** The headers to forward: less hop-by-hop, credential, host, length and accept-encoding. */
+  /** The headers to forward: those of {@linkcode forwardedUpstream}, less any named in `Connection`. */
   forward: HeaderPairs;
   authorization: string | null;
   /** `x-api-key`. */
@@ -80,9 +89,9 @@ export function readClientHead(incoming: Headers): ClientHead {
   let connection: string | null = null;
   // forEach, not for-of: Deno's Headers iterator costs about four times more.
   incoming.forEach((v, k) => {
+    if (forwardedUpstream(k)) return void head.forward.push([k, v]);
     if (k === "origin") head.origin = true;
-    if (!NOT_FORWARDED.has(k)) return void head.forward.push([k, v]);
-    if (k === "authorization") head.authorization = v;
+    else if (k === "authorization") head.authorization = v;
     else if (k === "x-api-key") head.apiKey = v;
     else if (k === "x-goog-api-key") head.googApiKey = v;
     else if (k === "content-length") head.contentLength = v;
@@ -104,8 +113,30 @@ export function upstreamRequestHeaders(client: ClientHead): HeaderPairs {
   return out;
 }
 
-// Set by kvgate on every relayed answer.
-const REPLACED = new Set(["x-request-id", "x-accel-buffering"]);
+/**
+ * The upstream's answer headers relayed to the client: what describes the
+ * body, and the limits and timing a client's SDK reads. An allowlist: the
+ * rest (`set-cookie` for the gateway's origin, the key owner's
+ * `openai-organization`, `openai-project`, `anthropic-organization-id`,
+ * `server`, the upstream's CORS and request ids) stays here.
+ */
+const RELAYED = new Set([
+  "content-type",
+  "content-length",
+  "content-encoding",
+  "content-disposition",
+  "cache-control",
+  "retry-after",
+  "retry-after-ms",
+  "request-id",
+  "openai-processing-ms",
+]);
+
+/** True for an upstream answer header relayed to the client (see {@linkcode RELAYED}). */
+function relayedToClient(name: string): boolean {
+  return RELAYED.has(name) || name.startsWith("x-ratelimit-") ||
+    name.startsWith("anthropic-ratelimit-");
+}
 
 /** True when an upstream body is encoded (gzip and the like), so its bytes cannot be read as text. */
 export function bodyEncoded(headers: Headers): boolean {
@@ -123,8 +154,8 @@ export interface RelayHead {
 }
 
 /**
- * The headers relayed to the client: the upstream's, less hop-by-hop ones
- * and its own CORS headers, plus `cors` (kvgate's CORS headers, see
+ * The headers relayed to the client: the upstream's of
+ * {@linkcode relayedToClient}, less any named in `Connection`, plus `cors` (kvgate's CORS headers, see
  * `corsHeaders()` in cors.ts), `x-request-id`, and `x-accel-buffering: no` on
  * event streams. Because kvgate always asks for
  * `identity`, fetch never decodes the body, so `content-encoding` and
@@ -144,7 +175,7 @@ export function relayResponseHeaders(
       if (k === "connection") connection = v;
       return;
     }
-    if (REPLACED.has(k) || k.startsWith("access-control-")) return;
+    if (!relayedToClient(k)) return;
     if (k === "content-length") contentLength = v;
     else if (k === "content-type" && v.includes("text/event-stream")) eventStream = true;
     kept.push([k, v]);

@@ -28,6 +28,7 @@ import {
   ServiceLimiter,
 } from "../limiter/mod.ts";
 import { ServiceRuntime } from "./runtime.ts";
+import { keyProber } from "./key_probe.ts";
 import {
   FairGate,
   KvDemandBoard,
@@ -53,6 +54,8 @@ export interface ServiceContext {
   healthStore: KeyHealthStore;
   rateStore: KeyRateStore | undefined;
   logEvent: (event: string, detail: Record<string, unknown>) => void;
+  /** Calls upstreams (the probes of suspect keys). */
+  fetch: typeof fetch;
 }
 
 /** Builds `service`'s runtime and reads its keys' health once. */
@@ -67,6 +70,8 @@ export async function buildServiceRuntime(
     keyDisableMs: c.config.keyDisableMs,
     log: c.logEvent,
     dayResetAfter: (now) => nextDayReset(now, service.dayResetMs),
+    probe: keyProber(service, c.fetch, () => c.clock.now()),
+    clock: c.clock,
   });
   const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
   const gate = fairGate(service, limits, c);

@@ -5,6 +5,13 @@ import {
   readRateHeaders,
   retryAfterMs,
 } from "./rate_headers.ts";
+import {
+  readProviderError,
+  saysCorsRefusal,
+  saysDailyQuota,
+  saysKeyUnfunded,
+  saysRequestTooLarge,
+} from "./provider_error.ts";
 
 /** What an upstream answer means for the key that got it and for the request. */
 export type Outcome =
@@ -15,17 +22,28 @@ export type Outcome =
     /** The provider's daily cap, not a per-minute limit: the key rests until the day resets. */
     daily?: boolean;
   }
+  /** The provider's structured code says the key's account cannot pay: the key rests long. */
   | { kind: "key_rejected"; reason: "unauthorized" | "forbidden" | "quota" }
+  /**
+   * The provider did not accept the key for this request (401, 403, Gemini's
+   * `API_KEY_INVALID`). The request may have caused it, so the key rests only
+   * until a probe that carries nothing of the client says whether it is the key.
+   */
+  | { kind: "key_suspect"; reason: "unauthorized" | "forbidden" }
   | { kind: "upstream_error" }
   | { kind: "client_error" };
 
-const QUOTA_TEXT =
-  /insufficient_quota|billing|credit balance|exceeded your current quota|payment required|insufficient (balance|credits?)/i;
-
 /**
- * Classifies an upstream response. `body` is the error body text when the
- * status is 400 or more (quota errors hide in 400, 402 and 429 bodies);
- * `dialect` says how to read a 429's headers for a daily cap.
+ * Classifies an upstream response from its status and the provider's
+ * structured error fields (see `provider_error.ts`), never from free text
+ * that can echo the request. `body` is the error body text when the status
+ * is 400 or more; `dialect` says how to read a 429's headers for a daily cap.
+ *
+ * - a 400 is never the key's fault (but Gemini's `API_KEY_INVALID` asks for a probe);
+ * - 413, and a 429 "Request too large", are the request's fault: nothing rests;
+ * - 401 and 403 make the key a suspect (a probe decides), except Anthropic's CORS 401;
+ * - 402, and `insufficient_quota` / `billing_error` codes, rest the key long (`quota`);
+ * - a Gemini 429 naming a `PerDay` quota id is a daily cap, else its `retryDelay` is the rest.
  */
 export function classifyResponse(
   status: number,
@@ -35,20 +53,28 @@ export function classifyResponse(
   dialect: RateLimitDialect = "none",
 ): Outcome {
   if (status < 400) return { kind: "success" };
-  if (status === 401) return { kind: "key_rejected", reason: "unauthorized" };
-  if (status === 403) return { kind: "key_rejected", reason: "forbidden" };
-  if (status === 402) return { kind: "key_rejected", reason: "quota" };
-  if ((status === 429 || status === 400) && QUOTA_TEXT.test(body)) {
-    return { kind: "key_rejected", reason: "quota" };
+  if (status >= 500) return { kind: "upstream_error" };
+  const e = readProviderError(body);
+  if (status === 413 || saysRequestTooLarge(e)) return { kind: "client_error" };
+  if (status === 400) {
+    return e.reasons.includes("API_KEY_INVALID")
+      ? { kind: "key_suspect", reason: "unauthorized" }
+      : { kind: "client_error" };
   }
+  if (status === 402 || saysKeyUnfunded(e)) return { kind: "key_rejected", reason: "quota" };
+  if (status === 401) {
+    return saysCorsRefusal(e)
+      ? { kind: "client_error" }
+      : { kind: "key_suspect", reason: "unauthorized" };
+  }
+  if (status === 403) return { kind: "key_suspect", reason: "forbidden" };
   if (status === 429) {
-    const retryAfterMs = parseRetryAfter(headers, now);
-    if (isDailyQuota(body, readRateHeaders(dialect, headers, now))) {
+    const retryAfterMs = parseRetryAfter(headers, now) ?? e.retryDelayMs;
+    if (saysDailyQuota(e) || isDailyQuota(body, readRateHeaders(dialect, headers, now))) {
       return { kind: "rate_limited", retryAfterMs, daily: true };
     }
     return { kind: "rate_limited", retryAfterMs };
   }
-  if (status >= 500) return { kind: "upstream_error" };
   return { kind: "client_error" };
 }
 

@@ -29,7 +29,24 @@ export interface KeyPoolOptions {
   log?: (event: string, detail: Record<string, unknown>) => void;
   /** The next reset of the provider's day after a time: a key at its daily cap rests until it. Default: the next UTC midnight. */
   dayResetAfter?: (now: number) => number;
+  /**
+   * Asks the provider about a suspect key with a request that carries
+   * nothing of any client (see `gateway/key_probe.ts`): what its answer
+   * means for the key. Without it, a suspect key only rests `checkMs`.
+   */
+  probe?: (key: PooledKey) => Promise<Outcome | undefined>;
+  /** The time of a probe's verdict. Default: the system clock. */
+  clock?: { now(): number };
+  /** How long a suspect key rests while its probe runs (and when the probe tells nothing), in ms. Default 30000. */
+  checkMs?: number;
 }
+
+/**
+ * Key faults (`quota`) one team's requests may cause in a row, with no
+ * success of theirs between, before its further ones rest nothing: then
+ * the team's requests, not the keys, are the suspects.
+ */
+const TEAM_FAULTS_IN_A_ROW = 2;
 
 /**
  * The keys of one service in round-robin order, skipping those that rest.
@@ -56,6 +73,13 @@ export class KeyPool {
   /** The latest write per key id: a failed write is kept only if no later one was made. */
   #writes = new Map<string, number>();
   #writeSeq = 0;
+  #probe: KeyPoolOptions["probe"];
+  #checkMs: number;
+  #clock: { now(): number };
+  /** Keys whose probe is out. */
+  #probing = new Set<string>();
+  /** Key faults in a row per team (reset by the team's next success). */
+  #teamFaults = new Map<string, number>();
 
   constructor(service: string, keys: readonly PooledKey[], options: KeyPoolOptions) {
     this.service = service;
@@ -63,6 +87,9 @@ export class KeyPool {
     this.#store = options.store;
     this.#disableMs = options.keyDisableMs ?? 3_600_000;
     this.#log = options.log;
+    this.#probe = options.probe;
+    this.#checkMs = options.checkMs ?? 30_000;
+    this.#clock = options.clock ?? Date;
     this.#dayResetAfter = options.dayResetAfter ??
       ((now) => Math.floor(now / 86_400_000) * 86_400_000 + 86_400_000);
   }
@@ -151,8 +178,12 @@ export class KeyPool {
     return true;
   }
 
-  /** Records what an attempt with `key` taught about it. */
-  report(key: PooledKey, outcome: Outcome, now: number): void {
+  /**
+   * Records what an attempt with `key` taught about it. `team` names whose
+   * request it was: a team whose requests turn keys bad in a row is
+   * suspected instead of the keys (see {@linkcode TEAM_FAULTS_IN_A_ROW}).
+   */
+  report(key: PooledKey, outcome: Outcome, now: number, team?: string): void {
     const old = this.#health.get(key.id);
     let rest: KeyHealth | undefined;
     if (outcome.kind === "rate_limited" && outcome.daily) {
@@ -162,14 +193,16 @@ export class KeyPool {
       const strikes = (old?.state === "cooling" ? old.strikes : 0) + 1;
       const ms = outcome.retryAfterMs ?? defaultCooldownMs(strikes);
       rest = { state: "cooling", until: now + ms, strikes, reason: "rate_limited" };
+    } else if (outcome.kind === "key_suspect") {
+      if (this.#probing.has(key.id)) return;
+      rest = { state: "cooling", until: now + this.#checkMs, strikes: 0, reason: "checking" };
+      this.#check(key, outcome.reason);
     } else if (outcome.kind === "key_rejected") {
-      rest = {
-        state: "disabled",
-        until: now + this.#disableMs,
-        strikes: 0,
-        reason: outcome.reason,
-      };
-    } else if (outcome.kind === "success" && old) {
+      if (team !== undefined && this.#teamFault(team, key)) return;
+      rest = this.#disable(outcome.reason, now);
+    } else if (outcome.kind === "success") {
+      if (team !== undefined) this.#teamFaults.delete(team);
+      if (!old) return;
       this.#health.delete(key.id);
       this.#write(key.id, null, now);
       return;
@@ -177,6 +210,49 @@ export class KeyPool {
     if (!rest) return;
     if (old && old.until > rest.until) rest = { ...rest, until: old.until };
     this.#put(key, rest, now);
+  }
+
+  /** Whether `team` has turned too many keys bad in a row to be believed (counts this one). */
+  #teamFault(team: string, key: PooledKey): boolean {
+    const n = (this.#teamFaults.get(team) ?? 0) + 1;
+    this.#teamFaults.set(team, n);
+    if (n <= TEAM_FAULTS_IN_A_ROW) return false;
+    this.#log?.("key_fault_suspect_team", { service: this.service, key: key.id, team, inARow: n });
+    return true;
+  }
+
+  #disable(reason: string, now: number): KeyHealth {
+    return { state: "disabled", until: now + this.#disableMs, strikes: 0, reason };
+  }
+
+  /**
+   * Probes a suspect key: the provider refusing it again disables it for
+   * `keyDisableMs`; accepting it ends its rest at once; anything else (no
+   * answer, a 429, a 5xx) leaves the short rest to run out.
+   */
+  #check(key: PooledKey, reason: "unauthorized" | "forbidden"): void {
+    if (this.#probe === undefined) return;
+    this.#probing.add(key.id);
+    this.#track(
+      this.#probe(key).then((verdict) => {
+        const now = this.#clock.now();
+        const rest = this.#health.get(key.id);
+        if (verdict?.kind === "success") {
+          if (rest?.reason === "checking") {
+            this.#health.delete(key.id);
+            this.#write(key.id, null, now);
+          }
+        } else if (verdict?.kind === "key_suspect" || verdict?.kind === "key_rejected") {
+          const why = verdict.kind === "key_rejected" ? verdict.reason : reason;
+          this.#put(key, this.#disable(why, now), now);
+        }
+        this.#log?.("key_probed", {
+          service: this.service,
+          key: key.id,
+          verdict: verdict?.kind ?? "no_answer",
+        });
+      }).finally(() => this.#probing.delete(key.id)),
+    );
   }
 
   #put(key: PooledKey, rest: KeyHealth, now: number): void {
@@ -206,7 +282,8 @@ export class KeyPool {
 
   /** Resolves when every health write so far has reached KV (or failed). */
   async settled(): Promise<void> {
-    await Promise.allSettled([...this.#pending]);
+    // A probe's verdict starts a write of its own: wait for that too.
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
   #write(id: string, health: KeyHealth | null, now: number): void {

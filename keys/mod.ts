@@ -13,3 +13,4 @@ export * from "./token_meter.ts";
 export * from "./key_rate_store.ts";
 export * from "./key_pacing.ts";
 export * from "./provider_backoff.ts";
+export * from "./provider_error.ts";

@@ -206,16 +206,26 @@ Deno.test("CORS: answers to a client without Origin carry no CORS headers; cache
   await denied.body?.cancel();
 });
 
-Deno.test("headers: hop-by-hop and client credentials are dropped; identity encoding is asked for", async () => {
+Deno.test("headers: only the SDKs' headers go upstream (an allowlist); credentials, hop-by-hop and client context stay; identity encoding is asked for", async () => {
   await using t = await setup();
   const res = await fetch(`${t.gw.url}/openai/v1/models`, {
     headers: auth({
       "x-api-key": "client-extra",
-      "connection": "keep-alive, x-private",
-      "x-private": "hop",
+      "connection": "keep-alive, x-stainless-private",
+      "x-stainless-private": "hop",
       "keep-alive": "timeout=5",
       "accept-encoding": "gzip, br",
-      "x-custom": "kept",
+      "x-custom": "not kept",
+      "origin": "chrome-extension://abc",
+      "referer": "https://example.com/page?secret=1",
+      "cookie": "session=1",
+      "x-forwarded-for": "10.0.0.1",
+      "forwarded": "for=10.0.0.1",
+      "openai-organization": "org-anything",
+      "openai-project": "proj-anything",
+      "user-agent": "OpenAI/JS 7.57.0",
+      "x-stainless-retry-count": "0",
+      "openai-beta": "assistants=v2",
     }),
   });
   await res.body?.cancel();
@@ -225,7 +235,22 @@ Deno.test("headers: hop-by-hop and client credentials are dropped; identity enco
   assertEquals(h.get("x-private"), null);
   assertEquals(h.get("keep-alive"), null);
   assertEquals(h.get("accept-encoding"), "identity");
-  assertEquals(h.get("x-custom"), "kept");
+  for (
+    const name of [
+      "x-custom",
+      "x-stainless-private",
+      "origin",
+      "referer",
+      "cookie",
+      "x-forwarded-for",
+      "forwarded",
+      "openai-organization",
+      "openai-project",
+    ]
+  ) assertEquals(h.get(name), null, `${name} is not forwarded`);
+  assertEquals(h.get("user-agent"), "OpenAI/JS 7.57.0");
+  assertEquals(h.get("x-stainless-retry-count"), "0");
+  assertEquals(h.get("openai-beta"), "assistants=v2");
 });
 
 Deno.test("gzip: an upstream that gzips anyway reaches the client as gzip bytes labelled gzip", async () => {

@@ -74,7 +74,7 @@ Deno.test("429 without a hint: the cool-down is 5 s, doubling per consecutive 42
   assertEquals(pool.health(idA), undefined);
 });
 
-Deno.test("401 disables the key, the request retries on another, and a restart remembers", async () => {
+Deno.test("401: the request retries on another key; a probe carrying nothing of the client confirms the key and disables it; a restart remembers", async () => {
   const mock = await startMockUpstream({ keys: ["good"] });
   const kv = await Deno.openKv(":memory:");
   try {
@@ -83,7 +83,13 @@ Deno.test("401 disables the key, the request retries on another, and a restart r
       services: { openai: { target: mock.url, keys: ["revoked", "good"], ...FAST } },
     });
     assertEquals(await drain(await postChat(gw.url)), 200);
-    assertEquals(mock.received.map((r) => r.key), ["revoked", "good"]);
+    await gw.gateway.runtimes.get("openai")!.pool.settled();
+    const chat = mock.received.filter((r) => r.path.endsWith("/chat/completions"));
+    assertEquals(chat.map((r) => r.key), ["revoked", "good"]);
+    const probes = mock.received.filter((r) => r.path === "/v1/models");
+    assertEquals(probes.map((r) => [r.method, r.key, r.body]), [["GET", "revoked", ""]]);
+    const h = gw.gateway.runtimes.get("openai")!.pool.health(await keyId("revoked"));
+    assertEquals([h?.state, h?.reason], ["disabled", "unauthorized"]);
     await gw.close();
 
     const again = await startGateway({

@@ -138,9 +138,11 @@ Deno.test("status and metrics: a key answered 429 shows as cooling, one answered
   assert.equal(s.services.openai.limits.rps, 100);
   assert.equal(typeof s.services.openai.bucketTokens, "number");
   assert(s.instances.length >= 1);
-  answers = { "sk-a-secret-key": [], "sk-b-secret-key": [401] };
+  // The second 401 answers the probe that confirms the key (nothing of the client in it).
+  answers = { "sk-a-secret-key": [], "sk-b-secret-key": [401, 401] };
   const r = await settle(t.clock, t.gateway.handler(chatRequest()));
   await r.body?.cancel();
+  await t.gateway.runtimes.get("openai")!.pool.settled();
   s = await statusOf();
   assert.equal(keys(s)[b].state, "disabled");
   assert.equal(keys(s)[b].reason, "unauthorized");
@@ -148,12 +150,15 @@ Deno.test("status and metrics: a key answered 429 shows as cooling, one answered
   // Each key's use today, from KV once the instance has added its counts (every 5 s).
   await t.clock.advance(5100);
   s = await statusOf();
-  const callsTo = (k: string) => t.calls.filter((c) => c.key === k).length;
+  // Requests, not the probe of a suspect key (a GET of the model list, not counted as an attempt).
+  const callsTo = (k: string) =>
+    t.calls.filter((c) => c.key === k && c.path.endsWith("/chat/completions")).length;
   assert.equal(keys(s)[a].today?.requests, callsTo("sk-a-secret-key"));
   assert.equal(keys(s)[b].today?.requests, callsTo("sk-b-secret-key"));
   const m = await scrape(t.gateway, PASSWORD);
   const upstream = m.get("kvgate_upstream_responses_total");
-  assert.equal(sum(upstream), t.calls.length, "every upstream answer counted");
+  const attempts = t.calls.filter((c) => c.path.endsWith("/chat/completions")).length;
+  assert.equal(sum(upstream), attempts, "every upstream answer to a request counted");
   assert.equal(sum(upstream, { status: "429" }), 1);
   assert.equal(sum(upstream, { status: "401", key: b }), 1);
   assert.equal(sum(m.get("kvgate_requests_total"), { service: "openai", status: "200" }), 4);

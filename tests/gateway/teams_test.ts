@@ -283,15 +283,15 @@ Deno.test("lanes: within a team interactive requests go before bulk ones", async
   const order: string[] = [];
   await using t = await setup(
     { translate: { token: TRANSLATE, limits: { openai: { maxConn: 1 } } } },
-    (req) => {
-      const tag = req.headers.get("x-tag") ?? "";
+    async (req) => {
+      // Tagged in the body: a client's own headers do not go upstream.
+      const tag = JSON.parse(await req.text()).user ?? "";
       order.push(tag);
       return tag === "first" ? held.then(() => chatAnswer(1)) : chatAnswer(1);
     },
   );
   const tagged = (tag: string, lane?: string) => {
-    const req = chat(TRANSLATE, { model: "m" }, lane);
-    req.headers.set("x-tag", tag);
+    const req = chat(TRANSLATE, { model: "m", user: tag }, lane);
     // The body is read at once: a relayed answer holds the team's slot to its last byte.
     return t.gateway.handler(req).then(async (r) => ({ status: r.status, body: await r.text() }));
   };

@@ -18,19 +18,17 @@ Deno.test("parseRetryAfter() reads seconds, HTTP dates, retry-after-ms and x-rat
 Deno.test("classifyResponse() sorts answers into what they mean for the key", () => {
   const none = h({});
   assertEquals(classifyResponse(200, none, "", 0).kind, "success");
-  assertEquals(classifyResponse(401, none, "", 0), {
-    kind: "key_rejected",
-    reason: "unauthorized",
-  });
-  assertEquals(classifyResponse(403, none, "", 0), { kind: "key_rejected", reason: "forbidden" });
+  assertEquals(classifyResponse(401, none, "", 0), { kind: "key_suspect", reason: "unauthorized" });
+  assertEquals(classifyResponse(403, none, "", 0), { kind: "key_suspect", reason: "forbidden" });
   assertEquals(classifyResponse(402, none, "", 0), { kind: "key_rejected", reason: "quota" });
   assertEquals(
     classifyResponse(429, none, '{"error":{"code":"insufficient_quota"}}', 0).kind,
     "key_rejected",
   );
   assertEquals(
-    classifyResponse(400, none, "Your credit balance is too low", 0).kind,
-    "key_rejected",
+    classifyResponse(400, none, '{"type":"error","error":{"type":"billing_error"}}', 0).kind,
+    "client_error",
+    "a 400 is never the key's fault",
   );
   assertEquals(classifyResponse(429, h({ "retry-after": "2" }), "", 0), {
     kind: "rate_limited",
@@ -39,6 +37,110 @@ Deno.test("classifyResponse() sorts answers into what they mean for the key", ()
   assertEquals(classifyResponse(503, none, "", 0).kind, "upstream_error");
   assertEquals(classifyResponse(400, none, "bad model", 0).kind, "client_error");
   assertEquals(classifyResponse(404, none, "", 0).kind, "client_error");
+});
+
+// The bodies below are the providers' own (security_review.md H1; provider_limits.md).
+const OPENAI_UNKNOWN_FIELD = JSON.stringify({
+  error: {
+    message: "Unrecognized request argument supplied: insufficient_quota",
+    type: "invalid_request_error",
+    param: null,
+    code: null,
+  },
+});
+const OPENAI_TOO_LARGE = JSON.stringify({
+  error: {
+    message:
+      "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 200000. The input or output tokens must be reduced in order to run successfully.",
+    type: "tokens",
+    param: null,
+    code: "rate_limit_exceeded",
+  },
+});
+const ANTHROPIC_CORS = JSON.stringify({
+  type: "error",
+  error: {
+    type: "authentication_error",
+    message: "CORS requests must set 'anthropic-dangerous-direct-browser-access' header",
+  },
+});
+const GEMINI_QUOTA_MESSAGE =
+  "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.";
+const gemini429 = (quotaId: string, retryDelay: string) =>
+  JSON.stringify({
+    error: {
+      code: 429,
+      message: GEMINI_QUOTA_MESSAGE,
+      status: "RESOURCE_EXHAUSTED",
+      details: [
+        {
+          "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+          violations: [{
+            quotaMetric: "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            quotaId,
+            quotaDimensions: { location: "global", model: "gemini-2.5-flash" },
+            quotaValue: "10",
+          }],
+        },
+        { "@type": "type.googleapis.com/google.rpc.Help", links: [] },
+        { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay },
+      ],
+    },
+  });
+const GEMINI_BAD_KEY = JSON.stringify({
+  error: {
+    code: 400,
+    message: "API key not valid. Please pass a valid API key.",
+    status: "INVALID_ARGUMENT",
+    details: [{
+      "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+      reason: "API_KEY_INVALID",
+      domain: "googleapis.com",
+    }],
+  },
+});
+
+Deno.test("classifyResponse(): text a client can make the provider echo blames no key", () => {
+  const none = h({});
+  assertEquals(classifyResponse(400, none, OPENAI_UNKNOWN_FIELD, 0).kind, "client_error");
+  assertEquals(
+    classifyResponse(
+      400,
+      none,
+      '{"type":"error","error":{"type":"invalid_request_error","message":"billing: Extra inputs are not permitted"}}',
+      0,
+    ).kind,
+    "client_error",
+  );
+  assertEquals(classifyResponse(401, none, ANTHROPIC_CORS, 0).kind, "client_error");
+  assertEquals(classifyResponse(429, none, OPENAI_TOO_LARGE, 0).kind, "client_error");
+  assertEquals(classifyResponse(413, none, "", 0).kind, "client_error");
+});
+
+Deno.test("classifyResponse(): Gemini's per-minute 429 rests for its retryDelay, its PerDay 429 is a daily cap", () => {
+  const none = h({});
+  assertEquals(
+    classifyResponse(
+      429,
+      none,
+      gemini429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "22s"),
+      0,
+    ),
+    { kind: "rate_limited", retryAfterMs: 22_000 },
+  );
+  assertEquals(
+    classifyResponse(
+      429,
+      none,
+      gemini429("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "0s"),
+      0,
+    ),
+    { kind: "rate_limited", retryAfterMs: 0, daily: true },
+  );
+  assertEquals(classifyResponse(400, none, GEMINI_BAD_KEY, 0), {
+    kind: "key_suspect",
+    reason: "unauthorized",
+  });
 });
 
 Deno.test("defaultCooldownMs() starts at 5 s, doubles, and stops at 60 s", () => {
