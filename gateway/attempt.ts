@@ -65,7 +65,11 @@ export async function attempt(
     lastFailure: undefined,
     keyFaults: 0,
   };
-  costOnKeys(x, body);
+  const tooLarge = costOnKeys(x, body);
+  if (tooLarge) {
+    release();
+    return answer(p, x, tooLarge);
+  }
   if (p.telemetry.enabled) x.model = modelOf(body);
   let paused = 0;
   for (let n = 0; n <= p.config.maxRetries; n++) {

@@ -46,6 +46,14 @@ export const gatewayErrors = {
     code: "request_too_large",
     message: `The request body is larger than ${maxBodyBytes} bytes.`,
   }),
+  /** A request whose estimated tokens are more than any key of the service grants per minute. */
+  tokensTooLarge: (service: string, tokens: number, perKey: number): GatewayError => ({
+    status: 413,
+    type: "request_too_large",
+    code: "request_too_large",
+    message:
+      `This request is estimated at ${tokens} input tokens, more than a ${service} key grants in a minute (${perKey}); send a shorter one.`,
+  }),
   unreadableBody: (): GatewayError => ({
     status: 400,
     type: "invalid_request_error",

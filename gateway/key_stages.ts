@@ -17,9 +17,23 @@ import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { waitOptions } from "./team_stages.ts";
 
-/** Sets the request's token cost on its keys, when the service counts tokens per key. */
-export function costOnKeys(x: Exchange, body: Bytes | undefined): void {
-  if (x.rt.pacing?.countsTokens) x.keyCost = estimateInputTokens(body?.byteLength ?? 0);
+/**
+ * Sets the request's token cost on its keys, when the service counts tokens
+ * per key; the error when no key could ever take it (more than a key's
+ * tokens per minute), before anything is reserved.
+ */
+export function costOnKeys(x: Exchange, body: Bytes | undefined): GatewayError | undefined {
+  const pacing = x.rt.pacing;
+  if (!pacing?.countsTokens) return undefined;
+  x.keyCost = estimateInputTokens(body?.byteLength ?? 0);
+  if (pacing.fits(x.rt.pool.keys, x.keyCost)) return undefined;
+  const ceiling = pacing.ceiling(x.rt.pool.keys);
+  x.keyCost = 0;
+  return gatewayErrors.tokensTooLarge(
+    x.rt.service.name,
+    estimateInputTokens(body?.byteLength ?? 0),
+    ceiling,
+  );
 }
 
 /**
@@ -71,7 +85,11 @@ export async function waitForRoom(
   const turn = await x.rt.pacing!.take(key, x.keyCost, waitOptions(x, retry));
   x.now = p.clock.now();
   if (x.req.signal.aborted) return gatewayErrors.clientClosed();
-  return turn.ok ? undefined : gatewayErrors.keysResting(x.rt.service.name, turn.retryAfterMs);
+  if (turn.ok) return undefined;
+  if ("tooLarge" in turn && turn.tooLarge) {
+    return gatewayErrors.tokensTooLarge(x.rt.service.name, x.keyCost, x.rt.pacing!.ceiling([key]));
+  }
+  return gatewayErrors.keysResting(x.rt.service.name, turn.retryAfterMs);
 }
 
 /**
@@ -141,7 +159,7 @@ export async function providerPaused(
 /** The account stage's part: the key's tokens per minute learn what the answer used. */
 export function chargeKey(x: Exchange, answerBytes: number): void {
   if (x.keyCost === 0 || x.key === undefined || x.attempts === 0) return;
-  // keyCost is the request's bytes / 4: the same estimate teams use when an answer reports none.
+  // keyCost × 4 stands for the body's bytes: charge() adds only what the answer's part adds.
   const used = x.usedTokens ?? estimateTokens(x.keyCost * 4, answerBytes);
   x.rt.pacing?.charge(x.key, x.keyCost, used);
 }

@@ -12,8 +12,8 @@ import type { KeyRate, KeyRateStore } from "./key_rate_store.ts";
 import { type LimitState, type RateLimitDialect, readRateHeaders } from "./rate_headers.ts";
 import { TokenMeter } from "./token_meter.ts";
 
-/** May a request go with a key; if not, after how long it might. */
-export type KeyTurn = { ok: true } | { ok: false; retryAfterMs: number };
+/** May a request go with a key; if not, after how long it might (never: `tooLarge`). */
+export type KeyTurn = { ok: true } | { ok: false; retryAfterMs: number; tooLarge?: boolean };
 
 /** Options for {@linkcode KeyPacing}. */
 export interface KeyPacingOptions {
@@ -114,10 +114,25 @@ export class KeyPacing {
   room(key: PooledKey, now: number, cost: number): boolean {
     const p = this.#pace(key);
     if (p.day && !this.#o.days!.ready(p.day, now)) return false;
+    if (p.tokens && cost > p.tokens.ceiling) return false;
     if (p.requests && !p.requests.tryToken(now)) return false;
     if (p.tokens && !p.tokens.tryTake(cost, now)) return false;
     if (p.day) this.#o.days!.spend(p.day, now);
     return true;
+  }
+
+  /**
+   * Whether some key could ever take a request costing `cost` tokens (its
+   * tokens-per-minute burst), so that a request no key can take is refused
+   * before anything is reserved. True while no key counts tokens.
+   */
+  fits(keys: readonly PooledKey[], cost: number): boolean {
+    return keys.some((k) => cost <= (this.#pace(k).tokens?.ceiling ?? Infinity));
+  }
+
+  /** The largest cost any key takes (see {@linkcode KeyPacing.fits}). */
+  ceiling(keys: readonly PooledKey[]): number {
+    return Math.max(...keys.map((k) => this.#pace(k).tokens?.ceiling ?? Infinity));
   }
 
   /** Waits (within the deadline) for the key's turn: its day count, its minute, its tokens. */
@@ -273,10 +288,16 @@ export class KeyPacing {
     if (tpm === p.tpm || (tpm !== undefined && p.tpm !== undefined && near(tpm, p.tpm))) return;
     p.tpm = tpm;
     if (tpm !== undefined) this.#countsTokens = true;
-    p.tokens = tpm === undefined ? undefined : new TokenMeter({
-      store: this.#o.tokenStore(p.key.id, perMinuteLimits(tpm, this.#o.leaseMs)),
+    if (tpm === undefined) {
+      p.tokens = undefined;
+      return;
+    }
+    const limits = perMinuteLimits(tpm, this.#o.leaseMs);
+    p.tokens = new TokenMeter({
+      store: this.#o.tokenStore(p.key.id, limits),
       clock: this.#o.clock,
       tpm,
+      burst: limits.burst,
       leaseMs: this.#o.leaseMs,
     });
   }

@@ -60,14 +60,20 @@ export function perMinuteLimits(perMinute: number, leaseMs: number): ServiceLimi
   return { rps, burst: Math.max(1, perMinute - margin), maxConn: Number.MAX_SAFE_INTEGER };
 }
 
+/** Bytes estimated at 4 a token; past them, at 16 (see {@linkcode estimateInputTokens}). */
+const FULL_ESTIMATE_BYTES = 64 * 1024;
+
 /**
- * Tokens a request will cost before its answer says: one per 4 bytes of
- * body (JSON punctuation and field names make this an overestimate for
- * English text, never far under for other scripts), at least 1. The output
- * is added from the answer's `usage` once it is known.
+ * Tokens a request will cost before its answer says, at least 1: one per 4
+ * bytes of the first 64 KiB of body (JSON punctuation and field names make
+ * this an overestimate for English text, never far under for other
+ * scripts), then one per 16 bytes. A huge body is estimated low on
+ * purpose: the estimate is reserved on a key shared by everyone, and the
+ * answer's `usage` charges what it missed once it is known.
  */
 export function estimateInputTokens(bodyBytes: number): number {
-  return Math.max(1, Math.ceil(bodyBytes / 4));
+  const full = Math.min(bodyBytes, FULL_ESTIMATE_BYTES);
+  return Math.max(1, Math.ceil(full / 4 + (bodyBytes - full) / 16));
 }
 
 const DAY_MS = 86_400_000;

@@ -1,8 +1,11 @@
 import { sleep } from "../clock/mod.ts";
 import type { CapacityStore, Clock } from "../limiter/mod.ts";
 
-/** Whether a request may go now, or when it may. */
-export type MeterTurn = { ok: true } | { ok: false; retryAfterMs: number };
+/**
+ * Whether a request may go now, or when it may; `tooLarge` when its cost
+ * is more than the key grants in a window, so that no wait could help.
+ */
+export type MeterTurn = { ok: true } | { ok: false; retryAfterMs: number; tooLarge?: boolean };
 
 /** Leased tokens: spendable once the batch's last one falls due, until `leaseMs` after. */
 interface Batch {
@@ -17,6 +20,11 @@ export interface TokenMeterOptions {
   clock: Clock;
   /** Tokens per minute the provider grants the key. */
   tpm: number;
+  /**
+   * The most one reservation may hold (the ledger's burst): a request
+   * costing more is refused before anything is reserved. Default `tpm`.
+   */
+  burst?: number;
   /** How long leased tokens stay spendable after falling due, in ms. Default 2000. */
   leaseMs?: number;
 }
@@ -31,12 +39,19 @@ const OK: MeterTurn = Object.freeze({ ok: true });
  * spend from memory; a batch may be spent once its last token has fallen
  * due, and is dropped `leaseMs` after that. So every instance together
  * sends at most `burst + rate·(W + τ + 1 s)` in any window W.
+ *
+ * No single request can block the key for everyone: a cost above the burst
+ * is refused with nothing reserved, a reservation never exceeds the burst,
+ * what an answer used beyond its estimate is charged up to the burst, and
+ * a request that gives up hands back what it reserved (the ledger takes it
+ * back when nobody reserved after it; else it lapses within a window).
  */
 export class TokenMeter {
   #store: CapacityStore;
   #clock: Clock;
   #leaseMs: number;
   #chunk: number;
+  #burst: number;
   #batches: Batch[] = [];
 
   constructor(options: TokenMeterOptions) {
@@ -45,6 +60,13 @@ export class TokenMeter {
     this.#leaseMs = options.leaseMs ?? 2000;
     if (!(options.tpm > 0)) throw new RangeError(`tpm must be > 0 (got ${options.tpm})`);
     this.#chunk = Math.max(1, Math.ceil(options.tpm / 60));
+    this.#burst = options.burst ?? options.tpm;
+    if (!(this.#burst >= 1)) throw new RangeError(`burst must be >= 1 (got ${options.burst})`);
+  }
+
+  /** The largest cost one request may have on this key (the burst). */
+  get ceiling(): number {
+    return this.#burst;
   }
 
   /** Spends `cost` tokens from memory if they are due now; no store call. */
@@ -73,15 +95,19 @@ export class TokenMeter {
    * for the next request, and expire if none comes).
    */
   async take(cost: number, deadline: number, signal?: AbortSignal): Promise<MeterTurn> {
+    if (cost > this.#burst) return { ok: false, retryAfterMs: 60_000, tooLarge: true };
+    /** What this call reserved: handed back if it gives up. */
+    const mine: Batch[] = [];
     for (let round = 0; round < 8; round++) {
       const now = this.#clock.now();
       if (this.tryTake(cost, now)) return OK;
       const held = this.#batches.reduce((s, b) => s + b.n, 0);
       if (held < cost || !this.#batches.some((b) => b.dueAt > now)) {
-        const lease = await this.#store.leaseTokens(Math.max(cost - held, this.#chunk));
+        const want = Math.min(this.#burst, Math.max(cost - held, this.#chunk));
+        const lease = await this.#store.leaseTokens(want);
         if (lease.granted === 0) {
           if (now + lease.retryAfterMs > deadline) {
-            return { ok: false, retryAfterMs: lease.retryAfterMs };
+            return this.#giveUp(mine, lease.retryAfterMs);
           }
           if (!(await sleep(this.#clock, lease.retryAfterMs, signal))) break;
           continue;
@@ -89,14 +115,30 @@ export class TokenMeter {
         const first = lease.firstAt ?? now;
         // Due before it arrived (a fresh ledger's burst): it lasts leaseMs from now.
         const dueAt = Math.max(now, first + (lease.granted - 1) * (lease.spacingMs ?? 0));
-        this.#batches.push({ n: lease.granted, dueAt });
+        const batch = { n: lease.granted, dueAt };
+        this.#batches.push(batch);
+        mine.push(batch);
       }
       const at = Math.max(...this.#batches.map((b) => b.dueAt));
       const wait = at - this.#clock.now();
-      if (at > deadline) return { ok: false, retryAfterMs: Math.max(1, Math.ceil(wait)) };
+      if (at > deadline) return this.#giveUp(mine, Math.max(1, Math.ceil(wait)));
       if (wait > 0 && !(await sleep(this.#clock, wait, signal))) break;
     }
-    return { ok: false, retryAfterMs: 1000 };
+    return this.#giveUp(mine, 1000);
+  }
+
+  /** Hands back what a request that gives up had reserved and not yet seen fall due. */
+  #giveUp(mine: Batch[], retryAfterMs: number): MeterTurn {
+    const now = this.#clock.now();
+    let back = 0;
+    for (const b of mine) {
+      if (b.dueAt <= now) continue; // due now: spendable by the next request here
+      back += b.n;
+      b.n = 0;
+    }
+    this.#batches = this.#batches.filter((b) => b.n > 0);
+    if (back > 0) this.#store.returnTokens(back).catch(() => {});
+    return { ok: false, retryAfterMs };
   }
 
   /**
@@ -104,7 +146,9 @@ export class TokenMeter {
    * and never spent, so that later requests wait them out.
    */
   charge(extra: number): void {
-    if (extra >= 1) this.#store.leaseTokens(Math.round(extra)).catch(() => {});
+    // At most a burst: one answer cannot hold the key for more than a window.
+    const debt = Math.min(this.#burst, Math.round(extra));
+    if (debt >= 1) this.#store.leaseTokens(debt).catch(() => {});
   }
 
   /** The provider says only `available` tokens are left now. */

@@ -286,11 +286,11 @@ Deno.test("keyQuota.tpm: the input is reserved before sending and the answer's u
   // Three answers used 600 in all (the usage read from each): the fourth waits for ~4.5 s of refill.
   assert(times[2] - times[0] < 1000, "the first three fit the burst");
   assert(times[3] - times[2] >= 3000, `the fourth waited ${times[3] - times[2]} ms for room`);
-  // A prompt larger than the whole minute never fits: refused at once, never sent.
+  // A prompt larger than the whole minute never fits: refused at once as too large, never sent.
   const big = chatRequest({ messages: [{ role: "user", content: "x".repeat(4000) }] });
   const r = await settle(t.clock, t.gateway.handler(big), 100, 60_000);
-  assert.equal(r.status, 429);
-  assert.equal((await r.json()).error.code, "gateway_keys_resting");
+  assert.equal(r.status, 413);
+  assert.equal((await r.json()).error.code, "request_too_large");
   assert.equal(t.calls.length, 4);
 });
 
