@@ -75,12 +75,20 @@ async function main(): Promise<void> {
   }
   if (config.password === undefined && !config.onDeploy) {
     config = { ...config, password: generatePassword() };
-    console.error(
-      `kvgate: ACCESS_PASSWORD is not set. Generated one for this run only:\n\n    ${config.password}\n\n` +
-        `Set ACCESS_PASSWORD in the environment to choose your own and keep it across restarts.`,
+    // Straight to the terminal: Deno exports what console.* prints as OpenTelemetry log records.
+    Deno.stderr.writeSync(
+      new TextEncoder().encode(
+        `kvgate: ACCESS_PASSWORD is not set. Generated one for this run only:\n\n    ${config.password}\n\n` +
+          `Set ACCESS_PASSWORD in the environment to choose your own and keep it across restarts.\n`,
+      ),
     );
   } else if (config.password === undefined) {
     console.error("kvgate: ACCESS_PASSWORD is not set: every API request answers 503 until it is.");
+  }
+  if (config.adminPassword === undefined && config.accessPasswordAdmin) {
+    console.error(
+      "kvgate: ACCESS_PASSWORD also opens the admin API. Set ADMIN_PASSWORD to give the admin a credential of its own.",
+    );
   }
   const kv = await openKv(config);
   const gateway = await createGateway(config, {

@@ -7,7 +7,7 @@
  */
 
 /** The gateway password every benchmark uses. */
-export const BENCH_PASSWORD = "bench-password";
+export const BENCH_PASSWORD = "bench-password-0123456789";
 
 /** The environment of a kvgate process whose one service, `openai`, goes to `mockBase`. */
 export function kvgateEnv(

@@ -103,7 +103,7 @@ const cannedFetch = (_input: RequestInfo | URL, init?: RequestInit) => {
   );
 };
 const env: Record<string, string> = {
-  ACCESS_PASSWORD: "bench-password",
+  ACCESS_PASSWORD: "bench-password-0123456789",
   OPENAI_API_KEYS: "sk-bench-one,sk-bench-two",
   GATEWAY_CONFIG: JSON.stringify({
     limitMode: "local",
@@ -123,7 +123,7 @@ const request = (url: string) =>
   new Request(url, {
     method: "POST",
     headers: {
-      authorization: "Bearer bench-password",
+      authorization: "Bearer bench-password-0123456789",
       "content-type": "application/json",
       "content-length": String(body.length),
     },

@@ -46,7 +46,7 @@ const slowFetch = (_: RequestInfo | URL, init?: RequestInit) => {
 };
 
 const env: Record<string, string> = {
-  ACCESS_PASSWORD: "bench-password",
+  ACCESS_PASSWORD: "bench-password-0123456789",
   OPENAI_API_KEYS: "sk-bench",
   GATEWAY_CONFIG: JSON.stringify({
     queueLimit: N + 10,
@@ -85,7 +85,10 @@ const send = (signal: AbortSignal) =>
   handler(
     new Request("http://gw.local/openai/v1/chat/completions", {
       method: "POST",
-      headers: { authorization: "Bearer bench-password", "content-type": "application/json" },
+      headers: {
+        authorization: "Bearer bench-password-0123456789",
+        "content-type": "application/json",
+      },
       body,
       signal,
     }),

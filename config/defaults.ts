@@ -43,6 +43,13 @@ export interface ServiceConfig {
   dayResetsAt: string;
   /** How the provider names its rate-limit headers. Default "openai" for added services. */
   rateLimitHeaders: RateLimitDialect;
+  /**
+   * Gemini style only: whether the client's credential is also accepted as
+   * `?key=` in the URL, as Google's own clients send it. Default false: URLs
+   * are recorded by proxies, access logs and Deno's OpenTelemetry spans,
+   * so a credential in one leaks; clients send `x-goog-api-key` instead.
+   */
+  keyInQuery: boolean;
 }
 
 /** Gateway-wide settings, each with its default in {@linkcode DEFAULT_SETTINGS}. */
@@ -85,6 +92,20 @@ export interface GatewaySettings {
    * (UTC midnight).
    */
   dayStartsAt: string;
+  /**
+   * Whether ACCESS_PASSWORD also opens the admin API and status page while
+   * no ADMIN_PASSWORD is set. Default true (a one-password deployment);
+   * false leaves the admin API closed to it. With ADMIN_PASSWORD set,
+   * ACCESS_PASSWORD is never the admin's.
+   */
+  accessPasswordAdmin: boolean;
+  /**
+   * A header that carries the client's address, set by a proxy you trust in
+   * front of kvgate (`x-forwarded-for`: its last entry; any other: its whole
+   * value). Default none: the connection's own address. Used to slow
+   * guessing and in the log of a refused credential.
+   */
+  clientAddressHeader: string | undefined;
 }
 
 /** Defaults for every gateway-wide setting. */
@@ -103,6 +124,8 @@ export const DEFAULT_SETTINGS: Readonly<GatewaySettings> = Object.freeze({
   drainMs: 4_000,
   expectedInstances: 1,
   dayStartsAt: "00:00",
+  accessPasswordAdmin: true,
+  clientAddressHeader: undefined,
 });
 
 function service(
@@ -126,6 +149,7 @@ function service(
     keyQuota: {},
     dayResetsAt,
     rateLimitHeaders,
+    keyInQuery: false,
   }];
 }
 

@@ -35,8 +35,14 @@ export interface Service extends ServiceConfig {
 /** Everything the gateway needs, validated. */
 export interface GatewayConfig extends GatewaySettings {
   services: Record<string, Service>;
-  /** ACCESS_PASSWORD, or undefined when unset. */
+  /** ACCESS_PASSWORD, or undefined when unset: the clients' credential. */
   password: string | undefined;
+  /**
+   * ADMIN_PASSWORD, or undefined when unset: the admin API's and status
+   * page's credential, and nothing else's. Without it, ACCESS_PASSWORD is
+   * the admin's too, unless `accessPasswordAdmin` is false.
+   */
+  adminPassword: string | undefined;
   /**
    * METRICS_TOKEN: a Bearer token that may read `/_kvgate/metrics` (and
    * nothing else), so a scraper does not hold the admin password.
@@ -77,6 +83,7 @@ const SERVICE_FIELDS = [
   "keyQuota",
   "dayResetsAt",
   "rateLimitHeaders",
+  "keyInQuery",
 ] as const;
 const DIALECTS: readonly RateLimitDialect[] = ["openai", "groq", "cerebras", "anthropic", "none"];
 const STREAM_RELAYS: readonly StreamRelay[] = ["observe", "native"];
@@ -92,6 +99,25 @@ const POSITIVE_SETTINGS = [
   "drainMs",
 ] as const;
 const INTEGER_SETTINGS = ["queueLimit", "maxRetries"] as const;
+
+/**
+ * The shortest secret accepted (passwords, METRICS_TOKEN, config team
+ * tokens): 20 random characters are over 100 bits, out of reach of guessing
+ * even at the unlimited rate a stolen hash allows.
+ */
+export const MIN_SECRET_LENGTH = 20;
+
+/** `raw` trimmed, or undefined when empty; a ConfigError when shorter than {@linkcode MIN_SECRET_LENGTH}. */
+function secret(name: string, raw: string | undefined): string | undefined {
+  const v = raw?.trim();
+  if (!v) return undefined;
+  if (v.length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(
+      `${name} must be at least ${MIN_SECRET_LENGTH} characters (got ${v.length}): use a random one, e.g. the output of \`openssl rand -base64 24\``,
+    );
+  }
+  return v;
+}
 
 /** Splits a key list on commas and newlines; trims, drops empties and duplicates. */
 export function parseKeyList(raw: string | undefined): string[] {
@@ -169,6 +195,7 @@ function mergeService(
     keyQuota: {},
     dayResetsAt: "00:00",
     rateLimitHeaders: "openai",
+    keyInQuery: false,
     ...base,
     ...patch,
   } as Record<string, unknown>;
@@ -187,6 +214,14 @@ function mergeService(
     merged.rateLimitHeaders,
     DIALECTS,
   );
+  if (typeof merged.keyInQuery !== "boolean") {
+    throw new ConfigError(
+      `${where}.keyInQuery must be true or false (got ${describe(merged.keyInQuery)})`,
+    );
+  }
+  if (merged.keyInQuery && style !== "gemini") {
+    throw new ConfigError(`${where}.keyInQuery is for gemini-style services only`);
+  }
   let keyQuota: KeyQuota;
   try {
     keyQuota = parseKeyQuota(merged.keyQuota);
@@ -205,6 +240,7 @@ function mergeService(
     keyQuota,
     dayResetsAt: String(merged.dayResetsAt),
     rateLimitHeaders,
+    keyInQuery: merged.keyInQuery,
   };
 }
 
@@ -213,7 +249,15 @@ function parseJson(source: string, text: string): Record<string, unknown> {
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`${source} is not valid JSON: ${(e as Error).message}`);
+    // Only where: the parser's own message quotes the text around the error,
+    // which can be part of a token.
+    const at = /at position (\d+)(?: \(line (\d+) column (\d+)\))?/.exec((e as Error).message);
+    const where = at
+      ? ` at position ${at[1]}${at[2] ? ` (line ${at[2]} column ${at[3]})` : ""}`
+      : "";
+    throw new ConfigError(
+      `${source} is not valid JSON${where}: check its quotes, commas and braces`,
+    );
   }
   if (!isRecord(parsed)) throw new ConfigError(`${source} must be a JSON object`);
   return parsed;
@@ -285,6 +329,22 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
       `GATEWAY_CONFIG.expectedInstances must be a positive integer (got ${describe(expected)})`,
     );
   }
+  if (typeof settings.accessPasswordAdmin !== "boolean") {
+    throw new ConfigError(
+      `GATEWAY_CONFIG.accessPasswordAdmin must be true or false (got ${
+        describe(settings.accessPasswordAdmin)
+      })`,
+    );
+  }
+  const header = settings.clientAddressHeader;
+  if (header !== undefined && (typeof header !== "string" || !/^[a-z0-9-]+$/i.test(header))) {
+    throw new ConfigError(
+      `GATEWAY_CONFIG.clientAddressHeader must be a header name like "x-forwarded-for" (got ${
+        describe(header)
+      })`,
+    );
+  }
+  if (typeof header === "string") settings.clientAddressHeader = header.toLowerCase();
   if (settings.limitMode !== "shared" && settings.limitMode !== "local") {
     throw new ConfigError(
       `GATEWAY_CONFIG.limitMode must be "shared" or "local" (got ${describe(settings.limitMode)})`,
@@ -314,10 +374,20 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
       dayResetMs: parseDayStart(svc.dayResetsAt, "dayResetsAt"),
     };
   }
-  const password = env("ACCESS_PASSWORD");
+  const password = secret("ACCESS_PASSWORD", env("ACCESS_PASSWORD"));
+  const adminPassword = secret("ADMIN_PASSWORD", env("ADMIN_PASSWORD"));
+  const metricsToken = secret("METRICS_TOKEN", env("METRICS_TOKEN"));
   const hashes = new Map<string, string>();
-  if (password && password.trim() !== "") {
-    hashes.set(tokenSha256(password.trim()), "ACCESS_PASSWORD");
+  for (
+    const [name, value] of [["ACCESS_PASSWORD", password], ["ADMIN_PASSWORD", adminPassword], [
+      "METRICS_TOKEN",
+      metricsToken,
+    ]]
+  ) {
+    if (value === undefined) continue;
+    const clash = hashes.get(tokenSha256(value));
+    if (clash) throw new ConfigError(`${name} must differ from ${clash}`);
+    hashes.set(tokenSha256(value), name!);
   }
   for (const t of teams) {
     const clash = hashes.get(t.tokenSha256);
@@ -329,8 +399,9 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
   return {
     ...(settings as unknown as GatewaySettings),
     services: resolved,
-    password: password && password.trim() !== "" ? password.trim() : undefined,
-    metricsToken: env("METRICS_TOKEN")?.trim() || undefined,
+    password,
+    adminPassword,
+    metricsToken,
     otel: env("OTEL_DENO") === "true" || env("OTEL_DENO") === "1",
     port,
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kvgate.sqlite3"),
@@ -359,8 +430,11 @@ function configTeam(
     }
     let hash: string;
     if (r.token !== undefined) {
-      if (typeof r.token !== "string" || r.token.trim().length < 16) {
-        throw new TeamFieldError("token", "must be a string of at least 16 characters");
+      if (typeof r.token !== "string" || r.token.trim().length < MIN_SECRET_LENGTH) {
+        throw new TeamFieldError(
+          "token",
+          `must be a random string of at least ${MIN_SECRET_LENGTH} characters (not a passphrase)`,
+        );
       }
       hash = tokenSha256(r.token.trim());
     } else hash = checkTokenSha256(r.tokenSha256);

@@ -59,6 +59,7 @@ export function account(
     upstreamMs: x.upstreamMs,
     totalMs: now - x.started,
     bytes,
+    client: x.client,
   });
 }
 

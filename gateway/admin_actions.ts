@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { json, problem } from "./admin_reply.ts";
+import { decodeSegment, json, problem } from "./admin_reply.ts";
 import type { Pipeline } from "./pipeline.ts";
 
 const KEY_ACTION = /^\/_kvgate\/keys\/([^/]+)\/([^/]+)\/enable\/?$/;
@@ -28,12 +28,15 @@ export async function adminAction(
   const service = SERVICE_ACTION.exec(path);
   if (!key && !service) return undefined;
   if (req.method !== "POST") return problem(405, "method_not_allowed", `Use POST on ${path}.`);
-  const name = decodeURIComponent((key ?? service)![1]);
+  const name = decodeSegment((key ?? service)![1]);
+  const id = key ? decodeSegment(key[2]) : "";
+  if (name === undefined || id === undefined) {
+    return problem(400, "invalid_path", "The path holds a malformed escape.");
+  }
   const rt = p.runtimes.get(name);
   if (!rt) return problem(404, "unknown_service", `No service named ${name}.`);
   try {
     if (key) {
-      const id = decodeURIComponent(key[2]);
       if (!(await rt.pool.enable(id, p.clock.now()))) {
         return problem(404, "unknown_key", `${name} has no key with id ${id}.`);
       }

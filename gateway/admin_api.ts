@@ -1,4 +1,6 @@
-import { type Team, TeamChangeError, TeamFieldError } from "../teams/mod.ts";
+import { type Team, TeamChangeError, TeamFieldError, tokenSha256 } from "../teams/mod.ts";
+import { readBody } from "./body.ts";
+import { clientAddress } from "./login_guard.ts";
 import { hashId } from "../teams/mod.ts";
 import { basicPassword, clientCredential, timingSafeEqual } from "./auth.ts";
 import { basicChallenge, disguise } from "./disguise.ts";
@@ -6,7 +8,7 @@ import { STATUS_PAGE } from "../status/mod.ts";
 import { readClientHead } from "./headers.ts";
 import type { Pipeline, TeamServices } from "./pipeline.ts";
 import type { RequestTarget } from "./route.ts";
-import { json, problem } from "./admin_reply.ts";
+import { decodeSegment, json, problem } from "./admin_reply.ts";
 import { adminAction } from "./admin_actions.ts";
 
 const PREFIX = "/_kvgate";
@@ -35,14 +37,59 @@ function shown(team: Team, usage?: unknown) {
   };
 }
 
+/** The admin's JSON body, read to at most 64 KiB (refused past it before more is read). */
 async function readJson(req: Request): Promise<unknown> {
-  const text = await req.text();
-  if (text.length > MAX_BODY) throw new TeamFieldError("body", `is larger than ${MAX_BODY} bytes`);
+  if (!/^application\/json\b/i.test(req.headers.get("content-type") ?? "")) {
+    throw new TeamFieldError("body", "must be sent as content-type: application/json");
+  }
+  const read = await readBody(req, MAX_BODY);
+  if (!read.ok) throw new TeamFieldError("body", `is larger than ${MAX_BODY} bytes`);
   try {
-    return JSON.parse(text);
+    return JSON.parse(new TextDecoder().decode(read.body ?? new Uint8Array()));
   } catch {
     throw new TeamFieldError("body", "is not valid JSON");
   }
+}
+
+/** The status page's headers: no caching, no outside assets, never framed, no sniffing. */
+const PAGE_HEADERS = {
+  "content-type": "text/html; charset=utf-8",
+  "cache-control": "no-store",
+  "content-security-policy":
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+};
+
+/**
+ * The admin's credential: ADMIN_PASSWORD, or ACCESS_PASSWORD where no
+ * ADMIN_PASSWORD is set and `accessPasswordAdmin` allows it.
+ */
+function adminCredential(p: Pipeline): string | undefined {
+  const c = p.config;
+  return c.adminPassword ?? (c.accessPasswordAdmin ? c.password : undefined);
+}
+
+/**
+ * Whether a state-changing request signed with Basic (which a browser
+ * sends by itself, to any site's form) comes from the page itself: the
+ * browser says `Sec-Fetch-Site: same-origin`, or its `Origin` is this
+ * host, or it carries `x-kvgate-admin` (a header no form can send, and no
+ * other site can without a preflight, which is refused).
+ */
+function sameSite(req: Request): boolean {
+  const site = req.headers.get("sec-fetch-site");
+  if (site !== null) return site === "same-origin" || site === "none";
+  const origin = req.headers.get("origin");
+  if (origin !== null) {
+    try {
+      return new URL(origin).host === req.headers.get("host");
+    } catch {
+      return false;
+    }
+  }
+  return req.headers.has("x-kvgate-admin");
 }
 
 /**
@@ -60,11 +107,16 @@ async function readJson(req: Request): Promise<unknown> {
  * - `GET /_kvgate/metrics`: Prometheus text; also for `METRICS_TOKEN`;
  * - the actions of `admin_actions.ts` (enable a key, pause or resume a service).
  */
-export async function adminApi(p: Pipeline, req: Request, target: RequestTarget) {
-  const password = p.config.password;
+export async function adminApi(
+  p: Pipeline,
+  req: Request,
+  target: RequestTarget,
+  info?: Deno.ServeHandlerInfo,
+) {
   const head = readClientHead(req.headers);
-  const cred = clientCredential(head, "", "openai") ?? basicPassword(head.authorization);
-  const admin = password !== undefined && cred !== undefined && timingSafeEqual(cred, password);
+  const bearer = clientCredential(head, "", "openai");
+  const cred = bearer ?? basicPassword(head.authorization);
+  const admin = cred !== undefined && isAdmin(p, req, info, cred);
   const page = target.path === PREFIX || target.path === PREFIX + "/";
   if (target.path === METRICS && req.method === "GET" && p.status) {
     const token = p.config.metricsToken;
@@ -76,15 +128,17 @@ export async function adminApi(p: Pipeline, req: Request, target: RequestTarget)
     }
   }
   if (!admin) return page ? basicChallenge(req.method) : disguise(target.path, req.method);
-  if (page && (req.method === "GET" || req.method === "HEAD")) {
-    return new Response(req.method === "HEAD" ? null : STATUS_PAGE, {
-      headers: {
-        "content-type": "text/html; charset=utf-8",
-        "cache-control": "no-store",
-        "content-security-policy":
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
-      },
-    });
+  const reads = req.method === "GET" || req.method === "HEAD";
+  if (!reads && bearer === undefined && !sameSite(req)) {
+    p.log({ event: "admin_cross_site_refused", method: req.method, path: target.path });
+    return problem(
+      403,
+      "cross_site_refused",
+      "An admin action must come from the status page itself.",
+    );
+  }
+  if (page && reads) {
+    return new Response(req.method === "HEAD" ? null : STATUS_PAGE, { headers: PAGE_HEADERS });
   }
   if (target.path === STATUS && p.status) {
     if (req.method !== "GET") return problem(405, "method_not_allowed", "Use GET.");
@@ -95,7 +149,10 @@ export async function adminApi(p: Pipeline, req: Request, target: RequestTarget)
   const teams = p.teams;
   const m = TEAMS.exec(target.path);
   if (!m || !teams) return problem(404, "unknown_admin_path", `No admin API at ${target.path}.`);
-  const name = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
+  const name = m[1] === undefined ? undefined : decodeSegment(m[1]);
+  if (m[1] !== undefined && name === undefined) {
+    return problem(400, "invalid_path", "The team name in the path is not a valid escape.");
+  }
   try {
     const answer = name === undefined
       ? await onTeams(p, teams, req)
@@ -113,6 +170,28 @@ export async function adminApi(p: Pipeline, req: Request, target: RequestTarget)
     p.log({ event: "admin_error", error: String(e) });
     return problem(503, "admin_unavailable", "The team store (KV) did not answer; retry.");
   }
+}
+
+/**
+ * Whether `cred` is the admin's, from an address not shut out for guessing;
+ * a wrong one is counted against the address and logged with it.
+ */
+function isAdmin(p: Pipeline, req: Request, info: Deno.ServeHandlerInfo | undefined, cred: string) {
+  const now = p.clock.now();
+  const expected = adminCredential(p);
+  const address = p.logins.watching || expected === undefined || !timingSafeEqual(cred, expected)
+    ? clientAddress(req, info, p.config.clientAddressHeader)
+    : "";
+  if (address !== "" && p.logins.shutOutFor(address, now) > 0) return false;
+  if (expected !== undefined && timingSafeEqual(cred, expected)) return true;
+  // The metrics token and a team token are not the admin's, but they are not guesses either.
+  const token = p.config.metricsToken;
+  if (token !== undefined && timingSafeEqual(cred, token)) return false;
+  if (p.teams?.registry.byHash(tokenSha256(cred)) !== undefined) return false;
+  if (p.config.password !== undefined && timingSafeEqual(cred, p.config.password)) return false;
+  p.logins.refused(address, now);
+  p.log({ event: "admin_login_refused", client: address, path: new URL(req.url).pathname });
+  return false;
 }
 
 /** `/_kvgate/teams`: GET lists every team with today's usage; POST makes one. */

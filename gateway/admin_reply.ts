@@ -5,8 +5,12 @@ export function json(status: number, body: unknown): Response {
   return new Response(body === undefined ? null : JSON.stringify(body), {
     status,
     headers: body === undefined
-      ? { "cache-control": "no-store" }
-      : { "content-type": "application/json", "cache-control": "no-store" },
+      ? { "cache-control": "no-store", "x-content-type-options": "nosniff" }
+      : {
+        "content-type": "application/json",
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+      },
   });
 }
 
@@ -14,4 +18,13 @@ export function json(status: number, body: unknown): Response {
 export function problem(status: number, code: string, message: string, field?: string): Response {
   const type = status === 404 ? "not_found_error" : "invalid_request_error";
   return json(status, { error: { message, type, code, ...(field ? { field } : {}) } });
+}
+
+/** A path segment decoded, or undefined when its escapes are malformed (a 400, not a throw). */
+export function decodeSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
 }

@@ -17,13 +17,14 @@ export function timingSafeEqual(given: string, expected: string): boolean {
 
 /**
  * The credential a client presented: `Authorization: Bearer`, `x-api-key`,
- * and on gemini also `x-goog-api-key` and `?key=` in `search` (the raw
- * query). Undefined when none.
+ * and on gemini also `x-goog-api-key`, and `?key=` in `search` (the raw
+ * query) where the service accepts it (`keyInQuery`). Undefined when none.
  */
 export function clientCredential(
   head: Pick<ClientHead, "authorization" | "apiKey" | "googApiKey">,
   search: string,
   style: ServiceStyle,
+  keyInQuery = false,
 ): string | undefined {
   if (head.authorization !== null) {
     const token = bearerToken(head.authorization);
@@ -32,7 +33,7 @@ export function clientCredential(
   if (head.apiKey !== null) return head.apiKey.trim();
   if (style === "gemini") {
     if (head.googApiKey !== null) return head.googApiKey.trim();
-    const q = search ? new URLSearchParams(search).get("key") : null;
+    const q = keyInQuery && search ? new URLSearchParams(search).get("key") : null;
     if (q !== null) return q;
   }
   return undefined;

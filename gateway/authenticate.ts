@@ -5,6 +5,7 @@ import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { ADMIN, teamPass } from "./team_stages.ts";
 import { tokenSha256 } from "../teams/mod.ts";
+import { clientAddress } from "./login_guard.ts";
 
 /**
  * The authenticate stage: the client's credential (Bearer, x-api-key, and
@@ -12,20 +13,42 @@ import { tokenSha256 } from "../teams/mod.ts";
  * constant time; the team `admin`) or a team's token (found by its
  * SHA-256: only hashes are kept, and a lookup by hash tells nothing of the
  * token). Answers why not, or nothing to pass the request on.
+ *
+ * Guessing is slowed: an address that presented too many wrong credentials
+ * is shut out for a while (429, whatever it presents), and every refusal's
+ * log line names the address (see login_guard.ts).
  */
 export function authenticate(p: Pipeline, x: Exchange): GatewayError | undefined {
   const password = p.config.password;
   const registry = p.teams?.registry;
   const teams = registry !== undefined && registry.any;
   if (password === undefined && !teams) return gatewayErrors.notConfigured();
-  const cred = clientCredential(x.head, x.target.search, x.style);
-  if (cred === undefined) return gatewayErrors.badCredential(true);
+  if (p.logins.watching) {
+    const wait = p.logins.shutOutFor(addressOf(p, x), x.now);
+    if (wait > 0) return gatewayErrors.tooManyFailedLogins(wait);
+  }
+  const cred = clientCredential(x.head, x.target.search, x.style, x.rt.service.keyInQuery);
+  if (cred === undefined) {
+    addressOf(p, x);
+    if (x.style === "gemini" && /[?&]key=/.test(x.target.search)) {
+      return gatewayErrors.keyInQueryRefused();
+    }
+    return gatewayErrors.badCredential(true);
+  }
   if (password !== undefined && timingSafeEqual(cred, password)) {
     if (teams) x.team = teamPass(ADMIN, x.head.bulk);
     return undefined;
   }
   const team = teams ? registry.byHash(tokenSha256(cred)) : undefined;
-  if (team === undefined) return gatewayErrors.badCredential(false);
+  if (team === undefined) {
+    const wait = p.logins.refused(addressOf(p, x), x.now);
+    return wait > 0 ? gatewayErrors.tooManyFailedLogins(wait) : gatewayErrors.badCredential(false);
+  }
   x.team = teamPass(team, x.head.bulk);
   return undefined;
+}
+
+/** The client's address, kept on the request for its log line. */
+function addressOf(p: Pipeline, x: Exchange): string {
+  return x.client ??= clientAddress(x.req, x.info, p.config.clientAddressHeader);
 }

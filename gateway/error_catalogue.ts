@@ -22,6 +22,22 @@ export const gatewayErrors = {
       ? "Missing API key: send the gateway password as a Bearer token or x-api-key."
       : "Incorrect API key: use the gateway password.",
   }),
+  /** `?key=` on a service that does not take it (`keyInQuery` false). */
+  keyInQueryRefused: (): GatewayError => ({
+    status: 401,
+    type: "authentication_error",
+    code: "invalid_api_key",
+    message:
+      "This gateway does not take ?key= in the URL (URLs end up in logs and traces): send the key in the x-goog-api-key header.",
+  }),
+  /** An address that presented too many wrong credentials, shut out for a while. */
+  tooManyFailedLogins: (retryAfterMs: number): GatewayError => ({
+    status: 429,
+    type: "rate_limit_error",
+    code: "too_many_failed_logins",
+    message: "Too many wrong API keys from this address; retry later.",
+    retryAfterMs,
+  }),
   invalidPath: (message: string): GatewayError => ({
     status: 400,
     type: "invalid_request_error",

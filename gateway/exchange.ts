@@ -47,6 +47,8 @@ export interface Exchange {
   model: string | undefined;
   /** This attempt is the single probe after a provider-wide pause. */
   probe: boolean;
+  /** The client's address, read only when a credential is refused (for the log and the login guard). */
+  client: string | undefined;
 }
 
 /**
@@ -86,5 +88,6 @@ export function newExchange(
     usedSplit: undefined,
     model: undefined,
     probe: false,
+    client: undefined,
   };
 }

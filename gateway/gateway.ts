@@ -45,7 +45,7 @@ export interface GatewayOptions {
 /** A running gateway: its request handler and its shutdown. */
 export interface Gateway {
   readonly instanceId: string;
-  readonly handler: (req: Request) => Promise<Response>;
+  readonly handler: (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
   readonly runtimes: ReadonlyMap<string, ServiceRuntime>;
   readonly presence: Presence | undefined;
   readonly kvStatus: KvStatus;

@@ -17,6 +17,8 @@ import type { ServiceRuntime } from "./runtime.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";
 import { checkScope, enterTeam } from "./team_stages.ts";
 import { adminApi, isAdminPath } from "./admin_api.ts";
+import { clientAddress } from "./login_guard.ts";
+import { tokenSha256 } from "../teams/mod.ts";
 
 export type { HandlerDeps } from "./pipeline.ts";
 
@@ -48,9 +50,9 @@ export function createHandler(
    */
   return function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
     const target = requestTarget(req.url);
-    if (isAdminPath(target.path)) return adminApi(p, req, target);
+    if (isAdminPath(target.path)) return adminApi(p, req, target, info);
     const rt = deps.runtimes.get(serviceName(target.path));
-    if (!rt) return Promise.resolve(unknownService(p, req, target, prefixes));
+    if (!rt) return Promise.resolve(unknownService(p, req, target, prefixes, info));
     const done = p.drain.begin();
     const x = newExchange(req, target, rt, p.clock.now(), p.config, info);
     if (info) {
@@ -125,11 +127,18 @@ function unknownService(
   req: Request,
   target: RequestTarget,
   prefixes: string,
+  info: Deno.ServeHandlerInfo | undefined,
 ): Response {
   const head = readClientHead(req.headers);
   const password = p.config.password;
   const cred = clientCredential(head, target.search, "openai");
-  if (password === undefined || cred === undefined || !timingSafeEqual(cred, password)) {
+  if (cred === undefined) return disguise(target.path, req.method);
+  const now = p.clock.now();
+  const address = clientAddress(req, info, p.config.clientAddressHeader);
+  if (p.logins.shutOutFor(address, now) > 0) return disguise(target.path, req.method);
+  if (password === undefined || !timingSafeEqual(cred, password)) {
+    // A wrong credential here is a guess too: the answer would tell it right from wrong.
+    if (p.teams?.registry.byHash(tokenSha256(cred)) === undefined) p.logins.refused(address, now);
     return disguise(target.path, req.method);
   }
   return errorResponse(

@@ -1,6 +1,7 @@
 import type { GatewayConfig } from "../config/mod.ts";
 import { type Clock, TimeoutSweeper } from "../limiter/mod.ts";
 import type { Drain } from "./drain.ts";
+import { LoginGuard } from "./login_guard.ts";
 import type { LogLine } from "./log.ts";
 import type { RelayOptions } from "./relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
@@ -44,6 +45,8 @@ export interface Pipeline extends HandlerDeps {
   bodyRelay: RelayOptions;
   metrics: Metrics;
   telemetry: GenAiTelemetry;
+  /** Refused credentials per client address (see login_guard.ts). */
+  logins: LoginGuard;
 }
 
 /** Builds the shared part of the pipeline from its dependencies. */
@@ -60,5 +63,6 @@ export function createPipeline(deps: HandlerDeps): Pipeline {
     bodyRelay: { ...sseRelay, eventStream: false },
     metrics: deps.metrics ?? new Metrics(),
     telemetry: deps.telemetry ?? new GenAiTelemetry(false),
+    logins: new LoginGuard(),
   };
 }

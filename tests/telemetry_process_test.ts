@@ -69,3 +69,94 @@ Deno.test("OTEL_DENO=true: the GenAI metrics and a span per upstream attempt rea
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("M4: kvgate exports no credential: the generated password goes to the terminal only, keys never, ?key= is refused unless a service opts in; a key a client puts in a URL is recorded by Deno's own server span (as the README warns)", async () => {
+  const dir = await Deno.makeTempDir();
+  const received: { path: string; body: string }[] = [];
+  const ac = new AbortController();
+  const receiver = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
+    async (req) => {
+      received.push({ path: new URL(req.url).pathname, body: await req.text() });
+      return new Response("{}", { headers: { "content-type": "application/json" } });
+    },
+  );
+  const mock = await startMockUpstream();
+  const gem = { target: mock.url, style: "gemini", rps: 50, burst: 50 };
+  const proc = await startGatewayProcess({
+    kvPath: `${dir}/kv.sqlite3`,
+    config: { services: { gemq: { ...gem, keyInQuery: true }, gemoff: gem } },
+    env: {
+      ACCESS_PASSWORD: "",
+      GEMQ_API_KEYS: "g-otel-secret-key-1",
+      GEMOFF_API_KEYS: "g-otel-secret-key-2",
+      OTEL_DENO: "true",
+      OTEL_SERVICE_NAME: "kvgate-test",
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.addr.port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    },
+  });
+  try {
+    const generated = /kvg-[A-Za-z0-9_-]{20,}/.exec(proc.stderr.text())?.[0];
+    assert(generated, "the generated password is on the terminal");
+    const path = "/v1beta/models/gemini-pro:generateContent?alt=json";
+    const post = (headers: Record<string, string> = {}) => ({
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: "{}",
+    });
+    for (const service of ["gemq", "gemoff"]) {
+      const viaHeader: Response = await fetch(
+        `${proc.url}/${service}${path}`,
+        post({ "x-goog-api-key": generated }),
+      );
+      assert.equal(viaHeader.status, 200, `${service}: the header works everywhere`);
+      await viaHeader.body?.cancel();
+    }
+    const off = await fetch(`${proc.url}/gemoff${path}&key=${generated}`, post());
+    assert.equal(off.status, 401, "?key= is off by default");
+    assert.match(await off.text(), /x-goog-api-key/);
+    const on = await fetch(`${proc.url}/gemq${path}&key=${generated}`, post());
+    assert.equal(on.status, 200, "?key= where the service opts in");
+    await on.body?.cancel();
+    assert(mock.received.every((r) => !r.search.includes("key=")), "no ?key= goes upstream");
+    const all = () => received.map((r) => r.body).join("\n");
+    for (
+      let i = 0;
+      i < 100 && !(all().includes("gemoff") && all().includes(`key=${generated}`));
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert(received.some((r) => r.path === "/v1/logs"), "console output was exported as logs");
+    // What kvgate cannot stop: Deno's server span records the URL as the client sent it.
+    const spans = received.filter((r) => r.path === "/v1/traces").map((r) => JSON.parse(r.body));
+    const urls = spans.flatMap((t) =>
+      t.resourceSpans.flatMap((rs: { scopeSpans: { spans: unknown[] }[] }) =>
+        rs.scopeSpans.flatMap((ss) => ss.spans)
+      )
+    ).flatMap((
+      span: { kind: number; attributes: { key: string; value: { stringValue?: string } }[] },
+    ) =>
+      span.attributes.filter((a) => a.key === "url.full").map((
+        a,
+      ) => [span.kind, a.value.stringValue!])
+    ) as [number, string][];
+    const withKey = urls.filter(([, url]) => url.includes(`key=${generated}`));
+    assert(withKey.length >= 2, "the client's URL is on Deno's server spans");
+    assert(
+      withKey.every(([kind]) => kind === 2),
+      "only on server spans (kind 2), never on kvgate's upstream calls",
+    );
+    const rest = all().replaceAll(`key=${generated}`, "");
+    for (const secret of [generated, "g-otel-secret-key-1", "g-otel-secret-key-2"]) {
+      assert(!rest.includes(secret), "a secret in what kvgate exported");
+    }
+  } finally {
+    await stopProcesses([proc]);
+    await mock.close();
+    ac.abort();
+    await receiver.finished;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -126,3 +126,46 @@ Deno.test("a bad config makes `deno task start` exit with the message, before se
     ),
   );
 });
+
+Deno.test("M2/L10: a password, ADMIN_PASSWORD or METRICS_TOKEN under 20 characters is refused at start-up with one line that never shows it", () => {
+  for (const name of ["ACCESS_PASSWORD", "ADMIN_PASSWORD", "METRICS_TOKEN"]) {
+    let message = "";
+    try {
+      loadConfig(env({ [name]: "hunter2-short" }));
+    } catch (e) {
+      assert(e instanceof ConfigError);
+      message = e.message;
+    }
+    assert(message.startsWith(`${name} must be at least 20 characters (got 13)`), message);
+    assert(!message.includes("hunter2"), "the secret is not echoed");
+    assert(!message.includes("\n"), "one line");
+  }
+  const ok = loadConfig(env({
+    ACCESS_PASSWORD: "client-password-0123456789",
+    ADMIN_PASSWORD: "admin-password-0123456789",
+    METRICS_TOKEN: "scrape-token-0123456789",
+  }));
+  assertEquals(ok.adminPassword, "admin-password-0123456789");
+  assertThrows(
+    () =>
+      loadConfig(env({
+        ACCESS_PASSWORD: "same-password-0123456789",
+        ADMIN_PASSWORD: "same-password-0123456789",
+      })),
+    ConfigError,
+    "ADMIN_PASSWORD must differ from ACCESS_PASSWORD",
+  );
+});
+
+Deno.test("L9: a config that is not JSON is reported by position, never by quoting it", () => {
+  let message = "";
+  try {
+    loadConfig(
+      env({ GATEWAY_CONFIG: '{"teams":{"ops":{"token":tok-EXAMPLE-SECRET-0123456789}}}' }),
+    );
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  assert(message.startsWith("GATEWAY_CONFIG is not valid JSON"), message);
+  assert(!message.includes("tok-"), `no part of the config in "${message}"`);
+});

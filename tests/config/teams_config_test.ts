@@ -22,26 +22,32 @@ Deno.test("config teams: each mistake is named by its place", () => {
   const cases: Array<[unknown, RegExp]> = [
     [{ teams: { t: { weight: 2 } } }, /teams\.t\.token or tokenSha256 is required/],
     [{ teams: { t: { tokenSha256: "xyz" } } }, /teams\.t\.tokenSha256 must be 64 hex digits/],
-    [{ teams: { t: { token: "short" } } }, /teams\.t\.token must be a string of at least 16/],
-    [{ teams: { "Bad Name": { token: "0123456789abcdef" } } }, /teams\.Bad Name: name must match/],
     [
-      { teams: { admin: { token: "0123456789abcdef" } } },
+      { teams: { t: { token: "short" } } },
+      /teams\.t\.token must be a random string of at least 20/,
+    ],
+    [
+      { teams: { "Bad Name": { token: "0123456789abcdefghij" } } },
+      /teams\.Bad Name: name must match/,
+    ],
+    [
+      { teams: { admin: { token: "0123456789abcdefghij" } } },
       /teams\.admin: name "admin" is the password's/,
     ],
     [
-      { teams: { t: { token: "0123456789abcdef", services: ["nope"] } } },
+      { teams: { t: { token: "0123456789abcdefghij", services: ["nope"] } } },
       /teams\.t\.services names no service: "nope"/,
     ],
     [
-      { teams: { t: { token: "0123456789abcdef", limits: { groq: { rps: 50 } } } } },
+      { teams: { t: { token: "0123456789abcdefghij", limits: { groq: { rps: 50 } } } } },
       /teams\.t\.limits\.groq\.rps must not exceed the service's own rps \(1; got 50\)/,
     ],
     [
-      { teams: { t: { token: "0123456789abcdef", colour: "red" } } },
+      { teams: { t: { token: "0123456789abcdefghij", colour: "red" } } },
       /teams\.t\.colour is not a known field/,
     ],
     [
-      { teams: { t: { token: "0123456789abcdef", daily: { requests: 1.5 } } } },
+      { teams: { t: { token: "0123456789abcdefghij", daily: { requests: 1.5 } } } },
       /teams\.t\.daily\.requests must be a positive integer/,
     ],
     [{ dayStartsAt: "25:00" }, /GATEWAY_CONFIG\.dayStartsAt must be "HH:MM"/],

@@ -32,6 +32,11 @@ Deno.test("clientCredential() reads Bearer tokens, x-api-key, and on gemini x-go
   }
   assertEquals(clientCredential(head("Basic x", " pw2 "), "", "anthropic"), "pw2");
   assertEquals(clientCredential(head(null), "?key=pw3", "openai"), undefined, "?key= is gemini's");
-  assertEquals(clientCredential(head(null), "?alt=sse&key=pw3", "gemini"), "pw3");
+  assertEquals(clientCredential(head(null), "?alt=sse&key=pw3", "gemini", true), "pw3");
+  assertEquals(
+    clientCredential(head(null), "?alt=sse&key=pw3", "gemini"),
+    undefined,
+    "?key= is opt-in",
+  );
   assertEquals(clientCredential(head(null, null, " pw4 "), "", "gemini"), "pw4");
 });

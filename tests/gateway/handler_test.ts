@@ -9,6 +9,15 @@ function setup(mockOptions = {}, settings: Record<string, unknown> = {}, extra =
       openai: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
       claude: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
       gemini: { target: url, keys: ["g-one"], rps: 100, burst: 100, maxConn: 50 },
+      gemq: {
+        target: url,
+        style: "gemini",
+        keyInQuery: true,
+        keys: ["g-one"],
+        rps: 100,
+        burst: 100,
+        maxConn: 50,
+      },
       sub: { target: `${url}/base/path`, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
     },
     settings,
@@ -85,7 +94,7 @@ Deno.test("routing: no path leaves the target's origin or climbs above its path"
   }
 });
 
-Deno.test("gemini: /gemini/v1 maps to /v1beta/openai; native paths pass with x-goog-api-key; ?key= authenticates", async () => {
+Deno.test("gemini: /gemini/v1 maps to /v1beta/openai; native paths pass with x-goog-api-key; ?key= authenticates only where keyInQuery is on", async () => {
   await using t = await setup();
   const res = await fetch(`${t.gw.url}/gemini/v1/chat/completions`, {
     method: "POST",
@@ -97,10 +106,12 @@ Deno.test("gemini: /gemini/v1 maps to /v1beta/openai; native paths pass with x-g
   assertEquals(t.mock.received[0].path, "/v1beta/openai/chat/completions");
   assertEquals(t.mock.received[0].headers.get("authorization"), "Bearer g-one");
 
-  const native = await fetch(
-    `${t.gw.url}/gemini/v1beta/models/gemini-pro:generateContent?key=${PASSWORD}&alt=json`,
-    { method: "POST", headers: { "content-type": "application/json" }, body: "{}" },
-  );
+  const path = `/v1beta/models/gemini-pro:generateContent?key=${PASSWORD}&alt=json`;
+  const post = { method: "POST", headers: { "content-type": "application/json" }, body: "{}" };
+  const refused = await fetch(`${t.gw.url}/gemini${path}`, post);
+  assertEquals(refused.status, 401, "?key= is off by default");
+  assert((await refused.text()).includes("x-goog-api-key"), "the answer says what to send instead");
+  const native = await fetch(`${t.gw.url}/gemq${path}`, post);
   assertEquals(native.status, 200);
   await native.body?.cancel();
   const seen = t.mock.received[1];

@@ -236,6 +236,7 @@ Deno.test("account: one log line per request, naming the key by its id, never by
   assert.deepEqual(Object.keys(line).sort(), [
     "attempts",
     "bytes",
+    "client",
     "id",
     "key",
     "method",
@@ -249,6 +250,11 @@ Deno.test("account: one log line per request, naming the key by its id, never by
     "upstreamMs",
   ]);
   assert.match(String(line.key), /^k_[0-9a-f]{12}$/);
+  assert.equal(
+    line.client,
+    undefined,
+    "the client's address is logged only for a refused credential",
+  );
   assert(!JSON.stringify(t.logs).includes("sk-a") && !JSON.stringify(t.logs).includes("sk-b"));
   assert(!JSON.stringify(t.logs).includes(PASSWORD));
 });

@@ -16,13 +16,14 @@ export interface TestService {
   maxConn?: number;
   style?: "openai" | "anthropic" | "gemini";
   streamRelay?: "observe" | "native";
+  keyInQuery?: boolean;
 }
 
 /** Options for {@linkcode startGateway}. */
 export interface HarnessOptions extends Partial<Omit<GatewayOptions, "kv">> {
   services: Record<string, TestService>;
   settings?: Record<string, unknown>;
-  /** Default "test-password". Pass null for none. */
+  /** Default {@linkcode PASSWORD}. Pass null for none. */
   password?: string | null;
   kv?: Deno.Kv;
   env?: Record<string, string>;
@@ -37,7 +38,7 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export const PASSWORD = "test-password";
+export const PASSWORD = "test-password-0123456789";
 
 /** Starts a gateway on an ephemeral loopback port. */
 export async function startGateway(options: HarnessOptions): Promise<RunningGateway> {
