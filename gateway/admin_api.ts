@@ -29,6 +29,7 @@ function shown(team: Team, usage?: unknown) {
     source: team.source,
     services: team.services ?? "*",
     models: team.models ?? "*",
+    paths: team.paths ?? "default",
     weight: team.weight,
     limits: team.limits,
     daily: team.daily,

@@ -131,6 +131,20 @@ export const gatewayErrors = {
     code: "team_forbidden",
     message: `Team ${team} may not use ${what}. Allowed: ${allowed.join(", ")}.`,
   }),
+  /** A team token on an endpoint outside its `paths`. */
+  teamEndpointForbidden: (
+    team: string,
+    endpoint: string,
+    service: string,
+    paths: readonly string[] | undefined,
+  ): GatewayError => ({
+    status: 403,
+    type: "permission_error",
+    code: "team_forbidden",
+    message: `Team ${team} may not call ${endpoint} on ${service}. Allowed: ${
+      paths?.join(", ") ?? "the inference endpoints and model lists (the default)"
+    }; the admin can add it to the team's "paths".`,
+  }),
   /** A refusal while waiting for the team's own pacing. */
   teamRefused: (reason: RefusalReason, team: string, retryAfterMs: number): GatewayError =>
     reason === "closing" ? CLOSING : reason === "aborted" ? CLIENT_CLOSED : {

@@ -1,6 +1,8 @@
 import type { ServiceLimiter, WaitOptions } from "../limiter/mod.ts";
 import {
   type BudgetVerdict,
+  DEFAULT_TEAM_PATHS,
+  endpointAllowed,
   estimateTokens,
   type GatePass,
   modelAllowed,
@@ -92,7 +94,8 @@ export function listsModels(x: Exchange): boolean {
 }
 
 /**
- * The scope stage: a team may use only its services and, when it has a
+ * The scope stage: a team may use only its services, its endpoints (by
+ * default the inference ones, see `DEFAULT_TEAM_PATHS`) and, when it has a
  * model list, only those models (a request whose model cannot be read is
  * refused too). Nothing reaches the upstream when it answers.
  */
@@ -108,6 +111,17 @@ export function checkScope(
   const service = x.rt.service.name;
   if (team.services !== undefined && !team.services.includes(service)) {
     return gatewayErrors.teamForbidden(team.name, `the service ${service}`, team.services);
+  }
+  if (team !== ADMIN) {
+    const path = x.target.path.slice(service.length + 1);
+    if (!endpointAllowed(team.paths ?? DEFAULT_TEAM_PATHS, x.req.method, path)) {
+      return gatewayErrors.teamEndpointForbidden(
+        team.name,
+        `${x.req.method} ${path}`,
+        service,
+        team.paths,
+      );
+    }
   }
   if (team.models === undefined || listsModels(x)) return undefined;
   const model = requestedModel(r, body);

@@ -25,6 +25,12 @@ export interface TeamSettings {
   services?: string[];
   /** Allowed model patterns (`*` matches any run of characters); undefined = all. */
   models?: string[];
+  /**
+   * Allowed endpoints, `[METHOD ]/path` under the service's prefix (`*`
+   * matches any run of characters; no method: GET and POST; `"*"` alone:
+   * everything). Undefined = {@linkcode DEFAULT_TEAM_PATHS}.
+   */
+  paths?: string[];
   /** Share of a saturated service relative to other teams. Default 1. */
   weight: number;
   /** Own pacing per service name, or `"*"` for every service. */
@@ -54,7 +60,33 @@ export class TeamFieldError extends Error {
 export const TEAM_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** The name the password is counted under; no team may take it. */
 export const ADMIN_TEAM = "admin";
-const SETTING_FIELDS = ["services", "models", "weight", "limits", "daily"] as const;
+const SETTING_FIELDS = ["services", "models", "paths", "weight", "limits", "daily"] as const;
+
+/**
+ * The endpoints a team may call when it names none: inference and model
+ * lists. Not files, batches, fine-tunes, assistants, vector stores, stored
+ * responses, cached contents or organization endpoints: those hold the
+ * key owner's objects, which every team sharing the key would share.
+ */
+export const DEFAULT_TEAM_PATHS: readonly string[] = Object.freeze([
+  "POST /v1/chat/completions",
+  "POST /v1/completions",
+  "POST /v1/responses",
+  "POST /v1/embeddings",
+  "POST /v1/messages",
+  "POST /v1/messages/count_tokens",
+  "GET /v1/models",
+  "GET /v1/models/*",
+  "GET /v1beta/models",
+  "GET /v1beta/models/*",
+  "POST /v1beta/models/*:generateContent",
+  "POST /v1beta/models/*:streamGenerateContent",
+  "POST /v1beta/models/*:countTokens",
+  "POST /v1beta/models/*:embedContent",
+  "POST /v1beta/models/*:batchEmbedContents",
+]);
+
+const PATH_PATTERN = /^(?:(?:GET|POST|PUT|PATCH|DELETE|\*) )?\/[\x21-\x7e]*$/;
 const HEX_SHA256 = /^[0-9a-f]{64}$/;
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -175,6 +207,18 @@ export function parseTeamFields(
     );
   }
   if (raw.models !== undefined) out.models = stringList("models", raw.models);
+  if (raw.paths !== undefined) {
+    out.paths = stringList(
+      "paths",
+      raw.paths,
+      (p) =>
+        p === "*" || PATH_PATTERN.test(p)
+          ? undefined
+          : `entries must be "*" or "[METHOD ]/path" like "POST /v1/chat/completions" (got ${
+            show(p)
+          })`,
+    );
+  }
   if (raw.weight !== undefined) out.weight = positive("weight", raw.weight, false);
   if (raw.limits !== undefined) out.limits = parseLimits(raw.limits, ctx);
   if (raw.daily !== undefined) out.daily = parseDaily(raw.daily);
@@ -216,6 +260,28 @@ export function teamLimitsFor(
     burst: Math.min(merged.burst ?? cap.burst, cap.burst),
     maxConn: Math.min(merged.maxConn ?? cap.maxConn, cap.maxConn),
   };
+}
+
+/**
+ * True when `method path` (the path under the service's prefix) is one of
+ * `patterns` (see {@linkcode TeamSettings.paths}).
+ */
+export function endpointAllowed(
+  patterns: readonly string[],
+  method: string,
+  path: string,
+): boolean {
+  for (const p of patterns) {
+    if (p === "*") return true;
+    const space = p.indexOf(" ");
+    const want = space < 0 ? undefined : p.slice(0, space);
+    const pathPattern = space < 0 ? p : p.slice(space + 1);
+    const methodOk = want === undefined
+      ? method === "GET" || method === "POST"
+      : want === "*" || want === method;
+    if (methodOk && globMatch(pathPattern, path)) return true;
+  }
+  return false;
 }
 
 /** True when `model` matches one of `patterns` (`*` = any run of characters). */
