@@ -85,11 +85,6 @@ async function main(): Promise<void> {
   } else if (config.password === undefined) {
     console.error("kvgate: ACCESS_PASSWORD is not set: every API request answers 503 until it is.");
   }
-  if (config.adminPassword === undefined && config.accessPasswordAdmin) {
-    console.error(
-      "kvgate: ACCESS_PASSWORD also opens the admin API. Set ADMIN_PASSWORD to give the admin a credential of its own.",
-    );
-  }
   const kv = await openKv(config);
   const gateway = await createGateway(config, {
     kv: kv.kv,
@@ -97,6 +92,13 @@ async function main(): Promise<void> {
     region: Deno.env.get("DENO_REGION"),
   });
   summary(config);
+  if (config.adminPassword === undefined && config.accessPasswordAdmin) {
+    jsonLog({
+      event: "warning",
+      message:
+        "ACCESS_PASSWORD also opens the admin API. Set ADMIN_PASSWORD to give the admin a credential of its own.",
+    });
+  }
   jsonLog({
     event: "start",
     instance: gateway.instanceId,

@@ -190,7 +190,7 @@ function isAdmin(p: Pipeline, req: Request, info: Deno.ServeHandlerInfo | undefi
   if (token !== undefined && timingSafeEqual(cred, token)) return false;
   if (p.teams?.registry.byHash(tokenSha256(cred)) !== undefined) return false;
   if (p.config.password !== undefined && timingSafeEqual(cred, p.config.password)) return false;
-  p.logins.refused(address, now);
+  p.logins.refused(address, cred, now);
   p.log({ event: "admin_login_refused", client: address, path: new URL(req.url).pathname });
   return false;
 }

@@ -41,7 +41,7 @@ export function authenticate(p: Pipeline, x: Exchange): GatewayError | undefined
   }
   const team = teams ? registry.byHash(tokenSha256(cred)) : undefined;
   if (team === undefined) {
-    const wait = p.logins.refused(addressOf(p, x), x.now);
+    const wait = p.logins.refused(addressOf(p, x), cred, x.now);
     return wait > 0 ? gatewayErrors.tooManyFailedLogins(wait) : gatewayErrors.badCredential(false);
   }
   x.team = teamPass(team, x.head.bulk);

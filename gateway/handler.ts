@@ -138,7 +138,9 @@ function unknownService(
   if (p.logins.shutOutFor(address, now) > 0) return disguise(target.path, req.method);
   if (password === undefined || !timingSafeEqual(cred, password)) {
     // A wrong credential here is a guess too: the answer would tell it right from wrong.
-    if (p.teams?.registry.byHash(tokenSha256(cred)) === undefined) p.logins.refused(address, now);
+    if (p.teams?.registry.byHash(tokenSha256(cred)) === undefined) {
+      p.logins.refused(address, cred, now);
+    }
     return disguise(target.path, req.method);
   }
   return errorResponse(

@@ -2,6 +2,9 @@
  * Guessing is slow and seen: refused credentials are counted per client
  * address in memory (a bounded least-recently-used map), and past a burst
  * each one shuts that address out for a time that doubles, up to a cap.
+ * Only distinct credentials count: a guesser tries many, while a client
+ * that keeps sending one stale token (rotated, or not yet known to this
+ * instance) is not guessing and is not shut out for it.
  * A request whose credential is right costs one size check while no
  * address is counted, and one map lookup otherwise.
  *
@@ -29,6 +32,15 @@ interface Strikes {
   n: number;
   since: number;
   blockedUntil: number;
+  /** Fingerprints of the credentials counted (never the credentials). */
+  seen: Set<number>;
+}
+
+/** A 32-bit FNV-1a fingerprint: tells credentials apart without keeping them. */
+function fingerprint(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** Refused credentials per client address; see the module doc. */
@@ -64,20 +76,26 @@ export class LoginGuard {
     return s === undefined ? 0 : Math.max(0, s.blockedUntil - now);
   }
 
-  /** Counts a refused credential from `address`; returns how long it is now shut out, in ms. */
-  refused(address: string, now: number): number {
+  /**
+   * Counts `credential`, refused, from `address` (unless it was counted
+   * already); returns how long the address is now shut out, in ms.
+   */
+  refused(address: string, credential: string, now: number): number {
     let s = this.#strikes.get(address);
     if (s === undefined || now - s.since > this.#forgetMs) {
-      s = { n: 0, since: now, blockedUntil: 0 };
+      s = { n: 0, since: now, blockedUntil: 0, seen: new Set() };
     }
     this.#strikes.delete(address); // re-inserted last: the map's order is recency
+    this.#strikes.set(address, s);
+    if (this.#strikes.size > this.#max) this.#strikes.delete(this.#strikes.keys().next().value!);
+    const f = fingerprint(credential);
+    if (s.seen.has(f)) return Math.max(0, s.blockedUntil - now);
+    if (s.seen.size <= this.#burst) s.seen.add(f);
     s.n++;
     if (s.n > this.#burst) {
       const ms = Math.min(this.#maxMs, this.#baseMs * 2 ** Math.min(30, s.n - this.#burst - 1));
       s.blockedUntil = now + ms;
     }
-    this.#strikes.set(address, s);
-    if (this.#strikes.size > this.#max) this.#strikes.delete(this.#strikes.keys().next().value!);
     return Math.max(0, s.blockedUntil - now);
   }
 }

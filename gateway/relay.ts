@@ -8,11 +8,16 @@ export type RelayEnd =
   | "idle_timeout"
   | "client_abort"
   | "upstream_error"
+  | "client_stalled"
   | "drained";
 
 /** Options for {@linkcode relayBody}. */
 export interface RelayOptions {
-  /** The longest upstream silence before the stream is ended cleanly, in ms. */
+  /**
+   * The longest upstream silence before the stream is ended cleanly, and
+   * the longest a client may leave a chunk untaken before the stream is cut
+   * (its slot is then free for others), in ms.
+   */
   idleTimeoutMs: number;
   clock: Clock;
   /**
@@ -57,18 +62,25 @@ export function relayBody(
   let ending = false;
   /** When the pending read started (ms), or -1 while none is pending (the client is reading). */
   let waitingSince = -1;
+  /** When the last chunk was handed on: while no read is pending, the client has not taken it. */
+  let handedAt = clock.now();
   let timer: TimerHandle | undefined;
   let leaveDrain: (() => void) | undefined;
   const watch = (ms: number) => {
     timer = clock.setTimeout(() => {
       timer = undefined;
       if (ended) return;
-      const silentFor = waitingSince < 0 ? 0 : clock.now() - waitingSince;
+      const now = clock.now();
+      const silentFor = waitingSince < 0 ? 0 : now - waitingSince;
+      // No read pending: the client has not taken what it was given (its socket is full).
+      const stalledFor = waitingSince < 0 ? now - handedAt : 0;
       if (silentFor >= idleTimeoutMs) {
         idle = true;
         reader.cancel(new Error("idle timeout")).catch(() => {});
+      } else if (stalledFor >= idleTimeoutMs) {
+        cut("client_stalled", "the client stopped reading");
       } else {
-        watch(idleTimeoutMs - silentFor);
+        watch(idleTimeoutMs - Math.max(silentFor, stalledFor));
       }
     }, ms);
   };
@@ -78,6 +90,14 @@ export function relayBody(
     if (timer !== undefined) clock.clearTimeout(timer);
     leaveDrain?.();
     onEnd(how, bytes);
+  };
+  /** Ends the client's stream with an error (never a clean end) and lets the upstream go. */
+  const cut = (how: RelayEnd, why: string) => {
+    try {
+      controller.error(new Error(why));
+    } catch { /* already closed */ }
+    end(how);
+    reader.cancel().catch(() => {});
   };
   /** Ends the client's stream normally and lets the upstream go. */
   const finish = (how: RelayEnd, notice: boolean) => {
@@ -99,11 +119,7 @@ export function relayBody(
       endNow() {
         if (ended) return;
         if (eventStream && atEventBoundary(tail, bytes)) return finish("drained", true);
-        try {
-          controller.error(new Error("the gateway is shutting down"));
-        } catch { /* already closed */ }
-        end("drained");
-        reader.cancel().catch(() => {});
+        cut("drained", "the gateway is shutting down");
       },
     });
   }
@@ -133,6 +149,7 @@ export function relayBody(
         }
         bytes += value.byteLength;
         if (eventStream) tail = shiftIn(tail, value);
+        handedAt = clock.now();
         c.enqueue(value);
         if (meter !== undefined) meter(value);
       } catch {

@@ -12,6 +12,8 @@ export class TeamLimiters {
   #make: (team: string, limits: TeamLimits) => ServiceLimiter;
   #cap: TeamLimits;
   #service: string;
+  /** Limiters of teams with no pacing of their own: only their slots count. */
+  #slotsOnly = new WeakSet<ServiceLimiter>();
 
   /**
    * @param service The service's name.
@@ -28,12 +30,18 @@ export class TeamLimiters {
     this.#make = make;
   }
 
-  /** The limiter of `team`'s own pacing here, or undefined when it has none. */
-  for(team: Team): ServiceLimiter | undefined {
+  /**
+   * The limiter of `team`'s own pacing here, or undefined when it has none.
+   * A team with no limits of its own here still has a cap on what it holds
+   * in flight (see {@linkcode defaultTeamLimits}), unless `capped` is false
+   * (the password's requests).
+   */
+  for(team: Team, capped = true): ServiceLimiter | undefined {
     const made = this.#made.get(team.name);
     // Called on every request of a team with limits: the same team record, the same limiter.
     if (made?.team === team) return made.limiter;
-    const limits = teamLimitsFor(team, this.#service, this.#cap);
+    const limits = teamLimitsFor(team, this.#service, this.#cap) ??
+      (capped ? defaultTeamLimits(this.#cap) : undefined);
     if (limits === undefined) {
       if (made) this.#retire(team.name, made.limiter);
       return undefined;
@@ -45,8 +53,16 @@ export class TeamLimiters {
     }
     if (made) this.#retire(team.name, made.limiter);
     const limiter = this.#make(team.name, limits);
+    if (limits.rps >= this.#cap.rps && limits.burst >= this.#cap.burst) {
+      this.#slotsOnly.add(limiter);
+    }
     this.#made.set(team.name, { team, signature, limiter });
     return limiter;
+  }
+
+  /** Whether `limiter` paces a team's tokens (its own rps or burst), not only its slots. */
+  pacesTokens(limiter: ServiceLimiter): boolean {
+    return !this.#slotsOnly.has(limiter);
   }
 
   /** Renews the slots every team limiter holds. */
@@ -68,4 +84,16 @@ export class TeamLimiters {
     this.#made.delete(name);
     limiter.close().catch(() => {});
   }
+}
+
+/**
+ * What a team with no limits of its own holds at most on a service: one
+ * slot fewer than the service's `maxConn`, so that no team's requests
+ * (streams relayed natively, which nothing can time out, included) ever
+ * take every slot from the others. A service with `maxConn` 1 has no room
+ * for such a cap: undefined.
+ */
+export function defaultTeamLimits(service: TeamLimits): TeamLimits | undefined {
+  if (service.maxConn < 2) return undefined;
+  return { rps: service.rps, burst: service.burst, maxConn: service.maxConn - 1 };
 }

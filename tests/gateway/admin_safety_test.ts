@@ -132,7 +132,11 @@ Deno.test("M2: 1,000 wrong passwords from one address are shut out after a burst
 
 Deno.test("M2: the shut-out doubles with each further refusal and ends; a trusted x-forwarded-for names the client", async () => {
   await using t = await setup({}, { clientAddressHeader: "x-forwarded-for" });
-  const via = (chain: string) => ({ ...bearer("wrong-password-000000"), "x-forwarded-for": chain });
+  let guess = 0;
+  const via = (chain: string) => ({
+    ...bearer(`wrong-password-${guess++}`),
+    "x-forwarded-for": chain,
+  });
   for (let i = 0; i < 11; i++) {
     await call(t, "GET", "/openai/v1/models", via("1.1.1.1, 203.0.113.9"));
   }
@@ -153,6 +157,26 @@ Deno.test("M2: the shut-out doubles with each further refusal and ends; a truste
       ...bearer(PASSWORD),
       "x-forwarded-for": "203.0.113.9",
     })).status,
+    200,
+  );
+});
+
+Deno.test("M2: one stale credential sent again and again (a rotated token, a misconfigured client) is not guessing: the address is never shut out", async () => {
+  await using t = await setup();
+  const client = from("203.0.113.20");
+  for (let i = 0; i < 200; i++) {
+    const r = await call(
+      t,
+      "GET",
+      "/openai/v1/models",
+      bearer("wrong-but-the-same-0123"),
+      undefined,
+      client,
+    );
+    assert.equal(r.status, 401);
+  }
+  assert.equal(
+    (await call(t, "GET", "/openai/v1/models", bearer(PASSWORD), undefined, client)).status,
     200,
   );
 });

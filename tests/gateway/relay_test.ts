@@ -157,3 +157,43 @@ Deno.test("drain: responses in flight run to their end before drainMs; nothing i
   assert.equal(r.text(), "data: 1\n\ndata: [DONE]\n\n");
   assert.deepEqual(r.ends, [["complete", 23]]);
 });
+
+Deno.test("M6: a client that stops reading while the upstream has more is cut after idleTimeoutMs, and its slot is freed", async () => {
+  const clock = new FakeClock();
+  const up = upstream();
+  const ends: Array<[RelayEnd, number]> = [];
+  const out = relayBody(
+    up.body,
+    { clock, idleTimeoutMs: 5000, eventStream: true },
+    (e, b) => ends.push([e, b]),
+  );
+  const reader = out.getReader();
+  up.push("data: 1\n\n");
+  const first = await reader.read();
+  assert.equal(dec.decode(first.value), "data: 1\n\n");
+  // The client takes nothing more, while the upstream keeps sending.
+  for (let i = 0; i < 4; i++) {
+    up.push(`data: ${i}\n\n`);
+    await clock.advance(1000);
+  }
+  assert.deepEqual(ends, [], "not before idleTimeoutMs");
+  await clock.advance(1500);
+  assert.deepEqual(ends, [["client_stalled", 9]]);
+  assert(up.cancelled, "the upstream is let go");
+  await assert.rejects(
+    reader.read(),
+    /stopped reading/,
+    "the client sees an error, never a clean end",
+  );
+});
+
+Deno.test("M6: a client that reads slowly but steadily is never cut", async () => {
+  const r = relay(true, 5000);
+  for (let i = 0; i < 10; i++) {
+    r.up.push(`data: ${i}\n\n`);
+    await r.clock.advance(3000);
+  }
+  r.up.end();
+  await settle(r.clock, r.reading);
+  assert.deepEqual(r.ends.map(([e]) => e), ["complete"]);
+});
