@@ -52,6 +52,9 @@ const PROBE_POLL_MS = 250;
  * A provider-wide back-off. Provider limits often belong to the account or
  * the IP, not the key: when every key that answered in the last few
  * seconds got 429 (two or more keys, or the only key), the service pauses
+ * (a key's success counts against that only if its request was sent after
+ * the first refused one was: an answer to an earlier request says nothing
+ * of the provider since, as for {@linkcode ProviderBackoff.holdRetry}),
  * until the time the provider named (else 5 s), across instances through
  * KV; requests wait within their deadlines instead of burning the other
  * keys one by one. After the pause one request, on one instance, is the
@@ -60,7 +63,7 @@ const PROBE_POLL_MS = 250;
 export class ProviderBackoff {
   #o: ProviderBackoffOptions;
   #windowMs: number;
-  #answers = new Map<string, { at: number; limited: boolean }>();
+  #answers = new Map<string, { at: number; limited: boolean; sentAt: number }>();
   #pause: BackoffRecord | undefined;
   #probing = false;
   /** Upstream requests of this service sent from here and not yet answered. */
@@ -113,18 +116,24 @@ export class ProviderBackoff {
     if (p?.admin) return;
     if (!limited) {
       this.#lastSuccessSentAt = Math.max(this.#lastSuccessSentAt, sentAt);
-      this.#note(keyId, now, false);
+      this.#note(keyId, now, false, sentAt);
       if (p && (probe || sentAt >= p.until)) this.#end(now);
       return;
     }
     if (probe && p) return this.#pauseAgain(p, named, now);
-    this.#note(keyId, now, true);
+    this.#note(keyId, now, true, sentAt);
     if (p && now < p.until) return;
     let answered = 0;
+    let firstRefusedSentAt = Infinity;
+    for (const a of this.#answers.values()) {
+      if (now - a.at <= this.#windowMs && a.limited) {
+        firstRefusedSentAt = Math.min(firstRefusedSentAt, a.sentAt);
+      }
+    }
     for (const a of this.#answers.values()) {
       if (now - a.at > this.#windowMs) continue;
-      if (!a.limited) return;
-      answered++;
+      if (!a.limited && a.sentAt >= firstRefusedSentAt) return;
+      if (a.limited) answered++;
     }
     if (answered < 2 && this.#o.keys !== 1) return;
     const pauseMs = Math.min(this.#max(), named ?? this.#o.firstPauseMs ?? 5000);
@@ -217,12 +226,13 @@ export class ProviderBackoff {
   }
 
   /** Records a key's latest answer (the record is reused: one per key, none per request). */
-  #note(keyId: string, at: number, limited: boolean): void {
+  #note(keyId: string, at: number, limited: boolean, sentAt: number): void {
     const a = this.#answers.get(keyId);
-    if (a === undefined) this.#answers.set(keyId, { at, limited });
+    if (a === undefined) this.#answers.set(keyId, { at, limited, sentAt });
     else {
       a.at = at;
       a.limited = limited;
+      a.sentAt = sentAt;
     }
   }
 

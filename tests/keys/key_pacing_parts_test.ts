@@ -116,6 +116,26 @@ Deno.test("ProviderBackoff: every key that answered lately got 429 (two or more,
   await Promise.resolve();
 });
 
+Deno.test("ProviderBackoff: a key's success to a request sent before the first refused one says nothing of now, so two refused keys pause the service", async () => {
+  const clock = new FakeClock();
+  const b = backoff(3, clock);
+  const before = clock.now();
+  clock.advanceSync(10);
+  // Two requests in flight on one key and one on another when the provider starts refusing.
+  b.answered("a", true, 2000, clock.now() - 5, false);
+  b.answered("a", true, 2000, clock.now() - 3, false);
+  b.answered("c", false, undefined, before, false); // sent before either refused one
+  assert.equal(b.pause, undefined, "one key refused is that key's limit");
+  b.answered("b", true, 2000, clock.now() - 4, false);
+  assert.equal(pauseOf(b)?.pauseMs, 2000, "c's success predates the refusals: the pause starts");
+  const other = backoff(3, clock);
+  other.answered("a", true, 2000, clock.now() - 5, false);
+  other.answered("c", false, undefined, clock.now() - 1, false); // sent after: c still serves
+  other.answered("b", true, 2000, clock.now() - 4, false);
+  assert.equal(other.pause, undefined, "a success sent since the first refusal: no pause");
+  await Promise.resolve();
+});
+
 Deno.test("ProviderBackoff: after the pause one probe; a 429 doubles the pause (at most 5 min), a success ends it; an answer to a request sent before the pause does not", async () => {
   const clock = new FakeClock();
   const logs: Record<string, unknown>[] = [];
