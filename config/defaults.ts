@@ -66,6 +66,12 @@ export interface GatewaySettings {
   idleTimeoutMs: number;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;
+  /**
+   * Bytes of request bodies one instance holds at once (read, or waiting in
+   * a queue), in all; past it a request gets 429 `gateway_busy`. Default
+   * 192 MiB, sized for Deno Deploy's 768 MB isolate.
+   */
+  bodyBudgetBytes: number;
   /** How long a key rejected with 401/403/quota errors stays out of rotation, in ms. */
   keyDisableMs: number;
   /** "shared": limits hold for the deployment through KV. "local": per instance only. */
@@ -116,6 +122,7 @@ export const DEFAULT_SETTINGS: Readonly<GatewaySettings> = Object.freeze({
   firstByteTimeoutMs: 60_000,
   idleTimeoutMs: 120_000,
   maxBodyBytes: 32 * 1024 * 1024,
+  bodyBudgetBytes: 192 * 1024 * 1024,
   keyDisableMs: 3_600_000,
   limitMode: "shared",
   leaseMs: 2_000,

@@ -92,6 +92,7 @@ const POSITIVE_SETTINGS = [
   "firstByteTimeoutMs",
   "idleTimeoutMs",
   "maxBodyBytes",
+  "bodyBudgetBytes",
   "keyDisableMs",
   "leaseMs",
   "slotTtlMs",

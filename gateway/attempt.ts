@@ -1,6 +1,6 @@
 import { sleep } from "../clock/mod.ts";
 import { classifyResponse, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
-import type { Bytes } from "./body.ts";
+import { type Bytes, joinChunks } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
@@ -308,13 +308,7 @@ async function readSmall(res: Response): Promise<Bytes> {
     size += value.byteLength;
   }
   if (size >= MAX_ERROR_BODY) await reader.cancel().catch(() => {});
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.byteLength;
-  }
-  return out;
+  return chunks.length === 0 ? new Uint8Array() : joinChunks(chunks);
 }
 
 function decodeForClassify(body: Uint8Array, headers: Headers): string {

@@ -1,7 +1,10 @@
 const ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
-const DEFAULT_ALLOW_HEADERS =
-  "authorization, content-type, x-api-key, x-goog-api-key, anthropic-version, anthropic-beta, " +
-  "anthropic-dangerous-direct-browser-access, openai-organization, openai-project, x-stainless-*";
+/**
+ * Every request header a browser may send: `*` covers all but
+ * `authorization`, which must be named. Nothing is reflected from the
+ * request; what goes upstream is decided by the allowlist in headers.ts.
+ */
+const ALLOW_HEADERS = "authorization, *";
 const EXPOSE = "x-request-id, retry-after, retry-after-ms, x-ratelimit-remaining-requests, " +
   "x-ratelimit-reset-requests, anthropic-ratelimit-requests-remaining";
 
@@ -35,14 +38,16 @@ export function applyCors(headers: Headers, pairs: readonly Pair[]): Headers {
   return headers;
 }
 
-/** The answer to a browser's OPTIONS preflight on a service path. */
-export function preflight(req: Request, requestId: string): Response {
-  const headers = applyCors(new Headers({ "x-request-id": requestId }), CORS_HEADERS);
+/**
+ * The answer to a browser's OPTIONS preflight on a service path. Browsers
+ * send preflights without credentials, so it must answer strangers too (a
+ * web client could not call kvgate otherwise): the same fixed headers for
+ * every path, echoing nothing of the request.
+ */
+export function preflight(_req: Request): Response {
+  const headers = applyCors(new Headers(), CORS_HEADERS);
   headers.set("access-control-allow-methods", ALLOW_METHODS);
-  headers.set(
-    "access-control-allow-headers",
-    req.headers.get("access-control-request-headers") ?? DEFAULT_ALLOW_HEADERS,
-  );
+  headers.set("access-control-allow-headers", ALLOW_HEADERS);
   headers.set("access-control-max-age", "86400");
   return new Response(null, { status: 204, headers });
 }

@@ -14,13 +14,29 @@ export const gatewayErrors = {
     message:
       "This gateway has no ACCESS_PASSWORD. The operator must set it in the deployment's environment variables.",
   }),
+  /** No credential (`missing`: strangers get the disguise instead), or a wrong one. */
   badCredential: (missing: boolean): GatewayError => ({
     status: 401,
     type: "authentication_error",
-    code: "invalid_api_key",
+    code: missing ? "missing_api_key" : "invalid_api_key",
     message: missing
       ? "Missing API key: send the gateway password as a Bearer token or x-api-key."
       : "Incorrect API key: use the gateway password.",
+  }),
+  /** A method `fetch` cannot send upstream (TRACE, CONNECT). */
+  methodNotAllowed: (method: string): GatewayError => ({
+    status: 405,
+    type: "invalid_request_error",
+    code: "method_not_allowed",
+    message: `${method} is not forwarded.`,
+  }),
+  /** This instance holds as many request bodies as its memory budget allows. */
+  busy: (): GatewayError => ({
+    status: 429,
+    type: "rate_limit_error",
+    code: "gateway_busy",
+    message: "This gateway instance holds as many request bodies as it may; retry shortly.",
+    retryAfterMs: 1000,
   }),
   /** `?key=` on a service that does not take it (`keyInQuery` false). */
   keyInQueryRefused: (): GatewayError => ({

@@ -2,7 +2,7 @@ import { admit } from "./admit.ts";
 import { attempt } from "./attempt.ts";
 import { authenticate } from "./authenticate.ts";
 import { clientCredential, timingSafeEqual } from "./auth.ts";
-import { readBody } from "./body.ts";
+import { type Bytes, readBody } from "./body.ts";
 import { corsHeaders, preflight } from "./cors.ts";
 import { disguise } from "./disguise.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
@@ -12,7 +12,7 @@ import { appendGatewayHeaders, readClientHead } from "./headers.ts";
 import { createPipeline, type HandlerDeps, type Pipeline } from "./pipeline.ts";
 import { requestId } from "./request_id.ts";
 import { answer } from "./respond.ts";
-import { type RequestTarget, requestTarget, RouteCache, serviceName } from "./route.ts";
+import { type RequestTarget, requestTarget, type Route, RouteCache, serviceName } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";
 import { checkScope, enterTeam } from "./team_stages.ts";
@@ -65,17 +65,25 @@ export function createHandler(
   };
 }
 
-/** The walk of one request on a service path. */
+/** Methods `fetch` refuses to send: answered 405 before any key is charged for them. */
+const UNSENDABLE = new Set(["CONNECT", "TRACE", "TRACK"]);
+
+/** The walk of one request on a service path, up to its body. */
 async function serve(
   p: Pipeline,
   routes: RouteCache,
   shapes: ShapeKeeper,
   x: Exchange,
 ): Promise<Response> {
-  if (p.drain.closing) return answer(p, x, gatewayErrors.closing());
-  if (x.req.method === "OPTIONS") return preflight(x.req, x.id);
+  if (x.req.method === "OPTIONS") return preflight(x.req);
   const denied = authenticate(p, x);
+  // No credential at all: a stranger, who sees what any other path shows.
+  if (denied?.code === "missing_api_key") return disguise(x.target.path, x.req.method);
+  if (p.drain.closing) return answer(p, x, gatewayErrors.closing());
   if (denied) return answer(p, x, denied);
+  if (UNSENDABLE.has(x.req.method)) {
+    return answer(p, x, gatewayErrors.methodNotAllowed(x.req.method));
+  }
   const r = routes.route(x.target, x.style);
   if ("error" in r) {
     return answer(
@@ -89,34 +97,48 @@ async function serve(
     return answer(p, x, gatewayErrors.noKeys(rt.service.name, rt.service.envKey));
   }
   // Read the body whole: a retry must be able to send it again.
-  const read = await readBody(x.req, p.config.maxBodyBytes, x.head.contentLength);
-  if (!read.ok) {
-    return answer(
-      p,
-      x,
-      read.reason === "too_large"
-        ? gatewayErrors.tooLarge(p.config.maxBodyBytes)
-        : gatewayErrors.unreadableBody(),
-    );
+  const read = await readBody(x.req, p.config.maxBodyBytes, x.head.contentLength, p.bodies);
+  if (!read.ok) return answer(p, x, unreadable(p, read.reason));
+  if (read.held === 0) return await admitAndAttempt(p, shapes, x, r, read.body);
+  try {
+    return await admitAndAttempt(p, shapes, x, r, read.body);
+  } finally {
+    // Every attempt has sent it (or none will): the body's bytes go back to the budget.
+    p.bodies.give(read.held);
   }
+}
+
+function unreadable(p: Pipeline, reason: "too_large" | "unreadable" | "busy") {
+  if (reason === "too_large") return gatewayErrors.tooLarge(p.config.maxBodyBytes);
+  return reason === "busy" ? gatewayErrors.busy() : gatewayErrors.unreadableBody();
+}
+
+/** The rest of the walk, with the body read: the team's stages, admission, the attempts. */
+async function admitAndAttempt(
+  p: Pipeline,
+  shapes: ShapeKeeper,
+  x: Exchange,
+  r: Route,
+  body: Bytes | undefined,
+): Promise<Response> {
   if (x.team) {
     x.now = p.clock.now();
-    const entered = checkScope(x, r, read.body) ?? enterTeam(p, x);
+    const entered = checkScope(x, r, body) ?? enterTeam(p, x);
     const denied = entered instanceof Promise ? await entered : entered;
     if (denied) return answer(p, x, denied);
   }
   const admitted = admit(p, x);
   const slot = admitted instanceof Promise ? await admitted : admitted;
   if (!slot.ok) {
-    return answer(p, x, gatewayErrors.refused(slot.reason, rt.service.name, slot.retryAfterMs));
+    return answer(p, x, gatewayErrors.refused(slot.reason, x.rt.service.name, slot.retryAfterMs));
   }
   try {
-    const response = await attempt(p, x, r, read.body, slot.release);
+    const response = await attempt(p, x, r, body, slot.release);
     shapes.keep(x, response, x.upstream?.body, x.info, x.req);
     return response;
   } catch (e) {
     slot.release();
-    p.log({ id: x.id, service: rt.service.name, event: "internal_error", error: String(e) });
+    p.log({ id: x.id, service: x.rt.service.name, event: "internal_error", error: String(e) });
     return answer(p, x, gatewayErrors.internal());
   }
 }

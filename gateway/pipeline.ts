@@ -2,6 +2,7 @@ import type { GatewayConfig } from "../config/mod.ts";
 import { type Clock, TimeoutSweeper } from "../limiter/mod.ts";
 import type { Drain } from "./drain.ts";
 import { LoginGuard } from "./login_guard.ts";
+import { BodyBudget } from "./body_budget.ts";
 import type { LogLine } from "./log.ts";
 import type { RelayOptions } from "./relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
@@ -47,6 +48,8 @@ export interface Pipeline extends HandlerDeps {
   telemetry: GenAiTelemetry;
   /** Refused credentials per client address (see login_guard.ts). */
   logins: LoginGuard;
+  /** The bytes of request bodies this instance holds (see body_budget.ts). */
+  bodies: BodyBudget;
 }
 
 /** Builds the shared part of the pipeline from its dependencies. */
@@ -64,5 +67,6 @@ export function createPipeline(deps: HandlerDeps): Pipeline {
     metrics: deps.metrics ?? new Metrics(),
     telemetry: deps.telemetry ?? new GenAiTelemetry(false),
     logins: new LoginGuard(),
+    bodies: new BodyBudget(config.bodyBudgetBytes),
   };
 }

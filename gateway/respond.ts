@@ -1,5 +1,5 @@
 import { account } from "./account.ts";
-import type { Bytes } from "./body.ts";
+import { type Bytes, joinChunks } from "./body.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
 import {
@@ -57,7 +57,10 @@ export function respondSuccess(
 ): Response | Promise<Response> {
   const head = relayResponseHeaders(res.headers, x.id, x.cors);
   if (!head.eventStream && res.body && mustRead(p, x)) {
-    return respondCounted(p, x, res, head, release);
+    if (head.contentLength === null || Number(head.contentLength) <= MAX_READ_BYTES) {
+      return respondCounted(p, x, res, head, release);
+    }
+    usageUnread(p, x);
   }
   if (head.eventStream || head.contentLength === null || !res.body) {
     if (x.rt.service.streamRelay === "native" && x.info !== undefined && res.body) {
@@ -150,14 +153,21 @@ async function respondCounted(
   head: RelayHead,
   release: () => void,
 ): Promise<Response> {
-  let bytes: Uint8Array<ArrayBuffer>;
+  let read: Awaited<ReturnType<typeof readUpTo>>;
   try {
-    bytes = await res.bytes();
+    read = await readUpTo(res.body!, MAX_READ_BYTES);
   } catch {
     release();
     return answer(p, x, { ...UNREADABLE, message: `The ${x.rt.service.name} answer broke off.` });
   }
+  if (read.rest !== undefined) {
+    // Longer than may be held: what was read, then the rest as it comes, its usage unread.
+    usageUnread(p, x);
+    const whole = new Response(restream(read.chunks, read.rest), res);
+    return respondStream(p, x, whole, head, release);
+  }
   release();
+  let bytes = joinChunks(read.chunks);
   const encoded = bodyEncoded(res.headers);
   let headers = head.headers;
   if (!encoded) {
@@ -175,6 +185,52 @@ async function respondCounted(
 }
 
 const decoder = new TextDecoder();
+
+/** An answer too large to hold whole: relayed as it comes, counted at the estimate; said in the log. */
+function usageUnread(p: Pipeline, x: Exchange): void {
+  p.log({ id: x.id, service: x.rt.service.name, event: "usage_unread", reason: "too_large" });
+}
+
+/** Reads `body` up to `cap` bytes: all of it, or the chunks so far and the reader of the rest. */
+async function readUpTo(
+  body: ReadableStream<Uint8Array>,
+  cap: number,
+): Promise<{ chunks: Uint8Array[]; rest?: ReadableStreamDefaultReader<Uint8Array> }> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  for (let size = 0; size <= cap;) {
+    const { done, value } = await reader.read();
+    if (done) return { chunks };
+    chunks.push(value);
+    size += value.byteLength;
+  }
+  return { chunks, rest: reader };
+}
+
+/** The chunks already read, then the rest of the body. */
+function restream(
+  chunks: Uint8Array[],
+  rest: ReadableStreamDefaultReader<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (i < chunks.length) return c.enqueue(chunks[i++]);
+      const { done, value } = await rest.read();
+      if (done) c.close();
+      else c.enqueue(value);
+    },
+    cancel: (reason) => rest.cancel(reason),
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * The largest answer read whole for the usage it reports (or a team's model
+ * list): a larger one, or one of unknown length, passes through as it
+ * comes and is counted at the estimate, so that no answer (a large file's
+ * content) is ever held whole in memory.
+ */
+const MAX_READ_BYTES = 8 * 1024 * 1024;
 
 const UNREADABLE = {
   status: 502,

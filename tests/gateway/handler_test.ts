@@ -121,20 +121,22 @@ Deno.test("gemini: /gemini/v1 maps to /v1beta/openai; native paths pass with x-g
   assertEquals(seen.headers.get("authorization"), null);
 });
 
-Deno.test("auth: a wrong or missing password gets 401 in the provider's error shape", async () => {
+Deno.test("auth: a wrong password gets 401 in the provider's error shape; no credential at all gets the disguise's 404 (L1)", async () => {
   await using t = await setup();
   const missing = await fetch(`${t.gw.url}/openai/v1/models`);
-  assertEquals(missing.status, 401);
-  assertEquals(missing.headers.get("content-type"), "application/json");
-  const m = await missing.json();
-  assertEquals(m.error.type, "authentication_error");
-  assertEquals(typeof m.error.code, "string");
-  assertEquals(typeof m.error.message, "string");
+  assertEquals(missing.status, 404);
+  assertEquals(missing.headers.get("server"), "nginx");
+  const other = await fetch(`${t.gw.url}/notaservice/v1/models`);
+  assertEquals(await missing.text(), await other.text(), "a service path looks like any other");
   const wrong = await fetch(`${t.gw.url}/openai/v1/models`, {
     headers: { authorization: "Bearer nope" },
   });
   assertEquals(wrong.status, 401);
-  await wrong.body?.cancel();
+  assertEquals(wrong.headers.get("content-type"), "application/json");
+  const m = await wrong.json();
+  assertEquals(m.error.type, "authentication_error");
+  assertEquals(m.error.code, "invalid_api_key");
+  assertEquals(typeof m.error.message, "string");
   const claude = await fetch(`${t.gw.url}/claude/v1/messages`, {
     method: "POST",
     headers: { "x-api-key": "wrong" },
@@ -180,7 +182,12 @@ Deno.test("CORS: preflight answers 204 with allow headers; answers to a browser 
   assertEquals(pre.status, 204);
   assertEquals(pre.headers.get("access-control-allow-origin"), "*");
   assert(pre.headers.get("access-control-allow-methods")?.includes("POST"));
-  assertEquals(pre.headers.get("access-control-allow-headers"), "authorization, content-type");
+  assertEquals(
+    pre.headers.get("access-control-allow-headers"),
+    "authorization, *",
+    "fixed, nothing reflected",
+  );
+  assertEquals(pre.headers.get("x-request-id"), null);
   const origin = { origin: "https://example.com" };
   const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth(origin) });
   assertEquals(res.headers.get("access-control-allow-origin"), "*");
@@ -188,7 +195,9 @@ Deno.test("CORS: preflight answers 204 with allow headers; answers to a browser 
   await res.body?.cancel();
   assertEquals(t.mock.received.length, 1);
   // Errors the gateway answers itself too: a browser must be able to read them.
-  const denied = await fetch(`${t.gw.url}/openai/v1/models`, { headers: origin });
+  const denied = await fetch(`${t.gw.url}/openai/v1/models`, {
+    headers: { ...origin, authorization: "Bearer wrong-one" },
+  });
   assertEquals(denied.status, 401);
   assertEquals(denied.headers.get("access-control-allow-origin"), "*");
   await denied.body?.cancel();
@@ -210,7 +219,9 @@ Deno.test("CORS: answers to a client without Origin carry no CORS headers; cache
   assertEquals(post.headers.get("access-control-allow-origin"), null);
   assertEquals(post.headers.get("vary"), null, "a POST answer is not cached");
   await post.body?.cancel();
-  const denied = await fetch(`${t.gw.url}/openai/v1/models`);
+  const denied = await fetch(`${t.gw.url}/openai/v1/models`, {
+    headers: { authorization: "Bearer wrong-one" },
+  });
   assertEquals(denied.status, 401);
   assertEquals(denied.headers.get("access-control-allow-origin"), null);
   assertEquals(denied.headers.get("vary"), "origin");
