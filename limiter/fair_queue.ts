@@ -1,4 +1,5 @@
 import { type AdmissionQueue, type Waiter, WaitQueue } from "./wait_queue.ts";
+import { type QueuePlaces, queueVictim } from "./queue_share.ts";
 
 /** One team's waiters: interactive first, then bulk; and its place in virtual time. */
 interface TeamLine {
@@ -85,5 +86,20 @@ export class FairQueue implements AdmissionQueue {
   left(w: Waiter): void {
     this.live--;
     w.line?.left(w);
+  }
+
+  /** The newest waiter (bulk first) of the team furthest over its share, if the newcomer is owed a place. */
+  giveWay(team: string | undefined, weight: number, limit: number): Waiter | undefined {
+    const places: QueuePlaces[] = [];
+    for (const [name, line] of this.#lines) {
+      places.push({
+        team: name,
+        waiting: line.interactive.live + line.bulk.live,
+        weight: line.weight,
+      });
+    }
+    const victim = queueVictim(places, team ?? "", weight, limit);
+    const line = victim === undefined ? undefined : this.#lines.get(victim);
+    return line?.bulk.newest() ?? line?.interactive.newest();
   }
 }

@@ -17,3 +17,4 @@ export * from "./wait_queue.ts";
 export * from "./service_limiter.ts";
 export * from "./timeout_sweeper.ts";
 export * from "./fair_queue.ts";
+export * from "./queue_share.ts";

@@ -233,7 +233,10 @@ export class ServiceLimiter {
     if (this.#closed) return Promise.resolve(this.#refuse("closing"));
     // Token waiters already hold a slot (at most maxConn of them): only the admission queue is bounded.
     if (queue === this.#slotQueue && queue.live >= this.#queueLimit) {
-      return Promise.resolve(this.#refuse("queue_full"));
+      // Full: the newcomer's team may be owed a place that another team's flood holds.
+      const gives = queue.giveWay?.(options.team, options.weight ?? 1, this.#queueLimit);
+      if (gives === undefined) return Promise.resolve(this.#refuse("queue_full"));
+      gives.refuse!("queue_full");
     }
     if (options.deadline <= now) return Promise.resolve(this.#refuse("queue_timeout"));
     return new Promise<Admission>((resolve) => {
@@ -245,6 +248,7 @@ export class ServiceLimiter {
         weight: options.weight,
         bulk: options.bulk,
         line: undefined,
+        refuse: undefined,
       };
       const settle = (reason: RefusalReason) => {
         if (waiter.done) return;
@@ -252,6 +256,7 @@ export class ServiceLimiter {
         queue.left(waiter);
         resolve(this.#refuse(reason));
       };
+      waiter.refuse = settle;
       waiter.cancelDeadline = this.#deadlines.at(options.deadline, () => settle("queue_timeout"));
       if (options.signal) {
         waiter.onAbort = () => settle("aborted");

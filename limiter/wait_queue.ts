@@ -15,6 +15,8 @@ export interface Waiter {
   bulk?: boolean;
   /** The line it sits in, where a queue keeps several (`fair_queue.ts`). */
   line?: WaitQueue;
+  /** Refuses it where it waits (set by the limiter that queued it). */
+  refuse?: (reason: "queue_full") => void;
 }
 
 /**
@@ -32,6 +34,11 @@ export interface AdmissionQueue {
   left(w: Waiter): void;
   /** Waiters by team, where the queue keeps them apart. */
   byTeam?(): Record<string, number>;
+  /**
+   * The queue is full and a waiter of `team` arrives: the waiter that gives
+   * its place to it (see `queue_share.ts`), or undefined to refuse the newcomer.
+   */
+  giveWay?(team: string | undefined, weight: number, limit: number): Waiter | undefined;
 }
 
 /** A FIFO queue that removes in O(1) from the front and skips settled entries lazily. */
@@ -63,6 +70,14 @@ export class WaitQueue implements AdmissionQueue {
       this.#items = this.#items.slice(this.#head).filter((w) => !w.done);
       this.#head = 0;
     }
+  }
+
+  /** The newest waiter still waiting (it stays in the queue). */
+  newest(): Waiter | undefined {
+    for (let i = this.#items.length - 1; i >= this.#head; i--) {
+      if (!this.#items[i].done) return this.#items[i];
+    }
+    return undefined;
   }
 
   /** The oldest waiter still waiting, removed from the queue. */

@@ -1,5 +1,11 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { DemandMeter, type Refusal, TimeoutSweeper } from "../limiter/mod.ts";
+import {
+  DemandMeter,
+  type QueuePlaces,
+  queueVictim,
+  type Refusal,
+  TimeoutSweeper,
+} from "../limiter/mod.ts";
 import { allocate, localPart, type TeamDemand } from "./fair_share.ts";
 import type { DemandBoard, InstanceDemand } from "./share_board.ts";
 
@@ -27,6 +33,8 @@ interface GateWaiter {
   resolve: (p: GatePass) => void;
   done: boolean;
   cancel: () => void;
+  /** Refuses it where it waits. */
+  refuse: (reason: "queue_timeout" | "aborted" | "queue_full") => void;
 }
 
 /** One team at this gate. */
@@ -143,19 +151,25 @@ export class FairGate {
     this.#startTicking();
     if (lane.interactive.length + lane.bulk.length === 0 && this.#take(lane, now)) return PASS;
     if (this.#waiting >= this.#queueLimit) {
-      lane.pending--;
-      return { ok: false, reason: "queue_full", retryAfterMs: this.#retryAfter(lane) };
+      // Full: the newcomer's team may be owed a place that another team's flood holds.
+      const gives = this.#giveWay(team, weight);
+      if (gives === undefined) {
+        lane.pending--;
+        return { ok: false, reason: "queue_full", retryAfterMs: this.#retryAfter(lane) };
+      }
+      gives.refuse("queue_full");
     }
     this.#waiting++;
     return new Promise<GatePass>((resolve) => {
-      const w: GateWaiter = { resolve, done: false, cancel: () => {} };
-      const refuse = (reason: "queue_timeout" | "aborted") => {
+      const w: GateWaiter = { resolve, done: false, cancel: () => {}, refuse: () => {} };
+      const refuse = (reason: "queue_timeout" | "aborted" | "queue_full") => {
         if (w.done) return;
         w.done = true;
         this.#waiting--;
         w.cancel();
         resolve({ ok: false, reason, retryAfterMs: this.#retryAfter(lane) });
       };
+      w.refuse = refuse;
       const stopDeadline = this.#deadlines.at(deadline, () => refuse("queue_timeout"));
       const onAbort = () => refuse("aborted");
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -166,6 +180,23 @@ export class FairGate {
       (bulk ? lane.bulk : lane.interactive).push(w);
       this.#pump(lane);
     });
+  }
+
+  /** The newest waiter (bulk first) of the team furthest over its share of the places, if `team` is owed one. */
+  #giveWay(team: string, weight: number): GateWaiter | undefined {
+    const places: QueuePlaces[] = [];
+    for (const [name, lane] of this.#lanes) {
+      const waiting = lane.interactive.filter((w) => !w.done).length +
+        lane.bulk.filter((w) => !w.done).length;
+      places.push({ team: name, waiting, weight: lane.weight });
+    }
+    const victim = queueVictim(places, team, weight, this.#queueLimit);
+    const lane = victim === undefined ? undefined : this.#lanes.get(victim);
+    if (lane === undefined) return undefined;
+    for (const line of [lane.bulk, lane.interactive]) {
+      for (let i = line.length - 1; i >= 0; i--) if (!line[i].done) return line[i];
+    }
+    return undefined;
   }
 
   /** A request of `team` that entered has gone upstream, or ended: it no longer counts as backlog. */
