@@ -38,7 +38,8 @@ export function account(
     p.telemetry.request({
       service,
       path: x.target.path,
-      model: x.model,
+      // Only a model the provider served: a client's string would make unbounded series.
+      model: status < 300 ? x.model : undefined,
       durationS: (now - x.started) / 1000,
       firstByteS: x.upstreamMs === undefined ? undefined : x.upstreamMs / 1000,
       usage: x.usedSplit,
@@ -80,7 +81,7 @@ export function countUpstream(
     p.telemetry.attempt({
       service,
       keyId,
-      model: x.model,
+      model: typeof res !== "string" && res.status < 300 ? x.model : undefined,
       attempt: x.attempts,
       startMs: sentAt,
       endMs: p.clock.now(),

@@ -60,6 +60,11 @@ export function basicChallenge(method: string): Response {
   return res;
 }
 
+/** nginx's 400, for a request nginx itself would refuse (a Host that is no host name). */
+export function badRequest(method: string): Response {
+  return page(400, statusPage(400, "Bad Request"), method);
+}
+
 /** The answer at `/` and for unauthenticated requests to paths that are no service. */
 export function disguise(pathname: string, method: string): Response {
   if (pathname === "/" || pathname === "/index.html") {

@@ -134,6 +134,17 @@ export const gatewayErrors = {
     code: "upstream_timeout",
     message: `The ${service} upstream sent no response within ${firstByteTimeoutMs} ms.`,
   }),
+  /** The provider refused the gateway's key (401: a 502 here) or the request made with it (403). */
+  upstreamRefused: (service: string, status: number, code: string | undefined): GatewayError => ({
+    status: status === 401 ? 502 : 403,
+    type: status === 401 ? "api_error" : "permission_error",
+    code: status === 401 ? "upstream_key_refused" : "upstream_forbidden",
+    message: status === 401
+      ? `The ${service} provider refused the gateway's keys (${
+        code ?? "401"
+      }); the gateway's admin can see which on the status page.`
+      : `The ${service} provider refused this request with the gateway's key (${code ?? "403"}).`,
+  }),
   upstreamUnreachable: (service: string): GatewayError => ({
     status: 502,
     type: "api_error",

@@ -4,7 +4,7 @@ import { authenticate } from "./authenticate.ts";
 import { clientCredential, timingSafeEqual } from "./auth.ts";
 import { type Bytes, readBody } from "./body.ts";
 import { corsHeaders, preflight } from "./cors.ts";
-import { disguise } from "./disguise.ts";
+import { badRequest, disguise } from "./disguise.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import { errorResponse } from "./errors.ts";
 import { type Exchange, newExchange } from "./exchange.ts";
@@ -49,6 +49,9 @@ export function createHandler(
    * any stream it relays has ended), so that a drain can wait for it.
    */
   return function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
+    // Deno builds req.url from Host: a "/" in it would move the path the routes see.
+    const host = req.headers.get("host");
+    if (host !== null && BAD_HOST.test(host)) return Promise.resolve(badRequest(req.method));
     const target = requestTarget(req.url);
     if (isAdminPath(target.path)) return adminApi(p, req, target, info);
     const rt = deps.runtimes.get(serviceName(target.path));
@@ -64,6 +67,9 @@ export function createHandler(
     return answered;
   };
 }
+
+/** Characters no host name has, which would move the path in req.url. */
+const BAD_HOST = /[\/?#@\\]/;
 
 /** Methods `fetch` refuses to send: answered 405 before any key is charged for them. */
 const UNSENDABLE = new Set(["CONNECT", "TRACE", "TRACK"]);

@@ -1,6 +1,8 @@
 import { account } from "./account.ts";
 import { type Bytes, joinChunks } from "./body.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
+import { gatewayErrors } from "./error_catalogue.ts";
+import { readProviderError } from "../keys/mod.ts";
 import type { Exchange } from "./exchange.ts";
 import {
   appendGatewayHeaders,
@@ -26,6 +28,21 @@ export function answer(p: Pipeline, x: Exchange, err: GatewayError): Response {
   return errorResponse(x.style, err, appendGatewayHeaders([], x.id, x.cors));
 }
 
+/**
+ * The provider refused the gateway's key (401) or the request with it
+ * (403): said in kvgate's own words, with the provider's structured code
+ * only. Its own body can quote the key (OpenAI masks all but 12 characters
+ * of it) and, for a 401, would tell the client its own credential is wrong.
+ */
+function keyRefusal(x: Exchange, s: Settled): GatewayError {
+  const e = bodyEncoded(s.headers) ? undefined : readProviderError(decoder.decode(s.body));
+  return gatewayErrors.upstreamRefused(
+    x.rt.service.name,
+    s.status,
+    e?.code ?? e?.type ?? e?.status,
+  );
+}
+
 /** Gives the client an upstream answer read whole (an error, or the last of the retries). */
 export function respondSettled(
   p: Pipeline,
@@ -35,6 +52,7 @@ export function respondSettled(
   outcome: string,
 ): Response {
   release();
+  if (s.status === 401 || s.status === 403) return answer(p, x, keyRefusal(x, s));
   const { headers } = relayResponseHeaders(s.headers, x.id, x.cors);
   account(p, x, s.status, outcome, s.body.byteLength);
   return new Response(x.req.method === "HEAD" ? null : s.body, { status: s.status, headers });

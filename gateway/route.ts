@@ -116,6 +116,9 @@ export function route(
   return { service, upstream: service.target + rest + search, geminiNative };
 }
 
+/** Longest path whose route is remembered: a client's long paths must not fill memory. */
+const MAX_CACHED_PATH = 256;
+
 /** Routes remembered at most (see {@linkcode RouteCache}). */
 const ROUTE_CACHE_SIZE = 1024;
 
@@ -137,7 +140,7 @@ export class RouteCache {
     const cached = target.search === "" ? this.#routes.get(target.path) : undefined;
     if (cached) return cached;
     const r = route(target, this.#services, style === "gemini" ? ["key"] : []);
-    if (target.search === "" && !("error" in r)) {
+    if (target.search === "" && !("error" in r) && target.path.length <= MAX_CACHED_PATH) {
       if (this.#routes.size >= ROUTE_CACHE_SIZE) this.#routes.clear();
       this.#routes.set(target.path, r);
     }

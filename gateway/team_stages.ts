@@ -81,11 +81,34 @@ export function requestedModel(r: Route, body: Bytes | undefined): string | unde
   }
   if (body === undefined || body.byteLength === 0) return undefined;
   try {
-    const parsed = JSON.parse(new TextDecoder().decode(body));
-    return typeof parsed?.model === "string" ? parsed.model : undefined;
+    const text = new TextDecoder().decode(body);
+    const parsed = JSON.parse(text);
+    if (typeof parsed?.model !== "string") return undefined;
+    // JSON.parse keeps the last of two "model"s, a provider's parser may keep the first: refuse both.
+    return countTopLevelKey(text, "model") > 1 ? undefined : parsed.model;
   } catch {
     return undefined;
   }
+}
+
+/** How often `key` names a member of the top-level object of valid JSON `text`. */
+export function countTopLevelKey(text: string, key: string): number {
+  let depth = 0;
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b || c === 0x5b) depth++; // { [
+    else if (c === 0x7d || c === 0x5d) depth--; // } ]
+    else if (c === 0x22) { // a string: find its end, past escapes
+      let end = i + 1;
+      while (text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1;
+      if (depth === 1 && /^\s*:/.test(text.slice(end + 1, end + 16))) {
+        if (JSON.parse(text.slice(i, end + 1)) === key) n++;
+      }
+      i = end;
+    }
+  }
+  return n;
 }
 
 /** True for a request listing models (`GET …/models`), whose answer a team sees filtered. */
@@ -126,7 +149,7 @@ export function checkScope(
   if (team.models === undefined || listsModels(x)) return undefined;
   const model = requestedModel(r, body);
   if (model === undefined) {
-    return gatewayErrors.teamForbidden(team.name, "a request without a model", team.models);
+    return gatewayErrors.teamForbidden(team.name, "a request that does not name exactly one model", team.models);
   }
   if (!modelAllowed(team.models, model)) {
     return gatewayErrors.teamForbidden(team.name, `the model ${model}`, team.models);

@@ -144,3 +144,14 @@ export const minuteCountRange = (service: string, fromMinute: number, toMinute: 
  */
 export const keyDayKey = (service: string, keyId: string, day: string, what: string) =>
   ["key_day", service, keyId, day, what] as const;
+
+/**
+ * The day records that are summed (so cannot carry an expiry) and are
+ * pruned instead: each prefix, and where the day (`YYYY-MM-DD`) sits in
+ * its keys. See `kv/prune_days.ts`.
+ */
+export const DAY_RECORDS: readonly { prefix: Deno.KvKey; dayAt: number }[] = [
+  { prefix: ["team_usage"], dayAt: 2 },
+  { prefix: ["key_usage"], dayAt: 3 },
+  { prefix: ["key_day"], dayAt: 3 },
+];

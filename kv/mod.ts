@@ -10,3 +10,4 @@ export * from "./path.ts";
 export * from "./status.ts";
 export * from "./connect.ts";
 export * from "./update.ts";
+export * from "./prune_days.ts";

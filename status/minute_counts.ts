@@ -6,6 +6,7 @@ import {
   type KvCallOptions,
   minuteCountKey,
   minuteCountRange,
+  pruneOldDays,
   u64,
 } from "../kv/mod.ts";
 
@@ -251,21 +252,8 @@ export class MinuteCounts {
         n++;
       }
       if (n > 0) await op.commit();
-      await this.#pruneKeyDays(service, now);
     }
-  }
-
-  /** Deletes a service's key-day records older than 8 days (at most 200 at a time). */
-  async #pruneKeyDays(service: string, now: number): Promise<void> {
-    const oldest = new Date(now - 8 * 86_400_000).toISOString().slice(0, 10);
-    const op = this.#o.kv.atomic();
-    let n = 0;
-    for await (const e of this.#o.kv.list({ prefix: ["key_day", service] }, { limit: 2000 })) {
-      if (String(e.key[3]) < oldest && n < 200) {
-        op.delete(e.key);
-        n++;
-      }
-    }
-    if (n > 0) await op.commit();
+    // The day records of keys and teams, every instance's (summed records carry no expiry).
+    await pruneOldDays(this.#o.kv, now, this.#o.call);
   }
 }

@@ -43,6 +43,15 @@ Deno.test("OTEL_DENO=true: the GenAI metrics and a span per upstream attempt rea
       assert.equal(r.status, 200);
       await r.body?.cancel();
     }
+    // L7: a model the provider did not serve (a 400 here) is no metric label or span attribute.
+    mock.script.set("*", [{ status: 400, body: '{"error":{"message":"no such model"}}' }]);
+    const refused = await fetch(`${proc.url}/traced/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "client-chosen-model-x1", messages: [] }),
+    });
+    assert.equal(refused.status, 400);
+    await refused.body?.cancel();
     const all = () => received.map((r) => r.body).join("\n");
     const wanted = [
       "gen_ai.client.token.usage",
@@ -61,6 +70,7 @@ Deno.test("OTEL_DENO=true: the GenAI metrics and a span per upstream attempt rea
     for (const secret of [PASSWORD, ...keys.split(",")]) {
       assert(!all().includes(secret), "a secret in the exported telemetry");
     }
+    assert(!all().includes("client-chosen-model-x1"), "only served models are recorded");
   } finally {
     await stopProcesses([proc]);
     await mock.close();

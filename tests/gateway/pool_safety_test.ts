@@ -176,7 +176,7 @@ Deno.test("H1c: a browser's Origin on the Anthropic route never reaches Anthropi
     ),
   );
   const cors = await send(t, post("/claude/v1/messages", body));
-  assert.equal(cors.status, 401);
+  assert.equal(cors.status, 502, "in kvgate's words (L2), never the provider's 401");
   assert.equal(t.calls.length, 2, "not retried on another key");
   assert.deepEqual(await rests(t, "claude"), []);
 });
