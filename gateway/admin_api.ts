@@ -3,7 +3,7 @@ import { readBody } from "./body.ts";
 import { clientAddress } from "./login_guard.ts";
 import { hashId } from "../teams/mod.ts";
 import { basicPassword, clientCredential, timingSafeEqual } from "./auth.ts";
-import { basicChallenge, disguise } from "./disguise.ts";
+import { badRequest, basicChallenge, disguise } from "./disguise.ts";
 import { STATUS_PAGE } from "../status/mod.ts";
 import { readClientHead } from "./headers.ts";
 import type { Pipeline, TeamServices } from "./pipeline.ts";
@@ -115,6 +115,7 @@ export async function adminApi(
   info?: Deno.ServeHandlerInfo,
 ) {
   const head = readClientHead(req.headers);
+  if (head.badHost) return badRequest(req.method);
   const bearer = clientCredential(head, "", "openai");
   const cred = bearer ?? basicPassword(head.authorization);
   const admin = cred !== undefined && isAdmin(p, req, info, cred);

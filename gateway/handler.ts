@@ -2,7 +2,7 @@ import { admit } from "./admit.ts";
 import { attempt } from "./attempt.ts";
 import { authenticate } from "./authenticate.ts";
 import { clientCredential, timingSafeEqual } from "./auth.ts";
-import { type Bytes, readBody } from "./body.ts";
+import { readBody } from "./body.ts";
 import { corsHeaders, preflight } from "./cors.ts";
 import { badRequest, disguise } from "./disguise.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
@@ -13,7 +13,6 @@ import { createPipeline, type HandlerDeps, type Pipeline } from "./pipeline.ts";
 import { requestId } from "./request_id.ts";
 import { answer } from "./respond.ts";
 import { type RequestTarget, requestTarget, type Route, RouteCache, serviceName } from "./route.ts";
-import type { ServiceRuntime } from "./runtime.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";
 import { checkScope, enterTeam } from "./team_stages.ts";
 import { adminApi, isAdminPath } from "./admin_api.ts";
@@ -49,9 +48,6 @@ export function createHandler(
    * any stream it relays has ended), so that a drain can wait for it.
    */
   return function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
-    // Deno builds req.url from Host: a "/" in it would move the path the routes see.
-    const host = req.headers.get("host");
-    if (host !== null && BAD_HOST.test(host)) return Promise.resolve(badRequest(req.method));
     const target = requestTarget(req.url);
     if (isAdminPath(target.path)) return adminApi(p, req, target, info);
     const rt = deps.runtimes.get(serviceName(target.path));
@@ -68,19 +64,59 @@ export function createHandler(
   };
 }
 
-/** Characters no host name has, which would move the path in req.url. */
-const BAD_HOST = /[\/?#@\\]/;
-
 /** Methods `fetch` refuses to send: answered 405 before any key is charged for them. */
 const UNSENDABLE = new Set(["CONNECT", "TRACE", "TRACK"]);
 
-/** The walk of one request on a service path, up to its body. */
+/**
+ * The walk of one request on a service path. The body's bytes count against
+ * the instance's budget from the moment they are read until every attempt
+ * has sent them (or none will).
+ */
 async function serve(
   p: Pipeline,
   routes: RouteCache,
   shapes: ShapeKeeper,
   x: Exchange,
 ): Promise<Response> {
+  const r = checkRequest(p, routes, x);
+  if (r instanceof Response) return r;
+  // Read the body whole: a retry must be able to send it again.
+  const read = await readBody(x.req, p.config.maxBodyBytes, x.head.contentLength, p.bodies);
+  if (!read.ok) return answer(p, x, unreadable(p, read.reason));
+  try {
+    if (x.team) {
+      x.now = p.clock.now();
+      const entered = checkScope(x, r, read.body) ?? enterTeam(p, x);
+      const denied = entered instanceof Promise ? await entered : entered;
+      if (denied) return answer(p, x, denied);
+    }
+    const admitted = admit(p, x);
+    const slot = admitted instanceof Promise ? await admitted : admitted;
+    if (!slot.ok) {
+      return answer(p, x, gatewayErrors.refused(slot.reason, x.rt.service.name, slot.retryAfterMs));
+    }
+    try {
+      const response = await attempt(p, x, r, read.body, slot.release);
+      shapes.keep(x, response, x.upstream?.body, x.info, x.req);
+      return response;
+    } catch (e) {
+      slot.release();
+      p.log({ id: x.id, service: x.rt.service.name, event: "internal_error", error: String(e) });
+      return answer(p, x, gatewayErrors.internal());
+    }
+  } finally {
+    if (read.held > 0) p.bodies.give(read.held);
+  }
+}
+
+/**
+ * The stages before the body: a Host that would move the path, the
+ * preflight, who is asking (a stranger sees the disguise), the drain,
+ * methods never forwarded, the route, and whether the service has keys.
+ * The route, or the answer.
+ */
+function checkRequest(p: Pipeline, routes: RouteCache, x: Exchange): Route | Response {
+  if (x.head.badHost) return badRequest(x.req.method);
   if (x.req.method === "OPTIONS") return preflight(x.req);
   const denied = authenticate(p, x);
   // No credential at all: a stranger, who sees what any other path shows.
@@ -92,61 +128,18 @@ async function serve(
   }
   const r = routes.route(x.target, x.style);
   if ("error" in r) {
-    return answer(
-      p,
-      x,
-      gatewayErrors.invalidPath(r.error === "bad_path" ? r.message : "Unknown service."),
-    );
+    const message = r.error === "bad_path" ? r.message : "Unknown service.";
+    return answer(p, x, gatewayErrors.invalidPath(message));
   }
-  const rt: ServiceRuntime = x.rt;
-  if (rt.pool.keys.length === 0) {
-    return answer(p, x, gatewayErrors.noKeys(rt.service.name, rt.service.envKey));
+  if (x.rt.pool.keys.length === 0) {
+    return answer(p, x, gatewayErrors.noKeys(x.rt.service.name, x.rt.service.envKey));
   }
-  // Read the body whole: a retry must be able to send it again.
-  const read = await readBody(x.req, p.config.maxBodyBytes, x.head.contentLength, p.bodies);
-  if (!read.ok) return answer(p, x, unreadable(p, read.reason));
-  if (read.held === 0) return await admitAndAttempt(p, shapes, x, r, read.body);
-  try {
-    return await admitAndAttempt(p, shapes, x, r, read.body);
-  } finally {
-    // Every attempt has sent it (or none will): the body's bytes go back to the budget.
-    p.bodies.give(read.held);
-  }
+  return r;
 }
 
 function unreadable(p: Pipeline, reason: "too_large" | "unreadable" | "busy") {
   if (reason === "too_large") return gatewayErrors.tooLarge(p.config.maxBodyBytes);
   return reason === "busy" ? gatewayErrors.busy() : gatewayErrors.unreadableBody();
-}
-
-/** The rest of the walk, with the body read: the team's stages, admission, the attempts. */
-async function admitAndAttempt(
-  p: Pipeline,
-  shapes: ShapeKeeper,
-  x: Exchange,
-  r: Route,
-  body: Bytes | undefined,
-): Promise<Response> {
-  if (x.team) {
-    x.now = p.clock.now();
-    const entered = checkScope(x, r, body) ?? enterTeam(p, x);
-    const denied = entered instanceof Promise ? await entered : entered;
-    if (denied) return answer(p, x, denied);
-  }
-  const admitted = admit(p, x);
-  const slot = admitted instanceof Promise ? await admitted : admitted;
-  if (!slot.ok) {
-    return answer(p, x, gatewayErrors.refused(slot.reason, x.rt.service.name, slot.retryAfterMs));
-  }
-  try {
-    const response = await attempt(p, x, r, body, slot.release);
-    shapes.keep(x, response, x.upstream?.body, x.info, x.req);
-    return response;
-  } catch (e) {
-    slot.release();
-    p.log({ id: x.id, service: x.rt.service.name, event: "internal_error", error: String(e) });
-    return answer(p, x, gatewayErrors.internal());
-  }
 }
 
 /** A path that names no service: the disguise, or with the password a 404 naming the services. */
@@ -158,6 +151,7 @@ function unknownService(
   info: Deno.ServeHandlerInfo | undefined,
 ): Response {
   const head = readClientHead(req.headers);
+  if (head.badHost) return badRequest(req.method);
   const password = p.config.password;
   const cred = clientCredential(head, target.search, "openai");
   if (cred === undefined) return disguise(target.path, req.method);

@@ -73,7 +73,14 @@ export interface ClientHead {
   bulk: boolean;
   /** True when the request carries `Origin` (a browser's): see `corsHeaders()` in cors.ts. */
   origin: boolean;
+  /**
+   * The `Host` holds a character no host name has (`/ ? # @ \`). Deno builds
+   * `req.url` from it, so the path the routes see would move.
+   */
+  badHost: boolean;
 }
+
+const BAD_HOST = /[\/?#@\\]/;
 
 /** Reads a client's request headers once; see {@linkcode ClientHead}. */
 export function readClientHead(incoming: Headers): ClientHead {
@@ -85,6 +92,7 @@ export function readClientHead(incoming: Headers): ClientHead {
     contentLength: null,
     bulk: false,
     origin: false,
+    badHost: false,
   };
   let connection: string | null = null;
   // forEach, not for-of: Deno's Headers iterator costs about four times more.
@@ -97,6 +105,7 @@ export function readClientHead(incoming: Headers): ClientHead {
     else if (k === "content-length") head.contentLength = v;
     else if (k === "connection") connection = v;
     else if (k === "x-kvgate-lane") head.bulk = v.trim().toLowerCase() === "bulk";
+    else if (k === "host") head.badHost = BAD_HOST.test(v);
   });
   head.forward = without(head.forward, connectionNamed(connection));
   return head;

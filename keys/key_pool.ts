@@ -201,7 +201,7 @@ export class KeyPool {
       if (team !== undefined && this.#teamFault(team, key)) return;
       rest = this.#disable(outcome.reason, now);
     } else if (outcome.kind === "success") {
-      if (team !== undefined) this.#teamFaults.delete(team);
+      if (team !== undefined && this.#teamFaults.size > 0) this.#teamFaults.delete(team);
       if (!old) return;
       this.#health.delete(key.id);
       this.#write(key.id, null, now);
