@@ -149,7 +149,11 @@ export function checkScope(
   if (team.models === undefined || listsModels(x)) return undefined;
   const model = requestedModel(r, body);
   if (model === undefined) {
-    return gatewayErrors.teamForbidden(team.name, "a request that does not name exactly one model", team.models);
+    return gatewayErrors.teamForbidden(
+      team.name,
+      "a request that does not name exactly one model",
+      team.models,
+    );
   }
   if (!modelAllowed(team.models, model)) {
     return gatewayErrors.teamForbidden(team.name, `the model ${model}`, team.models);

@@ -8,8 +8,8 @@ import { startMockUpstream } from "./support/mock_upstream.ts";
 import { PASSWORD } from "./support/harness.ts";
 import { startGatewayProcess, stopProcesses } from "./support/process.ts";
 
-Deno.test("OTEL_DENO=true: the GenAI metrics and a span per upstream attempt reach an OTLP/HTTP receiver, without secrets", async () => {
-  const dir = await Deno.makeTempDir();
+/** An OTLP/HTTP receiver on loopback that keeps every export it is sent. */
+function otlpReceiver() {
   const received: { path: string; body: string }[] = [];
   const ac = new AbortController();
   const receiver = Deno.serve(
@@ -19,6 +19,12 @@ Deno.test("OTEL_DENO=true: the GenAI metrics and a span per upstream attempt rea
       return new Response("{}", { headers: { "content-type": "application/json" } });
     },
   );
+  return { received, receiver, ac };
+}
+
+Deno.test("OTEL_DENO=true: the GenAI metrics and a span per upstream attempt reach an OTLP/HTTP receiver, without secrets", async () => {
+  const dir = await Deno.makeTempDir();
+  const { received, receiver, ac } = otlpReceiver();
   const mock = await startMockUpstream();
   const keys = "sk-otel-one-secret,sk-otel-two-secret";
   const proc = await startGatewayProcess({
@@ -82,15 +88,7 @@ Deno.test("OTEL_DENO=true: the GenAI metrics and a span per upstream attempt rea
 
 Deno.test("M4: kvgate exports no credential: the generated password goes to the terminal only, keys never, ?key= is refused unless a service opts in; a key a client puts in a URL is recorded by Deno's own server span (as the README warns)", async () => {
   const dir = await Deno.makeTempDir();
-  const received: { path: string; body: string }[] = [];
-  const ac = new AbortController();
-  const receiver = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
-    async (req) => {
-      received.push({ path: new URL(req.url).pathname, body: await req.text() });
-      return new Response("{}", { headers: { "content-type": "application/json" } });
-    },
-  );
+  const { received, receiver, ac } = otlpReceiver();
   const mock = await startMockUpstream();
   const gem = { target: mock.url, style: "gemini", rps: 50, burst: 50 };
   const proc = await startGatewayProcess({

@@ -132,7 +132,8 @@ Deno.test("L13: a team request naming its model twice is refused, whichever one 
   await using t = await setup(() => new Response("{}"), {
     teams: { narrow: { token: "narrow-token-0123456789", models: ["cheap-*"] } },
   });
-  const twice = '{"model":"cheap-1","messages":[],"model":"expensive-9"}';
+  // JSON.parse keeps the last (allowed); a provider whose parser keeps the first would serve the other.
+  const twice = '{"model":"expensive-9","messages":[],"model":"cheap-1"}';
   const r = await t.send({
     body: twice,
     headers: { authorization: "Bearer narrow-token-0123456789" },

@@ -1,5 +1,6 @@
 import { assertEquals } from "../support/assert.ts";
 import { classifyResponse, defaultCooldownMs, parseRetryAfter } from "../../keys/mod.ts";
+import { gemini429Body } from "../support/provider_answers.ts";
 
 const h = (o: Record<string, string>) => new Headers(o);
 
@@ -64,29 +65,7 @@ const ANTHROPIC_CORS = JSON.stringify({
     message: "CORS requests must set 'anthropic-dangerous-direct-browser-access' header",
   },
 });
-const GEMINI_QUOTA_MESSAGE =
-  "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.";
-const gemini429 = (quotaId: string, retryDelay: string) =>
-  JSON.stringify({
-    error: {
-      code: 429,
-      message: GEMINI_QUOTA_MESSAGE,
-      status: "RESOURCE_EXHAUSTED",
-      details: [
-        {
-          "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-          violations: [{
-            quotaMetric: "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-            quotaId,
-            quotaDimensions: { location: "global", model: "gemini-2.5-flash" },
-            quotaValue: "10",
-          }],
-        },
-        { "@type": "type.googleapis.com/google.rpc.Help", links: [] },
-        { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay },
-      ],
-    },
-  });
+
 const GEMINI_BAD_KEY = JSON.stringify({
   error: {
     code: 400,
@@ -123,7 +102,7 @@ Deno.test("classifyResponse(): Gemini's per-minute 429 rests for its retryDelay,
     classifyResponse(
       429,
       none,
-      gemini429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "22s"),
+      gemini429Body("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "22s"),
       0,
     ),
     { kind: "rate_limited", retryAfterMs: 22_000 },
@@ -132,7 +111,7 @@ Deno.test("classifyResponse(): Gemini's per-minute 429 rests for its retryDelay,
     classifyResponse(
       429,
       none,
-      gemini429("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "0s"),
+      gemini429Body("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "0s"),
       0,
     ),
     { kind: "rate_limited", retryAfterMs: 0, daily: true },

@@ -112,18 +112,18 @@ Deno.test("ServiceLimiter with a FairQueue: a full slot queue makes room for ano
 Deno.test("M8: a team flooding a service's queue never gets another team's single request gateway_queue_full", async () => {
   const clock = new FakeClock();
   const kv = await Deno.openKv(":memory:");
-  // Each answer takes 300 ms: the flood keeps the queues full.
+  // As the review ran it: maxConn 1, queueLimit 20, answers that take 3 s, a 4 s deadline.
   const fetch = () =>
-    new Promise<Response>((r) => clock.setTimeout(() => r(jsonAnswer(200, { ok: true })), 300));
+    new Promise<Response>((r) => clock.setTimeout(() => r(jsonAnswer(200, { ok: true })), 3000));
   const gateway = await inProcessGateway(
     {
       queueLimit: 20,
-      queueTimeoutMs: 120_000,
+      queueTimeoutMs: 4000,
       teams: {
         alpha: { token: "alpha-token-0123456789ab" },
         beta: { token: "beta-token-0123456789abc" },
       },
-      services: { openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 2 } },
+      services: { openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 1 } },
     },
     { OPENAI_API_KEYS: "sk-a" },
     { kv, clock, fetch: fetch as typeof globalThis.fetch },
@@ -137,11 +137,23 @@ Deno.test("M8: a team flooding a service's queue never gets another team's singl
       }),
     ).then(async (r) => ({ status: r.status, body: await r.text() }));
   try {
-    const flood = Array.from({ length: 40 }, () => chat("alpha-token-0123456789ab"));
-    await clock.advance(10);
+    let refusedSoFar = 0;
+    const flood = Array.from(
+      { length: 40 },
+      () =>
+        chat("alpha-token-0123456789ab").then((a) => {
+          if (a.status === 429) refusedSoFar++;
+          return a;
+        }),
+    );
+    // The flood has filled every queue it may (its overflow is already refused) before beta comes.
+    for (let i = 0; i < 100 && refusedSoFar === 0; i++) await clock.advance(1);
+    assert.ok(refusedSoFar > 0, "the flood fills what it may");
+    await clock.advance(500); // the instances agree on shares: alpha is held back by now
     const beta = chat("beta-token-0123456789abc");
     const answer = await settle(clock, beta, 100, 60_000);
-    assert.equal(answer.status, 200, answer.body);
+    assert.ok(!answer.body.includes("gateway_queue_full"), answer.body);
+    assert.equal(answer.status, 200, "beta's turn comes before its deadline");
     const alpha = await settle(clock, Promise.all(flood), 100, 60_000);
     const refused = alpha.filter((a) => a.status === 429).length;
     assert.ok(refused > 0, "the flood itself is still bounded by queueLimit");

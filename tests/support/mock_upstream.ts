@@ -10,6 +10,8 @@
  * @module
  */
 
+import { providerAnswer } from "./provider_answers.ts";
+
 /** One request as the mock saw it. */
 export interface Received {
   key: string | undefined;
@@ -56,6 +58,11 @@ export interface MockOptions {
   headers?: "openai" | "groq" | "cerebras" | "anthropic";
   /** Until this epoch ms, every key gets 429 (a provider-wide limit), with this `retry-after` (s). */
   refuseAll?: { until: number; retryAfterSec?: number };
+  /**
+   * Answer every request as OpenAI, Anthropic and Gemini answer the security
+   * review's reproductions (`provider_answers.ts`), accepting these keys.
+   */
+  provider?: { keys: string[] };
 }
 
 /** One key's request bucket in the mock. */
@@ -340,6 +347,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
       if (scripted) {
         return await respond(req, scripted.status, scripted.body ?? "{}", scripted.headers);
       }
+      if (mock.options.provider) return providerAnswer(mock.options.provider, req, body);
       const anthropic = url.pathname === "/v1/messages";
       if (!key || (mock.options.keys && !mock.options.keys.includes(key))) {
         return await respond(

@@ -138,9 +138,9 @@ export function providerAnswer(rules: ProviderRules, req: Request, body: string)
 const GEMINI_QUOTA_MESSAGE =
   "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.";
 
-/** Gemini's 429 for one quota id, as it arrives (provider_limits.md). */
-export function gemini429(quotaId: string, retryDelay: string): Response {
-  return json(429, {
+/** The body of Gemini's 429 for one quota id, as it arrives (provider_limits.md). */
+export function gemini429Body(quotaId: string, retryDelay: string): string {
+  return JSON.stringify({
     error: {
       code: 429,
       message: GEMINI_QUOTA_MESSAGE,
@@ -159,5 +159,13 @@ export function gemini429(quotaId: string, retryDelay: string): Response {
         { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay },
       ],
     },
+  });
+}
+
+/** Gemini's 429 for one quota id, as a provider's answer. */
+export function gemini429(quotaId: string, retryDelay: string): Response {
+  return new Response(gemini429Body(quotaId, retryDelay), {
+    status: 429,
+    headers: { "content-type": "application/json" },
   });
 }
