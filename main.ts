@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     kvUp: kv.status.up,
   });
 
-  const server = Deno.serve({
+  const server = serveOrExit({
     port: config.port,
     hostname: Deno.env.get("HOST") ?? "0.0.0.0",
     onListen: ({ hostname, port }) => jsonLog({ event: "listening", hostname, port }),
@@ -146,6 +146,24 @@ async function main(): Promise<void> {
     try {
       Deno.addSignalListener(sig, stop);
     } catch { /* not available on this platform */ }
+  }
+}
+
+/** Deno.serve, or one line and exit 1 when the port cannot be had (taken, or not allowed). */
+function serveOrExit(
+  options: Deno.ServeTcpOptions,
+  handler: Deno.ServeHandler,
+): Deno.HttpServer<Deno.NetAddr> {
+  try {
+    return Deno.serve(options, handler);
+  } catch (e) {
+    const why = e instanceof Deno.errors.AddrInUse
+      ? "another process is listening there"
+      : e instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : String(e);
+    console.error(`kvgate: cannot listen on ${options.hostname}:${options.port}: ${why}`);
+    Deno.exit(1);
   }
 }
 

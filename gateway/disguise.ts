@@ -30,6 +30,28 @@ Commercial support is available at
 </html>
 `;
 
+/** The stock `50x.html` of nginx's default site. */
+const ERROR_50X = `<!DOCTYPE html>
+<html>
+<head>
+<title>Error</title>
+<style>
+html { color-scheme: light dark; }
+body { width: 35em; margin: 0 auto;
+font-family: Tahoma, Verdana, Arial, sans-serif; }
+</style>
+</head>
+<body>
+<h1>An error occurred.</h1>
+<p>Sorry, the page you are looking for is currently unavailable.<br/>
+Please try again later.</p>
+<p>If you are the system administrator of this resource then you should check
+the error log for details.</p>
+<p><em>Faithfully yours, nginx.</em></p>
+</body>
+</html>
+`;
+
 function statusPage(status: number, text: string): string {
   return `<html>
 <head><title>${status} ${text}</title></head>
@@ -67,6 +89,10 @@ export function badRequest(method: string): Response {
 
 /** The answer at `/` and for unauthenticated requests to paths that are no service. */
 export function disguise(pathname: string, method: string): Response {
+  if (pathname === "/50x.html" && (method === "GET" || method === "HEAD")) {
+    // The stock configuration serves its error page there.
+    return page(200, ERROR_50X, method);
+  }
   if (pathname === "/" || pathname === "/index.html") {
     if (method === "GET" || method === "HEAD") return page(200, WELCOME, method);
     return page(405, statusPage(405, "Not Allowed"), method);

@@ -132,14 +132,15 @@ function teams(list) {
 }
 
 async function act(path) {
-  const r = await fetch(path, { method: "POST" });
+  // From the origin, never the URL: a page opened as user:password@host cannot fetch relative URLs.
+  const r = await fetch(location.origin + path, { method: "POST", headers: { "x-kvgate-admin": "1" } });
   if (!r.ok) $("error").textContent = "The action failed: " + r.status;
   await refresh();
 }
 
 async function refresh() {
   try {
-    const r = await fetch("/_kvgate/status", { cache: "no-store" });
+    const r = await fetch(location.origin + "/_kvgate/status", { cache: "no-store" });
     if (!r.ok) throw new Error("status " + r.status);
     const s = await r.json();
     $("error").textContent = "";

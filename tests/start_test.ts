@@ -234,3 +234,22 @@ Deno.test("a KV file locked at start-up: serves degraded, rejoins by itself when
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a second gateway on a port already taken stops with one line, exit 1, no stack trace", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dir = await Deno.makeTempDir();
+  try {
+    const { code, stderr } = await runGatewayToExit({
+      kvPath: `${dir}/kv.sqlite3`,
+      env: { PORT: String(taken.addr.port) },
+    });
+    const lines = stderr.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("Task "));
+    assertEquals(code, 1);
+    assertEquals(lines.length, 1, `one line, got: ${stderr}`);
+    assert(lines[0].includes(`cannot listen on 127.0.0.1:${taken.addr.port}`), lines[0]);
+    assert(!/\bat \S+:\d+/.test(stderr), `no stack trace: ${stderr}`);
+  } finally {
+    taken.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

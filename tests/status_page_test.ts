@@ -103,10 +103,12 @@ Deno.test({
       await waitState(one, "cooling");
       assert.match(await page.locator(`tr.key[data-key="${one}"]`).innerText(), /rate_limited/);
 
-      mock.script.set("sk-page-two-secret", [{
+      // Refused twice: the request, then the probe that confirms it is the key.
+      const keyRefused = {
         status: 401,
         body: '{"error":{"message":"Incorrect API key","code":"invalid_api_key"}}',
-      }]);
+      };
+      mock.script.set("sk-page-two-secret", [keyRefused, keyRefused]);
       await chat();
       await waitState(two, "disabled");
       assert.match(await page.locator(`tr.key[data-key="${two}"]`).innerText(), /unauthorized/);
@@ -125,6 +127,13 @@ Deno.test({
         assert(!html.includes(secret), "a secret on the page");
       }
       console.log(`status page screenshot: ${shots}/status.png`);
+
+      // Opened through a URL that carries the credentials (user:password@host), it works too.
+      const port = new URL(gw.url).port;
+      const withCredentials = await (await browser.newContext()).newPage();
+      await withCredentials.goto(`http://admin:${PASSWORD}@127.0.0.1:${port}/_kvgate/`);
+      await withCredentials.waitForSelector(`tr.key[data-key="${one}"]`, { timeout: 10_000 });
+      assert.equal(await withCredentials.locator("#error").innerText(), "");
     } finally {
       await browser.close();
       await gw.close();

@@ -167,6 +167,9 @@ Deno.test("disguise: / and unknown paths look like a default nginx, without CORS
   assertEquals(other.headers.get("content-type"), "text/html");
   assert((await other.text()).includes("404 Not Found"));
   assertEquals(other.headers.get("x-request-id"), null);
+  const err = await fetch(`${t.gw.url}/50x.html`);
+  assertEquals(err.status, 200, "the stock error page, as a default nginx serves it");
+  assert((await err.text()).includes("Faithfully yours, nginx."));
 });
 
 Deno.test("CORS: preflight answers 204 with allow headers; answers to a browser (Origin) carry CORS headers", async () => {
