@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { PASSWORD } from "./support/harness.ts";
-import { startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { gatewayPid, startGatewayProcess, stopProcesses } from "./support/process.ts";
 
 /** An OTLP/HTTP receiver on loopback that keeps every export it is sent. */
 function otlpReceiver() {
@@ -165,6 +165,55 @@ Deno.test("M4: kvgate exports no credential: the generated password goes to the 
     await mock.close();
     ac.abort();
     await receiver.finished;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("logs where Deno Deploy shows them: each request's line is its own console record, tied to the request's trace", async () => {
+  const dir = await Deno.makeTempDir();
+  const mock = await startMockUpstream();
+  const proc = await startGatewayProcess({
+    kvPath: `${dir}/kv.sqlite3`,
+    config: { services: { traced: { target: `${mock.url}/traced`, rps: 50, burst: 50 } } },
+    env: {
+      TRACED_API_KEYS: "sk-log-one-secret",
+      OTEL_DENO: "true",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "console",
+    },
+  });
+  try {
+    const r = await fetch(`${proc.url}/traced/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "m", messages: [] }),
+    });
+    assert.equal(r.status, 200);
+    const id = r.headers.get("x-request-id")!;
+    await r.body?.cancel();
+    // Deno's console exporter prints (to stderr) a record as `LOG [INFO] <time> "<the line>"`, then its trace.
+    const record = new RegExp(
+      `LOG \\[INFO\\][^\\n]*\\{[^\\n]*"id":"${id}"[^\\n]*\\n"\\n[\\s\\S]*?trace: ([0-9a-f]{32}/[0-9a-f]{16})`,
+    );
+    let m: RegExpExecArray | null = null;
+    for (let i = 0; i < 50 && !(m = record.exec(proc.stderr.text())); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(m, "the request's line is a log record of its own");
+    const line = proc.stdout.events().find((e) => e.id === id)!;
+    assert.equal(line.service, "traced");
+    assert.equal(line.status, 200);
+    // Spans go out in batches: SIGINT (Deploy's signal) ends the process, which exports the rest.
+    Deno.kill(gatewayPid(proc), "SIGINT");
+    await proc.child.status;
+    await proc.drained;
+    const server = new RegExp(`SPAN POST \\[${m[1]}\\] Server`);
+    const all = () => proc.stdout.text() + proc.stderr.text();
+    const spans = all().match(/SPAN [A-Z]+ \[[0-9a-f/]+\] \w+/g);
+    assert.match(all(), server, `the request's own server span, among ${spans}`);
+    assert.ok(!proc.stdout.text().includes("sk-log-one-secret"));
+  } finally {
+    await stopProcesses([proc]);
+    await mock.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
