@@ -48,7 +48,7 @@ export interface GatewayConfig extends GatewaySettings {
    * nothing else), so a scraper does not hold the admin password.
    */
   metricsToken: string | undefined;
-  /** OTEL_DENO=true: Deno exports OpenTelemetry, and kvgate adds its GenAI metrics and spans. */
+  /** OTEL_DENO=true, or on Deno Deploy (DENO_DEPLOY=true): kvgate adds its GenAI metrics and spans to what Deno exports. */
   otel: boolean;
   port: number;
   /** KV_PATH: a file path, ":memory:", or a KV Connect URL; undefined = platform KV. */
@@ -100,6 +100,9 @@ const POSITIVE_SETTINGS = [
   "drainMs",
 ] as const;
 const INTEGER_SETTINGS = ["queueLimit", "maxRetries"] as const;
+
+/** Variable names Deno Deploy refuses to set for an app. */
+const RESERVED_ENV = /^(DENO_|OTEL_|LD_)/i;
 
 /**
  * The shortest secret accepted (passwords, METRICS_TOKEN, config team
@@ -208,6 +211,11 @@ function mergeService(
   if (typeof merged.envKey !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(merged.envKey)) {
     throw new ConfigError(
       `${where}.envKey must be an environment variable name (got ${describe(merged.envKey)})`,
+    );
+  }
+  if (RESERVED_ENV.test(merged.envKey)) {
+    throw new ConfigError(
+      `${where}.envKey ${merged.envKey} starts with a prefix Deno Deploy keeps for itself (DENO_, OTEL_, LD_): set envKey to another name`,
     );
   }
   const rateLimitHeaders = checkOneOf(
@@ -403,7 +411,8 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
     password,
     adminPassword,
     metricsToken,
-    otel: env("OTEL_DENO") === "true" || env("OTEL_DENO") === "1",
+    // Deno Deploy's OpenTelemetry is always on (and forbids OTEL_* variables): so is kvgate's there.
+    otel: env("OTEL_DENO") === "true" || env("OTEL_DENO") === "1" || env("DENO_DEPLOY") === "true",
     port,
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kvgate.sqlite3"),
     onDeploy,
