@@ -118,26 +118,35 @@ async function main(): Promise<void> {
     },
   }, gateway.handler);
 
-  // Deno Deploy sends SIGTERM on every new deployment and scale-down, and
-  // allows about 5 s. The listener stays open while draining, so that a
-  // request that still arrives is told 503 gateway_closing (with
-  // Connection: close) rather than refused without a word; responses in
-  // flight run to their end for up to drainMs; then the server closes
-  // gracefully. A repeated signal changes nothing: Ctrl-C under `deno task`
+  // Deno Deploy sends SIGINT when it replaces or stops an isolate, and
+  // SIGKILL 5 s later; elsewhere SIGTERM (or Ctrl-C) means the same. One
+  // budget from the signal (shutdownMs, 4.5 s) holds the whole shutdown:
+  // the listener stays open, so that a request that still arrives is told
+  // 503 gateway_closing (with Connection: close) rather than refused without
+  // a word; responses in flight run while the hand-backs are written, for
+  // what is left once time for the last KV writes is kept; then the server
+  // closes. A repeated signal changes nothing: Ctrl-C under `deno task`
   // reaches the process twice (from the terminal, and forwarded by the task).
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    jsonLog({ event: "stopping", instance: gateway.instanceId, drainMs: config.drainMs });
-    const report = await gateway.drain();
+    const signalled = Date.now();
+    jsonLog({ event: "stopping", instance: gateway.instanceId, shutdownMs: config.shutdownMs });
+    const report = await gateway.drain(config.shutdownMs);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const left = Math.max(0, Math.min(250, signalled + config.shutdownMs + 250 - Date.now()));
     await Promise.race([
       server.shutdown().catch(() => {}),
-      new Promise((r) => timer = setTimeout(r, 250)),
+      new Promise((r) => timer = setTimeout(r, left)),
     ]);
     clearTimeout(timer);
-    jsonLog({ event: "stopped", instance: gateway.instanceId, ...report });
+    jsonLog({
+      event: "stopped",
+      instance: gateway.instanceId,
+      ...report,
+      sinceSignalMs: Date.now() - signalled,
+    });
     flushLog();
     kv.close();
     Deno.exit(0);

@@ -88,6 +88,13 @@ export interface GatewaySettings {
    */
   drainMs: number;
   /**
+   * The whole shutdown's budget, from the signal (SIGINT on Deno Deploy,
+   * which sends SIGKILL 5 s later; or SIGTERM) to the exit: the drain, the
+   * hand-backs and the last KV writes. The drain gets what is left once
+   * time for the writes is kept by KV's recent latency. Default 4500.
+   */
+  shutdownMs: number;
+  /**
    * How many instances to assume while KV has never answered this instance
    * (down since start-up): in degraded mode each limit is divided by the
    * instances last seen, or by this when none was ever seen.
@@ -129,6 +136,7 @@ export const DEFAULT_SETTINGS: Readonly<GatewaySettings> = Object.freeze({
   slotTtlMs: 15_000,
   kvTimeoutMs: 2_000,
   drainMs: 4_000,
+  shutdownMs: 4_500,
   expectedInstances: 1,
   dayStartsAt: "00:00",
   accessPasswordAdmin: true,

@@ -98,6 +98,7 @@ const POSITIVE_SETTINGS = [
   "slotTtlMs",
   "kvTimeoutMs",
   "drainMs",
+  "shutdownMs",
 ] as const;
 const INTEGER_SETTINGS = ["queueLimit", "maxRetries"] as const;
 

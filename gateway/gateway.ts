@@ -54,13 +54,14 @@ export interface Gateway {
   /** Stops timers and hands back leased tokens and held slots. Idempotent. */
   close(): Promise<void>;
   /**
-   * Shuts down gracefully: refuses new requests (503 `gateway_closing`) and
-   * queued ones, hands back unused tokens and idle slots, lets responses in
-   * flight run for up to `drainMs` (default: the config's), then ends the
-   * streams still open at an event boundary, and resolves once every slot
-   * has been handed back.
+   * Shuts down gracefully within `budgetMs` (default: the config's
+   * `shutdownMs`): refuses new requests (503 `gateway_closing`) and queued
+   * ones, hands back unused tokens and idle slots while responses in flight
+   * run (for up to `drainMs`, less when KV is slow), then ends the streams
+   * still open at an event boundary, and resolves once every slot has been
+   * handed back, or when the budget is spent.
    */
-  drain(drainMs?: number): Promise<DrainReport>;
+  drain(budgetMs?: number): Promise<DrainReport>;
 }
 
 /**
@@ -196,16 +197,23 @@ export async function createGateway(
     presence,
     kvStatus,
     status,
-    drain(drainMs = config.drainMs) {
+    drain(budgetMs = config.shutdownMs) {
       draining ??= (async () => {
+        const deadline = clock.now() + budgetMs;
         drain.start();
-        await gateway.close();
-        const report = await drain.run(drainMs);
+        // The hand-backs and KV writes run while the answers in flight do.
+        const closed = gateway.close();
+        const { drainMs, graceMs } = shutdownShares(budgetMs, config.drainMs, kvStatus.latencyMs);
+        const report = await drain.run(drainMs, graceMs);
         // The slots of the last responses go back after every earlier write.
-        await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.settled()));
-        await Promise.allSettled([...runtimes.values()].map((rt) => rt.teams?.settled()));
-        await Promise.allSettled([...runtimes.values()].map((rt) => rt.pool.settled()));
-        await teams.budgets.close();
+        const written = (async () => {
+          await closed;
+          await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.settled()));
+          await Promise.allSettled([...runtimes.values()].map((rt) => rt.teams?.settled()));
+          await Promise.allSettled([...runtimes.values()].map((rt) => rt.pool.settled()));
+          await teams.budgets.close();
+        })();
+        await untilOrDeadline(written, clock, deadline);
         return report;
       })();
       return draining;
@@ -228,4 +236,31 @@ export async function createGateway(
     },
   };
   return gateway;
+}
+
+/**
+ * How a shutdown budget is shared: time kept for the last writes (three KV
+ * round trips at the latency seen lately, 250 ms at least, 1.5 s at most),
+ * the grace for streams to reach an event boundary (500 ms, less when the
+ * budget is short), and the rest, up to `drainMs`, for answers in flight.
+ */
+export function shutdownShares(
+  budgetMs: number,
+  drainMs: number,
+  kvLatencyMs: number,
+): { drainMs: number; graceMs: number } {
+  const writes = Math.min(1500, Math.max(250, 3 * kvLatencyMs));
+  const graceMs = Math.max(0, Math.min(500, (budgetMs - writes) / 4));
+  return { drainMs: Math.max(0, Math.min(drainMs, budgetMs - writes - graceMs)), graceMs };
+}
+
+/** Resolves when `work` does, or at `deadline` on `clock`, whichever comes first. */
+function untilOrDeadline(work: Promise<unknown>, clock: Clock, deadline: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = clock.setTimeout(resolve, Math.max(0, deadline - clock.now()));
+    work.finally(() => {
+      clock.clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -63,7 +63,10 @@ export async function kvCall<T>(fn: () => Promise<T>, options: KvCallOptions = {
   let last: unknown;
   for (let attempt = 0; attempt < attempts; attempt++) {
     try {
-      return await withTimeout(clock, fn(), timeoutMs);
+      const started = clock.now();
+      const answer = await withTimeout(clock, fn(), timeoutMs);
+      status?.took(clock.now() - started);
+      return answer;
     } catch (e) {
       last = e;
       if (!isTransientKvError(e)) throw e;

@@ -42,6 +42,7 @@ export class KvStatus {
   #closed = false;
   #hooks: Array<() => void> = [];
   #waiters: Array<() => void> = [];
+  #latencyMs = 0;
 
   constructor(options: KvStatusOptions) {
     const probeMs = options.probeMs ?? 1000;
@@ -57,6 +58,20 @@ export class KvStatus {
   /** True while KV answers. */
   get up(): boolean {
     return this.#up;
+  }
+
+  /**
+   * How long a KV call has lately taken, in ms: an average of the last
+   * few that answered (0 before any). A shutdown keeps time for its last
+   * writes by it, so that a slow KV shortens the drain, not the writes.
+   */
+  get latencyMs(): number {
+    return this.#latencyMs;
+  }
+
+  /** A call that answered took `ms`. */
+  took(ms: number): void {
+    this.#latencyMs += (ms - this.#latencyMs) / 4;
   }
 
   /** The last error that took KV down (no secrets: KV errors carry none). */

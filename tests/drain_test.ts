@@ -173,3 +173,26 @@ Deno.test("SIGTERM: the slots of a draining process go back to the other process
     },
   );
 });
+
+Deno.test("SIGINT (Deno Deploy's signal) with the defaults and a 30 s stream open: the whole shutdown fits one 4.5 s budget and the process exits 0 within 4.9 s", async () => {
+  await withProcesses(
+    { chunks: 300, chunkDelayMs: 100 },
+    (target) => ({ services: { openai: { target, rps: 100, burst: 100, maxConn: 4 } } }),
+    1,
+    async (mock, [gw]) => {
+      const stream = readStream(gw.url);
+      await streamsStarted(mock, 1);
+      const t0 = Date.now();
+      gw.child.kill("SIGINT");
+      const [result, status] = await Promise.all([stream, gw.child.status]);
+      const exitedAfter = Date.now() - t0;
+      console.log(`SIGINT → exit: ${exitedAfter} ms`);
+      assertEquals(status.code, 0);
+      assert(exitedAfter <= 4900, `exited ${exitedAfter} ms after SIGINT`);
+      assert(result.text.endsWith("\n\n"), "the stream ended at an event boundary");
+      await gw.drained;
+      const stopped = gw.stdout.events().find((l) => l.event === "stopped");
+      assert(stopped && Number(stopped.sinceSignalMs) <= 4750, `stopped ${stopped?.sinceSignalMs}`);
+    },
+  );
+});

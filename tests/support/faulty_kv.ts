@@ -13,10 +13,14 @@ export interface KvFaults {
   ops: number;
 }
 
-const sleep = (ms: number) => ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
-
-/** Returns a KV that behaves like `kv` with added latency and faults. */
-export function faultyKv(kv: Deno.Kv, faults: KvFaults): Deno.Kv {
+/** Returns a KV that behaves like `kv` with added latency (on `clock`, default the real one) and faults. */
+export function faultyKv(
+  kv: Deno.Kv,
+  faults: KvFaults,
+  clock: { setTimeout(fn: () => void, ms: number): unknown } = { setTimeout },
+): Deno.Kv {
+  const sleep = (ms: number) =>
+    ms > 0 ? new Promise<void>((r) => clock.setTimeout(r, ms)) : Promise.resolve();
   const gate = async () => {
     faults.ops++;
     await sleep(faults.latencyMs);
