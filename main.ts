@@ -4,7 +4,7 @@
  * @module
  */
 import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
-import { createGateway, flushLog, jsonLog } from "./gateway/mod.ts";
+import { createGateway, flushLog, jsonLog, logThroughConsole } from "./gateway/mod.ts";
 import { connectKv, displayKvPath, type KvConnection, KvPathError, parseKvPath } from "./kv/mod.ts";
 import { systemClock } from "./clock/mod.ts";
 
@@ -73,6 +73,8 @@ async function main(): Promise<void> {
     }
     throw e;
   }
+  // On Deno Deploy (and with OpenTelemetry on) logs are what console.* makes.
+  logThroughConsole(config.otel);
   if (config.password === undefined && !config.onDeploy) {
     config = { ...config, password: generatePassword() };
     // Straight to the terminal: Deno exports what console.* prints as OpenTelemetry log records.
