@@ -5,7 +5,14 @@
  */
 import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
 import { createGateway, flushLog, jsonLog, logThroughConsole } from "./gateway/mod.ts";
-import { connectKv, displayKvPath, type KvConnection, KvPathError, parseKvPath } from "./kv/mod.ts";
+import {
+  connectKv,
+  displayKvPath,
+  type KvConnection,
+  KvPathError,
+  kvWarning,
+  parseKvPath,
+} from "./kv/mod.ts";
 import { systemClock } from "./clock/mod.ts";
 
 function generatePassword(): string {
@@ -28,6 +35,9 @@ function dropWritePermission(): void {
 async function openKv(config: GatewayConfig): Promise<KvConnection> {
   try {
     const location = parseKvPath(config.kvPath, (name) => Deno.env.get(name));
+    // Said once, plainly, where a store will never be shared (or never answer).
+    const warning = kvWarning(location, config.onDeploy, typeof Deno.openKv === "function");
+    if (warning) jsonLog({ event: "kv_warning", message: warning });
     // Only a KV file needs writing, and only until it is open; nothing else ever does.
     if (location.kind !== "file") dropWritePermission();
     return await connectKv(location, {

@@ -113,3 +113,23 @@ export async function prepareKvFile(path: string, fs: KvFileSystem = realFs): Pr
     throw new KvPathError(path, describeFsError(e));
   }
 }
+
+/**
+ * What to say of where KV lives, once, at start: on Deno Deploy with no
+ * database attached (`Deno.openKv` missing), and on Deploy with a file or
+ * `:memory:` KV_PATH (each isolate its own store, so limits hold per
+ * instance, not for the deployment). Undefined when there is nothing to say.
+ */
+export function kvWarning(
+  location: KvLocation,
+  onDeploy: boolean,
+  openKvAvailable: boolean,
+): string | undefined {
+  if (location.kind === "deploy" && !openKvAvailable) {
+    return "no KV database is attached to this app: limits, key health and teams hold per instance only, until one is. Attach one in the Deno Deploy dashboard (Databases → assign to this app).";
+  }
+  if (onDeploy && (location.kind === "file" || location.kind === "memory")) {
+    return "KV_PATH is a file or :memory: on Deno Deploy: every instance keeps its own, so limits hold per instance, not for the deployment. Unset KV_PATH and assign a KV database to the app.";
+  }
+  return undefined;
+}

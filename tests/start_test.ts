@@ -253,3 +253,19 @@ Deno.test("a second gateway on a port already taken stops with one line, exit 1,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("on Deno Deploy with a :memory: KV_PATH, start-up says once that limits hold per instance", async () => {
+  const dir = await Deno.makeTempDir();
+  const gw = await startGatewayProcess({
+    kvPath: ":memory:",
+    env: { DENO_DEPLOYMENT_ID: "test-deployment" },
+  });
+  try {
+    const warnings = gw.stdout.events().filter((e) => e.event === "kv_warning");
+    assertEquals(warnings.length, 1);
+    assert(String(warnings[0].message).includes("limits hold per instance"));
+  } finally {
+    await stopProcesses([gw]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
