@@ -4,11 +4,19 @@
  * @module
  */
 import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
-import { createGateway, flushLog, jsonLog, logThroughConsole } from "./gateway/mod.ts";
+import {
+  createGateway,
+  flushLog,
+  type Gateway,
+  jsonLog,
+  logThroughConsole,
+  startingHandler,
+} from "./gateway/mod.ts";
 import {
   connectKv,
   displayKvPath,
   type KvConnection,
+  type KvLocation,
   KvPathError,
   kvWarning,
   parseKvPath,
@@ -31,10 +39,20 @@ function dropWritePermission(): void {
   } catch { /* the platform decides */ }
 }
 
-/** Opens KV as KV_PATH says; a path that cannot be used ends the process with one line. */
-async function openKv(config: GatewayConfig): Promise<KvConnection> {
+/** Where KV_PATH says KV lives; a value that cannot be used ends the process with one line. */
+function kvLocation(config: GatewayConfig): KvLocation {
   try {
-    const location = parseKvPath(config.kvPath, (name) => Deno.env.get(name));
+    return parseKvPath(config.kvPath, (name) => Deno.env.get(name));
+  } catch (e) {
+    if (!(e instanceof KvPathError)) throw e;
+    console.error(`kvgate: ${e.message}`);
+    Deno.exit(1);
+  }
+}
+
+/** Opens KV at `location`; a file that cannot be used ends the process with one line. */
+async function openKv(config: GatewayConfig, location: KvLocation): Promise<KvConnection> {
+  try {
     // Said once, plainly, where a store will never be shared (or never answer).
     const warning = kvWarning(location, config.onDeploy, typeof Deno.openKv === "function");
     if (warning) jsonLog({ event: "kv_warning", message: warning });
@@ -97,38 +115,24 @@ async function main(): Promise<void> {
   } else if (config.password === undefined) {
     console.error("kvgate: ACCESS_PASSWORD is not set: every API request answers 503 until it is.");
   }
-  const kv = await openKv(config);
+  // A remote KV (Deno Deploy's, KV Connect) is a round trip or more away:
+  // serve first, and let requests that come meanwhile wait for the gateway.
+  // A local file opens in microseconds, and a path that cannot be used must
+  // stop start-up before anything listens.
+  const location = kvLocation(config);
+  const remote = location.kind === "deploy" || location.kind === "remote";
+  let ready: (g: Gateway) => void = () => {};
+  const built = new Promise<Gateway>((r) => ready = r);
+  const early = remote ? listen(config, startingHandler(config.services, built)) : undefined;
+  const kv = await openKv(config, location);
   const gateway = await createGateway(config, {
     kv: kv.kv,
     kvStatus: kv.status,
     region: Deno.env.get("DENO_REGION"),
   });
-  summary(config);
-  if (config.adminPassword === undefined && config.accessPasswordAdmin) {
-    jsonLog({
-      event: "warning",
-      message:
-        "ACCESS_PASSWORD also opens the admin API. Set ADMIN_PASSWORD to give the admin a credential of its own.",
-    });
-  }
-  jsonLog({
-    event: "start",
-    instance: gateway.instanceId,
-    pid: Deno.pid,
-    limitMode: config.limitMode,
-    kv: config.kvPath === undefined ? "deploy" : displayKvPath(config.kvPath),
-    kvUp: kv.status.up,
-  });
-
-  const server = serveOrExit({
-    port: config.port,
-    hostname: Deno.env.get("HOST") ?? "0.0.0.0",
-    onListen: ({ hostname, port }) => jsonLog({ event: "listening", hostname, port }),
-    onError: (e) => {
-      jsonLog({ event: "internal_error", error: String(e) });
-      return new Response("Internal Server Error", { status: 500 });
-    },
-  }, gateway.handler);
+  ready(gateway);
+  startLog(config, gateway, kv);
+  const server = early ?? listen(config, gateway.handler);
 
   // Deno Deploy sends SIGINT when it replaces or stops an isolate, and
   // SIGKILL 5 s later; elsewhere SIGTERM (or Ctrl-C) means the same. One
@@ -168,6 +172,41 @@ async function main(): Promise<void> {
       Deno.addSignalListener(sig, stop);
     } catch { /* not available on this platform */ }
   }
+}
+
+/** The start-up lines: each service, the shared admin warning, and where KV lives. */
+function startLog(config: GatewayConfig, gateway: Gateway, kv: KvConnection): void {
+  summary(config);
+  if (config.adminPassword === undefined && config.accessPasswordAdmin) {
+    jsonLog({
+      event: "warning",
+      message:
+        "ACCESS_PASSWORD also opens the admin API. Set ADMIN_PASSWORD to give the admin a credential of its own.",
+    });
+  }
+  jsonLog({
+    event: "start",
+    instance: gateway.instanceId,
+    pid: Deno.pid,
+    deno: Deno.version.deno,
+    limitMode: config.limitMode,
+    kv: config.kvPath === undefined ? "deploy" : displayKvPath(config.kvPath),
+    kvUp: kv.status.up,
+  });
+}
+
+/** Listens on PORT and HOST with `handler`. */
+function listen(config: GatewayConfig, handler: Deno.ServeHandler): Deno.HttpServer<Deno.NetAddr> {
+  return serveOrExit({
+    port: config.port,
+    hostname: Deno.env.get("HOST") ?? "0.0.0.0",
+    onListen: ({ hostname, port }) =>
+      jsonLog({ event: "listening", hostname, port, pid: Deno.pid }),
+    onError: (e) => {
+      jsonLog({ event: "internal_error", error: String(e) });
+      return new Response("Internal Server Error", { status: 500 });
+    },
+  }, handler);
 }
 
 /** Deno.serve, or one line and exit 1 when the port cannot be had (taken, or not allowed). */

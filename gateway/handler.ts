@@ -142,6 +142,23 @@ function unreadable(p: Pipeline, reason: "too_large" | "unreadable" | "busy") {
   return reason === "busy" ? gatewayErrors.busy() : gatewayErrors.unreadableBody();
 }
 
+/**
+ * The handler while the gateway is still being built (KV not answered
+ * yet): a path that is no service and not the admin's is the disguise at
+ * once, as always; any other request waits for the gateway, then walks as usual.
+ */
+export function startingHandler(
+  services: Readonly<Record<string, unknown>>,
+  built: Promise<{ handler: (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> }>,
+): (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response> {
+  return (req, info) => {
+    const { path } = requestTarget(req.url);
+    const name = serviceName(path);
+    if (!Object.hasOwn(services, name) && !isAdminPath(path)) return disguise(path, req.method);
+    return built.then((g) => g.handler(req, info));
+  };
+}
+
 /** A path that names no service: the disguise, or with the password a 404 naming the services. */
 function unknownService(
   p: Pipeline,

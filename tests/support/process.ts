@@ -169,9 +169,12 @@ async function startOnce(options: ProcessOptions): Promise<GatewayProcess> {
 
 /** The gateway's own process id, from its start line (under a task, the task's child). */
 export function gatewayPid(p: GatewayProcess): number {
-  const start = p.stdout.events().find((e) => e.event === "start");
-  if (typeof start?.pid !== "number") throw new Error("no pid in the start line");
-  return start.pid;
+  // "listening" may come first (a remote KV: it serves first), so either line says.
+  const line = p.stdout.events().find((e) =>
+    (e.event === "listening" || e.event === "start") && typeof e.pid === "number"
+  );
+  if (typeof line?.pid !== "number") throw new Error("no pid in the listening or start line");
+  return line.pid;
 }
 
 /**
