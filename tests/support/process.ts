@@ -67,8 +67,14 @@ export interface ProcessOptions {
   config?: unknown;
   /** Extra environment (keys, tokens). Default: two openai keys. */
   env?: Record<string, string>;
-  /** "task": `deno task start` as the README says; "run": `deno run -A main.ts`. Default "task". */
-  how?: "task" | "run";
+  /**
+   * "task": `deno task start` as the README says; "run": `deno run -A main.ts`;
+   * "deploy": `deno run -A main.ts` and no flag more, as Deno Deploy runs it
+   * (only deno.json applies). Default "task".
+   */
+  how?: "task" | "run" | "deploy";
+  /** Flags of `deno run` put before the script (with "run" or "deploy"), such as V8's. */
+  denoFlags?: string[];
   /** Give up waiting for "listening" after this long, in ms. Default 20000. */
   readyMs?: number;
 }
@@ -90,10 +96,16 @@ export async function startGatewayProcess(options: ProcessOptions): Promise<Gate
 }
 
 /** The command line of a gateway process. */
-function argsFor(how: "task" | "run"): string[] {
-  return how === "task"
-    ? ["task", "start"]
-    : ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", "main.ts"];
+function argsFor(options: ProcessOptions): string[] {
+  const flags = options.denoFlags ?? [];
+  switch (options.how ?? "task") {
+    case "task":
+      return ["task", "start"];
+    case "deploy":
+      return ["run", "-A", ...flags, "main.ts"];
+    default:
+      return ["run", "-A", "--unstable-kv", "--unstable-no-legacy-abort", ...flags, "main.ts"];
+  }
 }
 
 /** Starts a process that is expected to exit; resolves to its code and output. */
@@ -113,7 +125,7 @@ export async function runGatewayToExit(
 
 function spawn(options: ProcessOptions, port: number): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: argsFor(options.how ?? "task"),
+    args: argsFor(options),
     cwd: ROOT,
     env: {
       PORT: String(port),
