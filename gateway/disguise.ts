@@ -5,10 +5,12 @@
  * @module
  */
 
-const WELCOME = `<!DOCTYPE html>
+/** The frame of nginx's stock HTML pages (`index.html`, `50x.html`), `title` and `body` inside it. */
+function stockPage(title: string, body: string): string {
+  return `<!DOCTYPE html>
 <html>
 <head>
-<title>Welcome to nginx!</title>
+<title>${title}</title>
 <style>
 html { color-scheme: light dark; }
 body { width: 35em; margin: 0 auto;
@@ -16,7 +18,14 @@ font-family: Tahoma, Verdana, Arial, sans-serif; }
 </style>
 </head>
 <body>
-<h1>Welcome to nginx!</h1>
+${body}</body>
+</html>
+`;
+}
+
+const WELCOME = stockPage(
+  "Welcome to nginx!",
+  `<h1>Welcome to nginx!</h1>
 <p>If you see this page, the nginx web server is successfully installed and
 working. Further configuration is required.</p>
 
@@ -26,31 +35,20 @@ Commercial support is available at
 <a href="http://nginx.com/">nginx.com</a>.</p>
 
 <p><em>Thank you for using nginx.</em></p>
-</body>
-</html>
-`;
+`,
+);
 
 /** The stock `50x.html` of nginx's default site. */
-const ERROR_50X = `<!DOCTYPE html>
-<html>
-<head>
-<title>Error</title>
-<style>
-html { color-scheme: light dark; }
-body { width: 35em; margin: 0 auto;
-font-family: Tahoma, Verdana, Arial, sans-serif; }
-</style>
-</head>
-<body>
-<h1>An error occurred.</h1>
+const ERROR_50X = stockPage(
+  "Error",
+  `<h1>An error occurred.</h1>
 <p>Sorry, the page you are looking for is currently unavailable.<br/>
 Please try again later.</p>
 <p>If you are the system administrator of this resource then you should check
 the error log for details.</p>
 <p><em>Faithfully yours, nginx.</em></p>
-</body>
-</html>
-`;
+`,
+);
 
 function statusPage(status: number, text: string): string {
   return `<html>

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { FakeClock, settle } from "../support/fake_clock.ts";
-import { chatRequest, fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+import {
+  chatRequest,
+  endlessStream,
+  fakeUpstream,
+  inProcessGateway,
+  jsonAnswer,
+} from "../support/in_process.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { shutdownShares } from "../../gateway/gateway.ts";
 
@@ -41,18 +47,12 @@ Deno.test("one deadline from the signal: with KV 250 ms away and a stream that n
   const store = await Deno.openKv(":memory:");
   const faults = { latencyMs: 0, failing: false, ops: 0 };
   const kv = faultyKv(store, faults, clock);
-  // A stream the upstream never ends.
-  const fetch = () =>
-    Promise.resolve(
-      new Response(
-        new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode("data: 1\n\n")) }),
-        { headers: { "content-type": "text/event-stream" } },
-      ),
-    );
+  // Every answer is a stream the upstream never ends.
+  const fetch = endlessStream();
   const gateway = await inProcessGateway(
     { services: { openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 4 } } },
     { OPENAI_API_KEYS: "sk-one" },
-    { kv, clock, fetch: fetch as typeof globalThis.fetch },
+    { kv, clock, fetch },
   );
   try {
     const res = await settle(clock, gateway.handler(chatRequest({ stream: true })));

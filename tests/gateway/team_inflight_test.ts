@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { defaultTeamLimits } from "../../teams/mod.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
-import { inProcessGateway } from "../support/in_process.ts";
+import { endlessStream, inProcessGateway } from "../support/in_process.ts";
 
 const ALPHA = "alpha-token-0123456789abcdef";
 const BETA = "beta-token-0123456789abcdefg";
@@ -31,13 +31,7 @@ Deno.test("a team's stalled native streams hold at most maxConn − 1 slots: ano
   const clock = new FakeClock();
   const kv = await Deno.openKv(":memory:");
   // Every answer is a stream the upstream never ends.
-  const fetch = () =>
-    Promise.resolve(
-      new Response(
-        new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode("data: 1\n\n")) }),
-        { headers: { "content-type": "text/event-stream" } },
-      ),
-    );
+  const fetch = endlessStream();
   const gateway = await inProcessGateway(
     {
       queueTimeoutMs: 2000,
@@ -53,7 +47,7 @@ Deno.test("a team's stalled native streams hold at most maxConn − 1 slots: ano
       },
     },
     { OPENAI_API_KEYS: "sk-a" },
-    { kv, clock, fetch: fetch as typeof globalThis.fetch },
+    { kv, clock, fetch },
   );
   const chat = (token: string) =>
     new Request("http://gw/openai/v1/chat/completions", {

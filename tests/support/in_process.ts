@@ -58,3 +58,14 @@ export function jsonAnswer(status: number, body: unknown): Response {
     headers: { "content-type": "application/json" },
   });
 }
+
+/** An upstream `fetch` whose every answer is an event stream that sends one event and never ends. */
+export function endlessStream(): typeof globalThis.fetch {
+  return (() =>
+    Promise.resolve(
+      new Response(
+        new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode("data: 1\n\n")) }),
+        { headers: { "content-type": "text/event-stream" } },
+      ),
+    )) as typeof globalThis.fetch;
+}
