@@ -83,7 +83,11 @@ export class Presence {
     const since = this.#clock.now() - withinMs;
     return await kvCall(async () => {
       const out: Array<InstanceRecord & { id: string }> = [];
-      for await (const e of this.#kv.list<InstanceRecord>({ prefix: instancePrefix() })) {
+      // For the status page: eventual, in-region.
+      const all = this.#kv.list<InstanceRecord>({ prefix: instancePrefix() }, {
+        consistency: "eventual",
+      });
+      for await (const e of all) {
         if (e.value.seenAt >= since) out.push({ id: String(e.key[1]), ...e.value });
       }
       return out;

@@ -204,7 +204,11 @@ export class StatusBoard {
   /** The bucket's level and the slots held, read from KV in one snapshot. */
   async #shared(name: string, rt: ServiceRuntime, now: number) {
     const [ledger, slots] = await kvCall(
-      () => this.#p.kv.getMany<[Deno.KvU64, SlotsState]>([tokenLedgerKey(name), slotsKey(name)]),
+      // Eventual: the page is at most a second old anyway, and the read stays in-region.
+      () =>
+        this.#p.kv.getMany<[Deno.KvU64, SlotsState]>([tokenLedgerKey(name), slotsKey(name)], {
+          consistency: "eventual",
+        }),
       this.#p.call ?? {},
     );
     const limits = rt.service;

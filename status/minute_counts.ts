@@ -140,7 +140,7 @@ export class MinuteCounts {
         this.#o.kv.getMany<[Deno.KvU64, Deno.KvU64]>([
           keyDayKey(service, keyId, day, "requests"),
           keyDayKey(service, keyId, day, "tokens"),
-        ]),
+        ], { consistency: "eventual" }),
       this.#o.call ?? {},
     );
     return {
@@ -207,7 +207,7 @@ export class MinuteCounts {
     const out = new Map<number, MinuteCount>();
     await kvCall(async () => {
       const range = minuteCountRange(service, fromMinute, toMinute);
-      for await (const e of this.#o.kv.list<Deno.KvU64>(range)) {
+      for await (const e of this.#o.kv.list<Deno.KvU64>(range, { consistency: "eventual" })) {
         const minute = Number(e.key[2]);
         const c = out.get(minute) ??
           { minute, requests: 0, refused: 0, errors: 0, upstream429: 0 };

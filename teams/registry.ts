@@ -102,7 +102,11 @@ export class TeamRegistry {
   async refresh(): Promise<void> {
     const entries = await kvCall(async () => {
       const out: Deno.KvEntry<StoredTeam>[] = [];
-      for await (const e of this.#kv.list<StoredTeam>({ prefix: teamPrefix() })) out.push(e);
+      // Eventual: a team made elsewhere shows within a refresh anyway, and the read stays in-region.
+      const teams = this.#kv.list<StoredTeam>({ prefix: teamPrefix() }, {
+        consistency: "eventual",
+      });
+      for await (const e of teams) out.push(e);
       return out;
     }, this.#call);
     const api = new Map<string, Team>();
