@@ -9,6 +9,7 @@ import type { Service } from "../config/mod.ts";
 import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
 import { setUpstreamAuth } from "./auth.ts";
 import type { HeaderPairs } from "./headers.ts";
+import type { Clock } from "../clock/mod.ts";
 
 /** How long a probe may take before it tells nothing, in ms. */
 const PROBE_TIMEOUT_MS = 10_000;
@@ -26,23 +27,24 @@ function modelsPath(service: Service): string {
 export function keyProber(
   service: Service,
   fetchFn: typeof fetch,
-  now: () => number,
+  clock: Clock,
 ): (key: PooledKey) => Promise<Outcome | undefined> {
   const url = service.target + modelsPath(service);
   return async (key) => {
     const headers: HeaderPairs = [["accept", "application/json"], ["accept-encoding", "identity"]];
     setUpstreamAuth(headers, service.style, key.secret, service.style === "gemini");
+    const gaveUp = new AbortController();
+    const timer = clock.setTimeout(() => gaveUp.abort(), PROBE_TIMEOUT_MS);
     try {
-      const res = await fetchFn(url, {
-        headers,
-        redirect: "manual",
-        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      });
+      const res = await fetchFn(url, { headers, redirect: "manual", signal: gaveUp.signal });
       const body = res.status >= 400 ? (await res.text()).slice(0, 64 * 1024) : "";
       if (res.status < 400) await res.body?.cancel();
-      return classifyResponse(res.status, res.headers, body, now(), service.rateLimitHeaders);
+      const now = clock.now();
+      return classifyResponse(res.status, res.headers, body, now, service.rateLimitHeaders);
     } catch {
       return undefined;
+    } finally {
+      clock.clearTimeout(timer);
     }
   };
 }

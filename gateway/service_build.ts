@@ -70,7 +70,7 @@ export async function buildServiceRuntime(
     keyDisableMs: c.config.keyDisableMs,
     log: c.logEvent,
     dayResetAfter: (now) => nextDayReset(now, service.dayResetMs),
-    probe: keyProber(service, c.fetch, () => c.clock.now()),
+    probe: keyProber(service, c.fetch, c.clock),
     clock: c.clock,
   });
   const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
