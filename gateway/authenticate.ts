@@ -29,8 +29,10 @@ export function authenticate(p: Pipeline, x: Exchange): GatewayError | undefined
   }
   const cred = clientCredential(x.head, x.target.search, x.style, x.rt.service.keyInQuery);
   if (cred === undefined) {
-    addressOf(p, x);
+    // No credential is a stranger's request (the disguise answers it, with no log line), unless
+    // it sent one in a ?key= this service does not take: that 401 is logged with the address.
     if (x.style === "gemini" && /[?&]key=/.test(x.target.search)) {
+      addressOf(p, x);
       return gatewayErrors.keyInQueryRefused();
     }
     return gatewayErrors.badCredential(true);

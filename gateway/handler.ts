@@ -173,9 +173,15 @@ function unknownService(
   const cred = clientCredential(head, target.search, "openai");
   if (cred === undefined) return disguise(target.path, req.method);
   const now = p.clock.now();
-  const address = clientAddress(req, info, p.config.clientAddressHeader);
-  if (p.logins.shutOutFor(address, now) > 0) return disguise(target.path, req.method);
-  if (password === undefined || !timingSafeEqual(cred, password)) {
+  const right = password !== undefined && timingSafeEqual(cred, password);
+  // The address is read only where it is needed: a guard that counts, or a wrong credential.
+  const address = p.logins.watching || !right
+    ? clientAddress(req, info, p.config.clientAddressHeader)
+    : "";
+  if (p.logins.watching && p.logins.shutOutFor(address, now) > 0) {
+    return disguise(target.path, req.method);
+  }
+  if (!right) {
     // A wrong credential here is a guess too: the answer would tell it right from wrong.
     if (p.teams?.registry.byHash(tokenSha256(cred)) === undefined) {
       p.logins.refused(address, cred, now);
