@@ -1,6 +1,6 @@
 import { sleep } from "../clock/mod.ts";
 import { classifyResponse, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
-import { type Bytes, joinChunks } from "./body.ts";
+import { type Bytes, joinChunks, readUpTo } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
@@ -298,16 +298,8 @@ function giveUp(p: Pipeline, x: Exchange, tries: Tries, release: () => void): Re
 
 async function readSmall(res: Response): Promise<Bytes> {
   if (!res.body) return new Uint8Array();
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  while (size < MAX_ERROR_BODY) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.byteLength;
-  }
-  if (size >= MAX_ERROR_BODY) await reader.cancel().catch(() => {});
+  const { chunks, rest } = await readUpTo(res.body, MAX_ERROR_BODY);
+  await rest?.cancel().catch(() => {});
   return chunks.length === 0 ? new Uint8Array() : joinChunks(chunks);
 }
 

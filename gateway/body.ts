@@ -107,3 +107,22 @@ export function joinChunks(chunks: readonly Uint8Array[]): Bytes {
   }
   return out;
 }
+
+/**
+ * Reads `body` until it ends or more than `cap` bytes have come: all of it,
+ * or the chunks so far and the reader of the rest (to relay, or cancel).
+ */
+export async function readUpTo(
+  body: ReadableStream<Uint8Array>,
+  cap: number,
+): Promise<{ chunks: Uint8Array[]; rest?: ReadableStreamDefaultReader<Uint8Array> }> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  for (let size = 0; size <= cap;) {
+    const { done, value } = await reader.read();
+    if (done) return { chunks };
+    chunks.push(value);
+    size += value.byteLength;
+  }
+  return { chunks, rest: reader };
+}

@@ -27,13 +27,9 @@ export function costOnKeys(x: Exchange, body: Bytes | undefined): GatewayError |
   if (!pacing?.countsTokens) return undefined;
   x.keyCost = estimateInputTokens(body?.byteLength ?? 0);
   if (pacing.fits(x.rt.pool.keys, x.keyCost)) return undefined;
-  const ceiling = pacing.ceiling(x.rt.pool.keys);
-  x.keyCost = 0;
-  return gatewayErrors.tokensTooLarge(
-    x.rt.service.name,
-    estimateInputTokens(body?.byteLength ?? 0),
-    ceiling,
-  );
+  const cost = x.keyCost;
+  x.keyCost = 0; // nothing is reserved for it, so nothing is charged
+  return gatewayErrors.tokensTooLarge(x.rt.service.name, cost, pacing.ceiling(x.rt.pool.keys));
 }
 
 /**

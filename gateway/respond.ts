@@ -1,5 +1,5 @@
 import { account } from "./account.ts";
-import { type Bytes, joinChunks } from "./body.ts";
+import { type Bytes, joinChunks, readUpTo } from "./body.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import { readProviderError } from "../keys/mod.ts";
@@ -207,22 +207,6 @@ const decoder = new TextDecoder();
 /** An answer too large to hold whole: relayed as it comes, counted at the estimate; said in the log. */
 function usageUnread(p: Pipeline, x: Exchange): void {
   p.log({ id: x.id, service: x.rt.service.name, event: "usage_unread", reason: "too_large" });
-}
-
-/** Reads `body` up to `cap` bytes: all of it, or the chunks so far and the reader of the rest. */
-async function readUpTo(
-  body: ReadableStream<Uint8Array>,
-  cap: number,
-): Promise<{ chunks: Uint8Array[]; rest?: ReadableStreamDefaultReader<Uint8Array> }> {
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  for (let size = 0; size <= cap;) {
-    const { done, value } = await reader.read();
-    if (done) return { chunks };
-    chunks.push(value);
-    size += value.byteLength;
-  }
-  return { chunks, rest: reader };
 }
 
 /** The chunks already read, then the rest of the body. */
