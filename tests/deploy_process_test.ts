@@ -6,7 +6,12 @@
 import assert from "node:assert/strict";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { PASSWORD } from "./support/harness.ts";
-import { startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import {
+  type KvConnectServer,
+  kvConnectUnavailable,
+  startKvConnect,
+} from "./support/kv_connect.ts";
 
 const DEPLOY_ENV = {
   DENO_DEPLOY: "true",
@@ -92,4 +97,113 @@ Deno.test("a memory budget for bodies: 40 concurrent 8 MiB bodies behind maxConn
     await mock.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+const kvConnectMissing = await kvConnectUnavailable();
+if (kvConnectMissing) console.log(`KV Connect tests skipped: ${kvConnectMissing}`);
+
+/** A gateway started as Deploy on the KV Connect server, its calls `latencyMs` away. */
+async function onKvConnect(
+  server: KvConnectServer,
+  latencyMs: number,
+  config: unknown,
+): Promise<{ gw: GatewayProcess; spawnedAt: number }> {
+  const token = `region-${latencyMs}-${crypto.randomUUID()}`;
+  await server.setLatency(latencyMs, token);
+  const spawnedAt = performance.now();
+  const gw = await startGatewayProcess({
+    how: "deploy",
+    kvPath: server.url,
+    config,
+    env: { ...DEPLOY_ENV, DENO_KV_ACCESS_TOKEN: token },
+  });
+  return { gw, spawnedAt };
+}
+
+const chat = (url: string, model = "m", stream = false) =>
+  fetch(`${url}/openai/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+    body: JSON.stringify({ model, stream, messages: [{ role: "user", content: "hi" }] }),
+  });
+
+Deno.test({
+  name:
+    "started as Deploy on KV Connect: it serves first — the first 200 on / with KV 400 ms away comes at most 0.3 s after it does with KV at 0 ms — and a request that arrives meanwhile is answered",
+  ignore: kvConnectMissing !== null,
+  async fn() {
+    const server = await startKvConnect();
+    const mock = await startMockUpstream();
+    const config = { services: { openai: { target: mock.url } } };
+    const best: Record<number, number> = {};
+    try {
+      for (const latencyMs of [0, 400, 0, 400]) {
+        const { gw, spawnedAt } = await onKvConnect(server, latencyMs, config);
+        try {
+          const home = await fetch(`${gw.url}/`);
+          const took = performance.now() - spawnedAt;
+          assert.equal(home.status, 200);
+          await home.body?.cancel();
+          best[latencyMs] = Math.min(best[latencyMs] ?? Infinity, took);
+          // Sent before KV has answered (at 400 ms it takes some round trips): answered all the same.
+          const r = await chat(gw.url);
+          assert.equal(r.status, 200, `proxied with KV ${latencyMs} ms away`);
+          await r.body?.cancel();
+        } finally {
+          await stopProcesses([gw]);
+        }
+      }
+      console.log(
+        `time from spawn to the first 200 on /: KV at 0 ms ${best[0].toFixed(0)} ms, at 400 ms ${
+          best[400].toFixed(0)
+        } ms`,
+      );
+      assert.ok(best[400] <= best[0] + 300, `${best[400]} ms against ${best[0]} ms`);
+    } finally {
+      await mock.close();
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "SIGINT on KV Connect at 0, 100 and 250 ms per call with a 30 s stream open: exit 0 within 4.9 s, and a stream that could finish did",
+  ignore: kvConnectMissing !== null,
+  async fn() {
+    const server = await startKvConnect();
+    // 300 chunks 100 ms apart: 30 s. A model "chunks-10" asks for 1 s.
+    const mock = await startMockUpstream({ chunks: 300, chunkDelayMs: 100 });
+    const config = { services: { openai: { target: mock.url, rps: 100, burst: 100, maxConn: 4 } } };
+    try {
+      for (const latencyMs of [0, 100, 250]) {
+        const { gw } = await onKvConnect(server, latencyMs, config);
+        try {
+          const long = await chat(gw.url, "m", true);
+          const short = await chat(gw.url, "chunks-10", true);
+          assert.equal(long.status, 200);
+          assert.equal(short.status, 200);
+          const shortText = short.text();
+          const longText = long.text().catch((e) => `cut: ${e}`);
+          const t0 = performance.now();
+          gw.child.kill("SIGINT");
+          const status = await gw.child.status;
+          const exitedAfter = performance.now() - t0;
+          console.log(`KV at ${latencyMs} ms: SIGINT → exit ${exitedAfter.toFixed(0)} ms`);
+          assert.equal(status.code, 0);
+          assert.ok(exitedAfter <= 4900, `exited ${exitedAfter} ms after SIGINT`);
+          assert.ok(
+            (await shortText).endsWith("data: [DONE]\n\n"),
+            "the 1 s stream finished whole",
+          );
+          assert.ok(!(await longText).endsWith("data: [DONE]\n\n"), "the 30 s one could not");
+        } finally {
+          await stopProcesses([gw]);
+        }
+      }
+    } finally {
+      await mock.close();
+      await server.close();
+    }
+  },
 });

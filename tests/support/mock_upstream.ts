@@ -259,8 +259,14 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
     });
   }
 
+  /** SSE chunks of one answer: a model named `chunks-N` asks for N, else the mock's option. */
+  function chunkCount(model: string): number {
+    const asked = /^chunks-(\d+)$/.exec(model)?.[1];
+    return asked === undefined ? mock.options.chunks ?? 3 : Number(asked);
+  }
+
   function chatChunks(model: string): string[] {
-    const n = mock.options.chunks ?? 3;
+    const n = chunkCount(model);
     const out: string[] = [];
     for (let i = 0; i < n; i++) {
       out.push(`data: ${
@@ -288,7 +294,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
 
   function anthropicChunks(model: string): string[] {
     const ev = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
-    const n = mock.options.chunks ?? 3;
+    const n = chunkCount(model);
     const out = [
       ev("message_start", {
         type: "message_start",

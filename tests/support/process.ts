@@ -125,10 +125,20 @@ export async function runGatewayToExit(
 
 function spawn(options: ProcessOptions, port: number): Deno.ChildProcess {
   // KVGATE_TEST_DENO: another Deno to run the gateway with (.ci/run runs the Deploy tests on 2.5.6).
+  // As Deploy starts it: a clean environment, Deploy's variables and kvgate's
+  // own only (HOME and DENO_DIR let this machine's Deno find its cache).
+  const deploy = options.how === "deploy";
+  const machine = deploy
+    ? Object.fromEntries(
+      ["HOME", "DENO_DIR"].flatMap((k) => Deno.env.get(k) ? [[k, Deno.env.get(k)!]] : []),
+    )
+    : {};
   return new Deno.Command(Deno.env.get("KVGATE_TEST_DENO") || Deno.execPath(), {
     args: argsFor(options),
     cwd: ROOT,
+    clearEnv: deploy,
     env: {
+      ...machine,
       PORT: String(port),
       HOST: "127.0.0.1",
       KV_PATH: options.kvPath,
