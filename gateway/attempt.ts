@@ -82,7 +82,7 @@ export async function attempt(
     }
     // The usual request finds a key and a token at once: no promise is made for either.
     const pick = pickKey(x, tries.tried);
-    const key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick, n > 0);
+    let key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick, n > 0);
     if (key instanceof Response) return key;
     if (x.team) {
       const turn = teamToken(p, x, n > 0);
@@ -97,6 +97,13 @@ export async function attempt(
       const spent = spendBudget(p, x);
       const denied = spent instanceof Promise ? await spent : spent;
       if (denied) return endWaiting(p, x, tries, release, denied);
+    }
+    // The waits for a token may have been long: a key that began to rest
+    // meanwhile (here, or in another instance's view read since) is not sent.
+    if ((x.rt.pool.health(key.id)?.until ?? 0) > x.now) {
+      const again = pickKey(x, tries.tried);
+      key = again.ok ? again.key : await waitForKey(p, x, tries, release, again, n > 0);
+      if (key instanceof Response) return key;
     }
     const end = await tryOnce(p, x, r, key, body, tries, release);
     if ("answer" in end) return end.answer;
@@ -222,7 +229,7 @@ async function tryOnce(
     outcome = { kind: "upstream_error" };
   } else if (res.status < 400) {
     x.upstream = res;
-    x.rt.pool.report(key, SUCCESS, x.now, faultOwner(x));
+    x.rt.pool.report(key, SUCCESS, x.now, faultOwner(x), sentAt);
     readAnswer(p, x, key, res.headers, SUCCESS, sentAt);
     const relayed = respondSuccess(p, x, res, release);
     return { answer: relayed instanceof Promise ? await relayed : relayed };

@@ -182,8 +182,10 @@ export class KeyPool {
    * Records what an attempt with `key` taught about it. `team` names whose
    * request it was: a team whose requests turn keys bad in a row is
    * suspected instead of the keys (see {@linkcode TEAM_FAULTS_IN_A_ROW}).
+   * `sentAt` is when the attempt was sent (default `now`): a success ends
+   * a key's record only if it was sent after the rest had run out.
    */
-  report(key: PooledKey, outcome: Outcome, now: number, team?: string): void {
+  report(key: PooledKey, outcome: Outcome, now: number, team?: string, sentAt = now): void {
     const old = this.#health.get(key.id);
     let rest: KeyHealth | undefined;
     if (outcome.kind === "rate_limited" && outcome.daily) {
@@ -202,7 +204,11 @@ export class KeyPool {
       rest = this.#disable(outcome.reason, now);
     } else if (outcome.kind === "success") {
       if (team !== undefined && this.#teamFaults.size > 0) this.#teamFaults.delete(team);
-      if (!old) return;
+      // Only a request sent once the rest was over ends the record (its 429
+      // streak). One sent before the rest was known — here, or by an instance
+      // whose view was a moment old — says nothing of the key since: ending
+      // the rest for it would hand the key back to every instance.
+      if (!old || sentAt < old.until) return;
       this.#health.delete(key.id);
       this.#write(key.id, null, now);
       return;

@@ -1,0 +1,37 @@
+/** The key pool's rests, shared through KV, against answers that arrive late. */
+import assert from "node:assert/strict";
+import { KeyHealthStore, KeyPool } from "../../keys/mod.ts";
+
+const keys = [{ id: "k_a", secret: "sk-a" }, { id: "k_b", secret: "sk-b" }];
+
+Deno.test("a success sent before a key's rest was taken does not end the rest, here or in another instance; one sent after it ran out ends it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KeyHealthStore(kv);
+    const here = new KeyPool("openai", keys, { store });
+    const there = new KeyPool("openai", keys, { store });
+    here.report(keys[0], { kind: "rate_limited", retryAfterMs: 30_000 }, 1_000);
+    await here.settled();
+    await there.refresh();
+    // Answers to requests sent at 900 (before the rest) arrive after it, in both instances.
+    here.report(keys[0], { kind: "success" }, 1_100, undefined, 900);
+    there.report(keys[0], { kind: "success" }, 1_150, undefined, 950);
+    await here.settled();
+    await there.settled();
+    await there.refresh();
+    assert.equal(there.health("k_a")?.until, 31_000, "the rest stands everywhere");
+    assert.equal(here.health("k_a")?.until, 31_000);
+    // Nor one sent after it by an instance that had not yet seen it.
+    there.report(keys[0], { kind: "success" }, 1_400, undefined, 1_200);
+    await there.settled();
+    await here.refresh();
+    assert.equal(here.health("k_a")?.until, 31_000);
+    // One sent once the rest has run out ends the record (its 429 streak).
+    here.report(keys[0], { kind: "success" }, 31_300, undefined, 31_100);
+    await here.settled();
+    assert.equal(here.health("k_a"), undefined);
+    assert.equal((await store.list("openai")).has("k_a"), false, "and its record is gone");
+  } finally {
+    kv.close();
+  }
+});

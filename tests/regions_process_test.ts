@@ -1,0 +1,190 @@
+/**
+ * Three instances started as Deno Deploy starts them, on one KV Connect
+ * server, in two "regions": one 20 ms from KV, two 120 ms from it (each
+ * instance's access token sets its latency). The distributed guarantees
+ * must hold there as they do on one local file.
+ */
+import assert from "node:assert/strict";
+import {
+  type KvConnectServer,
+  kvConnectUnavailable,
+  startKvConnect,
+} from "./support/kv_connect.ts";
+import { startMockUpstream } from "./support/mock_upstream.ts";
+import { PASSWORD } from "./support/harness.ts";
+import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { worstWindowRatio } from "./support/shared_load.ts";
+
+const missing = await kvConnectUnavailable();
+if (missing) console.log(`KV Connect tests skipped: ${missing}`);
+
+const DEPLOY_ENV = {
+  DENO_DEPLOY: "true",
+  DENO_DEPLOYMENT_ID: "test-deployment",
+  DENO_TIMELINE: "production",
+};
+/** Per-call latency of each instance's region, in ms. */
+export const REGIONS = [20, 120, 120];
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Three instances on `server`, one per region, with `config` and `env`. */
+export async function startRegions(
+  server: KvConnectServer,
+  config: unknown,
+  env: Record<string, string> = {},
+): Promise<GatewayProcess[]> {
+  return await Promise.all(REGIONS.map(async (ms, i) => {
+    const token = `region-${i}-${ms}ms-${crypto.randomUUID()}`;
+    await server.setLatency(ms, token);
+    return await startGatewayProcess({
+      how: "deploy",
+      kvPath: server.url,
+      config,
+      env: { ...DEPLOY_ENV, ...env, DENO_KV_ACCESS_TOKEN: token },
+    });
+  }));
+}
+
+/** Keeps `concurrency` requests in flight through `proc` until `stop`; counts the statuses. */
+function flood(
+  proc: GatewayProcess,
+  concurrency: number,
+  stop: AbortSignal,
+  opts: { service?: string; bearer?: string; user?: string } = {},
+): Promise<Record<number, number>> {
+  const statuses: Record<number, number> = {};
+  const client = async () => {
+    while (!stop.aborted) {
+      try {
+        const r = await fetch(`${proc.url}/${opts.service ?? "openai"}/v1/chat/completions`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${opts.bearer ?? PASSWORD}`,
+            "content-type": "application/json",
+          },
+          body: JSON.stringify({ model: "m", user: opts.user, messages: [] }),
+          signal: stop,
+        });
+        await r.body?.cancel();
+        statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+        if (r.status !== 200) await sleep(50);
+      } catch { /* stopped */ }
+    }
+  };
+  return Promise.all(Array.from({ length: concurrency }, client)).then(() => statuses);
+}
+
+async function withServer(fn: (server: KvConnectServer) => Promise<void>): Promise<void> {
+  const server = await startKvConnect();
+  try {
+    await fn(server);
+  } finally {
+    await server.close();
+  }
+}
+
+const limits = { rps: 10, burst: 5, maxConn: 4 };
+
+Deno.test({
+  name:
+    "three regions (KV 20/120/120 ms): every window within burst + rps·W, ≥ 85% used after the burst, maxConn never exceeded",
+  ignore: missing !== null,
+  fn: () =>
+    withServer(async (server) => {
+      const mock = await startMockUpstream({ latencyMs: 100 });
+      const config = {
+        leaseMs: 1000,
+        queueTimeoutMs: 10_000,
+        maxRetries: 0,
+        services: { openai: { target: mock.url, ...limits } },
+      };
+      const procs = await startRegions(server, config);
+      try {
+        const stop = new AbortController();
+        const t0 = Date.now();
+        const load = Promise.all(procs.map((p) => flood(p, 6, stop.signal)));
+        await sleep(8000);
+        stop.abort();
+        await load;
+        const end = Date.now();
+        const sends = mock.received.map((r) => r.at - t0).sort((a, b) => a - b);
+        const ratio = worstWindowRatio(sends, 2000, limits, config.leaseMs);
+        const afterBurst = sends.filter((s) => s >= 1000).length;
+        const used = afterBurst / (limits.rps * (end - t0 - 1000) / 1000);
+        console.log(
+          `regions: worst 2 s window ${ratio.toFixed(2)} of the envelope, ${
+            (used * 100).toFixed(0)
+          }% used after the first second, ${mock.maxInFlight} in flight at most`,
+        );
+        assert.ok(ratio <= 1, `worst window ${ratio.toFixed(2)}`);
+        assert.ok(used >= 0.85, `utilisation ${used.toFixed(2)}`);
+        assert.ok(mock.maxInFlight <= limits.maxConn, `${mock.maxInFlight} in flight`);
+      } finally {
+        await stopProcesses(procs);
+        await mock.close();
+      }
+    }),
+});
+
+const REFUSALS = {
+  429: [{
+    status: 429,
+    headers: { "retry-after": "30", "content-type": "application/json" },
+    body: JSON.stringify({
+      error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" },
+    }),
+  }],
+  // The request's 401, then the probe's: the key is confirmed bad and disabled.
+  401: Array.from({ length: 2 }, () => ({
+    status: 401,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      error: {
+        message: "Incorrect API key",
+        type: "invalid_request_error",
+        code: "invalid_api_key",
+      },
+    }),
+  })),
+};
+
+for (const status of [429, 401] as const) {
+  Deno.test({
+    name:
+      `three regions: a key's ${status} rest taken in one region is seen by the others within a second`,
+    ignore: missing !== null,
+    fn: () =>
+      withServer(async (server) => {
+        const mock = await startMockUpstream({ latencyMs: 20 });
+        const config = {
+          maxRetries: 1,
+          services: { openai: { target: mock.url, rps: 50, burst: 50, maxConn: 20 } },
+        };
+        const procs = await startRegions(server, config);
+        try {
+          const stop = new AbortController();
+          const load = Promise.all(procs.map((p) => flood(p, 2, stop.signal)));
+          await sleep(1500);
+          mock.script.set("sk-one", [...REFUSALS[status]]);
+          for (let i = 0; i < 100 && mock.script.get("sk-one")?.length; i++) await sleep(20);
+          assert.equal(mock.script.get("sk-one")?.length, 0, "the key was refused");
+          // The refusal (or the probe's) is the last use of the key the mock had seen by then.
+          const restedAt = Math.max(
+            ...mock.received.filter((r) => r.key === "sk-one").map((r) => r.at),
+          );
+          await sleep(2500);
+          stop.abort();
+          await load;
+          const uses = mock.received.filter((r) => r.key === "sk-one" && r.at > restedAt);
+          const lastUse = Math.max(0, ...uses.map((r) => r.at - restedAt));
+          console.log(`regions, ${status}: the rested key was last sent ${lastUse} ms after`);
+          assert.ok(lastUse <= 1000, `the rested key was sent ${lastUse} ms after its ${status}`);
+          assert.ok(mock.received.some((r) => r.key === "sk-two" && r.at > restedAt + 1000));
+        } finally {
+          await stopProcesses(procs);
+          await mock.close();
+        }
+      }),
+  });
+}
