@@ -51,10 +51,13 @@ function kvLocation(config: GatewayConfig): KvLocation {
 }
 
 /** Opens KV at `location`; a file that cannot be used ends the process with one line. */
-async function openKv(config: GatewayConfig, location: KvLocation): Promise<KvConnection> {
+async function openKv(
+  config: GatewayConfig,
+  location: KvLocation,
+  warning: string | undefined,
+): Promise<KvConnection> {
   try {
     // Said once, plainly, where a store will never be shared (or never answer).
-    const warning = kvWarning(location, config.onDeploy, typeof Deno.openKv === "function");
     if (warning) jsonLog({ event: "kv_warning", message: warning });
     // Only a KV file needs writing, and only until it is open; nothing else ever does.
     if (location.kind !== "file") dropWritePermission();
@@ -124,10 +127,12 @@ async function main(): Promise<void> {
   let ready: (g: Gateway) => void = () => {};
   const built = new Promise<Gateway>((r) => ready = r);
   const early = remote ? listen(config, startingHandler(config.services, built)) : undefined;
-  const kv = await openKv(config, location);
+  const warning = kvWarning(location, config.onDeploy, typeof Deno.openKv === "function");
+  const kv = await openKv(config, location, warning);
   const gateway = await createGateway(config, {
     kv: kv.kv,
     kvStatus: kv.status,
+    kvWarning: warning,
     region: Deno.env.get("DENO_REGION"),
   });
   ready(gateway);

@@ -95,6 +95,13 @@ export interface GatewaySettings {
    */
   shutdownMs: number;
   /**
+   * After this long without a request (none in flight either), the
+   * instance's background work sleeps: no heartbeat, team refresh, minute
+   * flush or KV probe, so an idle instance makes no KV call. The next
+   * request wakes it. In ms; default 60000.
+   */
+  idleAfterMs: number;
+  /**
    * How many instances to assume while KV has never answered this instance
    * (down since start-up): in degraded mode each limit is divided by the
    * instances last seen, or by this when none was ever seen.
@@ -137,6 +144,7 @@ export const DEFAULT_SETTINGS: Readonly<GatewaySettings> = Object.freeze({
   kvTimeoutMs: 2_000,
   drainMs: 4_000,
   shutdownMs: 4_500,
+  idleAfterMs: 60_000,
   expectedInstances: 1,
   dayStartsAt: "00:00",
   accessPasswordAdmin: true,

@@ -78,6 +78,7 @@ const POSITIVE_SETTINGS = [
   "kvTimeoutMs",
   "drainMs",
   "shutdownMs",
+  "idleAfterMs",
 ] as const;
 const INTEGER_SETTINGS = ["queueLimit", "maxRetries"] as const;
 

@@ -4,6 +4,8 @@ import { kvCall, KvStatus, probeKey } from "../kv/mod.ts";
 import { type Clock, Presence, systemClock } from "../limiter/mod.ts";
 import { buildServiceRuntime, type ServiceContext } from "./service_build.ts";
 import { Drain, type DrainReport } from "./drain.ts";
+import { backgroundParts } from "./background.ts";
+import { Lifecycle } from "./lifecycle.ts";
 import { createHandler } from "./handler.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
 import { requestId } from "./request_id.ts";
@@ -40,6 +42,8 @@ export interface GatewayOptions {
    * a failure.
    */
   kvStatus?: KvStatus;
+  /** What the status shows about where KV lives, when it needs saying (no KV attached). */
+  kvWarning?: string;
 }
 
 /** A running gateway: its request handler and its shutdown. */
@@ -133,10 +137,12 @@ export async function createGateway(
     logEvent,
     fetch: options.fetch ?? fetch,
   };
+  // Each service reads its keys' health: in parallel, a round trip in all.
   const runtimes = new Map<string, ServiceRuntime>();
-  for (const service of Object.values(config.services)) {
-    runtimes.set(service.name, await buildServiceRuntime(service, context));
-  }
+  const built = await Promise.all(
+    Object.values(config.services).map((service) => buildServiceRuntime(service, context)),
+  );
+  for (const rt of built) runtimes.set(rt.service.name, rt);
 
   // Back from an outage: count the instances again, write what was kept in memory.
   kvStatus.onRecovered(() => {
@@ -145,22 +151,19 @@ export async function createGateway(
     for (const rt of runtimes.values()) rt.rejoin();
   });
 
-  let timer: ReturnType<Clock["setTimeout"]> | undefined;
-  const heartbeat = () => {
-    timer = clock.setTimeout(heartbeat, heartbeatMs);
-    beat();
-    for (const rt of runtimes.values()) {
-      rt.limiter.heartbeat();
-      rt.teams?.heartbeat();
-      rt.pacing?.heartbeat();
-    }
-  };
-  timer = clock.setTimeout(heartbeat, heartbeatMs);
   const drain = new Drain(clock);
-
   const metrics = new Metrics();
   const minutes = new MinuteCounts({ kv, clock, call, flushMs: options.minuteFlushMs });
-  minutes.start();
+  // The background work sleeps after idleAfterMs without a request (lifecycle.ts).
+  const lifecycle = new Lifecycle({
+    clock,
+    idleMs: config.idleAfterMs,
+    busy: () => drain.inFlight > 0,
+    log: logEvent,
+  });
+  const parts = { clock, heartbeatMs, beat, runtimes, registry: teams.registry, minutes, kvStatus };
+  for (const part of backgroundParts(parts)) lifecycle.add(part);
+  lifecycle.start();
   const status = new StatusBoard({
     minutes,
     kv,
@@ -172,6 +175,7 @@ export async function createGateway(
     presence,
     teams,
     call,
+    kvWarning: options.kvWarning,
   });
   const handler = createHandler({
     metrics,
@@ -186,6 +190,7 @@ export async function createGateway(
     random,
     drain,
     teams,
+    lifecycle,
   });
 
   let closing: Promise<void> | undefined;
@@ -220,9 +225,8 @@ export async function createGateway(
     },
     close() {
       closing ??= (async () => {
-        if (timer !== undefined) clock.clearTimeout(timer);
+        await lifecycle.close();
         teams.registry.close();
-        await minutes.close();
         for (const rt of runtimes.values()) rt.gate?.close();
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.limiter.close()));
         await Promise.allSettled([...runtimes.values()].map((rt) => rt.teams?.close()));

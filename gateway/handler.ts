@@ -54,6 +54,7 @@ export function createHandler(
     if (!rt) return Promise.resolve(unknownService(p, req, target, prefixes, info));
     const done = p.drain.begin();
     const x = newExchange(req, target, rt, p.clock.now(), p.config, info);
+    p.lifecycle?.touch(x.started);
     if (info) {
       info.completed.then(done, done);
       return serve(p, routes, shapes, x);

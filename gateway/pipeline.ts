@@ -1,3 +1,4 @@
+import type { Lifecycle } from "./lifecycle.ts";
 import type { GatewayConfig } from "../config/mod.ts";
 import { type Clock, TimeoutSweeper } from "../limiter/mod.ts";
 import type { Drain } from "./drain.ts";
@@ -35,6 +36,8 @@ export interface HandlerDeps {
   minutes?: MinuteCounts;
   /** OpenTelemetry's GenAI metrics and attempt spans. Default: off. */
   telemetry?: GenAiTelemetry;
+  /** The background work, woken by each request on a service path. */
+  lifecycle?: Lifecycle;
 }
 
 /** The dependencies plus what every stage shares, made once per handler. */

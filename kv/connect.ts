@@ -15,6 +15,12 @@ export interface ConnectKvOptions {
   probeMs?: number;
   /** Opens a database. Default: `Deno.openKv`. */
   open?: (path: string | undefined) => Promise<Deno.Kv>;
+  /**
+   * Whether a database can be opened at all. Default: whether `Deno.openKv`
+   * exists (on Deno Deploy it does only when a database is attached). When
+   * not, nothing is tried and nothing is logged: the caller says it once.
+   */
+  available?: boolean;
   /** Called once, when the database has first opened (main drops its write permission here). */
   opened?: () => void;
   log?: (event: KvStatusEvent, detail: Record<string, unknown>) => void;
@@ -69,6 +75,9 @@ export async function connectKv(
   options: ConnectKvOptions,
 ): Promise<KvConnection> {
   const { clock, timeoutMs = 2000, startWaitMs = 2000 } = options;
+  if (!(options.available ?? (options.open !== undefined || typeof Deno.openKv === "function"))) {
+    return noDatabase(clock);
+  }
   const open = options.open ?? ((path) => Deno.openKv(path));
   const path = location.kind === "file"
     ? location.path
@@ -129,4 +138,21 @@ export async function connectKv(
       real?.close();
     },
   };
+}
+
+/**
+ * No database can be opened (none attached to the app): a KV that fails
+ * every call at once, and a status that is down without a word — no stream
+ * of `kv_degraded` for something that will not come back by itself — and
+ * that looks again only once a minute.
+ */
+function noDatabase(clock: Clock): KvConnection {
+  const status = new KvStatus({
+    clock,
+    probe: () => Promise.reject(new Error("no KV database is attached")),
+    probeMs: 60_000,
+    up: false,
+  });
+  status.fail("no KV database is attached");
+  return { kv: deferredKv(() => undefined), status, close: () => status.close() };
 }

@@ -40,6 +40,7 @@ export class KvStatus {
   #timer: TimerHandle | undefined;
   #probing = false;
   #closed = false;
+  #paused = false;
   #hooks: Array<() => void> = [];
   #waiters: Array<() => void> = [];
   #latencyMs = 0;
@@ -116,6 +117,20 @@ export class KvStatus {
     });
   }
 
+  /** Stops probing while the instance sleeps (see gateway/lifecycle.ts); a call still finds out. */
+  pause(): void {
+    this.#paused = true;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Probes again (at once, if KV is down) after {@linkcode KvStatus.pause}. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (!this.#up) this.#schedule(0);
+  }
+
   /** Stops probing. */
   close(): void {
     this.#closed = true;
@@ -124,7 +139,7 @@ export class KvStatus {
   }
 
   #schedule(ms: number): void {
-    if (this.#closed || this.#timer !== undefined || this.#probing) return;
+    if (this.#closed || this.#paused || this.#timer !== undefined || this.#probing) return;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.#runProbe();

@@ -19,6 +19,8 @@ export interface StatusBoardParts {
   presence?: Presence;
   teams?: { registry: TeamRegistry; budgets: TeamBudgets };
   call?: KvCallOptions;
+  /** Said on the status when KV is not what limits need (no database attached). */
+  kvWarning?: string;
 }
 
 /** One key as the status shows it: its id (never the key), its state and why. */
@@ -51,6 +53,8 @@ export interface StatusSnapshot {
   at: string;
   instance: string;
   kvDegraded: boolean;
+  /** Where KV lives, when it needs saying: no database attached to the app. */
+  kvWarning?: string;
   services: Record<string, {
     limits: { rps: number; burst: number; maxConn: number };
     /** The shared bucket's level now (tokens free), from the KV ledger. */
@@ -177,6 +181,7 @@ export class StatusBoard {
       at: iso(now),
       instance: p.instanceId,
       kvDegraded: !p.kvStatus.up,
+      kvWarning: p.kvWarning,
       services,
       teams: await this.#teams(),
       instances: await this.#instances(now),

@@ -144,7 +144,8 @@ async function refresh() {
     if (!r.ok) throw new Error("status " + r.status);
     const s = await r.json();
     $("error").textContent = "";
-    $("at").textContent = s.at + (s.kvDegraded ? " — KV degraded" : "");
+    $("at").textContent = s.at +
+      (s.kvWarning ? " — " + s.kvWarning : s.kvDegraded ? " — KV degraded" : "");
     $("services").innerHTML = Object.entries(s.services).map(([n, v]) => service(n, v)).join("");
     $("teams").innerHTML = teams(s.teams);
     $("instances").innerHTML = "<table><tr><th>instance</th><th>started</th><th>last seen</th><th>region</th></tr>" +

@@ -57,6 +57,7 @@ export class TeamRegistry {
   #call: KvCallOptions;
   #timer: TimerHandle | undefined;
   #closed = false;
+  #paused = false;
 
   constructor(configTeams: readonly Team[], options: TeamRegistryOptions) {
     this.#config = new Map(configTeams.map((t) => [t.name, t]));
@@ -96,6 +97,20 @@ export class TeamRegistry {
   async start(): Promise<void> {
     await this.refresh().catch(() => {});
     this.#schedule();
+  }
+
+  /** Stops refreshing while the instance sleeps (see gateway/lifecycle.ts). */
+  pause(): void {
+    this.#paused = true;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Refreshes now and every `refreshMs` again, after {@linkcode TeamRegistry.pause}. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.refresh().catch(() => {}).finally(() => this.#schedule());
   }
 
   /** Reads the teams made through the API from KV (keeps the last view if KV fails). */
@@ -205,8 +220,9 @@ export class TeamRegistry {
   }
 
   #schedule(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#paused || this.#timer !== undefined) return;
     this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
       this.refresh().catch(() => {}).finally(() => this.#schedule());
     }, this.#refreshMs);
   }

@@ -107,7 +107,7 @@ async function onKvConnect(
   server: KvConnectServer,
   latencyMs: number,
   config: unknown,
-): Promise<{ gw: GatewayProcess; spawnedAt: number }> {
+): Promise<{ gw: GatewayProcess; spawnedAt: number; token: string }> {
   const token = `region-${latencyMs}-${crypto.randomUUID()}`;
   await server.setLatency(latencyMs, token);
   const spawnedAt = performance.now();
@@ -117,7 +117,7 @@ async function onKvConnect(
     config,
     env: { ...DEPLOY_ENV, DENO_KV_ACCESS_TOKEN: token },
   });
-  return { gw, spawnedAt };
+  return { gw, spawnedAt, token };
 }
 
 const chat = (url: string, model = "m", stream = false) =>
@@ -202,6 +202,44 @@ Deno.test({
         }
       }
     } finally {
+      await mock.close();
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "an idle instance on KV Connect makes no KV call once idleAfterMs has passed, and the next request wakes it",
+  ignore: kvConnectMissing !== null,
+  async fn() {
+    const server = await startKvConnect();
+    const mock = await startMockUpstream();
+    const config = {
+      idleAfterMs: 2000,
+      teams: { t: { token: "team-t-token-0123456789" } },
+      services: { openai: { target: mock.url } },
+    };
+    const { gw, token } = await onKvConnect(server, 100, config);
+    try {
+      const r = await chat(gw.url);
+      assert.equal(r.status, 200);
+      await r.body?.cancel();
+      await new Promise((r) => setTimeout(r, 3000));
+      const before = (await server.calls()).byToken[token] ?? 0;
+      await new Promise((r) => setTimeout(r, 10_000));
+      const idle = ((await server.calls()).byToken[token] ?? 0) - before;
+      console.log(`idle: ${idle} KV calls in 10 s (${idle * 6} per minute)`);
+      assert.equal(idle, 0, "asleep, no KV call");
+      const again = await chat(gw.url);
+      assert.equal(again.status, 200);
+      await again.body?.cancel();
+      await new Promise((r) => setTimeout(r, 1500));
+      const woken = ((await server.calls()).byToken[token] ?? 0) - before;
+      assert.ok(woken > 0, "woken, it beats again");
+      assert.ok(gw.stdout.events().some((e) => e.event === "background_sleep"));
+    } finally {
+      await stopProcesses([gw]);
       await mock.close();
       await server.close();
     }

@@ -99,3 +99,37 @@ Deno.test("fair gate: a held team's bulk requests wait behind its interactive on
   assert.equal(!refused.ok && refused.reason, "queue_timeout");
   gate.close();
 });
+
+Deno.test("fair gate: timers that fire late (a busy event loop) cost no team its share: 3:1 over three instances, each team within 2% of its share", async () => {
+  const clock = new FakeClock();
+  // Every timer of the gates fires 25 ms after it was due.
+  const late = {
+    now: () => clock.now(),
+    setTimeout: (fn: () => void, ms: number) => clock.setTimeout(fn, ms + 25),
+    clearTimeout: (h: ReturnType<FakeClock["setTimeout"]>) => clock.clearTimeout(h),
+  };
+  const board = new MemoryBoard();
+  const gates = ["i1", "i2", "i3"].map((id) =>
+    new FairGate({ rate: 20, burst: 2, board: board.for(id), clock: late })
+  );
+  const passed = new Map<string, number>();
+  for (const g of gates) {
+    flood(clock, g, "a", 3, 6, passed);
+    flood(clock, g, "b", 1, 6, passed);
+  }
+  // Every promise here settles in microtasks: 5 ms steps with those run between keep this fast.
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += 5) {
+      clock.advanceSync(5);
+      for (let i = 0; i < 20; i++) await null;
+    }
+  };
+  await run(3000);
+  passed.clear();
+  await run(12_000);
+  // a: 20 × 3/4 = 15 per second, b: 5; each split over three instances (one pass per 600 ms for b).
+  const a = passed.get("a")!, b = passed.get("b")!;
+  assert.ok(Math.abs(a - 180) <= 3.6, `a: ${a} of 180`);
+  assert.ok(Math.abs(b - 60) <= 1.2, `b: ${b} of 60`);
+  for (const g of gates) g.close();
+});

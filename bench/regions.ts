@@ -1,0 +1,113 @@
+/**
+ * kvgate across "regions" on KV Connect (issue 22): three instances started
+ * as Deno Deploy starts them, one 20 ms from KV and two 120 ms from it (the
+ * KV Connect test server's latency per access token).
+ *
+ * - Fast path: steady requests (open loop, 20 rps in all, spread over the
+ *   three) to a service with headroom. What kvgate adds is each request's
+ *   time through the gateway minus the upstream's own time for the same
+ *   request (the mock's answer delay, measured in the same run by sending
+ *   the same requests straight to the mock): p50 and p90, per region.
+ * - KV calls per request over the same window, heartbeats and every
+ *   background call included (the server counts them by access token).
+ *
+ * Run: `deno task bench:regions [seconds]` (default 20 s of load).
+ *
+ * @module
+ */
+import { startKvConnect } from "../tests/support/kv_connect.ts";
+import { startMockUpstream } from "../tests/support/mock_upstream.ts";
+import { PASSWORD } from "../tests/support/harness.ts";
+import { startGatewayProcess, stopProcesses } from "../tests/support/process.ts";
+
+const seconds = Number(Deno.args[0] ?? 20);
+const RATE = 20;
+const REGIONS = [20, 120, 120];
+const DEPLOY_ENV = {
+  DENO_DEPLOY: "true",
+  DENO_DEPLOYMENT_ID: "bench",
+  DENO_TIMELINE: "production",
+};
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+async function timed(url: string, headers: Record<string, string>): Promise<number> {
+  const t0 = performance.now();
+  const r = await fetch(url, {
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+  });
+  await r.arrayBuffer();
+  if (r.status !== 200) throw new Error(`status ${r.status}`);
+  return performance.now() - t0;
+}
+
+const server = await startKvConnect();
+const mock = await startMockUpstream({ latencyMs: 50 });
+const config = { services: { openai: { target: mock.url, rps: 100, burst: 100, maxConn: 50 } } };
+const tokens = REGIONS.map((ms, i) => `bench-region-${i}-${ms}ms`);
+for (const [i, ms] of REGIONS.entries()) await server.setLatency(ms, tokens[i]);
+const procs = await Promise.all(REGIONS.map((_, i) =>
+  startGatewayProcess({
+    how: "deploy",
+    kvPath: server.url,
+    config,
+    env: { ...DEPLOY_ENV, DENO_KV_ACCESS_TOKEN: tokens[i] },
+  })
+));
+try {
+  const auth = { authorization: `Bearer ${PASSWORD}` };
+  // Warm every instance (its first request reads key health once), then count.
+  for (const p of procs) await timed(`${p.url}/openai/v1/chat/completions`, auth);
+  await new Promise((r) => setTimeout(r, 2000));
+  await server.resetCalls();
+  const through: number[][] = REGIONS.map(() => []);
+  const direct: number[] = [];
+  const sends: Promise<void>[] = [];
+  const started = performance.now();
+  for (let n = 0; n < seconds * RATE; n++) {
+    const at = started + (n * 1000) / RATE;
+    await new Promise((r) => setTimeout(r, Math.max(0, at - performance.now())));
+    const i = n % procs.length;
+    sends.push(
+      timed(`${procs[i].url}/openai/v1/chat/completions`, auth).then((ms) => {
+        through[i].push(ms);
+      }),
+    );
+    // The same request straight to the mock: the upstream's own time, in the same run.
+    if (n % 3 === 0) {
+      sends.push(timed(`${mock.url}/v1/chat/completions`, auth).then((ms) => void direct.push(ms)));
+    }
+  }
+  await Promise.all(sends);
+  const calls = await server.calls();
+  const requests = seconds * RATE;
+  const upstream50 = pct(direct, 50), upstream90 = pct(direct, 90);
+  console.log(
+    `${requests} requests at ${RATE} rps over ${REGIONS.length} instances (KV ${
+      REGIONS.join("/")
+    } ms)`,
+  );
+  console.log(`upstream alone: p50 ${upstream50.toFixed(1)} ms, p90 ${upstream90.toFixed(1)} ms`);
+  for (const [i, ms] of REGIONS.entries()) {
+    const p50 = pct(through[i], 50) - upstream50, p90 = pct(through[i], 90) - upstream90;
+    console.log(
+      `instance ${i} (KV ${ms} ms): kvgate adds p50 ${p50.toFixed(1)} ms, p90 ${
+        p90.toFixed(1)
+      } ms; KV calls ${calls.byToken[tokens[i]] ?? 0}`,
+    );
+  }
+  console.log(
+    `KV calls per request: ${(calls.total / requests).toFixed(3)} (${calls.total} calls: ${
+      JSON.stringify(calls.byKind)
+    })`,
+  );
+} finally {
+  await stopProcesses(procs);
+  await mock.close();
+  await server.close();
+}
