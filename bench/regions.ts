@@ -117,7 +117,7 @@ try {
     );
   }
   console.log(
-    `requests that took over 150 ms: ${slow.length}${slow.length ? ": " : ""}${
+    `steady requests that took over 150 ms: ${slow.length}${slow.length ? ": " : ""}${
       slow.slice(0, 12).join(", ")
     }`,
   );
