@@ -1,8 +1,8 @@
 /**
  * The gateway's background parts, as {@linkcode Lifecycle} runs them: the
  * heartbeat (presence, and each service's limiter, team pacing and key
- * pacing), the team list's refresh, the minute counts' flush and the KV
- * probe. Each sleeps when the instance has been idle a while.
+ * pacing), the watch on the services' key records, the team list's
+ * refresh, the minute counts' flush and the KV probe. Each sleeps when the instance has been idle a while.
  *
  * @module
  */
@@ -11,6 +11,7 @@ import type { KvStatus } from "../kv/mod.ts";
 import type { MinuteCounts } from "../status/mod.ts";
 import type { TeamRegistry } from "../teams/mod.ts";
 import type { BackgroundPart } from "./lifecycle.ts";
+import { KeyStateWatch } from "./key_watch.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 
 /** What the parts are made of. */
@@ -23,12 +24,15 @@ export interface BackgroundSources {
   registry: TeamRegistry;
   minutes: MinuteCounts;
   kvStatus: KvStatus;
+  /** The KV the services' key records are watched in. */
+  kv: Deno.Kv;
 }
 
 /** The parts, in the order they start. */
 export function backgroundParts(s: BackgroundSources): BackgroundPart[] {
   return [
     heartbeat(s),
+    new KeyStateWatch(s.kv, s.runtimes, s.clock),
     {
       name: "team_refresh",
       start: () => s.registry.resume(),

@@ -161,7 +161,16 @@ export async function createGateway(
     busy: () => drain.inFlight > 0,
     log: logEvent,
   });
-  const parts = { clock, heartbeatMs, beat, runtimes, registry: teams.registry, minutes, kvStatus };
+  const parts = {
+    clock,
+    heartbeatMs,
+    beat,
+    runtimes,
+    registry: teams.registry,
+    minutes,
+    kvStatus,
+    kv,
+  };
   for (const part of backgroundParts(parts)) lifecycle.add(part);
   lifecycle.start();
   const status = new StatusBoard({

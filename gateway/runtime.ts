@@ -10,6 +10,10 @@ const REFRESH_AFTER_MS = 500;
 const WAIT_AFTER_MS = 1000;
 /** The longest a request waits on that refresh; KV trouble must not stall requests. */
 const WAIT_AT_MOST_MS = 250;
+/** While a watch tells of changes (key_watch.ts), the view is read again at least this often. */
+const BACKSTOP_MS = 30_000;
+/** Refreshes that changes ask for start at least this far apart, in ms. */
+const CHANGED_SPACING_MS = 250;
 
 /** What {@linkcode ServiceRuntime} is made of. */
 export interface ServiceRuntimeParts {
@@ -51,6 +55,12 @@ export class ServiceRuntime {
   #refreshing: Promise<void> | undefined;
   #onError: (e: unknown) => void;
   #status: KvStatus | undefined;
+  /** Watches covering this service's key records, and how many of them are live. */
+  #watches = 0;
+  #watchesLive = 0;
+  #refreshStartedAt = -Infinity;
+  #again = false;
+  #changedTimer: ReturnType<Clock["setTimeout"]> | undefined;
 
   constructor(parts: ServiceRuntimeParts) {
     this.service = parts.service;
@@ -81,21 +91,65 @@ export class ServiceRuntime {
   fresh(now: number = this.#clock.now()): Promise<void> | undefined {
     const age = now - this.#checkedAt;
     if (age < REFRESH_AFTER_MS) return undefined;
+    // Watched, the view is read again when it changes: only a slow backstop here.
+    if (this.watched && age < BACKSTOP_MS) return undefined;
     // KV is down: the view in memory is all there is; waiting would only add latency.
     if (this.#status !== undefined && !this.#status.up) return undefined;
-    this.#refreshing ??= Promise.all([
+    this.#refresh();
+    if (age < WAIT_AFTER_MS) return undefined;
+    let timer: ReturnType<Clock["setTimeout"]> | undefined;
+    return Promise.race([
+      this.#refreshing!,
+      new Promise<void>((r) => timer = this.#clock.setTimeout(r, WAIT_AT_MOST_MS)),
+    ]).finally(() => this.#clock.clearTimeout(timer!));
+  }
+
+  /** Whether every watch over this service's key records is live (see key_watch.ts). */
+  get watched(): boolean {
+    return this.#watches > 0 && this.#watchesLive === this.#watches;
+  }
+
+  /** How many watches cover this service's key records (0: none; polled). */
+  watchedBy(watches: number): void {
+    this.#watches = watches;
+    this.#watchesLive = 0;
+  }
+
+  /** One of those watches is live, or no longer. */
+  watchLive(live: boolean): void {
+    this.#watchesLive = Math.max(0, this.#watchesLive + (live ? 1 : -1));
+  }
+
+  /**
+   * A watched record changed: read the view again now (in the background),
+   * or, when a refresh has just started, once it is over.
+   */
+  changed(): void {
+    if (this.#refreshing || this.#changedTimer !== undefined) {
+      this.#again = true;
+      return;
+    }
+    const wait = this.#refreshStartedAt + CHANGED_SPACING_MS - this.#clock.now();
+    if (wait <= 0) return void this.#refresh();
+    this.#changedTimer = this.#clock.setTimeout(() => {
+      this.#changedTimer = undefined;
+      this.#refresh();
+    }, wait);
+  }
+
+  /** Reads the shared view (key health, the providers' word, the pause), one refresh at a time. */
+  #refresh(): void {
+    if (this.#refreshing) return;
+    this.#again = false;
+    this.#refreshStartedAt = this.#clock.now();
+    this.#refreshing = Promise.all([
       this.pool.refresh(),
       this.pacing?.refresh(this.pool.keys),
       this.backoff?.refresh(),
     ]).then(() => {}, this.#onError).finally(() => {
       this.#checkedAt = this.#clock.now();
       this.#refreshing = undefined;
+      if (this.#again) this.changed();
     });
-    if (age < WAIT_AFTER_MS) return undefined;
-    let timer: ReturnType<Clock["setTimeout"]> | undefined;
-    return Promise.race([
-      this.#refreshing,
-      new Promise<void>((r) => timer = this.#clock.setTimeout(r, WAIT_AT_MOST_MS)),
-    ]).finally(() => this.#clock.clearTimeout(timer!));
   }
 }

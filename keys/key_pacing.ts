@@ -187,6 +187,11 @@ export class KeyPacing {
     }
   }
 
+  /** Whether this service shares the providers' rate headers through KV. */
+  get sharesRates(): boolean {
+    return this.#o.rates !== undefined && this.#o.dialect !== "none";
+  }
+
   /** Reads what other instances learned of each key (called with the key-health refresh). */
   async refresh(keys: readonly PooledKey[]): Promise<void> {
     if (!this.#o.rates || this.#o.dialect === "none") return;

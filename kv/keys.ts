@@ -81,6 +81,9 @@ export const teamKey = (name: string) => ["team", name] as const;
 /** Prefix listing every team made through the admin API. */
 export const teamPrefix = () => ["team"] as const;
 
+/** A counter every change to the API's teams bumps, so that instances hear of it (a watch). */
+export const teamsChangedKey = () => ["teams_changed"] as const;
+
 /**
  * A team's use of one budget day (`day`: the day's start, `YYYY-MM-DD` UTC
  * date of the window): `"requests"` (reserved in chunks, unused ones handed

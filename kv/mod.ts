@@ -10,4 +10,5 @@ export * from "./path.ts";
 export * from "./status.ts";
 export * from "./connect.ts";
 export * from "./update.ts";
+export * from "./watch.ts";
 export * from "./prune_days.ts";

@@ -1,5 +1,7 @@
 import { kvCall, type KvCallOptions } from "./call.ts";
 
+const ONE = 1n;
+
 /** What one turn of {@linkcode casUpdate} decides, from the value it read. */
 export type CasStep<V, R> =
   /** Write `value` if nobody changed the record since the read; then the update gives `result`. */
@@ -20,6 +22,11 @@ export interface CasOptions {
    * `step` as its second argument. Only `key` is checked at the commit.
    */
   alsoRead?: readonly Deno.KvKey[];
+  /**
+   * Counters bumped (a `sum`, which never conflicts) in the same commit as
+   * the write: stamps that watchers hear change (kv/watch.ts).
+   */
+  bump?: readonly Deno.KvKey[];
 }
 
 /**
@@ -44,6 +51,7 @@ export async function casUpdate<V, R>(
     if ("done" in decided) return { ok: true, result: decided.done };
     const committed = await kvCall(() => {
       const op = kv.atomic().check(entry);
+      for (const stamp of options.bump ?? []) op.sum(stamp, ONE);
       if ("remove" in decided) return op.delete(key).commit();
       const { write, expireIn } = decided;
       return op.set(key, write, expireIn === undefined ? {} : { expireIn }).commit();

@@ -1,5 +1,17 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { casUpdate, kvCall, type KvCallOptions, teamKey, teamPrefix } from "../kv/mod.ts";
+import {
+  casUpdate,
+  KeyWatch,
+  kvCall,
+  type KvCallOptions,
+  teamKey,
+  teamPrefix,
+  teamsChangedKey,
+} from "../kv/mod.ts";
+
+const ONE = 1n;
+/** While the watch is live, the teams are still read this often, in ms. */
+const BACKSTOP_MS = 30_000;
 import {
   checkTeamName,
   parseTeamFields,
@@ -58,6 +70,11 @@ export class TeamRegistry {
   #timer: TimerHandle | undefined;
   #closed = false;
   #paused = false;
+  /** Hears a change to the API's teams (the stamp each change bumps) as it is made. */
+  #watch: KeyWatch;
+  #watchLive = false;
+  #refreshing: Promise<void> | undefined;
+  #again = false;
 
   constructor(configTeams: readonly Team[], options: TeamRegistryOptions) {
     this.#config = new Map(configTeams.map((t) => [t.name, t]));
@@ -66,6 +83,10 @@ export class TeamRegistry {
     this.#context = options.context;
     this.#refreshMs = options.refreshMs ?? 2000;
     this.#call = options.call ?? {};
+    this.#watch = new KeyWatch(this.#kv, [teamsChangedKey()], this.#clock, {
+      changed: () => this.#changed(),
+      live: (on) => this.#watchLive = on,
+    });
     if (!(this.#refreshMs > 0)) {
       throw new RangeError(`refreshMs must be > 0 (got ${this.#refreshMs})`);
     }
@@ -101,6 +122,7 @@ export class TeamRegistry {
 
   /** Stops refreshing while the instance sleeps (see gateway/lifecycle.ts). */
   pause(): void {
+    this.#watch.stop();
     this.#paused = true;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -108,6 +130,8 @@ export class TeamRegistry {
 
   /** Refreshes now and every `refreshMs` again, after {@linkcode TeamRegistry.pause}. */
   resume(): void {
+    // The watch's first word reads the teams: a change made while asleep is learned at once.
+    this.#watch.start();
     if (!this.#paused) return;
     this.#paused = false;
     this.refresh().catch(() => {}).finally(() => this.#schedule());
@@ -146,7 +170,9 @@ export class TeamRegistry {
     };
     const key = teamKey(name);
     const res = await kvCall(
-      () => this.#kv.atomic().check({ key, versionstamp: null }).set(key, stored).commit(),
+      () =>
+        this.#kv.atomic().check({ key, versionstamp: null }).set(key, stored)
+          .sum(teamsChangedKey(), ONE).commit(),
       this.#call,
     );
     if (!res.ok) throw new TeamChangeError("clash", `A team named "${name}" already exists.`);
@@ -177,7 +203,10 @@ export class TeamRegistry {
     const key = teamKey(name);
     const entry = await kvCall(() => this.#kv.get<StoredTeam>(key), this.#call);
     if (entry.value === null) throw this.#unknown(name);
-    const res = await kvCall(() => this.#kv.atomic().check(entry).delete(key).commit(), this.#call);
+    const res = await kvCall(
+      () => this.#kv.atomic().check(entry).delete(key).sum(teamsChangedKey(), ONE).commit(),
+      this.#call,
+    );
     if (!res.ok) throw new TeamChangeError("clash", `Team "${name}" changed meanwhile; retry.`);
     this.#api.delete(name);
     this.#index();
@@ -186,6 +215,7 @@ export class TeamRegistry {
   /** Stops the periodic read. */
   close(): void {
     this.#closed = true;
+    this.#watch.stop();
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
   }
 
@@ -198,7 +228,7 @@ export class TeamRegistry {
         const next = edit(current);
         return { write: next, result: next };
       },
-      { call: this.#call },
+      { call: this.#call, bump: [teamsChangedKey()] },
     );
     if (!update.ok) throw new TeamChangeError("clash", `Team "${name}" kept changing; retry.`);
     if (update.result === undefined) throw this.#unknown(name);
@@ -221,10 +251,25 @@ export class TeamRegistry {
 
   #schedule(): void {
     if (this.#closed || this.#paused || this.#timer !== undefined) return;
+    // Heard through the watch, the timer is only a backstop.
+    const ms = this.#watchLive ? Math.max(this.#refreshMs, BACKSTOP_MS) : this.#refreshMs;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.refresh().catch(() => {}).finally(() => this.#schedule());
-    }, this.#refreshMs);
+    }, ms);
+  }
+
+  /** The stamp changed (or the watch started): read the teams, once at a time. */
+  #changed(): void {
+    if (this.#refreshing) {
+      this.#again = true;
+      return;
+    }
+    this.#again = false;
+    this.#refreshing = this.refresh().catch(() => {}).finally(() => {
+      this.#refreshing = undefined;
+      if (this.#again) this.#changed();
+    });
   }
 
   #readOnly(name: string): TeamChangeError {

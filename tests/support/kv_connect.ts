@@ -32,6 +32,28 @@ export interface KvConnectServer {
   close(): Promise<void>;
 }
 
+let installed: Promise<void> | undefined;
+
+/**
+ * Puts the pinned native module in the fixture's node_modules (a fresh
+ * clone has none, and a module only `require`d is not installed on the fly).
+ */
+function install(): Promise<void> {
+  installed ??= (async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["install", "--config", new URL("deno.json", DIR).pathname],
+      cwd: DIR,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`deno install failed: ${new TextDecoder().decode(out.stderr).slice(-500)}`);
+    }
+  })();
+  return installed;
+}
+
 function spawn(): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--config", new URL("deno.json", DIR).pathname, "server.ts"],
@@ -44,6 +66,7 @@ function spawn(): Deno.ChildProcess {
 
 /** Starts a server; throws with its output if it does not come up within 60 s. */
 export async function startKvConnect(): Promise<KvConnectServer> {
+  await install();
   const child = spawn();
   const stdout = readOutput(child.stdout, `"event":"kv_connect"`);
   const stderr = readOutput(child.stderr);
@@ -89,9 +112,19 @@ let availability: Promise<string | null> | undefined;
 
 /**
  * Why the KV Connect server cannot run here, or null when it can (tried once
- * per test process: a server is started and stopped).
+ * per test process: a server is started and stopped). With
+ * `KVGATE_REQUIRE_KV_CONNECT=1` (our CI) it throws instead: there, a skip
+ * would hide a broken fixture.
  */
-export function kvConnectUnavailable(): Promise<string | null> {
+export async function kvConnectUnavailable(): Promise<string | null> {
+  const why = await tryKvConnect();
+  if (why !== null && Deno.env.get("KVGATE_REQUIRE_KV_CONNECT") === "1") {
+    throw new Error(`KV Connect server required (KVGATE_REQUIRE_KV_CONNECT=1): ${why}`);
+  }
+  return why;
+}
+
+function tryKvConnect(): Promise<string | null> {
   availability ??= (async () => {
     if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") {
       return `the denokv engine's native module is pinned for linux x64, not ${Deno.build.target}`;
