@@ -18,10 +18,7 @@ export function pipelineTokens(limits: ServiceLimits, leaseRttMs: number): numbe
 
 /**
  * How many tokens one lease of a shared store asks for: what waits now, or
- * three quarters of a lease lifetime of recent demand, whichever is more
- * (each lease is two KV calls: at half a lifetime, leases were most of an
- * instance's KV calls on Deno Deploy; a quarter is kept so that a lease
- * asked for as the stock runs low arrives before its tokens expire); never
+ * about half a lease lifetime of recent demand, whichever is more; never
  * more than `max(burst, cap)` with cap = (burst + rps·τ) / (4·instances) or
  * two lease round trips at rps if more, so leased tokens left unspent stay a
  * small share of the limit.
@@ -36,7 +33,7 @@ export function leaseSize(waiting: number, demandRate: number, inputs: LeaseInpu
     Math.ceil((limits.burst + (limits.rps * leaseMs) / 1000) / (4 * peers)),
     pipelineTokens(limits, inputs.leaseRttMs),
   );
-  const ahead = Math.min(cap, Math.ceil((demandRate * leaseMs * 3) / 4000));
+  const ahead = Math.min(cap, Math.ceil((demandRate * leaseMs) / 2000));
   return Math.max(1, Math.min(Math.max(waiting, ahead), Math.max(cap, limits.burst)));
 }
 
