@@ -1,5 +1,6 @@
 import type { Lifecycle } from "./lifecycle.ts";
-import type { GatewayConfig } from "../config/mod.ts";
+import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
+import { stopEvents } from "./stream_end.ts";
 import { type Clock, TimeoutSweeper } from "../limiter/mod.ts";
 import type { Drain } from "./drain.ts";
 import { LoginGuard } from "./login_guard.ts";
@@ -44,8 +45,12 @@ export interface HandlerDeps {
 export interface Pipeline extends HandlerDeps {
   /** One timer for every request's first-byte timeout, at most 1/20 of it late (≤ 1 s). */
   firstByteTimeouts: TimeoutSweeper;
-  /** How relayed bodies are passed on: SSE streams, and other bodies of unknown length. */
-  sseRelay: RelayOptions;
+  /**
+   * How relayed bodies are passed on: SSE streams, by the service's style
+   * (the error event a stream cut short ends with), and other bodies of
+   * unknown length.
+   */
+  sseRelay: Readonly<Record<ServiceStyle, RelayOptions>>;
   bodyRelay: RelayOptions;
   metrics: Metrics;
   telemetry: GenAiTelemetry;
@@ -58,15 +63,20 @@ export interface Pipeline extends HandlerDeps {
 /** Builds the shared part of the pipeline from its dependencies. */
 export function createPipeline(deps: HandlerDeps): Pipeline {
   const { config, clock, drain } = deps;
-  const sseRelay = { idleTimeoutMs: config.idleTimeoutMs, clock, eventStream: true, drain };
+  const bodyRelay = { idleTimeoutMs: config.idleTimeoutMs, clock, eventStream: false, drain };
+  const sse = (style: ServiceStyle) => ({
+    ...bodyRelay,
+    eventStream: true,
+    stops: stopEvents(style),
+  });
   return {
     ...deps,
     firstByteTimeouts: new TimeoutSweeper(
       clock,
       Math.min(1000, Math.max(5, config.firstByteTimeoutMs / 20)),
     ),
-    sseRelay,
-    bodyRelay: { ...sseRelay, eventStream: false },
+    sseRelay: { openai: sse("openai"), anthropic: sse("anthropic"), gemini: sse("gemini") },
+    bodyRelay,
     metrics: deps.metrics ?? new Metrics(),
     telemetry: deps.telemetry ?? new GenAiTelemetry(false),
     logins: new LoginGuard(),

@@ -1,6 +1,7 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 import type { Drain } from "./drain.ts";
 import { atEventBoundary, eventEnd, shiftIn } from "./sse.ts";
+import type { CutShort, StopEvents } from "./stream_end.ts";
 
 /** How a relayed body ended. */
 export type RelayEnd =
@@ -28,17 +29,24 @@ export interface RelayOptions {
   eventStream: boolean;
   /** Counts the stream while it is open, and may end it early (shutdown). */
   drain?: Drain;
+  /**
+   * An event stream ended before the upstream ended it ends with one of
+   * these, in the provider's shape (stream_end.ts): never a clean end that
+   * looks like a whole answer. Without them such a stream is cut.
+   */
+  stops?: StopEvents;
 }
-
-const encoder = new TextEncoder();
-/** The last words of a stream ended by a shutdown: an SSE comment, which clients skip. */
-const SHUTDOWN_NOTICE = encoder.encode(": kvgate: this instance is shutting down\n\n");
 
 /**
  * Passes an upstream body to the client chunk by chunk as it arrives (no
- * buffering), ends it cleanly after `idleTimeoutMs` of upstream silence, and
- * calls `onEnd` exactly once however it ends — so the in-flight slot is held
+ * buffering), ends it after `idleTimeoutMs` of upstream silence, and calls
+ * `onEnd` exactly once however it ends — so the in-flight slot is held
  * until the last byte is delivered or the client goes away.
+ *
+ * An answer cut short never looks whole: an event stream ended early (a
+ * drain, upstream silence, an upstream that failed) ends at an event
+ * boundary with an error event in the provider's shape, or is cut when it
+ * is mid-event; any other body is cut (the client sees an error).
  *
  * One timer per stream, re-armed lazily, watches for silence: a stream of
  * many small SSE chunks costs no timer per chunk. For an SSE stream the last
@@ -99,26 +107,36 @@ export function relayBody(
     end(how);
     reader.cancel().catch(() => {});
   };
-  /** Ends the client's stream normally and lets the upstream go. */
-  const finish = (how: RelayEnd, notice: boolean) => {
+  /**
+   * Ends an event stream before its upstream did, at an event boundary:
+   * with the error event for `why`, then the end; cut when it cannot say so.
+   */
+  const stop = (why: CutShort, how: RelayEnd = why) => {
+    const last = options.stops?.[why];
+    if (last === undefined) return cut(how, "the answer was cut short");
     try {
-      if (notice) controller.enqueue(SHUTDOWN_NOTICE);
+      controller.enqueue(last);
       controller.close();
     } catch { /* already closed */ }
     end(how);
     reader.cancel().catch(() => {});
   };
+  /** An upstream that went silent or failed: its stream stops with an error event, any other body is cut. */
+  const broken = (why: "idle_timeout" | "upstream_error") => {
+    if (eventStream && atEventBoundary(tail, bytes)) return stop(why);
+    cut(why, why === "idle_timeout" ? "the upstream went silent" : "the upstream failed");
+  };
   if (options.drain) {
     leaveDrain = options.drain.open({
       endSoon() {
         if (ended) return;
-        if (eventStream && atEventBoundary(tail, bytes)) finish("drained", true);
+        if (eventStream && atEventBoundary(tail, bytes)) stop("drained");
         else if (eventStream) ending = true;
         else this.endNow();
       },
       endNow() {
         if (ended) return;
-        if (eventStream && atEventBoundary(tail, bytes)) return finish("drained", true);
+        if (eventStream && atEventBoundary(tail, bytes)) return stop("drained");
         cut("drained", "the gateway is shutting down");
       },
     });
@@ -134,17 +152,18 @@ export function relayBody(
         const { done, value } = await reader.read();
         waitingSince = -1;
         if (ended) return;
-        if (done || idle) {
+        if (idle) return broken("idle_timeout");
+        if (done) {
           c.close();
-          end(idle ? "idle_timeout" : "complete");
+          end("complete");
           return;
         }
         if (ending) {
-          const cut = eventEnd(value, tail);
-          if (cut >= 0) {
-            bytes += cut;
-            c.enqueue(value.subarray(0, cut));
-            return finish("drained", true);
+          const at = eventEnd(value, tail);
+          if (at >= 0) {
+            bytes += at;
+            c.enqueue(value.subarray(0, at));
+            return stop("drained");
           }
         }
         bytes += value.byteLength;
@@ -155,11 +174,7 @@ export function relayBody(
       } catch {
         waitingSince = -1;
         if (ended) return;
-        // Ending cleanly (not erroring) lets an SSE client see a normal end of stream.
-        try {
-          c.close();
-        } catch { /* already closed */ }
-        end(idle ? "idle_timeout" : "upstream_error");
+        broken(idle ? "idle_timeout" : "upstream_error");
       }
     },
     cancel(reason) {

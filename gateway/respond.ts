@@ -130,7 +130,7 @@ function respondStream(
     account(p, x, res.status, "complete", 0);
     return new Response(null, { status: res.status, headers });
   }
-  const options = eventStream ? p.sseRelay : p.bodyRelay;
+  const options = eventStream ? p.sseRelay[x.style] : p.bodyRelay;
   // A team's stream, one on a key that counts tokens, or any with telemetry on, is read for its usage.
   const meter = (x.team !== undefined || x.keyCost > 0 || p.telemetry.enabled) && eventStream
     ? new SseUsageMeter()

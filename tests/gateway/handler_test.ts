@@ -456,7 +456,7 @@ Deno.test("timeouts: no response headers within firstByteTimeoutMs answers 504",
   assert(Date.now() - started < 1200, "answered before the upstream did");
 });
 
-Deno.test("timeouts: a stream silent for idleTimeoutMs ends cleanly", async () => {
+Deno.test("timeouts: a stream silent for idleTimeoutMs ends at an event boundary with an error event, not a clean end", async () => {
   await using t = await setup({ chunkDelayMs: 1000, chunks: 5 }, { idleTimeoutMs: 300 });
   const started = Date.now();
   const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
@@ -464,9 +464,11 @@ Deno.test("timeouts: a stream silent for idleTimeoutMs ends cleanly", async () =
     headers: auth({ "content-type": "application/json" }),
     body: chatBody({ stream: true }),
   });
-  const text = await res.text(); // resolves only on a clean end
+  const text = await res.text(); // the stream ends (with its error event), not cut
   assert(text.includes("part0"));
   assert(!text.includes("part1"));
+  const last = JSON.parse(text.trimEnd().split("\n\n").at(-1)!.slice("data: ".length));
+  assertEquals(last.error.code, "upstream_timeout");
   assert(Date.now() - started < 1000, "ended at the idle timeout, not the stream's end");
   assert(t.gw.logs.some((l) => l.outcome === "idle_timeout"));
 });

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { Drain } from "../../gateway/drain.ts";
 import { relayBody, type RelayEnd } from "../../gateway/relay.ts";
 import { atEventBoundary, eventEnd, shiftIn } from "../../gateway/sse.ts";
+import { stopEvents } from "../../gateway/stream_end.ts";
+import type { ServiceStyle } from "../../config/mod.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 
 const enc = new TextEncoder();
@@ -36,20 +38,22 @@ function upstream() {
     body,
     push: (s: string) => ctl.enqueue(enc.encode(s)),
     end: () => ctl.close(),
+    error: (e: Error) => ctl.error(e),
     get cancelled() {
       return cancelled;
     },
   };
 }
 
-function relay(eventStream: boolean, idleTimeoutMs = 60_000) {
+function relay(eventStream: boolean, idleTimeoutMs = 60_000, style: ServiceStyle = "openai") {
   const clock = new FakeClock();
   const drain = new Drain(clock);
   const up = upstream();
   const ends: Array<[RelayEnd, number]> = [];
+  const stops = eventStream ? stopEvents(style) : undefined;
   const out = relayBody(
     up.body,
-    { clock, idleTimeoutMs, eventStream, drain },
+    { clock, idleTimeoutMs, eventStream, drain, stops },
     (e, b) => ends.push([e, b]),
   );
   const reader = out.getReader();
@@ -81,7 +85,14 @@ Deno.test("relay: chunks pass as they arrive, and the end is told once with the 
   assert.equal(r.drain.inFlight, 0);
 });
 
-Deno.test("relay: a silent upstream is ended cleanly after idleTimeoutMs, on the clock", async () => {
+/** The last event of `text`, parsed: what an SDK reads last. */
+function lastEvent(text: string): { event?: string; data: Record<string, unknown> } {
+  const block = text.trimEnd().split("\n\n").at(-1)!;
+  const event = /^event: (.*)$/m.exec(block)?.[1];
+  return { event, data: JSON.parse(/^data: (.*)$/m.exec(block)![1]) };
+}
+
+Deno.test("relay: a silent upstream is ended after idleTimeoutMs, on the clock, with an error event — never a clean end that looks whole", async () => {
   const r = relay(true, 5000);
   r.up.push("data: 1\n\n");
   await r.clock.advance(4000);
@@ -89,8 +100,38 @@ Deno.test("relay: a silent upstream is ended cleanly after idleTimeoutMs, on the
   await r.clock.advance(1500);
   await settle(r.clock, r.reading);
   assert.deepEqual(r.ends, [["idle_timeout", 9]]);
-  assert.equal(r.error(), undefined, "the client sees a normal end");
+  assert.equal(r.error(), undefined);
+  assert.deepEqual(lastEvent(r.text()).data.error, {
+    message: "The upstream sent nothing for too long: kvgate cut the answer short.",
+    type: "server_error",
+    code: "upstream_timeout",
+  });
   assert(r.up.cancelled, "the upstream is let go");
+
+  const plain = relay(false, 5000);
+  plain.up.push('{"choices": [');
+  await plain.clock.advance(5500);
+  await settle(plain.clock, plain.reading);
+  assert(plain.error() !== undefined, "a plain body cut short ends as an error");
+  assert.deepEqual(plain.ends, [["idle_timeout", 13]]);
+});
+
+Deno.test("relay: an upstream that fails mid-stream: an error event at a boundary, a cut inside an event", async () => {
+  for (const [pushed, cutInside] of [["data: 1\n\n", false], ['data: {"ha', true]] as const) {
+    const r = relay(true, 60_000, "anthropic");
+    r.up.push(pushed);
+    await r.clock.advance(1);
+    r.up.error(new Error("connection reset"));
+    await settle(r.clock, r.reading);
+    assert.deepEqual(r.ends.map(([e]) => e), ["upstream_error"]);
+    if (cutInside) assert(r.error() !== undefined, "half an event is never passed off as whole");
+    else {
+      assert.equal(r.error(), undefined);
+      const last = lastEvent(r.text());
+      assert.equal(last.event, "error");
+      assert.equal((last.data.error as { type: string }).type, "api_error");
+    }
+  }
 });
 
 Deno.test("drain: a stream at an event boundary ends at once, cleanly, and lets the upstream go", async () => {
@@ -101,13 +142,16 @@ Deno.test("drain: a stream at an event boundary ends at once, cleanly, and lets 
   assert.equal((await report).ended, 1);
   await settle(r.clock, r.reading);
   assert.equal(r.error(), undefined);
-  assert.match(r.text(), /^data: 1\n\n: kvgate: this instance is shutting down\n\n$/);
+  assert.equal(
+    r.text(),
+    'data: 1\n\ndata: {"error":{"message":"This kvgate instance is shutting down and cut the answer short: retry the request.","type":"server_error","code":"gateway_closing"}}\n\n',
+  );
   assert.deepEqual(r.ends, [["drained", 9]]);
   assert(r.up.cancelled);
 });
 
-Deno.test("drain: a stream mid-event ends just after that event, never inside it", async () => {
-  const r = relay(true);
+Deno.test("drain: a stream mid-event ends just after that event, never inside it; on an Anthropic-shaped service with its error event", async () => {
+  const r = relay(true, 60_000, "anthropic");
   r.up.push('data: 1\n\ndata: {"par');
   await r.clock.advance(1);
   const report = r.drain.run(1000);
@@ -119,7 +163,7 @@ Deno.test("drain: a stream mid-event ends just after that event, never inside it
   assert.equal(r.error(), undefined);
   assert.equal(
     r.text(),
-    'data: 1\n\ndata: {"part": 2}\n\n: kvgate: this instance is shutting down\n\n',
+    'data: 1\n\ndata: {"part": 2}\n\nevent: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"This kvgate instance is shutting down and cut the answer short: retry the request."}}\n\n',
   );
 });
 
