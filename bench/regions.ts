@@ -11,7 +11,8 @@
  * - KV calls per request over the same window, heartbeats and every
  *   background call included (the server counts them by access token).
  *
- * Run: `deno task bench:regions [seconds]` (default 20 s of load).
+ * Run: `deno task bench:regions [seconds]` (default 20 s of load);
+ * `BENCH_LEASE_MS` sets the lease lifetime (default 2000).
  *
  * @module
  */
@@ -48,7 +49,12 @@ async function timed(url: string, headers: Record<string, string>): Promise<numb
 
 const server = await startKvConnect();
 const mock = await startMockUpstream({ latencyMs: 50 });
-const config = { services: { openai: { target: mock.url, rps: 100, burst: 100, maxConn: 50 } } };
+// BENCH_LEASE_MS: the lease lifetime τ (default 2000): longer leases, fewer KV calls, a wider envelope.
+const leaseMs = Number(Deno.env.get("BENCH_LEASE_MS") ?? 2000);
+const config = {
+  leaseMs,
+  services: { openai: { target: mock.url, rps: 100, burst: 100, maxConn: 50 } },
+};
 const tokens = REGIONS.map((ms, i) => `bench-region-${i}-${ms}ms`);
 for (const [i, ms] of REGIONS.entries()) await server.setLatency(ms, tokens[i]);
 const procs = await Promise.all(REGIONS.map((_, i) =>
@@ -105,7 +111,7 @@ try {
   console.log(
     `${requests} requests at ${RATE} rps over ${REGIONS.length} instances (KV ${
       REGIONS.join("/")
-    } ms)`,
+    } ms, leaseMs ${leaseMs})`,
   );
   console.log(`upstream alone: p50 ${upstream50.toFixed(1)} ms, p90 ${upstream90.toFixed(1)} ms`);
   for (const [i, ms] of REGIONS.entries()) {
