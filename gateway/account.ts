@@ -31,6 +31,9 @@ export function account(
   if (x.usedSplit !== undefined) {
     p.metrics.tokens.inc(service, team, "input", x.usedSplit.input);
     p.metrics.tokens.inc(service, team, "output", x.usedSplit.output);
+    if (x.usedSplit.cachedInput > 0) {
+      p.metrics.tokens.inc(service, team, "cached_input", x.usedSplit.cachedInput);
+    }
   } else if (x.usedTokens !== undefined) {
     p.metrics.tokens.inc(service, team, "total", x.usedTokens);
   }

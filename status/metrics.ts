@@ -143,7 +143,7 @@ export class Metrics {
   );
   readonly tokens = new CounterFamily(
     "kvgate_tokens_total",
-    "Model tokens the answers kvgate read reported, by service, team and type (input, output, or total).",
+    "Model tokens the answers kvgate read reported, by service, team and type (input, output, cached_input, or total).",
     ["service", "team", "type"],
   );
   readonly queueWait = new HistogramFamily(

@@ -106,6 +106,12 @@ export class GenAiTelemetry {
     if (r.usage) {
       this.#tokens!.record(r.usage.input, { ...attributes, "gen_ai.token.type": "input" });
       this.#tokens!.record(r.usage.output, { ...attributes, "gen_ai.token.type": "output" });
+      if (r.usage.cachedInput > 0) {
+        this.#tokens!.record(r.usage.cachedInput, {
+          ...attributes,
+          "gen_ai.token.type": "cached_input",
+        });
+      }
     }
   }
 

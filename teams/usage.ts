@@ -1,51 +1,118 @@
 /**
  * Tokens an answer used, from what the provider reports: OpenAI's `usage`
- * (JSON, and the final SSE chunk when the client asked for it), Anthropic's
- * `message_start` / `message_delta` usage, Gemini's `usageMetadata`. When
- * an answer reports none, {@linkcode estimateTokens} stands in.
+ * (chat completions, JSON and the final SSE chunk when the client asked for
+ * it; the Responses API, JSON and its `response.completed` event),
+ * Anthropic's `message_start` / `message_delta` usage, Gemini's
+ * `usageMetadata`. When an answer reports none, {@linkcode estimateTokens}
+ * stands in.
+ *
+ * Cached input is counted apart (`cachedInput`) but never left out: OpenAI
+ * and Gemini count it inside their prompt tokens, Anthropic outside its
+ * `input_tokens` (`cache_read_input_tokens`; `cache_creation_input_tokens`
+ * is input written to the cache, counted as input). A budget counts every
+ * token the provider processed.
  *
  * @module
  */
 
-/** Tokens of one usage object in any of the three shapes, or undefined. */
-export function tokensOfUsage(u: unknown): number | undefined {
+/** An answer's tokens split as the providers report them. */
+export interface TokenUsage {
+  /** Prompt tokens not read from a cache (Anthropic's cache writes included). */
+  input: number;
+  output: number;
+  /** Prompt tokens read from the provider's cache. */
+  cachedInput: number;
+}
+
+const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : 0);
+
+/** The split of one usage object in any of the shapes, or undefined when it is none. */
+export function splitOfUsage(u: unknown): TokenUsage | undefined {
   if (typeof u !== "object" || u === null) return undefined;
   const o = u as Record<string, unknown>;
-  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : 0);
-  if (typeof o.total_tokens === "number") return n(o.total_tokens);
-  if (typeof o.totalTokenCount === "number") return n(o.totalTokenCount);
+  const details = (o.prompt_tokens_details ?? o.input_tokens_details) as
+    | Record<string, unknown>
+    | undefined;
   if ("prompt_tokens" in o || "completion_tokens" in o) {
-    return n(o.prompt_tokens) + n(o.completion_tokens);
+    const cached = num(details?.cached_tokens);
+    return {
+      input: num(o.prompt_tokens) - cached,
+      output: num(o.completion_tokens),
+      cachedInput: cached,
+    };
   }
-  if ("input_tokens" in o || "output_tokens" in o) return n(o.input_tokens) + n(o.output_tokens);
+  if ("promptTokenCount" in o || "candidatesTokenCount" in o) {
+    const cached = num(o.cachedContentTokenCount);
+    return {
+      input: num(o.promptTokenCount) - cached,
+      output: num(o.candidatesTokenCount),
+      cachedInput: cached,
+    };
+  }
+  if ("input_tokens" in o || "output_tokens" in o) {
+    if (details !== undefined) {
+      // The Responses API: cached tokens are part of input_tokens.
+      const cached = num(details.cached_tokens);
+      return {
+        input: num(o.input_tokens) - cached,
+        output: num(o.output_tokens),
+        cachedInput: cached,
+      };
+    }
+    return {
+      input: num(o.input_tokens) + num(o.cache_creation_input_tokens),
+      output: num(o.output_tokens),
+      cachedInput: num(o.cache_read_input_tokens),
+    };
+  }
   return undefined;
 }
 
-/** An answer's tokens split as the providers report them: the prompt's, and the answer's own. */
-export interface TokenUsage {
-  input: number;
-  output: number;
+/** Tokens of one usage object in any of the shapes, or undefined. */
+export function tokensOfUsage(u: unknown): number | undefined {
+  if (typeof u !== "object" || u === null) return undefined;
+  const o = u as Record<string, unknown>;
+  if (typeof o.total_tokens === "number") return num(o.total_tokens);
+  if (typeof o.totalTokenCount === "number") return num(o.totalTokenCount);
+  const split = splitOfUsage(o);
+  return split === undefined ? undefined : split.input + split.output + split.cachedInput;
 }
 
-const PROMPT = /"(?:prompt_tokens|input_tokens|promptTokenCount)"\s*:\s*(\d+)/;
-const COMPLETION = /"(?:completion_tokens|output_tokens|candidatesTokenCount)"\s*:\s*(\d+)/;
+/** What a usage object says, parsed from the text that starts at its key (or undefined). */
+function usageAt(text: string, at: number): unknown {
+  // The object after `"usage":` (or `"usageMetadata":`), found by balancing braces.
+  const open = text.indexOf("{", at);
+  if (open === -1) return undefined;
+  let depth = 0;
+  for (let i = open; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 123) depth++;
+    else if (c === 125 && --depth === 0) {
+      try {
+        return JSON.parse(text.slice(open, i + 1));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
 
 /**
- * The input and output tokens a JSON answer reports (OpenAI, Anthropic or
- * Gemini shape, read with a pattern from its last `"usage`), or undefined.
+ * The input, output and cached input tokens a JSON answer reports (any of
+ * the shapes; only its last `"usage` object is parsed), or undefined.
  */
 export function usageSplitFromJson(text: string): TokenUsage | undefined {
   const at = text.lastIndexOf('"usage');
   if (at === -1) return undefined;
-  const tail = text.slice(at);
-  const input = PROMPT.exec(tail), output = COMPLETION.exec(tail);
-  if (!input && !output) return undefined;
-  return { input: input ? Number(input[1]) : 0, output: output ? Number(output[1]) : 0 };
+  return splitOfUsage(usageAt(text, at));
 }
 
 const TOTAL = /"(?:total_tokens|totalTokenCount)"\s*:\s*(\d+)/;
 const INPUT = /"input_tokens"\s*:\s*(\d+)/;
 const OUTPUT = /"output_tokens"\s*:\s*(\d+)/;
+/** Anthropic's cache counts, outside its input_tokens: their presence sends the read to the parser. */
+const ANTHROPIC_CACHE = /"cache_(?:read|creation)_input_tokens"\s*:\s*[1-9]/;
 
 /**
  * Tokens reported in a JSON answer's body, or undefined when it reports
@@ -60,7 +127,9 @@ export function usageFromJson(text: string): number | undefined {
   const total = TOTAL.exec(tail);
   if (total) return Number(total[1]);
   const input = INPUT.exec(tail), output = OUTPUT.exec(tail);
-  if (input && output) return Number(input[1]) + Number(output[1]);
+  if (input && output && !ANTHROPIC_CACHE.test(tail)) return Number(input[1]) + Number(output[1]);
+  const usage = tokensOfUsage(usageAt(text, at));
+  if (usage !== undefined) return usage;
   try {
     const body = JSON.parse(text) as Record<string, unknown>;
     return tokensOfUsage(body.usage) ?? tokensOfUsage(body.usageMetadata);
@@ -79,27 +148,26 @@ export function estimateTokens(requestBytes: number, answerBytes: number): numbe
 
 /**
  * Reads usage out of an SSE stream as it passes: only `data:` lines that
- * mention usage are parsed. OpenAI's and Gemini's last report wins;
- * Anthropic's input count (`message_start`) and output count (cumulative,
+ * mention usage are parsed. OpenAI's, the Responses API's
+ * (`response.completed`) and Gemini's last report wins; Anthropic's input
+ * and cache counts (`message_start`) and output count (cumulative,
  * `message_delta`) add up.
  */
 export class SseUsageMeter {
   #decoder = new TextDecoder();
   #partial = "";
   #total: number | undefined;
-  #input = 0;
-  #output = 0;
+  #split: TokenUsage = { input: 0, output: 0, cachedInput: 0 };
 
   /** Tokens reported so far, or undefined when none was. */
   get tokens(): number | undefined {
     return this.#total;
   }
 
-  /** The input and output tokens reported, when the stream said them apart. */
+  /** The input, output and cached input tokens reported, when the stream said them apart. */
   get split(): TokenUsage | undefined {
-    return this.#total === undefined || this.#input + this.#output === 0
-      ? undefined
-      : { input: this.#input, output: this.#output };
+    const s = this.#split;
+    return this.#total === undefined || s.input + s.output + s.cachedInput === 0 ? undefined : s;
   }
 
   /** Reads one chunk of the stream. */
@@ -126,21 +194,30 @@ export class SseUsageMeter {
     }
     const message = event.message as Record<string, unknown> | undefined;
     if (event.type === "message_start" && message) {
-      const u = message.usage as Record<string, number> | undefined;
-      this.#input = u?.input_tokens ?? 0;
-      this.#output = u?.output_tokens ?? 0;
-      this.#total = this.#input + this.#output;
+      this.#split = splitOfUsage(message.usage) ?? { input: 0, output: 0, cachedInput: 0 };
     } else if (event.type === "message_delta") {
-      const u = event.usage as Record<string, number> | undefined;
-      if (typeof u?.output_tokens === "number") this.#output = u.output_tokens;
-      this.#total = this.#input + this.#output;
-    } else {
-      const usage = (event.usage ?? event.usageMetadata) as Record<string, number> | undefined;
-      this.#total = tokensOfUsage(usage) ?? this.#total;
-      if (usage && typeof usage === "object") {
-        this.#input = usage.prompt_tokens ?? usage.promptTokenCount ?? this.#input;
-        this.#output = usage.completion_tokens ?? usage.candidatesTokenCount ?? this.#output;
+      // Counts so far: output always, the input and cache counts when it repeats them.
+      const u = (event.usage ?? {}) as Record<string, unknown>;
+      const s = this.#split;
+      if (typeof u.output_tokens === "number") s.output = num(u.output_tokens);
+      if (typeof u.input_tokens === "number") {
+        s.input = num(u.input_tokens) + num(u.cache_creation_input_tokens);
       }
+      if (typeof u.cache_read_input_tokens === "number") {
+        s.cachedInput = num(u.cache_read_input_tokens);
+      }
+    } else {
+      const response = event.response as Record<string, unknown> | undefined;
+      const usage = event.type === "response.completed" && response
+        ? response.usage
+        : event.usage ?? event.usageMetadata;
+      const total = tokensOfUsage(usage);
+      if (total === undefined) return;
+      this.#total = total;
+      this.#split = splitOfUsage(usage) ?? { input: 0, output: 0, cachedInput: 0 };
+      return;
     }
+    const s = this.#split;
+    this.#total = s.input + s.output + s.cachedInput;
   }
 }
