@@ -19,16 +19,11 @@
 import { startKvConnect } from "../tests/support/kv_connect.ts";
 import { startMockUpstream } from "../tests/support/mock_upstream.ts";
 import { PASSWORD } from "../tests/support/harness.ts";
-import { startGatewayProcess, stopProcesses } from "../tests/support/process.ts";
+import { DEPLOY_ENV, startGatewayProcess, stopProcesses } from "../tests/support/process.ts";
 
 const seconds = Number(Deno.args[0] ?? 20);
 const RATE = 20;
 const REGIONS = [20, 120, 120];
-const DEPLOY_ENV = {
-  DENO_DEPLOY: "true",
-  DENO_DEPLOYMENT_ID: "bench",
-  DENO_TIMELINE: "production",
-};
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -6,18 +6,17 @@
 import assert from "node:assert/strict";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { PASSWORD } from "./support/harness.ts";
-import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import {
+  DEPLOY_ENV,
+  type GatewayProcess,
+  startGatewayProcess,
+  stopProcesses,
+} from "./support/process.ts";
 import {
   type KvConnectServer,
   kvConnectUnavailable,
   startKvConnect,
 } from "./support/kv_connect.ts";
-
-const DEPLOY_ENV = {
-  DENO_DEPLOY: "true",
-  DENO_DEPLOYMENT_ID: "test-deployment",
-  DENO_TIMELINE: "production",
-};
 
 for (const store of ["the default store (no KV_PATH)", "a KV file"]) {
   Deno.test(`started as Deno Deploy starts it (deno run -A main.ts, no flag more, Deploy's variables), it serves on ${store}`, async () => {

@@ -12,17 +12,17 @@ import {
 } from "./support/kv_connect.ts";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { PASSWORD } from "./support/harness.ts";
-import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import {
+  DEPLOY_ENV,
+  type GatewayProcess,
+  startGatewayProcess,
+  stopProcesses,
+} from "./support/process.ts";
 import { worstWindowRatio } from "./support/shared_load.ts";
 
 const missing = await kvConnectUnavailable();
 if (missing) console.log(`KV Connect tests skipped: ${missing}`);
 
-const DEPLOY_ENV = {
-  DENO_DEPLOY: "true",
-  DENO_DEPLOYMENT_ID: "test-deployment",
-  DENO_TIMELINE: "production",
-};
 /** Per-call latency of each instance's region, in ms. */
 export const REGIONS = [20, 120, 120];
 

@@ -10,6 +10,13 @@ import { freePort } from "./net.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
+/** The variables Deno Deploy sets for an app (no DENO_REGION: its docs do not name one). */
+export const DEPLOY_ENV: Readonly<Record<string, string>> = {
+  DENO_DEPLOY: "true",
+  DENO_DEPLOYMENT_ID: "test-deployment",
+  DENO_TIMELINE: "production",
+};
+
 /** What a child process printed, kept (up to 1 MiB) while it runs. */
 export interface Output {
   /** Resolves at the first line that contains the marker, if one was given. */
