@@ -6,6 +6,22 @@ import assert from "node:assert/strict";
 import { kvConnectUnavailable, startKvConnect } from "../support/kv_connect.ts";
 
 const unavailable = await kvConnectUnavailable();
+
+/**
+ * Deno's KV client reads its access token from the environment only: set
+ * for the call to `Deno.openKv`, then put back, so that no process this
+ * test process starts later inherits it.
+ */
+async function openAs(url: string, token: string): Promise<Deno.Kv> {
+  const before = Deno.env.get("DENO_KV_ACCESS_TOKEN");
+  Deno.env.set("DENO_KV_ACCESS_TOKEN", token);
+  try {
+    return await Deno.openKv(url);
+  } finally {
+    if (before === undefined) Deno.env.delete("DENO_KV_ACCESS_TOKEN");
+    else Deno.env.set("DENO_KV_ACCESS_TOKEN", before);
+  }
+}
 if (unavailable) console.log(`KV Connect tests skipped: ${unavailable}`);
 
 Deno.test({
@@ -14,8 +30,7 @@ Deno.test({
   ignore: unavailable !== null,
   async fn() {
     const server = await startKvConnect();
-    Deno.env.set("DENO_KV_ACCESS_TOKEN", "region-a");
-    const kv = await Deno.openKv(server.url);
+    const kv = await openAs(server.url, "region-a");
     try {
       await server.resetCalls();
       await kv.set(["a"], 1);
@@ -40,8 +55,7 @@ Deno.test({
   ignore: unavailable !== null,
   async fn() {
     const server = await startKvConnect();
-    Deno.env.set("DENO_KV_ACCESS_TOKEN", "far");
-    const kv = await Deno.openKv(server.url);
+    const kv = await openAs(server.url, "far");
     try {
       await kv.get(["warm"]);
       await server.setLatency(150, "far");
