@@ -133,6 +133,8 @@ async function main(): Promise<void> {
     kv: kv.kv,
     kvStatus: kv.status,
     kvWarning: warning,
+    // A KV file may be shared by processes, and SQLite tells none of another's writes.
+    watchKv: remote,
     region: Deno.env.get("DENO_REGION"),
   });
   ready(gateway);

@@ -26,13 +26,16 @@ export interface BackgroundSources {
   kvStatus: KvStatus;
   /** The KV the services' key records are watched in. */
   kv: Deno.Kv;
+  /** Whether to watch them (see `GatewayOptions.watchKv`); else they are polled. */
+  watch: boolean;
 }
 
 /** The parts, in the order they start. */
 export function backgroundParts(s: BackgroundSources): BackgroundPart[] {
+  const parts: BackgroundPart[] = [heartbeat(s)];
+  if (s.watch) parts.push(new KeyStateWatch(s.kv, s.runtimes, s.clock));
   return [
-    heartbeat(s),
-    new KeyStateWatch(s.kv, s.runtimes, s.clock),
+    ...parts,
     {
       name: "team_refresh",
       start: () => s.registry.resume(),

@@ -44,6 +44,14 @@ export interface GatewayOptions {
   kvStatus?: KvStatus;
   /** What the status shows about where KV lives, when it needs saying (no KV attached). */
   kvWarning?: string;
+  /**
+   * Hear other instances' key and team changes through `kv.watch` rather
+   * than reading them on a timer: only where KV tells every instance of
+   * every write (Deploy's KV, KV Connect, one process's memory). A local
+   * SQLite file shared by processes does not: main.ts turns it off there.
+   * Default true.
+   */
+  watchKv?: boolean;
 }
 
 /** A running gateway: its request handler and its shutdown. */
@@ -112,6 +120,7 @@ export async function createGateway(
       call,
       refreshMs: options.teamRefreshMs,
       context: { services: config.services },
+      watch: options.watchKv,
     }),
     budgets: new TeamBudgets({ kv, clock, call, peers, dayStartMs: config.dayStartMs }),
   };
@@ -170,6 +179,7 @@ export async function createGateway(
     minutes,
     kvStatus,
     kv,
+    watch: options.watchKv !== false,
   };
   for (const part of backgroundParts(parts)) lifecycle.add(part);
   lifecycle.start();

@@ -42,6 +42,13 @@ export interface TeamRegistryOptions {
   /** How often the teams made through the API are read again, in ms. Default 2000. */
   refreshMs?: number;
   call?: KvCallOptions;
+  /**
+   * Hear changes through `kv.watch` (the read every `refreshMs` becomes a
+   * 30 s backstop). Only where KV tells every instance of every write:
+   * Deploy's KV and KV Connect; a local SQLite file does not tell one
+   * process of another's writes. Default true.
+   */
+  watch?: boolean;
 }
 
 /** Why an admin change was refused; the admin API maps it to 404, 409 or 400. */
@@ -71,7 +78,7 @@ export class TeamRegistry {
   #closed = false;
   #paused = false;
   /** Hears a change to the API's teams (the stamp each change bumps) as it is made. */
-  #watch: KeyWatch;
+  #watch: KeyWatch | undefined;
   #watchLive = false;
   #refreshing: Promise<void> | undefined;
   #again = false;
@@ -83,10 +90,12 @@ export class TeamRegistry {
     this.#context = options.context;
     this.#refreshMs = options.refreshMs ?? 2000;
     this.#call = options.call ?? {};
-    this.#watch = new KeyWatch(this.#kv, [teamsChangedKey()], this.#clock, {
-      changed: () => this.#changed(),
-      live: (on) => this.#watchLive = on,
-    });
+    this.#watch = options.watch === false
+      ? undefined
+      : new KeyWatch(this.#kv, [teamsChangedKey()], this.#clock, {
+        changed: () => this.#changed(),
+        live: (on) => this.#watchLive = on,
+      });
     if (!(this.#refreshMs > 0)) {
       throw new RangeError(`refreshMs must be > 0 (got ${this.#refreshMs})`);
     }
@@ -122,7 +131,7 @@ export class TeamRegistry {
 
   /** Stops refreshing while the instance sleeps (see gateway/lifecycle.ts). */
   pause(): void {
-    this.#watch.stop();
+    this.#watch?.stop();
     this.#paused = true;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -131,7 +140,7 @@ export class TeamRegistry {
   /** Refreshes now and every `refreshMs` again, after {@linkcode TeamRegistry.pause}. */
   resume(): void {
     // The watch's first word reads the teams: a change made while asleep is learned at once.
-    this.#watch.start();
+    this.#watch?.start();
     if (!this.#paused) return;
     this.#paused = false;
     this.refresh().catch(() => {}).finally(() => this.#schedule());
@@ -215,7 +224,7 @@ export class TeamRegistry {
   /** Stops the periodic read. */
   close(): void {
     this.#closed = true;
-    this.#watch.stop();
+    this.#watch?.stop();
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
   }
 

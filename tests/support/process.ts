@@ -123,7 +123,16 @@ export async function runGatewayToExit(
   const child = spawn(options, freePort());
   const stdout = readOutput(child.stdout);
   const stderr = readOutput(child.stderr);
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  // A gateway that did not stop is killed by its own pid too: under `deno task`
+  // a SIGKILL to the task would leave it running, holding the pipes open.
+  const timer = setTimeout(() => {
+    const line = stdout.events().find((e) => typeof e.pid === "number");
+    for (const pid of [line?.pid as number | undefined, child.pid]) {
+      try {
+        if (pid !== undefined) Deno.kill(pid, "SIGKILL");
+      } catch { /* already gone */ }
+    }
+  }, timeoutMs);
   const status = await child.status;
   clearTimeout(timer);
   await Promise.all([stdout.done, stderr.done]);
