@@ -198,3 +198,24 @@ Deno.test("SIGINT (Deno Deploy's signal) with the defaults and a 30 s stream ope
     },
   );
 });
+
+Deno.test("SIGINT with a native stream open: the client sees the stream cut (an error), never a clean end that looks whole", async () => {
+  await withProcesses(
+    { chunks: 300, chunkDelayMs: 100 },
+    (target) => ({
+      drainMs: 1000,
+      services: { openai: { target, rps: 100, burst: 100, maxConn: 4, streamRelay: "native" } },
+    }),
+    1,
+    async (mock, [gw]) => {
+      const stream = readStream(gw.url);
+      await streamsStarted(mock, 1);
+      gw.child.kill("SIGINT");
+      const [result, status] = await Promise.all([stream, gw.child.status]);
+      assertEquals(status.code, 0);
+      assert(result.text.startsWith("data: "), "what came before the cut was passed on");
+      assert(!result.text.includes("[DONE]"), "the upstream's answer was not finished");
+      assert(result.error !== undefined, "the client saw an error, not a clean end");
+    },
+  );
+});
