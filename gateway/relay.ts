@@ -111,14 +111,14 @@ export function relayBody(
    * Ends an event stream before its upstream did, at an event boundary:
    * with the error event for `why`, then the end; cut when it cannot say so.
    */
-  const stop = (why: CutShort, how: RelayEnd = why) => {
+  const stop = (why: CutShort) => {
     const last = options.stops?.[why];
-    if (last === undefined) return cut(how, "the answer was cut short");
+    if (last === undefined) return cut(why, "the answer was cut short");
     try {
       controller.enqueue(last);
       controller.close();
     } catch { /* already closed */ }
-    end(how);
+    end(why);
     reader.cancel().catch(() => {});
   };
   /** An upstream that went silent or failed: its stream stops with an error event, any other body is cut. */

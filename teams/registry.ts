@@ -9,9 +9,6 @@ import {
   teamsChangedKey,
 } from "../kv/mod.ts";
 
-const ONE = 1n;
-/** While the watch is live, the teams are still read this often, in ms. */
-const BACKSTOP_MS = 30_000;
 import {
   checkTeamName,
   parseTeamFields,
@@ -20,6 +17,9 @@ import {
   type TeamSettings,
 } from "./team.ts";
 import { newTeamToken, tokenSha256 } from "./token.ts";
+
+/** While the watch is live, the teams are still read this often, in ms. */
+const BACKSTOP_MS = 30_000;
 
 /** What KV holds of a team made through the admin API: its hash, never its token. */
 interface StoredTeam {
@@ -181,7 +181,7 @@ export class TeamRegistry {
     const res = await kvCall(
       () =>
         this.#kv.atomic().check({ key, versionstamp: null }).set(key, stored)
-          .sum(teamsChangedKey(), ONE).commit(),
+          .sum(teamsChangedKey(), 1n).commit(),
       this.#call,
     );
     if (!res.ok) throw new TeamChangeError("clash", `A team named "${name}" already exists.`);
@@ -213,7 +213,7 @@ export class TeamRegistry {
     const entry = await kvCall(() => this.#kv.get<StoredTeam>(key), this.#call);
     if (entry.value === null) throw this.#unknown(name);
     const res = await kvCall(
-      () => this.#kv.atomic().check(entry).delete(key).sum(teamsChangedKey(), ONE).commit(),
+      () => this.#kv.atomic().check(entry).delete(key).sum(teamsChangedKey(), 1n).commit(),
       this.#call,
     );
     if (!res.ok) throw new TeamChangeError("clash", `Team "${name}" changed meanwhile; retry.`);
