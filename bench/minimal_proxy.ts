@@ -4,10 +4,29 @@
  * auth, no limits, no logging. Run:
  * `TARGET=http://127.0.0.1:8001 PORT=8002 deno run -A bench/minimal_proxy.ts`.
  *
+ * `RELAY=pull`: the answer's body passes through the cheapest pass-through
+ * a JavaScript relay can be — a pull stream that reads one chunk when the
+ * client wants one and enqueues it as it is — the floor for any relay that
+ * looks at the chunks (kvgate's observed relay is measured against it).
+ *
  * @module
  */
 const target = Deno.env.get("TARGET") ?? "http://127.0.0.1:8001";
 const port = Number(Deno.env.get("PORT") ?? 8002);
+const pull = Deno.env.get("RELAY") === "pull";
+
+/** The body, chunk by chunk through JavaScript, nothing else done. */
+function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      const { done, value } = await reader.read();
+      if (done) c.close();
+      else c.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+}
 
 Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
   const url = new URL(req.url);
@@ -20,5 +39,6 @@ Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     redirect: "manual",
     signal: req.signal,
   });
-  return new Response(upstream.body, { status: upstream.status, headers: upstream.headers });
+  const body = pull && upstream.body ? passThrough(upstream.body) : upstream.body;
+  return new Response(body, { status: upstream.status, headers: upstream.headers });
 });

@@ -5,9 +5,12 @@
  *
  * 1. `direct` — the mock itself (the limit);
  * 2. `minimal` — bench/minimal_proxy.ts, a bare pass-through Deno proxy (the floor);
- * 3. `kvgate` — main.ts with limits far above the load (pacing on, never binding), KV in a file;
- * 4. `kvgate-binding` — main.ts with limits the load exceeds (the queue's cost).
- * 5. `kvgate-native` — main.ts as 3, with `streamRelay: "native"` (streams handed to the runtime).
+ * 3. `js-relay` — the same proxy with its answers passed through a JavaScript pull stream (the
+ *    floor of any relay that looks at the chunks);
+ * 4. `kvgate` — main.ts with limits far above the load (pacing on, never binding), KV in a file,
+ *    the default configuration (streams relayed natively);
+ * 5. `kvgate-binding` — main.ts with limits the load exceeds (the queue's cost);
+ * 6. `kvgate-observe` — main.ts as 4, with `streamRelay: "observe"` (every chunk through kvgate).
  *
  * Loads: non-streaming chat completions at 1 connection (latency) and 32
  * connections (throughput) with wrk; SSE streams of 20 and of 500 events
@@ -19,19 +22,23 @@
  * Per phase: requests/s, p50, p99, and the proxy process's CPU time per
  * request from /proc/<pid>/stat before and after. Then CPU per request at
  * 1 connection once more, with the minimal proxy and kvgate loaded at the
- * same time (see {@linkcode pairedPhase}). Then memory: 10,000 requests
+ * same time (see bench/paired.ts); then CPU per stream the same way, 20 and
+ * 500 events, with the minimal proxy, the JavaScript relay and both of
+ * kvgate's relays loaded at once. Then memory: 10,000 requests
  * queued behind a binding limit, then all aborted.
  *
  * Run: `deno task bench` (needs wrk: `apt-get install -y wrk`; the task installs it if missing).
  * `BENCH_BASELINE_ROOT=<another checkout>` adds that kvgate as a fifth target, for before/after
  * figures in one run; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS`, `BENCH_PAIRED_ROUNDS` (0
  * skips the paired phase) and `BENCH_QUEUED` (0 skips memory) shorten it.
- * `BENCH_ONLY_PAIRED=1 BENCH_PAIRED_CONNS=32` runs the paired phase alone, at 32 connections.
+ * `BENCH_ONLY_PAIRED=1 BENCH_PAIRED_CONNS=32` runs the paired phases alone, requests at 32
+ * connections; `BENCH_PAIRED_STREAM_CONNS` (default 8) sets each target's connections for streams.
  *
  * @module
  */
 
-import { cpuUs, ensureWrk, PIN, type Proc, start, stop, wrk as wrkRun } from "./load_kit.ts";
+import { ensureWrk, PIN, type Proc, start, stop, wrk as wrkRun } from "./load_kit.ts";
+import { pairedRound, pairedRounds, pairedTable } from "./paired.ts";
 import {
   BENCH_PASSWORD as PASSWORD,
   CHAT_LUA,
@@ -49,7 +56,9 @@ const QUEUED = Number(Deno.env.get("BENCH_QUEUED") ?? 10_000);
 const PAIRED_ROUNDS = Number(Deno.env.get("BENCH_PAIRED_ROUNDS") ?? 6);
 /** Connections of each target's wrk in the paired phase (1 by default; 32 shows the cost under load). */
 const PAIRED_CONNS = Number(Deno.env.get("BENCH_PAIRED_CONNS") ?? 1);
-/** `BENCH_ONLY_PAIRED=1`: the paired phase alone (no load phases, no memory, no micro-benchmarks). */
+/** Connections of each target's wrk in the paired stream phase. */
+const PAIRED_STREAM_CONNS = Number(Deno.env.get("BENCH_PAIRED_STREAM_CONNS") ?? 8);
+/** `BENCH_ONLY_PAIRED=1`: the paired phases alone (no load phases, no memory, no micro-benchmarks). */
 const ONLY_PAIRED = Deno.env.get("BENCH_ONLY_PAIRED") === "1";
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
 
@@ -103,12 +112,6 @@ for (const n of STREAM_LOADS) {
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Sequential streaming requests: time to the first body chunk and to the end. */
@@ -232,6 +235,10 @@ async function main() {
   const minimal = await start("minimal", "bench/minimal_proxy.ts", {
     TARGET: mock.base,
   }, "/v1/chat/completions");
+  const jsRelay = await start("js-relay", "bench/minimal_proxy.ts", {
+    TARGET: mock.base,
+    RELAY: "pull",
+  }, "/v1/chat/completions");
   const kvgate = await start(
     "kvgate",
     "main.ts",
@@ -244,19 +251,19 @@ async function main() {
     kvgateEnv(mock.base, `${dir}/binding.sqlite3`, { rps: 500, burst: 50, maxConn: 16 }),
     "/openai/v1/chat/completions",
   );
-  // The same kvgate with streams handed to the runtime as they are (streamRelay "native").
-  const native = await start(
-    "kvgate-native",
+  // The same kvgate with every stream passed chunk by chunk through kvgate (streamRelay "observe").
+  const observe = await start(
+    "kvgate-observe",
     "main.ts",
-    kvgateEnv(mock.base, `${dir}/native.sqlite3`, {
+    kvgateEnv(mock.base, `${dir}/observe.sqlite3`, {
       rps: 1e6,
       burst: 1e6,
       maxConn: 10_000,
-      streamRelay: "native",
+      streamRelay: "observe",
     }),
     "/openai/v1/chat/completions",
   );
-  const targets = [mock, minimal, kvgate, binding, native];
+  const targets = [mock, minimal, jsRelay, kvgate, binding, observe];
   // Another checkout of kvgate (an earlier commit, say), measured in the same run.
   const beforeRoot = Deno.env.get("BENCH_BASELINE_ROOT");
   if (beforeRoot) {
@@ -293,9 +300,11 @@ async function main() {
       for (const t of order) await measure(t, round, rows);
     }
     if (PAIRED_ROUNDS > 0) {
-      paired = await pairedPhase(
-        targets.filter((t) => t !== mock && t !== binding && t !== native),
-      );
+      const baseline = targets.filter((t) => t.name === "kvgate-baseline");
+      paired = [
+        ...await pairedPhase([minimal, kvgate, ...baseline]),
+        ...await pairedStreamPhase([minimal, jsRelay, kvgate, observe]),
+      ];
     }
   } finally {
     for (const t of targets.slice(1)) await stop(t);
@@ -322,7 +331,7 @@ async function main() {
   for (const round of [1, 2]) {
     const get = (target: string, load: string) =>
       rows.find((r) => r.round === round && r.target === target && r.load === load)!;
-    const compared = ["kvgate", "kvgate-binding", "kvgate-native"];
+    const compared = ["js-relay", "kvgate", "kvgate-binding", "kvgate-observe"];
     for (const target of [...compared, ...(beforeRoot ? ["kvgate-baseline"] : [])]) {
       console.log(
         [
@@ -362,52 +371,41 @@ async function main() {
 }
 
 /**
- * CPU per request at 1 connection with the targets loaded at the same time,
- * each by its own wrk at 1 connection, all pinned to the same core. Measured
- * in turn, a target's CPU per request at this load moves by 10–30% from one
- * phase to the next with the machine's state (the minimal proxy's own figure
- * among them), which hides a 15% difference; measured together, every
- * target meets the same state, and the ratio is steady.
+ * CPU per request at `PAIRED_CONNS` connection(s) with the targets loaded at
+ * the same time, each by its own wrk, all pinned to the same core (see
+ * bench/paired.ts): every ratio is against the first target.
  */
 async function pairedPhase(targets: Proc[]): Promise<string[]> {
-  const load = (conns: number, seconds: number) =>
-    Promise.all(targets.map((t) => wrk(t.base + t.path, conns, seconds)));
-  await load(32, WARM_S);
-  await load(1, 2 * WARM_S);
-  const perRound: number[][] = [];
-  for (let round = 0; round < PAIRED_ROUNDS; round++) {
-    const before = targets.map((t) => cpuUs(t.child.pid));
-    const results = await load(PAIRED_CONNS, PHASE_S);
-    perRound.push(
-      targets.map((t, i) => (cpuUs(t.child.pid) - before[i]) / Math.max(1, results[i].requests)),
-    );
-  }
-  const out = [
-    `\n## CPU per request at ${PAIRED_CONNS} connection(s), paired: ${
+  await pairedRound(targets, { conns: 32, seconds: WARM_S, script: LUA });
+  await pairedRound(targets, { conns: 1, seconds: 2 * WARM_S, script: LUA });
+  const load = { conns: PAIRED_CONNS, seconds: PHASE_S, script: LUA };
+  const title = `\n## CPU per request at ${PAIRED_CONNS} connection(s), paired: ${
+    targets.map((t) => t.name).join(", ")
+  } at once, each under its own wrk at ${PAIRED_CONNS} connection(s), ${
+    PIN ? "all on core 1" : "not pinned"
+  } (${PAIRED_ROUNDS} rounds of ${PHASE_S} s, after ${WARM_S} s at 32 and ${
+    2 * WARM_S
+  } s at 1 connection)`;
+  const ratios = targets.slice(1).map((_, i): [number, number] => [i + 1, 0]);
+  return pairedTable(title, targets, await pairedRounds(targets, load, PAIRED_ROUNDS), ratios);
+}
+
+/**
+ * CPU per stream, 20 and 500 events, with the minimal proxy, the JavaScript
+ * relay and kvgate's two relays loaded at once (`targets` in that order):
+ * kvgate's default against the minimal proxy, its observed relay against
+ * the cheapest JavaScript relay.
+ */
+async function pairedStreamPhase(targets: Proc[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const n of STREAM_LOADS) {
+    const load = { conns: PAIRED_STREAM_CONNS, seconds: PHASE_S, script: STREAM_LUA[n] };
+    await pairedRound(targets, { ...load, seconds: WARM_S });
+    const title = `\n## CPU per stream of ${n} events, paired: ${
       targets.map((t) => t.name).join(", ")
-    } at once, each under its own wrk at ${PAIRED_CONNS} connection(s), ${
-      PIN ? "all on core 1" : "not pinned"
-    } ` +
-    `(${PAIRED_ROUNDS} rounds of ${PHASE_S} s, after ${WARM_S} s at 32 and ${
-      2 * WARM_S
-    } s at 1 connection)`,
-    `round | ${targets.map((t) => `${t.name} µs/req`).join(" | ")} | ${
-      targets.slice(1).map((t) => `${t.name} ÷ ${targets[0].name}`).join(" | ")
-    }`,
-  ];
-  perRound.forEach((us, round) => {
-    out.push(
-      [round + 1, ...us.map((u) => f(u, 1)), ...us.slice(1).map((u) => f(u / us[0], 2))].join(
-        " | ",
-      ),
-    );
-  });
-  for (let i = 1; i < targets.length; i++) {
-    const ratios = perRound.map((us) => us[i] / us[0]).sort((a, b) => a - b);
-    out.push(
-      `${targets[i].name} ÷ ${targets[0].name}: median ${f(median(ratios), 2)}, ` +
-        `lowest ${f(ratios[0], 2)}, highest ${f(ratios[ratios.length - 1], 2)}`,
-    );
+    } at once, each under its own wrk at ${PAIRED_STREAM_CONNS} connections (${PAIRED_ROUNDS} rounds of ${PHASE_S} s)`;
+    const perRound = await pairedRounds(targets, load, PAIRED_ROUNDS);
+    out.push(...pairedTable(title, targets, perRound, [[2, 0], [1, 0], [3, 1]]));
   }
   return out;
 }

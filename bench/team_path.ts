@@ -12,23 +12,18 @@
  * @module
  */
 import { BENCH_PASSWORD, CHAT_LUA, kvgateEnv } from "./bench_kit.ts";
-import { cpuUs, ensureWrk, PIN, type Proc, start, stop, wrk } from "./load_kit.ts";
+import { ensureWrk, PIN, type Proc, start, stop } from "./load_kit.ts";
+import { median, pairedRound } from "./paired.ts";
 
 const PHASE_S = Number(Deno.env.get("BENCH_PHASE_S") ?? 5);
 const ROUNDS = Number(Deno.env.get("BENCH_PAIRED_ROUNDS") ?? 6);
 const TEAM_TOKEN = "bench-team-token-0123456789abcdef";
 
 const f = (n: number, d = 1) => n.toFixed(d);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** Both targets under their own wrk at once for PHASE_S: CPU µs per request of each. */
-async function paired(targets: Proc[], scripts: string[], conns: number): Promise<number[]> {
-  const before = targets.map((t) => cpuUs(t.child.pid));
-  const results = await Promise.all(
-    targets.map((t, i) => wrk(t.base + t.path, conns, PHASE_S, scripts[i])),
-  );
-  return targets.map((t, i) => (cpuUs(t.child.pid) - before[i]) / Math.max(1, results[i].requests));
-}
+/** The targets under their own wrk at once for PHASE_S: CPU µs per request of each. */
+const paired = (targets: Proc[], scripts: string[], conns: number) =>
+  pairedRound(targets, { conns, seconds: PHASE_S, script: scripts });
 
 async function main() {
   await ensureWrk();

@@ -11,10 +11,12 @@ import type { KeyQuota, RateLimitDialect } from "../keys/mod.ts";
 export type ServiceStyle = "openai" | "anthropic" | "gemini";
 
 /**
- * How a streamed answer reaches the client. `"observe"`: through kvgate,
- * chunk by chunk (idle timeout, byte count, ended at an event boundary by a
- * drain). `"native"`: handed to the runtime as it is, at a bare proxy's CPU
- * cost, without those three.
+ * How a streamed answer reaches the client. `"native"` (the default): handed
+ * to the runtime as it is, at a bare proxy's CPU cost, unless something
+ * must read it (a team's tokens budget, a key's `tpm`, OpenTelemetry's
+ * token metrics) — then it is observed. `"observe"`: always through kvgate,
+ * chunk by chunk (idle timeout, byte count, usage, ended with an error
+ * event by a drain).
  */
 export type StreamRelay = "observe" | "native";
 
@@ -32,7 +34,7 @@ export interface ServiceConfig {
   maxConn: number;
   /** Auth header placement and error shape; "openai" for any OpenAI-compatible upstream. */
   style: ServiceStyle;
-  /** How streamed answers are relayed (see {@linkcode StreamRelay}). Default "observe". */
+  /** How streamed answers are relayed (see {@linkcode StreamRelay}). Default "native". */
   streamRelay: StreamRelay;
   /**
    * What the provider grants each key: `{rpm, rpd, tpm}`, any subset.
@@ -168,7 +170,7 @@ function service(
     burst,
     maxConn,
     style,
-    streamRelay: "observe",
+    streamRelay: "native",
     keyQuota: {},
     dayResetsAt,
     rateLimitHeaders,

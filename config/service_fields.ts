@@ -73,7 +73,7 @@ export function mergeService(
     burst: 10,
     maxConn: 5,
     style: "openai",
-    streamRelay: "observe",
+    streamRelay: "native",
     keyQuota: {},
     dayResetsAt: "00:00",
     rateLimitHeaders: "openai",

@@ -1,5 +1,5 @@
 import type { Exchange } from "./exchange.ts";
-import { isoTime } from "./log.ts";
+import { isoTime, type LogLine } from "./log.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { leaveTeam } from "./team_stages.ts";
 import { chargeKey } from "./key_stages.ts";
@@ -49,7 +49,7 @@ export function account(
       status,
     });
   }
-  p.log({
+  const line: LogLine = {
     t: isoTime(now),
     id: x.id,
     service,
@@ -63,8 +63,10 @@ export function account(
     upstreamMs: x.upstreamMs,
     totalMs: now - x.started,
     bytes,
+    relay: x.relay,
     client: x.client,
-  });
+  };
+  p.log(line);
 }
 
 /** Counts an upstream answer (or its absence) to a request sent at `sentAt`: metrics, minute counts, a span. */

@@ -43,6 +43,8 @@ export interface Exchange {
   usedTokens: number | undefined;
   /** The same split into input and output, when the answer said them apart. */
   usedSplit: TokenUsage | undefined;
+  /** How a streamed answer was relayed (the log's `relay`); unset for any other answer. */
+  relay: "native" | "observe" | undefined;
   /** The request's `model`, read only when OpenTelemetry is on. */
   model: string | undefined;
   /** This attempt is the single probe after a provider-wide pause. */
@@ -86,6 +88,7 @@ export function newExchange(
     keyCost: 0,
     usedTokens: undefined,
     usedSplit: undefined,
+    relay: undefined,
     model: undefined,
     probe: false,
     client: undefined,

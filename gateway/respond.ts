@@ -63,9 +63,11 @@ export function respondSettled(
  * stream (the usual JSON completion) is handed to the runtime as it is, so
  * its bytes never pass through JavaScript; such an upstream has finished
  * its work once it sends the headers, so the slot goes back then. Streams,
- * and bodies of unknown length, pass chunk by chunk through
- * {@linkcode relayBody}, which holds the slot to the last byte, ends them
- * after `idleTimeoutMs` of silence, and lets a drain end them early.
+ * and bodies of unknown length, go the way {@linkcode pickRelay} says:
+ * handed to the runtime (slot held until the server says the answer is
+ * over), or chunk by chunk through {@linkcode relayBody}, which holds the
+ * slot to the last byte, ends them after `idleTimeoutMs` of silence, reads
+ * their usage, and lets a drain end them with an error event.
  */
 export function respondSuccess(
   p: Pipeline,
@@ -81,7 +83,8 @@ export function respondSuccess(
     usageUnread(p, x);
   }
   if (head.eventStream || head.contentLength === null || !res.body) {
-    if (x.rt.service.streamRelay === "native" && x.info !== undefined && res.body) {
+    x.relay = pickRelay(p, x);
+    if (x.relay === "native" && x.info !== undefined && res.body) {
       return respondNative(p, x, res, head, release, x.info);
     }
     return respondStream(p, x, res, head, release);
@@ -95,12 +98,31 @@ export function respondSuccess(
 }
 
 /**
+ * How this request's stream is relayed, decided once: natively (a bare
+ * proxy's cost) unless something must read it — its usage for a team's
+ * tokens budget, the key's `tpm` or OpenTelemetry's token metrics — or the
+ * service says `"streamRelay": "observe"`. In process (no server to say
+ * when an answer is over) every stream is observed.
+ */
+export function pickRelay(p: Pipeline, x: Exchange): "native" | "observe" {
+  if (x.rt.service.streamRelay === "observe" || x.info === undefined) return "observe";
+  return readsUsage(p, x) ? "observe" : "native";
+}
+
+/** Whether the answer's usage must be read: for a team's tokens budget, the key's `tpm`, or OpenTelemetry. */
+function readsUsage(p: Pipeline, x: Exchange): boolean {
+  return x.keyCost > 0 || p.telemetry.enabled || x.team?.team.daily.tokens !== undefined;
+}
+
+/**
  * A stream handed to the runtime as it is (`streamRelay: "native"`): no
  * JavaScript per chunk, so it costs what a bare proxy costs. The slot is
  * held until the server says the answer is over (its last byte sent, or the
  * client gone: the server does not say which, so the log says `native`).
  * What needs the chunks is given up: no idle timeout, no byte count, and a
- * drain cannot end it at an event boundary (it is cut when the process exits).
+ * drain cannot end it at an event boundary: one still open when the drain
+ * ends is logged `drained` and its slot handed back, and the process's exit
+ * cuts it (the client sees an error, never a clean end).
  */
 function respondNative(
   p: Pipeline,
@@ -110,11 +132,18 @@ function respondNative(
   release: () => void,
   info: Deno.ServeHandlerInfo,
 ): Response {
-  const over = () => {
+  let over = false;
+  const end = (outcome: "native" | "drained") => {
+    if (over) return;
+    over = true;
+    leaveDrain();
     release();
-    account(p, x, res.status, "native");
+    account(p, x, res.status, outcome);
   };
-  info.completed.then(over, over);
+  const atExit = () => end("drained");
+  const leaveDrain = p.drain.open({ endSoon: atExit, endNow: atExit });
+  const served = () => end("native");
+  info.completed.then(served, served);
   return new Response(res.body, { status: res.status, headers });
 }
 
@@ -154,10 +183,8 @@ function respondStream(
  * tokens are the README's estimate.
  */
 function mustRead(p: Pipeline, x: Exchange): boolean {
-  if (x.keyCost > 0 || p.telemetry.enabled) return true;
-  const team = x.team?.team;
-  if (team === undefined) return false;
-  return team.daily.tokens !== undefined || (team.models !== undefined && listsModels(x));
+  if (readsUsage(p, x)) return true;
+  return x.team?.team.models !== undefined && listsModels(x);
 }
 
 /**

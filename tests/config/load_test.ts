@@ -27,7 +27,7 @@ Deno.test("loadConfig() has the built-in services with the documented defaults",
   assertEquals(c.password, undefined);
   assert(c.kvPath?.startsWith("./data/"));
   assertEquals([c.drainMs, c.expectedInstances], [4000, 1]);
-  assertEquals(c.services.groq.streamRelay, "observe");
+  assertEquals(c.services.groq.streamRelay, "native");
 });
 
 Deno.test("parseKeyList() splits on commas and newlines, trims, drops empties and duplicates", () => {

@@ -3,10 +3,23 @@ import { auth, chatBody, PASSWORD, startMocked } from "../support/harness.ts";
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
-function setup(mockOptions = {}, settings: Record<string, unknown> = {}, extra = {}) {
+/** The services under test; `relay` is openai's `streamRelay` (default the config's, native). */
+function setup(
+  mockOptions = {},
+  settings: Record<string, unknown> = {},
+  extra = {},
+  relay: "observe" | "native" = "native",
+) {
   return startMocked(mockOptions, (url) => ({
     services: {
-      openai: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
+      openai: {
+        target: url,
+        keys: ["sk-one"],
+        rps: 100,
+        burst: 100,
+        maxConn: 50,
+        streamRelay: relay,
+      },
       claude: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 50 },
       gemini: { target: url, keys: ["g-one"], rps: 100, burst: 100, maxConn: 50 },
       gemq: {
@@ -333,29 +346,34 @@ Deno.test("streaming: each SSE chunk reaches the client as it arrives", async ()
   assert(lastAt - firstAt >= 800, `first at ${firstAt} ms, last at ${lastAt} ms`);
 });
 
-Deno.test("streaming: a client that disconnects aborts the upstream request and frees its slot", async () => {
-  await using t = await setup({ chunkDelayMs: 100, chunks: 50 });
-  const ac = new AbortController();
-  const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
-    method: "POST",
-    headers: auth({ "content-type": "application/json" }),
-    body: chatBody({ stream: true }),
-    signal: ac.signal,
+for (const relay of ["observe", "native"] as const) {
+  Deno.test(`streaming (${relay}): a client that disconnects aborts the upstream request and frees its slot`, async () => {
+    await using t = await setup({ chunkDelayMs: 100, chunks: 50 }, {}, {}, relay);
+    const ac = new AbortController();
+    const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
+      method: "POST",
+      headers: auth({ "content-type": "application/json" }),
+      body: chatBody({ stream: true }),
+      signal: ac.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const limiter = t.gw.gateway.runtimes.get("openai")!.limiter;
+    assertEquals(limiter.inFlight, 1, "a stream holds its slot");
+    assertEquals(t.mock.inFlight, 1);
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    for (let i = 0; i < 50 && (t.mock.inFlight > 0 || limiter.inFlight > 0); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assertEquals(t.mock.inFlight, 0, "the upstream stream was aborted");
+    assertEquals(limiter.inFlight, 0, "the slot was freed");
+    const line = t.gw.logs.find((l) => l.status === 200);
+    assertEquals(line?.relay, relay, "the log says how the stream was relayed");
+    // A native stream's end is the server's word, which does not say who ended it.
+    assertEquals(line?.outcome, relay === "native" ? "native" : "client_abort");
   });
-  const reader = res.body!.getReader();
-  await reader.read();
-  const limiter = t.gw.gateway.runtimes.get("openai")!.limiter;
-  assertEquals(limiter.inFlight, 1, "a stream holds its slot");
-  assertEquals(t.mock.inFlight, 1);
-  ac.abort();
-  await reader.cancel().catch(() => {});
-  for (let i = 0; i < 50 && (t.mock.inFlight > 0 || limiter.inFlight > 0); i++) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assertEquals(t.mock.inFlight, 0, "the upstream stream was aborted");
-  assertEquals(limiter.inFlight, 0, "the slot was freed");
-  assert(t.gw.logs.some((l) => l.outcome === "client_abort"));
-});
+}
 
 Deno.test("request ids and logs: a ULID on every service response, one log line without secrets", async () => {
   await using t = await setup();
@@ -457,7 +475,12 @@ Deno.test("timeouts: no response headers within firstByteTimeoutMs answers 504",
 });
 
 Deno.test("timeouts: a stream silent for idleTimeoutMs ends at an event boundary with an error event, not a clean end", async () => {
-  await using t = await setup({ chunkDelayMs: 1000, chunks: 5 }, { idleTimeoutMs: 300 });
+  await using t = await setup(
+    { chunkDelayMs: 1000, chunks: 5 },
+    { idleTimeoutMs: 300 },
+    {},
+    "observe",
+  );
   const started = Date.now();
   const res = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
     method: "POST",

@@ -243,6 +243,7 @@ Deno.test("account: one log line per request, naming the key by its id, never by
     "method",
     "outcome",
     "queueMs",
+    "relay",
     "service",
     "status",
     "t",

@@ -9,14 +9,25 @@ import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { ChatOpenAI } from "@langchain/openai";
 import { PASSWORD, startMocked } from "../support/harness.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { startGatewayProcess, stopProcesses } from "../support/process.ts";
+
+/** An observed relay (a native stream is cut at exit: see the process test below). */
+const observed = {
+  keys: ["sk-one"],
+  rps: 100,
+  burst: 100,
+  maxConn: 10,
+  streamRelay: "observe" as const,
+};
 
 /** A mock whose answers stream 300 chunks 50 ms apart (15 s); a model `chunks-N` asks for N. */
 function setup() {
   return startMocked({ chunks: 300, chunkDelayMs: 50 }, (url) => ({
     settings: { drainMs: 1500 },
     services: {
-      openai: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 10 },
-      claude: { target: url, keys: ["sk-one"], rps: 100, burst: 100, maxConn: 10 },
+      openai: { ...observed, target: url },
+      claude: { ...observed, target: url },
     },
   }));
 }
@@ -101,3 +112,44 @@ for (const sdk of ["openai", "langchain", "anthropic"] as const) {
     assert.equal(whole.text, Array.from({ length: 12 }, (_, i) => `part${i} `).join(""));
   });
 }
+
+Deno.test("native streams (the default relay) open at SIGINT: each SDK raises an error when the process exits, none sees a clean end", async () => {
+  const mock = await startMockUpstream({ chunks: 300, chunkDelayMs: 50 });
+  const dir = await Deno.makeTempDir();
+  const native = { target: mock.url, rps: 100, burst: 100, maxConn: 10 };
+  const gw = await startGatewayProcess({
+    kvPath: `${dir}/kv.sqlite3`,
+    config: {
+      drainMs: 1000,
+      services: { openai: native, claude: { ...native, style: "anthropic" } },
+    },
+    env: { OPENAI_API_KEYS: "sk-one", CLAUDE_API_KEYS: "sk-one" },
+  });
+  try {
+    const sdks = clients(gw.url);
+    const began: Promise<void>[] = [];
+    const reads = (["openai", "langchain", "anthropic"] as const).map((sdk) => {
+      let mark!: () => void;
+      began.push(new Promise<void>((r) => mark = r));
+      return read(sdks[sdk](`chunks-300`), () => mark());
+    });
+    await Promise.all(began);
+    gw.child.kill("SIGINT");
+    const [results, status] = await Promise.all([Promise.all(reads), gw.child.status]);
+    assert.equal(status.code, 0);
+    for (const [i, sdk] of ["openai", "langchain", "anthropic"].entries()) {
+      assert.ok(results[i].error, `${sdk} raised no error for a native stream cut at exit`);
+      assert.ok(
+        results[i].text.startsWith("part0 "),
+        `${sdk}: what came before the cut was passed on`,
+      );
+    }
+    await gw.drained;
+    const lines = gw.stdout.events().filter((l) => l.status === 200);
+    assert.deepEqual(lines.map((l) => [l.relay, l.outcome]), Array(3).fill(["native", "drained"]));
+  } finally {
+    await stopProcesses([gw]);
+    await mock.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
