@@ -126,7 +126,15 @@ async function main(): Promise<void> {
   const remote = location.kind === "deploy" || location.kind === "remote";
   let ready: (g: Gateway) => void = () => {};
   const built = new Promise<Gateway>((r) => ready = r);
-  const early = remote ? listen(config, startingHandler(config.services, built)) : undefined;
+  const early = remote
+    ? listen(
+      config,
+      startingHandler(
+        [...Object.keys(config.services), ...config.groups.map((g) => g.name)],
+        built,
+      ),
+    )
+    : undefined;
   const warning = kvWarning(location, config.onDeploy, typeof Deno.openKv === "function");
   const kv = await openKv(config, location, warning);
   const gateway = await createGateway(config, {

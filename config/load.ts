@@ -5,6 +5,7 @@ import {
   type ServiceConfig,
 } from "./defaults.ts";
 import { parseDayStart } from "../teams/budget_day.ts";
+import { type ModelGroup, parseGroups } from "./groups.ts";
 import {
   checkTeamName,
   checkTokenSha256,
@@ -53,6 +54,8 @@ export interface GatewayConfig extends GatewaySettings {
   onDeploy: boolean;
   /** Teams declared in config, their tokens already hashed (the raw tokens are not kept). */
   teams: Team[];
+  /** Model groups (`/<group>/v1/…`): ordered targets, each a service and its model. */
+  groups: ModelGroup[];
   /** `dayStartsAt` in ms after UTC midnight. */
   dayStartMs: number;
 }
@@ -156,11 +159,15 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
   const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
   const services: Record<string, ServiceConfig> = { ...DEFAULT_SERVICES };
   const rawTeams: Record<string, unknown> = {};
+  const rawGroups: Record<string, unknown> = {};
   for (const [, layer] of layers) {
     for (const [field, value] of Object.entries(layer)) {
       if (field === "teams") {
         if (!isRecord(value)) throw new ConfigError("GATEWAY_CONFIG.teams must be an object");
         Object.assign(rawTeams, value);
+      } else if (field === "groups") {
+        if (!isRecord(value)) throw new ConfigError("GATEWAY_CONFIG.groups must be an object");
+        Object.assign(rawGroups, value);
       } else if (field === "services") {
         if (!isRecord(value)) throw new ConfigError("GATEWAY_CONFIG.services must be an object");
         for (const [name, patch] of Object.entries(value)) {
@@ -170,7 +177,7 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
         settings[field] = value;
       } else {
         throw new ConfigError(
-          `GATEWAY_CONFIG.${field} is not a known setting (known: services, ${
+          `GATEWAY_CONFIG.${field} is not a known setting (known: services, teams, groups, ${
             Object.keys(DEFAULT_SETTINGS).join(", ")
           })`,
         );
@@ -220,7 +227,11 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
   } catch (e) {
     throw new ConfigError(`GATEWAY_CONFIG.${(e as Error).message}`);
   }
-  const teams = Object.entries(rawTeams).map(([name, raw]) => configTeam(name, raw, services));
+  const groups = parseGroups(rawGroups, services);
+  const groupNames = groups.map((g) => g.name);
+  const teams = Object.entries(rawTeams).map(([name, raw]) =>
+    configTeam(name, raw, services, groupNames)
+  );
 
   const portText = env("PORT") ?? "8000";
   const port = Number(portText);
@@ -271,6 +282,7 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kvgate.sqlite3"),
     onDeploy,
     teams,
+    groups,
     dayStartMs,
   };
 }
@@ -283,11 +295,14 @@ function configTeam(
   name: string,
   raw: unknown,
   services: Readonly<Record<string, ServiceConfig>>,
+  groups: readonly string[],
 ): Team {
   const where = `GATEWAY_CONFIG.teams.${name}`;
   try {
     checkTeamName(name);
-    const settings = parseTeamFields(raw, { services }, { allow: ["token", "tokenSha256"] });
+    const settings = parseTeamFields(raw, { services, groups }, {
+      allow: ["token", "tokenSha256"],
+    });
     const r = raw as Record<string, unknown>;
     if ((r.token === undefined) === (r.tokenSha256 === undefined)) {
       throw new TeamFieldError("token", "or tokenSha256 is required, and only one of them");

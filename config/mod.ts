@@ -6,3 +6,4 @@
  */
 export * from "./defaults.ts";
 export * from "./load.ts";
+export * from "./groups.ts";

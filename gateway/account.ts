@@ -1,5 +1,6 @@
 import type { Exchange } from "./exchange.ts";
 import { isoTime, type LogLine } from "./log.ts";
+import { accountGroup } from "./group_serve.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { leaveTeam } from "./team_stages.ts";
 import { chargeKey } from "./key_stages.ts";
@@ -66,6 +67,7 @@ export function account(
     relay: x.relay,
     client: x.client,
   };
+  if (x.group !== undefined) accountGroup(p, x, status, line);
   p.log(line);
 }
 

@@ -10,6 +10,7 @@ import { modelOf } from "../status/mod.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
+import { hasNextTarget, NEXT_TARGET, type SkipReason, targetFailed } from "./group_stage.ts";
 import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {
@@ -31,6 +32,9 @@ const MAX_PAUSED_ATTEMPTS = 8;
 /** Error bodies are read whole to classify them; larger ones are cut here. */
 const MAX_ERROR_BODY = 1024 * 1024;
 
+/** What the attempts end in: an answer, or (a group's target failed) the next target's turn. */
+type Ended = Response | typeof NEXT_TARGET;
+
 /** Where one attempt left the request: answered, or to be tried again. */
 type AttemptEnd = { answer: Response } | { retry: Outcome; sentAt: number };
 
@@ -50,7 +54,9 @@ interface Tries {
  * call the upstream → classify. A retryable outcome (429, 401/403/quota,
  * 5xx, no answer) goes back to pick a key, another one when there is one,
  * up to `maxRetries` times; 5xx and network errors back off first. Every
- * way out hands the slot back (`release`) and accounts for the request.
+ * way out hands the slot back (`release`) and accounts for the request —
+ * except a model group's target that failed when another may answer
+ * ({@linkcode NEXT_TARGET}: the slot goes back, nothing is accounted yet).
  */
 export async function attempt(
   p: Pipeline,
@@ -58,7 +64,7 @@ export async function attempt(
   r: Route,
   body: Bytes | undefined,
   release: () => void,
-): Promise<Response> {
+): Promise<Ended> {
   const tries: Tries = {
     tried: undefined,
     last: undefined,
@@ -83,7 +89,7 @@ export async function attempt(
     // The usual request finds a key and a token at once: no promise is made for either.
     const pick = pickKey(x, tries.tried);
     let key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick, n > 0);
-    if (key instanceof Response) return key;
+    if (!isKey(key)) return key;
     if (x.team) {
       const turn = teamToken(p, x, n > 0);
       const denied = turn instanceof Promise ? await turn : turn;
@@ -103,12 +109,17 @@ export async function attempt(
     if ((x.rt.pool.health(key.id)?.until ?? 0) > x.now) {
       const again = pickKey(x, tries.tried);
       key = again.ok ? again.key : await waitForKey(p, x, tries, release, again, n > 0);
-      if (key instanceof Response) return key;
+      if (!isKey(key)) return key;
     }
     const end = await tryOnce(p, x, r, key, body, tries, release);
     if ("answer" in end) return end.answer;
     if ((await providerPaused(x, end.retry, end.sentAt)) && paused < MAX_PAUSED_ATTEMPTS) {
-      // The provider refuses every key: the request waits out the pause, not counted as a retry.
+      // The provider refuses every key: a group's request goes to its next target at once…
+      if (switchesTarget(x, tries)) {
+        release();
+        return NEXT_TARGET;
+      }
+      // …any other waits out the pause, not counted as a retry.
       p.metrics.retries.inc(x.rt.service.name, "provider_backoff");
       paused++;
       n--;
@@ -142,7 +153,7 @@ async function waitForKey(
   release: () => void,
   pick: Pick & { ok: false },
   retry: boolean,
-): Promise<PooledKey | Response> {
+): Promise<PooledKey | Ended> {
   for (let repicks = 0;;) {
     if (pick.waitOn !== undefined) {
       const key = pick.waitOn;
@@ -159,7 +170,8 @@ async function waitForKey(
       continue;
     }
     const now = p.clock.now();
-    if (pick.untilMs > x.deadline) {
+    // Every key rests: past the deadline, or (a group's request) past its switchAfterMs.
+    if (pick.untilMs > x.deadline || groupWontWait(x, pick.untilMs - now)) {
       return endWaiting(
         p,
         x,
@@ -186,7 +198,7 @@ async function waitForToken(
   tries: Tries,
   release: () => void,
   retry: boolean,
-): Promise<Response | undefined> {
+): Promise<Ended | undefined> {
   const token = await x.rt.limiter.takeToken(waitOptions(x, retry));
   if (!token.ok) {
     return endWaiting(
@@ -281,14 +293,56 @@ function endWaiting(
   tries: Tries,
   release: () => void,
   err: GatewayError,
-): Response {
+): Ended {
+  if (switchesTarget(x, tries, err)) {
+    release();
+    return NEXT_TARGET;
+  }
   if (tries.last) return respondSettled(p, x, tries.last, release, "exhausted");
   release();
   return answer(p, x, err);
 }
 
+/**
+ * Whether a group's request goes on to its next target: this one failed
+ * (429 or 5xx after its retries, no answer, or its keys or provider turned
+ * out resting while it waited) and a target is left. A refusal of the
+ * request itself (4xx) or of the team is the answer on any target.
+ */
+function switchesTarget(x: Exchange, tries: Tries, err?: GatewayError): boolean {
+  if (!hasNextTarget(x.group)) return false;
+  const status = tries.lastFailure === undefined ? tries.last?.status : undefined;
+  let reason: SkipReason | undefined;
+  if (tries.lastFailure !== undefined || (status !== undefined && status >= 500)) {
+    reason = "upstream_error";
+  } else if (status === 429) reason = "upstream_429";
+  else if (status === 401 || status === 403) reason = "keys_refused";
+  else if (status === undefined && SWITCHING_CODES.has(err?.code ?? "")) {
+    reason = err!.code === "gateway_provider_backoff" ? "provider_backoff" : "keys_resting";
+  }
+  if (reason !== undefined) targetFailed(x.group!, reason);
+  return reason !== undefined;
+}
+
+/** A group's request does not wait `ms` for this target's keys when another target is left. */
+function groupWontWait(x: Exchange, ms: number): boolean {
+  return hasNextTarget(x.group) && ms > x.group!.served.group.switchAfterMs;
+}
+
+/** kvgate's own refusals on a target that another target may not share. */
+const SWITCHING_CODES = new Set(["gateway_keys_resting", "gateway_provider_backoff"]);
+
+/** The key to send with, as opposed to the request's end. */
+function isKey(k: PooledKey | Ended): k is PooledKey {
+  return k !== NEXT_TARGET && !(k instanceof Response);
+}
+
 /** After the last attempt: the last upstream answer, or why there was none. */
-function giveUp(p: Pipeline, x: Exchange, tries: Tries, release: () => void): Response {
+function giveUp(p: Pipeline, x: Exchange, tries: Tries, release: () => void): Ended {
+  if (switchesTarget(x, tries)) {
+    release();
+    return NEXT_TARGET;
+  }
   if (tries.last && tries.lastFailure === undefined) {
     return respondSettled(p, x, tries.last, release, "exhausted");
   }

@@ -6,6 +6,7 @@ import { requestId } from "./request_id.ts";
 import type { RequestTarget } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamPass } from "./team_stages.ts";
+import type { GroupWalk } from "./group_stage.ts";
 import type { TokenUsage } from "../teams/mod.ts";
 
 /** The request as it walks the stages: its record, one per request. */
@@ -51,6 +52,8 @@ export interface Exchange {
   probe: boolean;
   /** The client's address, read only when a credential is refused (for the log and the login guard). */
   client: string | undefined;
+  /** A request to a model group: its walk over the targets (`x.rt` is the current one's). */
+  group: GroupWalk | undefined;
 }
 
 /**
@@ -92,5 +95,6 @@ export function newExchange(
     model: undefined,
     probe: false,
     client: undefined,
+    group: undefined,
   };
 }

@@ -4,6 +4,7 @@ import { kvCall, KvStatus, probeKey } from "../kv/mod.ts";
 import { type Clock, Presence, systemClock } from "../limiter/mod.ts";
 import { buildServiceRuntime, type ServiceContext } from "./service_build.ts";
 import { Drain, type DrainReport } from "./drain.ts";
+import { groupStatus, servedGroups } from "./group_serve.ts";
 import { backgroundParts } from "./background.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createHandler } from "./handler.ts";
@@ -119,7 +120,7 @@ export async function createGateway(
       clock,
       call,
       refreshMs: options.teamRefreshMs,
-      context: { services: config.services },
+      context: { services: config.services, groups: config.groups.map((g) => g.name) },
       watch: options.watchKv,
     }),
     budgets: new TeamBudgets({ kv, clock, call, peers, dayStartMs: config.dayStartMs }),
@@ -195,6 +196,7 @@ export async function createGateway(
     teams,
     call,
     kvWarning: options.kvWarning,
+    groups: groupStatus(servedGroups(config.groups, runtimes)),
   });
   const handler = createHandler({
     metrics,

@@ -14,7 +14,10 @@ import { requestId } from "./request_id.ts";
 import { answer } from "./respond.ts";
 import { type RequestTarget, requestTarget, type Route, RouteCache, serviceName } from "./route.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";
-import { checkScope, enterTeam } from "./team_stages.ts";
+import { checkScope, enterTeam, listsModels } from "./team_stages.ts";
+import type { Bytes } from "./body.ts";
+import { bodyForTarget, nextTarget, startGroupWalk } from "./group_stage.ts";
+import { groupModels, markTarget, NEXT_TARGET, servedGroups, switchTarget } from "./group_serve.ts";
 import { adminApi, isAdminPath } from "./admin_api.ts";
 import { clientAddress } from "./login_guard.ts";
 import { tokenSha256 } from "../teams/mod.ts";
@@ -40,7 +43,8 @@ export function createHandler(
   const p = createPipeline(deps);
   const routes = new RouteCache(deps.config.services);
   const shapes = new ShapeKeeper();
-  const prefixes = [...deps.runtimes.keys()].map((n) => `/${n}`).join(", ");
+  const groups = servedGroups(deps.config.groups, deps.runtimes);
+  const prefixes = [...deps.runtimes.keys(), ...groups.keys()].map((n) => `/${n}`).join(", ");
 
   /**
    * Counts every request on a service path as in flight until its response
@@ -50,10 +54,13 @@ export function createHandler(
   return function handle(req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> {
     const target = requestTarget(req.url);
     if (isAdminPath(target.path)) return adminApi(p, req, target, info);
-    const rt = deps.runtimes.get(serviceName(target.path));
+    const name = serviceName(target.path);
+    const group = deps.runtimes.has(name) ? undefined : groups.get(name);
+    const rt = deps.runtimes.get(name) ?? group?.runtimes[0];
     if (!rt) return Promise.resolve(unknownService(p, req, target, prefixes, info));
     const done = p.drain.begin();
     const x = newExchange(req, target, rt, p.clock.now(), p.config, info);
+    if (group) x.group = startGroupWalk(group, target.path);
     p.lifecycle?.touch(x.started);
     if (info) {
       info.completed.then(done, done);
@@ -79,34 +86,58 @@ async function serve(
   shapes: ShapeKeeper,
   x: Exchange,
 ): Promise<Response> {
-  const r = checkRequest(p, routes, x);
+  let r = checkRequest(p, routes, x);
   if (r instanceof Response) return r;
   // Read the body whole: a retry must be able to send it again.
   const read = await readBody(x.req, p.config.maxBodyBytes, x.head.contentLength, p.bodies);
   if (!read.ok) return answer(p, x, unreadable(p, read.reason));
   try {
-    if (x.team) {
-      x.now = p.clock.now();
-      const entered = checkScope(x, r, read.body) ?? enterTeam(p, x);
-      const denied = entered instanceof Promise ? await entered : entered;
-      if (denied) return answer(p, x, denied);
-    }
-    const admitted = admit(p, x);
-    const slot = admitted instanceof Promise ? await admitted : admitted;
-    if (!slot.ok) {
-      return answer(p, x, gatewayErrors.refused(slot.reason, x.rt.service.name, slot.retryAfterMs));
-    }
-    try {
-      const response = await attempt(p, x, r, read.body, slot.release);
-      shapes.keep(x, response, x.upstream?.body, x.info, x.req);
-      return response;
-    } catch (e) {
-      slot.release();
-      p.log({ id: x.id, service: x.rt.service.name, event: "internal_error", error: String(e) });
-      return answer(p, x, gatewayErrors.internal());
+    for (;;) {
+      const body = x.group ? bodyForTarget(x.group, read.body) : read.body;
+      const response = await serveOnService(p, x, r, body);
+      if (response !== NEXT_TARGET) {
+        if (x.group) markTarget(x, response);
+        shapes.keep(x, response, x.upstream?.body, x.info, x.req);
+        return response;
+      }
+      // A group's target failed before any byte went to the client: the next one is tried.
+      const next = switchTarget(p, routes, x);
+      if (next instanceof Response) return next;
+      r = next;
     }
   } finally {
     if (read.held > 0) p.bodies.give(read.held);
+  }
+}
+
+/**
+ * The stages on one service: a team's scope, budget, own pacing and fair
+ * share, the service's slot, then the attempts. {@linkcode NEXT_TARGET}
+ * when a group's target failed and another may answer.
+ */
+async function serveOnService(
+  p: Pipeline,
+  x: Exchange,
+  r: Route,
+  body: Bytes | undefined,
+): Promise<Response | typeof NEXT_TARGET> {
+  if (x.team) {
+    x.now = p.clock.now();
+    const entered = checkScope(x, r, body) ?? enterTeam(p, x);
+    const denied = entered instanceof Promise ? await entered : entered;
+    if (denied) return answer(p, x, denied);
+  }
+  const admitted = admit(p, x);
+  const slot = admitted instanceof Promise ? await admitted : admitted;
+  if (!slot.ok) {
+    return answer(p, x, gatewayErrors.refused(slot.reason, x.rt.service.name, slot.retryAfterMs));
+  }
+  try {
+    return await attempt(p, x, r, body, slot.release);
+  } catch (e) {
+    slot.release();
+    p.log({ id: x.id, service: x.rt.service.name, event: "internal_error", error: String(e) });
+    return answer(p, x, gatewayErrors.internal());
   }
 }
 
@@ -126,6 +157,11 @@ function checkRequest(p: Pipeline, routes: RouteCache, x: Exchange): Route | Res
   if (denied) return answer(p, x, denied);
   if (UNSENDABLE.has(x.req.method)) {
     return answer(p, x, gatewayErrors.methodNotAllowed(x.req.method));
+  }
+  if (x.group) {
+    if (listsModels(x)) return groupModels(p, x, x.group);
+    const out = nextTarget(x, x.group, p.clock.now());
+    if (out) return answer(p, x, out);
   }
   const r = routes.route(x.target, x.style);
   if ("error" in r) {
@@ -149,13 +185,14 @@ function unreadable(p: Pipeline, reason: "too_large" | "unreadable" | "busy") {
  * once, as always; any other request waits for the gateway, then walks as usual.
  */
 export function startingHandler(
-  services: Readonly<Record<string, unknown>>,
+  prefixes: readonly string[],
   built: Promise<{ handler: (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> }>,
 ): (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response> {
+  const known = new Set(prefixes);
   return (req, info) => {
     const { path } = requestTarget(req.url);
     const name = serviceName(path);
-    if (!Object.hasOwn(services, name) && !isAdminPath(path)) return disguise(path, req.method);
+    if (!known.has(name) && !isAdminPath(path)) return disguise(path, req.method);
     return built.then((g) => g.handler(req, info));
   };
 }

@@ -132,8 +132,11 @@ export function checkScope(
   const { team } = pass;
   pass.requestBytes = body?.byteLength ?? 0;
   const service = x.rt.service.name;
-  if (team.services !== undefined && !team.services.includes(service)) {
-    return gatewayErrors.teamForbidden(team.name, `the service ${service}`, team.services);
+  // A model group is allowed by its own name: its targets are reached through it.
+  const scope = x.group?.served.group.name ?? service;
+  if (team.services !== undefined && !team.services.includes(scope)) {
+    const what = x.group ? `the group ${scope}` : `the service ${service}`;
+    return gatewayErrors.teamForbidden(team.name, what, team.services);
   }
   if (team !== ADMIN) {
     const path = x.target.path.slice(service.length + 1);

@@ -60,6 +60,8 @@ export class ServiceLimiter {
   #store: CapacityStore;
   #clock: Clock;
   #limits: ServiceLimits;
+  /** How long the request the queues let out last had waited, in ms. */
+  #lastWaitMs = 0;
   #queueLimit: number;
   #leaseMs: number;
   #slotTtlMs: number;
@@ -248,6 +250,7 @@ export class ServiceLimiter {
         weight: options.weight,
         bulk: options.bulk,
         line: undefined,
+        since: now,
         refuse: undefined,
       };
       const settle = (reason: RefusalReason) => {
@@ -276,6 +279,7 @@ export class ServiceLimiter {
   #grant(queue: AdmissionQueue): boolean {
     const w = queue.shift();
     if (!w) return false;
+    this.#lastWaitMs = this.#clock.now() - (w.since ?? 0);
     this.#finish(w);
     queue.live--;
     w.resolve(OK);
@@ -283,10 +287,25 @@ export class ServiceLimiter {
   }
 
   #refuse(reason: RefusalReason): Admission & { ok: false } {
-    // Expected wait: the queue ahead drained at the service's rate.
-    const ahead = this.waiting + 1;
-    const retryAfterMs = Math.max(1000, Math.ceil((ahead / this.#limits.rps) * 1000));
-    return { ok: false, reason, retryAfterMs };
+    return { ok: false, reason, retryAfterMs: Math.max(1000, this.#drainMs(this.waiting + 1)) };
+  }
+
+  /**
+   * How long the requests waiting here take to leave at the service's rate
+   * (0 when none waits): what a request arriving now expects to wait. The
+   * model groups' choice of a target reads it, no KV call.
+   */
+  backlogMs(): number {
+    const ahead = this.waiting;
+    // The rate drains the queue across the deployment; this instance gets a
+    // share of it, so the wait the latest request let out here had is the
+    // truer figure while the queue is not empty.
+    return ahead === 0 ? 0 : Math.max(this.#drainMs(ahead), this.#lastWaitMs);
+  }
+
+  /** Expected wait: `ahead` requests drained at the service's rate. */
+  #drainMs(ahead: number): number {
+    return Math.ceil((ahead / this.#limits.rps) * 1000);
   }
 
   // ---- tokens ----

@@ -15,6 +15,8 @@ export interface Waiter {
   bulk?: boolean;
   /** The line it sits in, where a queue keeps several (`fair_queue.ts`). */
   line?: WaitQueue;
+  /** When it began to wait (the clock's ms), for the wait the queue shows now. */
+  since?: number;
   /** Refuses it where it waits (set by the limiter that queued it). */
   refuse?: (reason: "queue_full") => void;
 }

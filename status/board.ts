@@ -21,6 +21,16 @@ export interface StatusBoardParts {
   call?: KvCallOptions;
   /** Said on the status when KV is not what limits need (no database attached). */
   kvWarning?: string;
+  /** The model groups and their targets' states now (see {@linkcode GroupStatus}). */
+  groups?: (now: number) => GroupStatus[];
+}
+
+/** A model group as the status shows it: each target, and whether it would be chosen now. */
+export interface GroupStatus {
+  name: string;
+  switchAfterMs: number;
+  /** In order; `state` is `ready`, or why a request would pass it over now. */
+  targets: Array<{ target: string; state: string; until?: string }>;
 }
 
 /** One key as the status shows it: its id (never the key), its state and why. */
@@ -77,6 +87,8 @@ export interface StatusSnapshot {
     perMinute: Array<MinuteCount & { at: string }>;
   }>;
   teams: unknown[];
+  /** The model groups, with each target's state. */
+  groups: GroupStatus[];
   instances: unknown[];
 }
 
@@ -184,6 +196,7 @@ export class StatusBoard {
       kvWarning: p.kvWarning,
       services,
       teams: await this.#teams(),
+      groups: p.groups?.(now) ?? [],
       instances: await this.#instances(now),
     };
   }

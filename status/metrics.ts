@@ -146,6 +146,16 @@ export class Metrics {
     "Model tokens the answers kvgate read reported, by service, team and type (input, output, cached_input, or total).",
     ["service", "team", "type"],
   );
+  readonly groupRequests = new CounterFamily(
+    "kvgate_group_requests_total",
+    "Requests to a model group, by group, the target that answered (service/model) and status.",
+    ["group", "target", "outcome"],
+  );
+  readonly groupSkips = new CounterFamily(
+    "kvgate_group_skips_total",
+    "Targets of a model group passed over, by group, target and why.",
+    ["group", "target", "reason"],
+  );
   readonly queueWait = new HistogramFamily(
     "kvgate_queue_wait_seconds",
     "Time a request waited for a slot, a token or a key, by service.",
@@ -175,8 +185,16 @@ export class Metrics {
 
   /** Every family of this instance, then the gauges given, in the text format. */
   render(gauges: readonly Gauge[] = []): string {
-    return [this.requests, this.upstream, this.retries, this.tokens, this.queueWait, this.ttfb]
-      .map((f) => f.render()).join("") + gauges.map(renderGauge).join("");
+    return [
+      this.requests,
+      this.upstream,
+      this.retries,
+      this.tokens,
+      this.groupRequests,
+      this.groupSkips,
+      this.queueWait,
+      this.ttfb,
+    ].map((f) => f.render()).join("") + gauges.map(renderGauge).join("");
   }
 }
 

@@ -37,6 +37,8 @@ svg { background: #8881; }
 <h1>kvgate <span class="muted" id="at"></span></h1>
 <div id="error"></div>
 <div id="services"></div>
+<h2>Model groups</h2>
+<div id="groups"></div>
 <h2>Teams</h2>
 <div id="teams"></div>
 <h2>Instances</h2>
@@ -131,6 +133,16 @@ function teams(list) {
     }).join("") + "</table>";
 }
 
+function groups(list) {
+  if (!list || !list.length) return '<span class="muted">none</span>';
+  return "<table><tr><th>group</th><th>target</th><th>state</th><th>until</th></tr>" +
+    list.flatMap((g) => g.targets.map((t, i) =>
+      '<tr class="group"><td>' + (i === 0 ? esc(g.name) : "") + "</td><td><code>" + esc(t.target) +
+      '</code></td><td class="' + (t.state === "ready" ? "state-active" : "state-cooling") + '">' +
+      esc(t.state) + "</td><td>" + esc(t.until || "") + "</td></tr>"
+    )).join("") + "</table>";
+}
+
 async function act(path) {
   // From the origin, never the URL: a page opened as user:password@host cannot fetch relative URLs.
   const r = await fetch(location.origin + path, { method: "POST", headers: { "x-kvgate-admin": "1" } });
@@ -147,6 +159,7 @@ async function refresh() {
     $("at").textContent = s.at +
       (s.kvWarning ? " — " + s.kvWarning : s.kvDegraded ? " — KV degraded" : "");
     $("services").innerHTML = Object.entries(s.services).map(([n, v]) => service(n, v)).join("");
+    $("groups").innerHTML = groups(s.groups);
     $("teams").innerHTML = teams(s.teams);
     $("instances").innerHTML = "<table><tr><th>instance</th><th>started</th><th>last seen</th><th>region</th></tr>" +
       s.instances.map((i) => "<tr><td><code>" + esc(i.id) + "</code></td><td>" +

@@ -122,6 +122,8 @@ function stringList(field: string, v: unknown, check?: (s: string) => string | u
 export interface TeamContext {
   /** Service names and their limits: a team's limits may not exceed its service's. */
   services: Readonly<Record<string, TeamLimits>>;
+  /** Model group names: a team's `services` may name them too. Default none. */
+  groups?: readonly string[];
 }
 
 function parseLimits(v: unknown, ctx: TeamContext): Record<string, TeamLimits> {
@@ -201,9 +203,11 @@ export function parseTeamFields(
       "services",
       raw.services,
       (s) =>
-        Object.hasOwn(ctx.services, s)
+        Object.hasOwn(ctx.services, s) || ctx.groups?.includes(s)
           ? undefined
-          : `names no service: "${s}" (known: ${Object.keys(ctx.services).join(", ")})`,
+          : `names no service or group: "${s}" (known: ${
+            [...Object.keys(ctx.services), ...(ctx.groups ?? [])].join(", ")
+          })`,
     );
   }
   if (raw.models !== undefined) out.models = stringList("models", raw.models);

@@ -36,7 +36,7 @@ Deno.test("config teams: each mistake is named by its place", () => {
     ],
     [
       { teams: { t: { token: "0123456789abcdefghij", services: ["nope"] } } },
-      /teams\.t\.services names no service: "nope"/,
+      /teams\.t\.services names no service or group: "nope"/,
     ],
     [
       { teams: { t: { token: "0123456789abcdefghij", limits: { groq: { rps: 50 } } } } },
