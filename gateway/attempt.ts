@@ -10,7 +10,13 @@ import { modelOf } from "../status/mod.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
-import { hasNextTarget, NEXT_TARGET, type SkipReason, targetFailed } from "./group_stage.ts";
+import {
+  hasNextTarget,
+  NEXT_TARGET,
+  type SkipReason,
+  targetFailed,
+  waitLimit,
+} from "./group_stage.ts";
 import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {
@@ -171,7 +177,7 @@ async function waitForKey(
     }
     const now = p.clock.now();
     // Every key rests: past the deadline, or (a group's request) past its switchAfterMs.
-    if (pick.untilMs > x.deadline || groupWontWait(x, pick.untilMs - now)) {
+    if (pick.untilMs > waitLimit(x, now)) {
       return endWaiting(
         p,
         x,
@@ -322,11 +328,6 @@ function switchesTarget(x: Exchange, tries: Tries, err?: GatewayError): boolean 
   }
   if (reason !== undefined) targetFailed(x.group!, reason);
   return reason !== undefined;
-}
-
-/** A group's request does not wait `ms` for this target's keys when another target is left. */
-function groupWontWait(x: Exchange, ms: number): boolean {
-  return hasNextTarget(x.group) && ms > x.group!.served.group.switchAfterMs;
 }
 
 /** kvgate's own refusals on a target that another target may not share. */

@@ -136,6 +136,15 @@ export function targetFailed(walk: GroupWalk, reason: SkipReason): void {
   walk.skipped.push({ target: targetName(target), reason, untilMs: -1 });
 }
 
+/**
+ * Until when a request may wait on its current target: its deadline, or
+ * for a group's request with a target left, `switchAfterMs` from `now`.
+ */
+export function waitLimit(x: Exchange, now: number): number {
+  if (!hasNextTarget(x.group)) return x.deadline;
+  return Math.min(x.deadline, now + x.group!.served.group.switchAfterMs);
+}
+
 /** Whether a target after the current one could still be tried. */
 export function hasNextTarget(walk: GroupWalk | undefined): boolean {
   return walk !== undefined && walk.at + 1 < walk.served.group.targets.length;

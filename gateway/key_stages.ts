@@ -16,6 +16,7 @@ import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { waitOptions } from "./team_stages.ts";
+import { waitLimit } from "./group_stage.ts";
 
 /**
  * Sets the request's token cost on its keys, when the service counts tokens
@@ -43,6 +44,8 @@ export function providerTurn(
 ): undefined | Promise<GatewayError | undefined> {
   const backoff = x.rt.backoff;
   if (backoff === undefined || backoff.pause === undefined) return undefined;
+  // A group's request waits no longer than its switchAfterMs when another target is left.
+  const limit = waitLimit(x, p.clock.now());
   return (async () => {
     for (;;) {
       const now = p.clock.now();
@@ -53,7 +56,7 @@ export function providerTurn(
         return undefined;
       }
       if (turn.admin) return gatewayErrors.servicePaused(x.rt.service.name);
-      if (turn.untilMs > x.deadline) {
+      if (turn.untilMs > limit) {
         return gatewayErrors.providerBackoff(x.rt.service.name, turn.untilMs - now);
       }
       if (!(await sleep(p.clock, turn.untilMs - now, x.req.signal))) {

@@ -32,6 +32,8 @@ export interface TeamPass {
   /** Counted in the fair gate's backlog until it goes upstream. */
   inGate: boolean;
   left: boolean;
+  /** One request of the day's budget is charged for it already (a group's request is charged once). */
+  charged: boolean;
 }
 
 /**
@@ -70,6 +72,7 @@ export function teamPass(team: Team, bulk: boolean): TeamPass {
     releaseSlot: undefined,
     inGate: false,
     left: false,
+    charged: false,
   };
 }
 
@@ -248,14 +251,18 @@ async function waitForTeamToken(
 
 /**
  * Just before each attempt of a team's request is sent: one request of its
- * daily budget (requests count when sent, retries included). Answers why
+ * daily budget (requests count when sent, retries included; a model
+ * group's request counts once, whichever targets it tried). Answers why
  * not, or nothing; then the request leaves the fair gate's backlog.
  */
 export function spendBudget(
   p: Pipeline,
   x: Exchange,
 ): GatewayError | undefined | Promise<GatewayError | undefined> {
-  const spent = p.teams?.budgets.spend(x.team!.team, x.now);
+  const pass = x.team!;
+  if (pass.charged && x.group !== undefined) return afterSpend(x, undefined);
+  pass.charged = true;
+  const spent = p.teams?.budgets.spend(pass.team, x.now);
   if (spent instanceof Promise) return spent.then((v) => afterSpend(x, v));
   return afterSpend(x, spent);
 }

@@ -5,7 +5,7 @@
  * when every target is out, what the answer and the log say, and teams.
  */
 import assert from "node:assert/strict";
-import { FakeClock, settle } from "../support/fake_clock.ts";
+import { FakeClock, flush, settle } from "../support/fake_clock.ts";
 import { inProcessGateway } from "../support/in_process.ts";
 import { PASSWORD } from "../support/harness.ts";
 import type { Gateway } from "../../gateway/mod.ts";
@@ -18,7 +18,7 @@ interface Sent {
   model: unknown;
 }
 
-type Answer = (host: string, body: Record<string, unknown>) => Response;
+type Answer = (host: string, body: Record<string, unknown>) => Response | Promise<Response>;
 
 /** A JSON answer with its length, as providers send one. */
 function json(status: number, body: unknown): Response {
@@ -43,7 +43,11 @@ interface Setup {
 }
 
 /** Three services on three fake upstreams and a group over them, in that order. */
-async function setup(answer: Answer, extra: Record<string, unknown> = {}): Promise<Setup> {
+async function setup(
+  answer: Answer,
+  extra: Record<string, unknown> = {},
+  firstKeys = "k-first",
+): Promise<Setup> {
   const kv = await Deno.openKv(":memory:");
   const clock = new FakeClock();
   const sent: Sent[] = [];
@@ -53,7 +57,7 @@ async function setup(answer: Answer, extra: Record<string, unknown> = {}): Promi
     const host = new URL(req.url).hostname.replace(".test", "");
     const body = req.method === "POST" ? await req.json() : {};
     sent.push({ host, model: body.model });
-    return answer(host, body);
+    return await answer(host, body);
   }) as typeof globalThis.fetch;
   const service = (host: string) => ({
     target: `http://${host}.test`,
@@ -77,7 +81,7 @@ async function setup(answer: Answer, extra: Record<string, unknown> = {}): Promi
       },
       ...extra,
     },
-    { FIRST_API_KEYS: "k-first", SECOND_API_KEYS: "k-second", THIRD_API_KEYS: "k-third" },
+    { FIRST_API_KEYS: firstKeys, SECOND_API_KEYS: "k-second", THIRD_API_KEYS: "k-third" },
     { kv, clock, fetch, logs, random: () => 0.5 },
   );
   return {
@@ -336,3 +340,76 @@ Deno.test("groups: the status shows each group with its targets' states", async 
     await s.close();
   }
 });
+
+Deno.test("groups: a team's request that moved on to the next target is charged one request of its budget", async () => {
+  const s = await setup((host) => host === "first" ? failing(500, "server_error") : ok(host), {
+    teams: { t: { token: TEAM, services: ["llama"], daily: { requests: 100 } } },
+  });
+  try {
+    const res = await chat(s, {}, TEAM);
+    assert.equal(res.status, 200);
+    assert.equal(s.sent.length, 3, "two tries on the first, one on the second");
+    const { teams } = await s.gateway.status.snapshot();
+    const t = teams.find((x) => (x as { name: string }).name === "t") as {
+      usageToday: { requests: number };
+    };
+    assert.equal(t.usageToday.requests, 1);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("groups: while the first target's provider is paused the second serves; after the pause exactly one request probes the first", async () => {
+  let recovered = false;
+  let releaseProbe!: () => void;
+  const probeHeld = new Promise<void>((r) => releaseProbe = r);
+  const s = await setup(
+    async (host) => {
+      if (host !== "first") return ok(host);
+      if (!recovered) return failing(429, "rate_limit_exceeded");
+      await probeHeld; // the probe stays in flight until the test lets it answer
+      return ok(host);
+    },
+    {},
+    "k-first-1,k-first-2",
+  );
+  try {
+    // Both keys answer 429: the provider is paused, and the request moves on.
+    const first = await chat(s);
+    assert.equal(first.headers.get("x-kvgate-target"), "second/llama-second");
+    const pause = s.gateway.runtimes.get("first")!.backoff!.pause!;
+    assert.ok(pause.until > s.clock.now(), "the first provider is paused");
+    const during = await chat(s);
+    assert.equal(during.headers.get("x-kvgate-target"), "second/llama-second");
+    const firstCalls = () => s.sent.filter((c) => c.host === "first").length;
+    const before = firstCalls();
+    assert.equal(before, 2, "nothing was sent to the paused provider");
+    // The pause runs out: the next request probes it; while the probe is out, no other goes there.
+    await s.clock.advance(pause.until - s.clock.now() + 1);
+    recovered = true;
+    const probe = s.gateway.handler(chatRequest());
+    await flush();
+    const others = await Promise.all([chat(s), chat(s)]);
+    assert.equal(firstCalls(), before + 1, "exactly one request probes the first provider");
+    assert.deepEqual(
+      others.map((r) => r.headers.get("x-kvgate-target")),
+      ["second/llama-second", "second/llama-second"],
+      "the others were served by the second meanwhile",
+    );
+    releaseProbe();
+    const probed = await settle(s.clock, probe);
+    assert.equal(probed.headers.get("x-kvgate-target"), "first/llama-first");
+  } finally {
+    releaseProbe();
+    await s.close();
+  }
+});
+
+/** A group chat request with the password (not settled: the caller holds it). */
+function chatRequest(): Request {
+  return new Request("http://gw/llama/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "anything", messages: [] }),
+  });
+}
