@@ -47,6 +47,7 @@ async function setup(
   answer: Answer,
   extra: Record<string, unknown> = {},
   firstKeys = "k-first",
+  firstPatch: Record<string, unknown> = {},
 ): Promise<Setup> {
   const kv = await Deno.openKv(":memory:");
   const clock = new FakeClock();
@@ -69,7 +70,11 @@ async function setup(
   const gateway = await inProcessGateway(
     {
       maxRetries: 1,
-      services: { first: service("first"), second: service("second"), third: service("third") },
+      services: {
+        first: { ...service("first"), ...firstPatch },
+        second: service("second"),
+        third: service("third"),
+      },
       groups: {
         llama: {
           targets: [
@@ -413,3 +418,40 @@ function chatRequest(): Request {
     body: JSON.stringify({ model: "anything", messages: [] }),
   });
 }
+
+Deno.test("groups: a stream whose first target fails before its first byte is switched; the client gets the second's stream", async () => {
+  const sse = (host: string) =>
+    new Response(`data: {"choices":[{"delta":{"content":"${host}"}}]}\n\ndata: [DONE]\n\n`, {
+      headers: { "content-type": "text/event-stream" },
+    });
+  const s = await setup((host) => host === "first" ? failing(503, "overloaded") : sse(host));
+  try {
+    const res = await chat(s, { stream: true });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-kvgate-target"), "second/llama-second");
+    assert.match(await settle(s.clock, res.text()), /"content":"second"[^]*\[DONE\]/);
+    assert.deepEqual(s.sent.map((c) => c.host), ["first", "first", "second"]);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("groups: once the first target's keyQuota.rpd is spent, the rest of the day goes to the second with nothing sent to the first", async () => {
+  const s = await setup((host) => ok(host), {}, "k-first", { keyQuota: { rpd: 2 } });
+  try {
+    const targets = [];
+    for (let i = 0; i < 5; i++) targets.push((await chat(s)).headers.get("x-kvgate-target"));
+    assert.deepEqual(targets, [
+      "first/llama-first",
+      "first/llama-first",
+      "second/llama-second",
+      "second/llama-second",
+      "second/llama-second",
+    ]);
+    assert.equal(s.sent.filter((c) => c.host === "first").length, 2);
+    const last = s.logs.filter((l) => l.status === 200).at(-1)!;
+    assert.deepEqual(last.skipped, [{ target: "first/llama-first", reason: "day_spent" }]);
+  } finally {
+    await s.close();
+  }
+});
