@@ -10,7 +10,7 @@ import OpenAI from "openai";
 import { ChatOpenAI } from "@langchain/openai";
 import { PASSWORD } from "./support/harness.ts";
 import { startMockUpstream } from "./support/mock_upstream.ts";
-import { startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { loggedEvents, startGatewayProcess, stopProcesses } from "./support/process.ts";
 
 Deno.test("a group through the OpenAI SDK and LangChain: the first target's refused key is skipped after its 401, the second serves its model", async () => {
   // The first provider knows no key of ours (401 for each), the second any.
@@ -65,9 +65,9 @@ Deno.test("a group through the OpenAI SDK and LangChain: the first target's refu
     assert.equal(chats.length, 1, "the first provider was asked one chat: its 401 rests the key");
     const asked = second.received.map((r) => JSON.parse(r.body).model);
     assert.deepEqual(asked, ["llama-second", "llama-second", "llama-second"]);
-    await stopProcesses([gw]);
-    await gw.drained;
-    const lines = gw.stdout.events().filter((l) => l.group === "llama" && l.service);
+    // The chat, LangChain's stream and the raw request: three lines.
+    const lines = await loggedEvents(gw.stdout, (l) => l.group === "llama" && !!l.service, 3);
+    assert.equal(lines.length, 3, "a line per request sent to a target");
     assert.ok(lines.some((l) => Array.isArray(l.skipped)), "the log says what was skipped");
     assert.ok(lines.every((l) => l.target === "second/llama-second"));
   } finally {

@@ -57,6 +57,26 @@ export function readOutput(stream: ReadableStream<Uint8Array>, marker?: string):
   };
 }
 
+/**
+ * The JSON lines that match, once at least `atLeast` of them are printed or
+ * `withinMs` has passed. A gateway writes its request lines in batches (up
+ * to 250 ms late, `gateway/log.ts`), and {@linkcode stopProcesses} kills it
+ * without a flush: read what a test asserts about before stopping it.
+ */
+export async function loggedEvents(
+  output: Output,
+  matches: (line: Record<string, unknown>) => boolean,
+  atLeast: number,
+  withinMs = 3000,
+): Promise<Record<string, unknown>[]> {
+  const end = Date.now() + withinMs;
+  for (;;) {
+    const lines = output.events().filter(matches);
+    if (lines.length >= atLeast || Date.now() >= end) return lines;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** A running gateway process. */
 export interface GatewayProcess {
   url: string;
