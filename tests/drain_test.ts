@@ -4,7 +4,7 @@
  * flight run to their end, long ones end cleanly at an event boundary at
  * drainMs, new requests are told to go elsewhere, and the slots go back.
  */
-import { assert, assertEquals } from "./support/assert.ts";
+import assert from "node:assert/strict";
 import { chatBody, PASSWORD } from "./support/harness.ts";
 import { type MockUpstream, startMockUpstream } from "./support/mock_upstream.ts";
 import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
@@ -18,7 +18,7 @@ async function readStream(url: string): Promise<{ text: string; error?: string; 
     headers,
     body: chatBody({ stream: true }),
   });
-  assertEquals(r.status, 200);
+  assert.deepEqual(r.status, 200);
   const decoder = new TextDecoder();
   let text = "";
   try {
@@ -74,13 +74,13 @@ for (const [signal, relay] of [["SIGTERM", "observe"], ["SIGINT", "native"]] as 
         gw.child.kill(signal);
         const [result, status] = await Promise.all([stream, gw.child.status]);
         const exitedAfter = Date.now() - t0;
-        assertEquals(result.error, undefined);
+        assert.deepEqual(result.error, undefined);
         assert(
           result.text.endsWith("data: [DONE]\n\n"),
           `the stream ended: ${result.text.slice(-80)}`,
         );
-        assertEquals(result.text.split("\n\n").filter((e) => e.startsWith("data:")).length, 21);
-        assertEquals(status.code, 0);
+        assert.deepEqual(result.text.split("\n\n").filter((e) => e.startsWith("data:")).length, 21);
+        assert.deepEqual(status.code, 0);
         assert(exitedAfter < 4000 + 1000, `exited ${exitedAfter} ms after ${signal}`);
         await gw.drained;
         const log = gw.stdout.events();
@@ -116,16 +116,16 @@ Deno.test("SIGTERM: a 30 s stream ends at an event boundary at drainMs with a ga
         body: chatBody(),
       });
       const lateBody = await late.json();
-      assertEquals(late.status, 503);
-      assertEquals(lateBody.error.code, "gateway_closing");
-      assertEquals(late.headers.get("retry-after"), "1");
-      assertEquals(late.headers.get("connection"), "close");
+      assert.deepEqual(late.status, 503);
+      assert.deepEqual(lateBody.error.code, "gateway_closing");
+      assert.deepEqual(late.headers.get("retry-after"), "1");
+      assert.deepEqual(late.headers.get("connection"), "close");
 
       const results = await Promise.all(streams);
       const status = await gw.child.status;
       const exitedAfter = Date.now() - t0;
       for (const r of results) {
-        assertEquals(r.error, undefined, "the body ended, with its error event, not cut");
+        assert.deepEqual(r.error, undefined, "the body ended, with its error event, not cut");
         const ended = r.endedAt - t0;
         assert(ended >= drainMs - 100 && ended <= drainMs + 700, `ended ${ended} ms after SIGTERM`);
         assert(
@@ -133,22 +133,22 @@ Deno.test("SIGTERM: a 30 s stream ends at an event boundary at drainMs with a ga
           `ends at an event boundary: ${JSON.stringify(r.text.slice(-60))}`,
         );
         const last = r.text.trimEnd().split("\n\n").at(-1)!;
-        assertEquals(JSON.parse(last.slice("data: ".length)).error.code, "gateway_closing");
+        assert.deepEqual(JSON.parse(last.slice("data: ".length)).error.code, "gateway_closing");
         // Every event the client got is whole: each parses.
         for (const e of r.text.split("\n\n").filter((e) => e.startsWith("data: {"))) {
           JSON.parse(e.slice("data: ".length));
         }
         assert(!r.text.includes("[DONE]"), "the upstream's answer was not finished");
       }
-      assertEquals(status.code, 0);
+      assert.deepEqual(status.code, 0);
       assert(exitedAfter <= drainMs + 1000, `exited ${exitedAfter} ms after SIGTERM`);
       for (let i = 0; i < 100 && mock.inFlight > 0; i++) {
         await new Promise((r) => setTimeout(r, 10));
       }
-      assertEquals(mock.inFlight, 0, "the upstream saw every connection closed");
+      assert.deepEqual(mock.inFlight, 0, "the upstream saw every connection closed");
       await gw.drained;
       const drained = gw.stdout.events().filter((l) => l.outcome === "drained");
-      assertEquals(drained.length, 2, "both streams logged as drained");
+      assert.deepEqual(drained.length, 2, "both streams logged as drained");
     },
   );
 });
@@ -177,7 +177,7 @@ Deno.test("SIGTERM: the slots of a draining process go back to the other process
         signal: AbortSignal.timeout(10_000),
       });
       await r.body?.cancel();
-      assertEquals(r.status, 200);
+      assert.deepEqual(r.status, 200);
       assert(Date.now() - t0 < 1000, `the other process waited ${Date.now() - t0} ms for the slot`);
     },
   );
@@ -198,7 +198,7 @@ Deno.test("SIGINT (Deno Deploy's signal) with the defaults and a 30 s observed s
       const [result, status] = await Promise.all([stream, gw.child.status]);
       const exitedAfter = Date.now() - t0;
       console.log(`SIGINT → exit: ${exitedAfter} ms`);
-      assertEquals(status.code, 0);
+      assert.deepEqual(status.code, 0);
       assert(exitedAfter <= 4900, `exited ${exitedAfter} ms after SIGINT`);
       assert(result.text.endsWith("\n\n"), "the stream ended at an event boundary");
       await gw.drained;
@@ -219,7 +219,7 @@ Deno.test("SIGINT with a native stream open (the default relay): the client sees
       const t0 = Date.now();
       gw.child.kill("SIGINT");
       const [result, status] = await Promise.all([stream, gw.child.status]);
-      assertEquals(status.code, 0);
+      assert.deepEqual(status.code, 0);
       assert(Date.now() - t0 <= 4900, `exited ${Date.now() - t0} ms after SIGINT`);
       assert(result.text.startsWith("data: "), "what came before the cut was passed on");
       assert(!result.text.includes("[DONE]"), "the upstream's answer was not finished");

@@ -3,7 +3,7 @@
  * sharing one KV file, driven by concurrent clients, against one mock
  * upstream that counts arrivals and concurrency.
  */
-import { assert } from "./support/assert.ts";
+import assert from "node:assert/strict";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { worstWindowRatio } from "./support/shared_load.ts";
 import { chatBody, PASSWORD } from "./support/harness.ts";

@@ -4,7 +4,7 @@
  * does not answer.
  */
 import { DatabaseSync } from "node:sqlite";
-import { assert, assertEquals } from "./support/assert.ts";
+import assert from "node:assert/strict";
 import { chatBody, PASSWORD } from "./support/harness.ts";
 import { startMockUpstream } from "./support/mock_upstream.ts";
 import { freePort } from "./support/net.ts";
@@ -56,7 +56,7 @@ Deno.test("deno task start keeps its state at an absolute KV_PATH outside ./data
   const kvPath = `${dir}/not/yet/there/kv.sqlite3`;
   try {
     await withGateway(kvPath, async (gw) => {
-      assertEquals(await chat(gw.url), 200);
+      assert.deepEqual(await chat(gw.url), 200);
     });
     assert((await Deno.stat(kvPath)).isFile, "the KV file was made");
     const kv = await Deno.openKv(kvPath);
@@ -70,7 +70,7 @@ Deno.test("deno task start takes a relative KV_PATH (from the project root)", as
   const rel = `data/test-${crypto.randomUUID()}`;
   try {
     await withGateway(`${rel}/kv.sqlite3`, async (gw) => {
-      assertEquals(await chat(gw.url), 200);
+      assert.deepEqual(await chat(gw.url), 200);
     });
     assert((await Deno.stat(new URL(`${rel}/kv.sqlite3`, ROOT))).isFile);
   } finally {
@@ -82,8 +82,8 @@ Deno.test("deno task start takes a relative KV_PATH (from the project root)", as
 async function assertRefused(kvPath: string, reason: RegExp, env: Record<string, string> = {}) {
   const { code, stderr, stdout } = await runGatewayToExit({ kvPath, env });
   const lines = stderr.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("Task "));
-  assertEquals(code, 1, `exit code for ${kvPath}; stderr: ${stderr}`);
-  assertEquals(lines.length, 1, `one line for ${kvPath}, got: ${stderr}`);
+  assert.deepEqual(code, 1, `exit code for ${kvPath}; stderr: ${stderr}`);
+  assert.deepEqual(lines.length, 1, `one line for ${kvPath}, got: ${stderr}`);
   assert(lines[0].includes(`KV_PATH "${kvPath}"`), `names KV_PATH and the value: ${lines[0]}`);
   assert(reason.test(lines[0]), `says why (${reason}): ${lines[0]}`);
   assert(!/\bat \S+:\d+/.test(stderr + stdout), `no stack trace: ${stderr}`);
@@ -116,7 +116,11 @@ Deno.test("a KV_PATH on a read-only file system stops start-up with one line", a
   try {
     if (!mount?.success) {
       // Mounting needs root; the reason's wording is pinned in kv/path_test.ts.
-      t.step({ name: "skipped: cannot mount a read-only file system here", ignore: true, fn() {} });
+      await t.step({
+        name: "skipped: cannot mount a read-only file system here",
+        ignore: true,
+        fn() {},
+      });
       return;
     }
     await assertRefused(`${dir}/kv.sqlite3`, /read-only/);
@@ -163,15 +167,15 @@ Deno.test("KV Connect down at start-up (refused, hanging, 500): deno task start 
       const t0 = Date.now();
       await withGateway(url, async (gw) => {
         const home = await fetch(`${gw.url}/`);
-        assertEquals(home.status, 200, `${kind}: / answers`);
+        assert.deepEqual(home.status, 200, `${kind}: / answers`);
         await home.body?.cancel();
-        assertEquals(await chat(gw.url), 200, `${kind}: proxied`);
+        assert.deepEqual(await chat(gw.url), 200, `${kind}: proxied`);
         const took = Date.now() - t0;
         assert(took < 10_000, `${kind}: serving and proxying took ${took} ms from start`);
         // Log lines go out in batches, at most 250 ms after they are made.
         await new Promise((r) => setTimeout(r, 300));
         const degraded = gw.stdout.events().filter((e) => e.event === "kv_degraded");
-        assertEquals(degraded.length, 1, `${kind}: kv_degraded logged once`);
+        assert.deepEqual(degraded.length, 1, `${kind}: kv_degraded logged once`);
       }, { DENO_KV_ACCESS_TOKEN: "test-token-not-a-secret-0123456789" });
     }
   });
@@ -202,7 +206,7 @@ Deno.test("a KV file locked at start-up: serves degraded, rejoins by itself when
     const t0 = Date.now();
     gw = await startGatewayProcess({ kvPath, config });
     // Both keys get tried: sk-one answers 401 and is disabled (in memory: KV is locked).
-    for (let i = 0; i < 4; i++) assertEquals(await chat(gw.url), 200);
+    for (let i = 0; i < 4; i++) assert.deepEqual(await chat(gw.url), 200);
     assert(Date.now() - t0 < 10_000, `serving took ${Date.now() - t0} ms`);
     assert(gw.stdout.events().some((e) => e.event === "kv_degraded"), "kv_degraded logged");
     unlock();
@@ -228,8 +232,8 @@ Deno.test("a KV file locked at start-up: serves degraded, rejoins by itself when
     // After a restart the key is still disabled: every request goes to sk-two.
     mock.reset();
     gw = await startGatewayProcess({ kvPath, config });
-    for (let i = 0; i < 4; i++) assertEquals(await chat(gw.url), 200);
-    assertEquals(mock.received.filter((r) => r.key === "sk-one").length, 0, "sk-one stays out");
+    for (let i = 0; i < 4; i++) assert.deepEqual(await chat(gw.url), 200);
+    assert.deepEqual(mock.received.filter((r) => r.key === "sk-one").length, 0, "sk-one stays out");
   } finally {
     unlock?.();
     if (gw) await stopProcesses([gw]);
@@ -247,8 +251,8 @@ Deno.test("a second gateway on a port already taken stops with one line, exit 1,
       env: { PORT: String(taken.addr.port) },
     });
     const lines = stderr.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("Task "));
-    assertEquals(code, 1);
-    assertEquals(lines.length, 1, `one line, got: ${stderr}`);
+    assert.deepEqual(code, 1);
+    assert.deepEqual(lines.length, 1, `one line, got: ${stderr}`);
     assert(lines[0].includes(`cannot listen on 127.0.0.1:${taken.addr.port}`), lines[0]);
     assert(!/\bat \S+:\d+/.test(stderr), `no stack trace: ${stderr}`);
   } finally {
@@ -265,7 +269,7 @@ Deno.test("on Deno Deploy with a :memory: KV_PATH, start-up says once that limit
   });
   try {
     const warnings = gw.stdout.events().filter((e) => e.event === "kv_warning");
-    assertEquals(warnings.length, 1);
+    assert.deepEqual(warnings.length, 1);
     assert(String(warnings[0].message).includes("limits hold per instance"));
   } finally {
     await stopProcesses([gw]);

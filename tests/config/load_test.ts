@@ -1,38 +1,42 @@
-import { assert, assertEquals, assertThrows } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { ConfigError, loadConfig, parseKeyList } from "../../config/mod.ts";
 
 const env = (vars: Record<string, string>) => (n: string) => vars[n];
 
 Deno.test("loadConfig() has the built-in services with the documented defaults", () => {
   const c = loadConfig(env({}));
-  assertEquals(c.services.cerebras.target, "https://api.cerebras.ai");
-  assertEquals([c.services.cerebras.rps, c.services.cerebras.burst, c.services.cerebras.maxConn], [
+  assert.deepEqual(c.services.cerebras.target, "https://api.cerebras.ai");
+  assert.deepEqual([
+    c.services.cerebras.rps,
+    c.services.cerebras.burst,
+    c.services.cerebras.maxConn,
+  ], [
     4,
     8,
     6,
   ]);
-  assertEquals([c.services.claude.rps, c.services.claude.burst, c.services.claude.maxConn], [
+  assert.deepEqual([c.services.claude.rps, c.services.claude.burst, c.services.claude.maxConn], [
     2,
     2,
     1,
   ]);
-  assertEquals(c.services.claude.envKey, "CLAUDE_API_KEYS");
-  assertEquals(c.services.groq.target, "https://api.groq.com/openai");
-  assertEquals(Object.keys(c.services).length, 12);
-  assertEquals(c.queueLimit, 200);
-  assertEquals(c.queueTimeoutMs, 60_000);
-  assertEquals(c.maxRetries, 2);
-  assertEquals(c.maxBodyBytes, 32 * 1024 * 1024);
-  assertEquals(c.port, 8000);
-  assertEquals(c.password, undefined);
+  assert.deepEqual(c.services.claude.envKey, "CLAUDE_API_KEYS");
+  assert.deepEqual(c.services.groq.target, "https://api.groq.com/openai");
+  assert.deepEqual(Object.keys(c.services).length, 12);
+  assert.deepEqual(c.queueLimit, 200);
+  assert.deepEqual(c.queueTimeoutMs, 60_000);
+  assert.deepEqual(c.maxRetries, 2);
+  assert.deepEqual(c.maxBodyBytes, 32 * 1024 * 1024);
+  assert.deepEqual(c.port, 8000);
+  assert.deepEqual(c.password, undefined);
   assert(c.kvPath?.startsWith("./data/"));
-  assertEquals([c.drainMs, c.expectedInstances], [4000, 1]);
-  assertEquals(c.services.groq.streamRelay, "native");
+  assert.deepEqual([c.drainMs, c.expectedInstances], [4000, 1]);
+  assert.deepEqual(c.services.groq.streamRelay, "native");
 });
 
 Deno.test("parseKeyList() splits on commas and newlines, trims, drops empties and duplicates", () => {
-  assertEquals(parseKeyList(" k1, k2\nk3\r\n,,k1 \n"), ["k1", "k2", "k3"]);
-  assertEquals(parseKeyList(undefined), []);
+  assert.deepEqual(parseKeyList(" k1, k2\nk3\r\n,,k1 \n"), ["k1", "k2", "k3"]);
+  assert.deepEqual(parseKeyList(undefined), []);
 });
 
 Deno.test("GATEWAY_CONFIG overrides any field and adds new OpenAI-compatible services", () => {
@@ -43,12 +47,12 @@ Deno.test("GATEWAY_CONFIG overrides any field and adds new OpenAI-compatible ser
     }),
     MYLLM_API_KEYS: "x,y",
   }));
-  assertEquals(c.services.groq.rps, 2);
-  assertEquals(c.services.groq.burst, 3);
-  assertEquals(c.services.myllm.target, "http://127.0.0.1:9999/api");
-  assertEquals(c.services.myllm.keys, ["x", "y"]);
-  assertEquals(c.services.myllm.style, "openai");
-  assertEquals(c.queueLimit, 5);
+  assert.deepEqual(c.services.groq.rps, 2);
+  assert.deepEqual(c.services.groq.burst, 3);
+  assert.deepEqual(c.services.myllm.target, "http://127.0.0.1:9999/api");
+  assert.deepEqual(c.services.myllm.keys, ["x", "y"]);
+  assert.deepEqual(c.services.myllm.style, "openai");
+  assert.deepEqual(c.queueLimit, 5);
 });
 
 Deno.test("GATEWAY_CONFIG_FILE is read and GATEWAY_CONFIG is merged over it", () => {
@@ -65,51 +69,84 @@ Deno.test("GATEWAY_CONFIG_FILE is read and GATEWAY_CONFIG is merged over it", ()
     }),
     { readFile: (p) => files[p] },
   );
-  assertEquals(c.maxRetries, 4);
-  assertEquals(c.services.openai.rps, 1);
-  assertEquals(c.services.openai.burst, 9);
+  assert.deepEqual(c.maxRetries, 4);
+  assert.deepEqual(c.services.openai.rps, 1);
+  assert.deepEqual(c.services.openai.burst, 9);
 });
 
 Deno.test("invalid configuration stops start-up with one message naming the service and field", () => {
   const bad = (cfg: string) => () => loadConfig(env({ GATEWAY_CONFIG: cfg }));
-  assertThrows(
+  assert.throws(
     bad('{"services":{"groq":{"rsp":1}}}'),
-    ConfigError,
-    "GATEWAY_CONFIG.services.groq.rsp is not a known field",
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes("GATEWAY_CONFIG.services.groq.rsp is not a known field"),
   );
-  assertThrows(
+  assert.throws(
     bad('{"services":{"groq":{"rps":-1}}}'),
-    ConfigError,
-    "GATEWAY_CONFIG.services.groq.rps must be a positive number (got -1)",
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes("GATEWAY_CONFIG.services.groq.rps must be a positive number (got -1)"),
   );
-  assertThrows(bad('{"services":{"groq":{"maxConn":0}}}'), ConfigError, "services.groq.maxConn");
-  assertThrows(
+  assert.throws(
+    bad('{"services":{"groq":{"maxConn":0}}}'),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("services.groq.maxConn"),
+  );
+  assert.throws(
     bad('{"services":{"x":{"target":"ftp://a"}}}'),
-    ConfigError,
-    "services.x.target must be an absolute http(s) URL",
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes("services.x.target must be an absolute http(s) URL"),
   );
-  assertThrows(bad('{"services":{"x":{"target":"/relative"}}}'), ConfigError, "services.x.target");
-  assertThrows(bad('{"services":{"x":{"rps":1}}}'), ConfigError, "services.x.target is required");
-  assertThrows(bad("{not json"), ConfigError, "GATEWAY_CONFIG is not valid JSON");
-  assertThrows(
+  assert.throws(
+    bad('{"services":{"x":{"target":"/relative"}}}'),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("services.x.target"),
+  );
+  assert.throws(
+    bad('{"services":{"x":{"rps":1}}}'),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("services.x.target is required"),
+  );
+  assert.throws(
+    bad("{not json"),
+    (e: unknown) =>
+      e instanceof ConfigError && e.message.includes("GATEWAY_CONFIG is not valid JSON"),
+  );
+  assert.throws(
     bad('{"queueLimt":3}'),
-    ConfigError,
-    "GATEWAY_CONFIG.queueLimt is not a known setting",
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes("GATEWAY_CONFIG.queueLimt is not a known setting"),
   );
-  assertThrows(bad('{"queueTimeoutMs":0}'), ConfigError, "GATEWAY_CONFIG.queueTimeoutMs");
-  assertThrows(bad('{"limitMode":"none"}'), ConfigError, "limitMode");
-  assertThrows(
+  assert.throws(
+    bad('{"queueTimeoutMs":0}'),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("GATEWAY_CONFIG.queueTimeoutMs"),
+  );
+  assert.throws(
+    bad('{"limitMode":"none"}'),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("limitMode"),
+  );
+  assert.throws(
     bad('{"services":{"groq":{"streamRelay":"fast"}}}'),
-    ConfigError,
-    'GATEWAY_CONFIG.services.groq.streamRelay must be one of observe, native (got "fast")',
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes(
+        'GATEWAY_CONFIG.services.groq.streamRelay must be one of observe, native (got "fast")',
+      ),
   );
-  assertThrows(bad('{"drainMs":0}'), ConfigError, "GATEWAY_CONFIG.drainMs");
-  assertThrows(
+  assert.throws(
+    bad('{"drainMs":0}'),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("GATEWAY_CONFIG.drainMs"),
+  );
+  assert.throws(
     bad('{"expectedInstances":0.5}'),
-    ConfigError,
-    "GATEWAY_CONFIG.expectedInstances must be a positive integer (got 0.5)",
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes("GATEWAY_CONFIG.expectedInstances must be a positive integer (got 0.5)"),
   );
-  assertThrows(() => loadConfig(env({ PORT: "http" })), ConfigError, "PORT");
+  assert.throws(
+    () => loadConfig(env({ PORT: "http" })),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("PORT"),
+  );
 });
 
 Deno.test("a bad config makes `deno task start` exit with the message, before serving", async () => {
@@ -119,7 +156,7 @@ Deno.test("a bad config makes `deno task start` exit with the message, before se
     stdout: "piped",
     stderr: "piped",
   }).output();
-  assertEquals(out.code, 1);
+  assert.deepEqual(out.code, 1);
   assert(
     new TextDecoder().decode(out.stderr).includes(
       "GATEWAY_CONFIG.services.groq.rps must be a positive number",
@@ -145,15 +182,16 @@ Deno.test("M2/L10: a password, ADMIN_PASSWORD or METRICS_TOKEN under 20 characte
     ADMIN_PASSWORD: "admin-password-0123456789",
     METRICS_TOKEN: "scrape-token-0123456789",
   }));
-  assertEquals(ok.adminPassword, "admin-password-0123456789");
-  assertThrows(
+  assert.deepEqual(ok.adminPassword, "admin-password-0123456789");
+  assert.throws(
     () =>
       loadConfig(env({
         ACCESS_PASSWORD: "same-password-0123456789",
         ADMIN_PASSWORD: "same-password-0123456789",
       })),
-    ConfigError,
-    "ADMIN_PASSWORD must differ from ACCESS_PASSWORD",
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes("ADMIN_PASSWORD must differ from ACCESS_PASSWORD"),
   );
 });
 

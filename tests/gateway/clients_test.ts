@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { ChatOpenAI } from "@langchain/openai";
@@ -20,7 +20,7 @@ Deno.test("OpenAI SDK: chat, streamed chat and models.list work through /openai/
     model: "mock-model",
     messages: [{ role: "user", content: "hi" }],
   });
-  assertEquals(chat.choices[0].message.content, "Hello from mock");
+  assert.deepEqual(chat.choices[0].message.content, "Hello from mock");
 
   const stream = await client.chat.completions.create({
     model: "mock-model",
@@ -29,10 +29,10 @@ Deno.test("OpenAI SDK: chat, streamed chat and models.list work through /openai/
   });
   let text = "";
   for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
-  assertEquals(text, "part0 part1 part2 ");
+  assert.deepEqual(text, "part0 part1 part2 ");
 
   const models = await client.models.list();
-  assertEquals(models.data.map((m) => m.id), ["mock-model"]);
+  assert.deepEqual(models.data.map((m) => m.id), ["mock-model"]);
   // The upstream saw provider keys, never the gateway password.
   for (const r of t.mock.received) {
     assert(r.key === "sk-one" || r.key === "sk-two", `upstream saw key ${r.key}`);
@@ -49,10 +49,10 @@ Deno.test("LangChain ChatOpenAI: invoke and stream work through the gateway", as
     maxRetries: 0,
   });
   const answer = await llm.invoke("hi");
-  assertEquals(answer.content, "Hello from mock");
+  assert.deepEqual(answer.content, "Hello from mock");
   let text = "";
   for await (const chunk of await llm.stream("hi")) text += chunk.content;
-  assertEquals(text, "part0 part1 part2 ");
+  assert.deepEqual(text, "part0 part1 part2 ");
 });
 
 Deno.test("Anthropic SDK: messages and streamed messages work through /claude", async () => {
@@ -63,7 +63,7 @@ Deno.test("Anthropic SDK: messages and streamed messages work through /claude", 
     max_tokens: 16,
     messages: [{ role: "user", content: "hi" }],
   });
-  assertEquals(msg.content[0].type === "text" ? msg.content[0].text : "", "Hello from mock");
+  assert.deepEqual(msg.content[0].type === "text" ? msg.content[0].text : "", "Hello from mock");
   let text = "";
   const stream = client.messages.stream({
     model: "claude-mock",
@@ -73,12 +73,12 @@ Deno.test("Anthropic SDK: messages and streamed messages work through /claude", 
   for await (const ev of stream) {
     if (ev.type === "content_block_delta" && ev.delta.type === "text_delta") text += ev.delta.text;
   }
-  assertEquals(text, "part0 part1 part2 ");
+  assert.deepEqual(text, "part0 part1 part2 ");
   const seen = t.mock.received.filter((r) => r.path === "/v1/messages");
-  assertEquals(seen.length, 2);
+  assert.deepEqual(seen.length, 2);
   for (const r of seen) {
-    assertEquals(r.headers.get("x-api-key"), "sk-one");
-    assertEquals(r.headers.get("authorization"), null);
+    assert.deepEqual(r.headers.get("x-api-key"), "sk-one");
+    assert.deepEqual(r.headers.get("authorization"), null);
     assert(r.headers.get("anthropic-version"), "anthropic-version is forwarded");
   }
 });

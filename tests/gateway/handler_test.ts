@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { auth, chatBody, PASSWORD, startMocked } from "../support/harness.ts";
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -45,31 +45,31 @@ Deno.test("routing: the rest of the path and the query go to the target", async 
     headers: auth({ "content-type": "application/json" }),
     body: chatBody(),
   });
-  assertEquals(res.status, 200);
+  assert.deepEqual(res.status, 200);
   await res.body?.cancel();
-  assertEquals(t.mock.received[0].path, "/v1/chat/completions");
-  assertEquals(t.mock.received[0].search, "?x=1");
+  assert.deepEqual(t.mock.received[0].path, "/v1/chat/completions");
+  assert.deepEqual(t.mock.received[0].search, "?x=1");
   const sub = await fetch(`${t.gw.url}/sub/v1/models`, { headers: auth() });
   await sub.body?.cancel();
-  assertEquals(t.mock.received[1].path, "/base/path/v1/models");
+  assert.deepEqual(t.mock.received[1].path, "/base/path/v1/models");
 });
 
 Deno.test("routing: the first segment must match exactly (/claudex is not claude)", async () => {
   await using t = await setup();
   const anon = await fetch(`${t.gw.url}/claudex/v1/messages`, { method: "POST", body: "{}" });
-  assertEquals(anon.status, 404);
-  assertEquals(anon.headers.get("server"), "nginx");
+  assert.deepEqual(anon.status, 404);
+  assert.deepEqual(anon.headers.get("server"), "nginx");
   assert((await anon.text()).includes("<center>nginx</center>"));
   const authed = await fetch(`${t.gw.url}/claudex/v1/messages`, {
     method: "POST",
     headers: auth(),
     body: "{}",
   });
-  assertEquals(authed.status, 404);
+  assert.deepEqual(authed.status, 404);
   const body = await authed.json();
-  assertEquals(body.error.code, "unknown_service");
+  assert.deepEqual(body.error.code, "unknown_service");
   assert(body.error.message.includes("/claude"), "names the valid prefixes");
-  assertEquals(t.mock.received.length, 0);
+  assert.deepEqual(t.mock.received.length, 0);
 });
 
 Deno.test("routing: no path leaves the target's origin or climbs above its path", async () => {
@@ -114,74 +114,78 @@ Deno.test("gemini: /gemini/v1 maps to /v1beta/openai; native paths pass with x-g
     headers: auth({ "content-type": "application/json" }),
     body: chatBody(),
   });
-  assertEquals(res.status, 200);
+  assert.deepEqual(res.status, 200);
   await res.body?.cancel();
-  assertEquals(t.mock.received[0].path, "/v1beta/openai/chat/completions");
-  assertEquals(t.mock.received[0].headers.get("authorization"), "Bearer g-one");
+  assert.deepEqual(t.mock.received[0].path, "/v1beta/openai/chat/completions");
+  assert.deepEqual(t.mock.received[0].headers.get("authorization"), "Bearer g-one");
 
   const path = `/v1beta/models/gemini-pro:generateContent?key=${PASSWORD}&alt=json`;
   const post = { method: "POST", headers: { "content-type": "application/json" }, body: "{}" };
   const refused = await fetch(`${t.gw.url}/gemini${path}`, post);
-  assertEquals(refused.status, 401, "?key= is off by default");
+  assert.deepEqual(refused.status, 401, "?key= is off by default");
   assert((await refused.text()).includes("x-goog-api-key"), "the answer says what to send instead");
   const native = await fetch(`${t.gw.url}/gemq${path}`, post);
-  assertEquals(native.status, 200);
+  assert.deepEqual(native.status, 200);
   await native.body?.cancel();
   const seen = t.mock.received[1];
-  assertEquals(seen.path, "/v1beta/models/gemini-pro:generateContent");
-  assertEquals(seen.search, "?alt=json");
-  assertEquals(seen.headers.get("x-goog-api-key"), "g-one");
-  assertEquals(seen.headers.get("authorization"), null);
+  assert.deepEqual(seen.path, "/v1beta/models/gemini-pro:generateContent");
+  assert.deepEqual(seen.search, "?alt=json");
+  assert.deepEqual(seen.headers.get("x-goog-api-key"), "g-one");
+  assert.deepEqual(seen.headers.get("authorization"), null);
 });
 
 Deno.test("auth: a wrong password gets 401 in the provider's error shape; no credential at all gets the disguise's 404 (L1)", async () => {
   await using t = await setup();
   const missing = await fetch(`${t.gw.url}/openai/v1/models`);
-  assertEquals(missing.status, 404);
-  assertEquals(missing.headers.get("server"), "nginx");
+  assert.deepEqual(missing.status, 404);
+  assert.deepEqual(missing.headers.get("server"), "nginx");
   const other = await fetch(`${t.gw.url}/notaservice/v1/models`);
-  assertEquals(await missing.text(), await other.text(), "a service path looks like any other");
+  assert.deepEqual(await missing.text(), await other.text(), "a service path looks like any other");
   const wrong = await fetch(`${t.gw.url}/openai/v1/models`, {
     headers: { authorization: "Bearer nope" },
   });
-  assertEquals(wrong.status, 401);
-  assertEquals(wrong.headers.get("content-type"), "application/json");
+  assert.deepEqual(wrong.status, 401);
+  assert.deepEqual(wrong.headers.get("content-type"), "application/json");
   const m = await wrong.json();
-  assertEquals(m.error.type, "authentication_error");
-  assertEquals(m.error.code, "invalid_api_key");
-  assertEquals(typeof m.error.message, "string");
+  assert.deepEqual(m.error.type, "authentication_error");
+  assert.deepEqual(m.error.code, "invalid_api_key");
+  assert.deepEqual(typeof m.error.message, "string");
   const claude = await fetch(`${t.gw.url}/claude/v1/messages`, {
     method: "POST",
     headers: { "x-api-key": "wrong" },
     body: "{}",
   });
-  assertEquals(claude.status, 401);
+  assert.deepEqual(claude.status, 401);
   const c = await claude.json();
-  assertEquals(c.type, "error");
-  assertEquals(c.error.type, "authentication_error");
+  assert.deepEqual(c.type, "error");
+  assert.deepEqual(c.error.type, "authentication_error");
   const xApiKey = await fetch(`${t.gw.url}/openai/v1/models`, {
     headers: { "x-api-key": PASSWORD },
   });
-  assertEquals(xApiKey.status, 200);
+  assert.deepEqual(xApiKey.status, 200);
   await xApiKey.body?.cancel();
-  assertEquals(t.mock.received.length, 1, "only the authenticated request reached the upstream");
+  assert.deepEqual(
+    t.mock.received.length,
+    1,
+    "only the authenticated request reached the upstream",
+  );
 });
 
 Deno.test("disguise: / and unknown paths look like a default nginx, without CORS or request ids", async () => {
   await using t = await setup();
   const root = await fetch(`${t.gw.url}/`);
-  assertEquals(root.status, 200);
-  assertEquals(root.headers.get("server"), "nginx");
+  assert.deepEqual(root.status, 200);
+  assert.deepEqual(root.headers.get("server"), "nginx");
   assert((await root.text()).includes("Welcome to nginx!"));
-  assertEquals(root.headers.get("access-control-allow-origin"), null);
-  assertEquals(root.headers.get("x-request-id"), null);
+  assert.deepEqual(root.headers.get("access-control-allow-origin"), null);
+  assert.deepEqual(root.headers.get("x-request-id"), null);
   const other = await fetch(`${t.gw.url}/wp-admin/login.php`);
-  assertEquals(other.status, 404);
-  assertEquals(other.headers.get("content-type"), "text/html");
+  assert.deepEqual(other.status, 404);
+  assert.deepEqual(other.headers.get("content-type"), "text/html");
   assert((await other.text()).includes("404 Not Found"));
-  assertEquals(other.headers.get("x-request-id"), null);
+  assert.deepEqual(other.headers.get("x-request-id"), null);
   const err = await fetch(`${t.gw.url}/50x.html`);
-  assertEquals(err.status, 200, "the stock error page, as a default nginx serves it");
+  assert.deepEqual(err.status, 200, "the stock error page, as a default nginx serves it");
   assert((await err.text()).includes("Faithfully yours, nginx."));
 });
 
@@ -195,52 +199,52 @@ Deno.test("CORS: preflight answers 204 with allow headers; answers to a browser 
       "access-control-request-headers": "authorization, content-type",
     },
   });
-  assertEquals(pre.status, 204);
-  assertEquals(pre.headers.get("access-control-allow-origin"), "*");
+  assert.deepEqual(pre.status, 204);
+  assert.deepEqual(pre.headers.get("access-control-allow-origin"), "*");
   assert(pre.headers.get("access-control-allow-methods")?.includes("POST"));
-  assertEquals(
+  assert.deepEqual(
     pre.headers.get("access-control-allow-headers"),
     "authorization, *",
     "fixed, nothing reflected",
   );
-  assertEquals(pre.headers.get("x-request-id"), null);
+  assert.deepEqual(pre.headers.get("x-request-id"), null);
   const origin = { origin: "https://example.com" };
   const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth(origin) });
-  assertEquals(res.headers.get("access-control-allow-origin"), "*");
+  assert.deepEqual(res.headers.get("access-control-allow-origin"), "*");
   assert(res.headers.get("access-control-expose-headers")?.includes("x-request-id"));
   await res.body?.cancel();
-  assertEquals(t.mock.received.length, 1);
+  assert.deepEqual(t.mock.received.length, 1);
   // Errors the gateway answers itself too: a browser must be able to read them.
   const denied = await fetch(`${t.gw.url}/openai/v1/models`, {
     headers: { ...origin, authorization: "Bearer wrong-one" },
   });
-  assertEquals(denied.status, 401);
-  assertEquals(denied.headers.get("access-control-allow-origin"), "*");
+  assert.deepEqual(denied.status, 401);
+  assert.deepEqual(denied.headers.get("access-control-allow-origin"), "*");
   await denied.body?.cancel();
 });
 
 Deno.test("CORS: answers to a client without Origin carry no CORS headers; cacheable ones say Vary: Origin", async () => {
   await using t = await setup();
   const get = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
-  assertEquals(get.status, 200);
-  assertEquals(get.headers.get("access-control-allow-origin"), null);
-  assertEquals(get.headers.get("vary"), "origin");
+  assert.deepEqual(get.status, 200);
+  assert.deepEqual(get.headers.get("access-control-allow-origin"), null);
+  assert.deepEqual(get.headers.get("vary"), "origin");
   await get.body?.cancel();
   const post = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
     method: "POST",
     headers: auth({ "content-type": "application/json" }),
     body: JSON.stringify({ model: "m", messages: [] }),
   });
-  assertEquals(post.status, 200);
-  assertEquals(post.headers.get("access-control-allow-origin"), null);
-  assertEquals(post.headers.get("vary"), null, "a POST answer is not cached");
+  assert.deepEqual(post.status, 200);
+  assert.deepEqual(post.headers.get("access-control-allow-origin"), null);
+  assert.deepEqual(post.headers.get("vary"), null, "a POST answer is not cached");
   await post.body?.cancel();
   const denied = await fetch(`${t.gw.url}/openai/v1/models`, {
     headers: { authorization: "Bearer wrong-one" },
   });
-  assertEquals(denied.status, 401);
-  assertEquals(denied.headers.get("access-control-allow-origin"), null);
-  assertEquals(denied.headers.get("vary"), "origin");
+  assert.deepEqual(denied.status, 401);
+  assert.deepEqual(denied.headers.get("access-control-allow-origin"), null);
+  assert.deepEqual(denied.headers.get("vary"), "origin");
   await denied.body?.cancel();
 });
 
@@ -268,11 +272,11 @@ Deno.test("headers: only the SDKs' headers go upstream (an allowlist); credentia
   });
   await res.body?.cancel();
   const h = t.mock.received[0].headers;
-  assertEquals(h.get("authorization"), "Bearer sk-one");
-  assertEquals(h.get("x-api-key"), null);
-  assertEquals(h.get("x-private"), null);
-  assertEquals(h.get("keep-alive"), null);
-  assertEquals(h.get("accept-encoding"), "identity");
+  assert.deepEqual(h.get("authorization"), "Bearer sk-one");
+  assert.deepEqual(h.get("x-api-key"), null);
+  assert.deepEqual(h.get("x-private"), null);
+  assert.deepEqual(h.get("keep-alive"), null);
+  assert.deepEqual(h.get("accept-encoding"), "identity");
   for (
     const name of [
       "x-custom",
@@ -285,10 +289,10 @@ Deno.test("headers: only the SDKs' headers go upstream (an allowlist); credentia
       "openai-organization",
       "openai-project",
     ]
-  ) assertEquals(h.get(name), null, `${name} is not forwarded`);
-  assertEquals(h.get("user-agent"), "OpenAI/JS 7.57.0");
-  assertEquals(h.get("x-stainless-retry-count"), "0");
-  assertEquals(h.get("openai-beta"), "assistants=v2");
+  ) assert.deepEqual(h.get(name), null, `${name} is not forwarded`);
+  assert.deepEqual(h.get("user-agent"), "OpenAI/JS 7.57.0");
+  assert.deepEqual(h.get("x-stainless-retry-count"), "0");
+  assert.deepEqual(h.get("openai-beta"), "assistants=v2");
 });
 
 Deno.test("gzip: an upstream that gzips anyway reaches the client as gzip bytes labelled gzip", async () => {
@@ -300,20 +304,20 @@ Deno.test("gzip: an upstream that gzips anyway reaches the client as gzip bytes 
     headers: auth({ "content-type": "application/json", "accept-encoding": "identity" }),
     body: chatBody(),
   });
-  assertEquals(res.headers.get("content-encoding"), "gzip");
+  assert.deepEqual(res.headers.get("content-encoding"), "gzip");
   const raw = new Uint8Array(await res.arrayBuffer());
-  assertEquals([raw[0], raw[1]], [0x1f, 0x8b], "the bytes are gzip");
+  assert.deepEqual([raw[0], raw[1]], [0x1f, 0x8b], "the bytes are gzip");
   const text = await new Response(
     new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip")),
   ).text();
-  assertEquals(JSON.parse(text).choices[0].message.content, "Hello from mock");
+  assert.deepEqual(JSON.parse(text).choices[0].message.content, "Hello from mock");
   // And a client that lets fetch decode gets the JSON as usual.
   const plain = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
     method: "POST",
     headers: auth({ "content-type": "application/json" }),
     body: chatBody(),
   });
-  assertEquals((await plain.json()).choices[0].message.content, "Hello from mock");
+  assert.deepEqual((await plain.json()).choices[0].message.content, "Hello from mock");
 });
 
 Deno.test("gzip: an upstream that honours identity sends plain bytes with no encoding label", async () => {
@@ -321,8 +325,8 @@ Deno.test("gzip: an upstream that honours identity sends plain bytes with no enc
   const res = await fetch(`${t.gw.url}/openai/v1/models`, {
     headers: auth({ "accept-encoding": "identity" }),
   });
-  assertEquals(res.headers.get("content-encoding"), null);
-  assertEquals((await res.json()).object, "list");
+  assert.deepEqual(res.headers.get("content-encoding"), null);
+  assert.deepEqual((await res.json()).object, "list");
 });
 
 Deno.test("streaming: each SSE chunk reaches the client as it arrives", async () => {
@@ -333,8 +337,8 @@ Deno.test("streaming: each SSE chunk reaches the client as it arrives", async ()
     headers: auth({ "content-type": "application/json" }),
     body: chatBody({ stream: true }),
   });
-  assertEquals(res.headers.get("content-type"), "text/event-stream");
-  assertEquals(res.headers.get("x-accel-buffering"), "no");
+  assert.deepEqual(res.headers.get("content-type"), "text/event-stream");
+  assert.deepEqual(res.headers.get("x-accel-buffering"), "no");
   const reader = res.body!.getReader();
   const first = await reader.read();
   const firstAt = Date.now() - started;
@@ -359,19 +363,19 @@ for (const relay of ["observe", "native"] as const) {
     const reader = res.body!.getReader();
     await reader.read();
     const limiter = t.gw.gateway.runtimes.get("openai")!.limiter;
-    assertEquals(limiter.inFlight, 1, "a stream holds its slot");
-    assertEquals(t.mock.inFlight, 1);
+    assert.deepEqual(limiter.inFlight, 1, "a stream holds its slot");
+    assert.deepEqual(t.mock.inFlight, 1);
     ac.abort();
     await reader.cancel().catch(() => {});
     for (let i = 0; i < 50 && (t.mock.inFlight > 0 || limiter.inFlight > 0); i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    assertEquals(t.mock.inFlight, 0, "the upstream stream was aborted");
-    assertEquals(limiter.inFlight, 0, "the slot was freed");
+    assert.deepEqual(t.mock.inFlight, 0, "the upstream stream was aborted");
+    assert.deepEqual(limiter.inFlight, 0, "the slot was freed");
     const line = t.gw.logs.find((l) => l.status === 200);
-    assertEquals(line?.relay, relay, "the log says how the stream was relayed");
+    assert.deepEqual(line?.relay, relay, "the log says how the stream was relayed");
     // A native stream's end is the server's word, which does not say who ended it.
-    assertEquals(line?.outcome, relay === "native" ? "native" : "client_abort");
+    assert.deepEqual(line?.outcome, relay === "native" ? "native" : "client_abort");
   });
 }
 
@@ -386,14 +390,14 @@ Deno.test("request ids and logs: a ULID on every service response, one log line 
   assert(ULID.test(res.headers.get("x-request-id") ?? ""), "x-request-id is a ULID");
   assert(ULID.test(denied.headers.get("x-request-id") ?? ""));
   const lines = t.gw.logs.filter((l) => l.id !== undefined);
-  assertEquals(lines.length, 2);
+  assert.deepEqual(lines.length, 2);
   const ok = lines.find((l) => l.id === res.headers.get("x-request-id"))!;
-  assertEquals(ok.service, "openai");
-  assertEquals(ok.status, 200);
-  assertEquals(ok.attempts, 1);
+  assert.deepEqual(ok.service, "openai");
+  assert.deepEqual(ok.status, 200);
+  assert.deepEqual(ok.attempts, 1);
   assert(/^k_[0-9a-f]{12}$/.test(String(ok.key)), "the key appears as a short hash");
-  assertEquals(typeof ok.queueMs, "number");
-  assertEquals(typeof ok.upstreamMs, "number");
+  assert.deepEqual(typeof ok.queueMs, "number");
+  assert.deepEqual(typeof ok.upstreamMs, "number");
   const all = JSON.stringify(t.gw.logs);
   for (const secret of ["sk-one", PASSWORD, "wrong-secret"]) {
     assert(!all.includes(secret), `log holds ${secret}`);
@@ -408,17 +412,17 @@ Deno.test("limits: a body over maxBodyBytes gets 413 and never reaches the upstr
     headers: auth(),
     body: big,
   });
-  assertEquals(res.status, 413);
-  assertEquals((await res.json()).error.code, "request_too_large");
+  assert.deepEqual(res.status, 413);
+  assert.deepEqual((await res.json()).error.code, "request_too_large");
   // Chunked, with no content-length.
   const chunked = await fetch(`${t.gw.url}/openai/v1/chat/completions`, {
     method: "POST",
     headers: auth(),
     body: new Blob([big]).stream(),
   });
-  assertEquals(chunked.status, 413);
+  assert.deepEqual(chunked.status, 413);
   await chunked.body?.cancel();
-  assertEquals(t.mock.received.length, 0);
+  assert.deepEqual(t.mock.received.length, 0);
 });
 
 Deno.test("garbage in headers, paths and bodies never crashes or hangs the gateway", async () => {
@@ -452,25 +456,25 @@ Deno.test("garbage in headers, paths and bodies never crashes or hangs the gatew
     );
   }
   const after = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
-  assertEquals(after.status, 200, "still serving after garbage");
+  assert.deepEqual(after.status, 200, "still serving after garbage");
   await after.body?.cancel();
 });
 
 Deno.test("Deno Deploy without ACCESS_PASSWORD: every API request answers 503 telling the operator", async () => {
   await using t = await setup({}, {}, { password: null, env: { DENO_DEPLOYMENT_ID: "test" } });
   const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
-  assertEquals(res.status, 503);
+  assert.deepEqual(res.status, 503);
   const body = await res.json();
   assert(body.error.message.includes("ACCESS_PASSWORD"));
-  assertEquals(t.mock.received.length, 0);
+  assert.deepEqual(t.mock.received.length, 0);
 });
 
 Deno.test("timeouts: no response headers within firstByteTimeoutMs answers 504", async () => {
   await using t = await setup({ latencyMs: 1500 }, { firstByteTimeoutMs: 200, maxRetries: 0 });
   const started = Date.now();
   const res = await fetch(`${t.gw.url}/openai/v1/models`, { headers: auth() });
-  assertEquals(res.status, 504);
-  assertEquals((await res.json()).error.code, "upstream_timeout");
+  assert.deepEqual(res.status, 504);
+  assert.deepEqual((await res.json()).error.code, "upstream_timeout");
   assert(Date.now() - started < 1200, "answered before the upstream did");
 });
 
@@ -491,7 +495,7 @@ Deno.test("timeouts: a stream silent for idleTimeoutMs ends at an event boundary
   assert(text.includes("part0"));
   assert(!text.includes("part1"));
   const last = JSON.parse(text.trimEnd().split("\n\n").at(-1)!.slice("data: ".length));
-  assertEquals(last.error.code, "upstream_timeout");
+  assert.deepEqual(last.error.code, "upstream_timeout");
   assert(Date.now() - started < 1000, "ended at the idle timeout, not the stream's end");
   assert(t.gw.logs.some((l) => l.outcome === "idle_timeout"));
 });

@@ -1,4 +1,4 @@
-import { assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import {
   readClientHead,
   relayResponseHeaders,
@@ -19,14 +19,18 @@ Deno.test("relayResponseHeaders() drops hop-by-hop and the upstream's CORS and i
     "x-ratelimit-remaining-requests": "42",
   });
   const out = new Headers(relayResponseHeaders(upstream, "01ID", CORS_HEADERS).headers);
-  assertEquals(out.get("x-private"), null);
-  assertEquals(out.get("keep-alive"), null);
-  assertEquals(out.get("connection"), null);
-  assertEquals(out.get("access-control-allow-origin"), "*");
-  assertEquals(out.get("x-request-id"), "01ID");
-  assertEquals(out.get("x-accel-buffering"), "no", "an event stream is not buffered by proxies");
-  assertEquals(out.get("content-encoding"), "gzip", "the label still describes the bytes");
-  assertEquals(out.get("x-ratelimit-remaining-requests"), "42");
+  assert.deepEqual(out.get("x-private"), null);
+  assert.deepEqual(out.get("keep-alive"), null);
+  assert.deepEqual(out.get("connection"), null);
+  assert.deepEqual(out.get("access-control-allow-origin"), "*");
+  assert.deepEqual(out.get("x-request-id"), "01ID");
+  assert.deepEqual(
+    out.get("x-accel-buffering"),
+    "no",
+    "an event stream is not buffered by proxies",
+  );
+  assert.deepEqual(out.get("content-encoding"), "gzip", "the label still describes the bytes");
+  assert.deepEqual(out.get("x-ratelimit-remaining-requests"), "42");
 });
 
 Deno.test("upstreamRequestHeaders() + setUpstreamAuth(): no client credential, the provider key where it belongs", () => {
@@ -40,22 +44,22 @@ Deno.test("upstreamRequestHeaders() + setUpstreamAuth(): no client credential, t
   const openai = upstreamRequestHeaders(readClientHead(client));
   setUpstreamAuth(openai, "openai", "sk-provider", false);
   const o = new Headers(openai);
-  assertEquals(o.get("authorization"), "Bearer sk-provider");
-  assertEquals(o.get("x-api-key"), null);
-  assertEquals(o.get("accept-encoding"), "identity");
-  assertEquals(o.get("content-type"), "application/json");
+  assert.deepEqual(o.get("authorization"), "Bearer sk-provider");
+  assert.deepEqual(o.get("x-api-key"), null);
+  assert.deepEqual(o.get("accept-encoding"), "identity");
+  assert.deepEqual(o.get("content-type"), "application/json");
 
   const claude = upstreamRequestHeaders(readClientHead(client));
   setUpstreamAuth(claude, "anthropic", "sk-ant", false);
   const c = new Headers(claude);
-  assertEquals(c.get("x-api-key"), "sk-ant");
-  assertEquals(c.get("authorization"), null);
-  assertEquals(
+  assert.deepEqual(c.get("x-api-key"), "sk-ant");
+  assert.deepEqual(c.get("authorization"), null);
+  assert.deepEqual(
     c.get("anthropic-version"),
     "2023-06-01",
     "a default version when the client sent none",
   );
-  assertEquals(c.get("anthropic-beta"), "tools");
+  assert.deepEqual(c.get("anthropic-beta"), "tools");
 });
 
 Deno.test("readClientHead() reads credentials and length in one pass; forwards none of them", () => {
@@ -71,13 +75,13 @@ Deno.test("readClientHead() reads credentials and length in one pass; forwards n
       "openai-beta": "assistants=v2",
     }),
   );
-  assertEquals(head.authorization, "Bearer pw");
-  assertEquals(head.apiKey, "pw2");
-  assertEquals(head.googApiKey, "pw3");
-  assertEquals(head.contentLength, "12");
-  assertEquals(head.forward, [["openai-beta", "assistants=v2"]]);
+  assert.deepEqual(head.authorization, "Bearer pw");
+  assert.deepEqual(head.apiKey, "pw2");
+  assert.deepEqual(head.googApiKey, "pw3");
+  assert.deepEqual(head.contentLength, "12");
+  assert.deepEqual(head.forward, [["openai-beta", "assistants=v2"]]);
   const none = readClientHead(new Headers());
-  assertEquals([none.authorization, none.apiKey, none.contentLength], [null, null, null]);
+  assert.deepEqual([none.authorization, none.apiKey, none.contentLength], [null, null, null]);
 });
 
 Deno.test("relayResponseHeaders() reports the length and whether the body is an event stream", () => {
@@ -86,11 +90,11 @@ Deno.test("relayResponseHeaders() reports the length and whether the body is an 
     "id",
     [],
   );
-  assertEquals([json.contentLength, json.eventStream], ["42", false]);
+  assert.deepEqual([json.contentLength, json.eventStream], ["42", false]);
   const sse = relayResponseHeaders(
     new Headers({ "content-type": "text/event-stream" }),
     "id",
     [],
   );
-  assertEquals([sse.contentLength, sse.eventStream], [null, true]);
+  assert.deepEqual([sse.contentLength, sse.eventStream], [null, true]);
 });

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { type MockOptions, startMockUpstream } from "../support/mock_upstream.ts";
 import { drain, postChat, startGateway, startMocked } from "../support/harness.ts";
 import { keyId } from "../../keys/mod.ts";
@@ -18,8 +18,8 @@ Deno.test("keys rotate round-robin across requests", async () => {
     services: { openai: { target: url, keys: ["a", "b", "c"], ...FAST } },
   }));
   const { mock, gw } = t;
-  for (let i = 0; i < 6; i++) assertEquals(await drain(await postChat(gw.url)), 200);
-  assertEquals(mock.received.map((r) => r.key), ["a", "b", "c", "a", "b", "c"]);
+  for (let i = 0; i < 6; i++) assert.deepEqual(await drain(await postChat(gw.url)), 200);
+  assert.deepEqual(mock.received.map((r) => r.key), ["a", "b", "c", "a", "b", "c"]);
 });
 
 Deno.test("429: the key cools down for the upstream's Retry-After and the request retries on another key", async () => {
@@ -31,16 +31,16 @@ Deno.test("429: the key cools down for the upstream's Retry-After and the reques
     body: '{"error":{"message":"slow down"}}',
   }]);
   const started = Date.now();
-  assertEquals(await drain(await postChat(gw.url)), 200, "retried on key b");
-  assertEquals(mock.received.map((r) => r.key), ["a", "b"]);
+  assert.deepEqual(await drain(await postChat(gw.url)), 200, "retried on key b");
+  assert.deepEqual(mock.received.map((r) => r.key), ["a", "b"]);
   // For the next second, only b is used — a is cooling.
   mock.options.perKeyRps = undefined;
   while (Date.now() - started < 800) {
-    assertEquals(await drain(await postChat(gw.url)), 200);
+    assert.deepEqual(await drain(await postChat(gw.url)), 200);
     await new Promise((r) => setTimeout(r, 100));
   }
   const onA = mock.received.filter((r) => r.key === "a");
-  assertEquals(onA.length, 1, "no request on the cooling key before its Retry-After ended");
+  assert.deepEqual(onA.length, 1, "no request on the cooling key before its Retry-After ended");
   await new Promise((r) => setTimeout(r, 1100 - (Date.now() - started)));
   await drain(await postChat(gw.url));
   await drain(await postChat(gw.url));
@@ -49,7 +49,7 @@ Deno.test("429: the key cools down for the upstream's Retry-After and the reques
     "a is back in rotation after its rest",
   );
   const rest = gw.logs.find((l) => l.event === "key_rest");
-  assertEquals(rest?.key, await keyId("a"));
+  assert.deepEqual(rest?.key, await keyId("a"));
 });
 
 Deno.test("429 without a hint: the cool-down is 5 s, doubling per consecutive 429", async () => {
@@ -59,10 +59,10 @@ Deno.test("429 without a hint: the cool-down is 5 s, doubling per consecutive 42
   const idA = await keyId("a");
   mock.script.set("a", [{ status: 429 }]);
   const t0 = Date.now();
-  assertEquals(await drain(await postChat(gw.url)), 429);
+  assert.deepEqual(await drain(await postChat(gw.url)), 429);
   const first = pool.health(idA)!;
   assert(Math.abs(first.until - t0 - 5000) < 500, `first rest ${first.until - t0} ms`);
-  assertEquals(first.strikes, 1);
+  assert.deepEqual(first.strikes, 1);
   pool.report(pool.keys[0], { kind: "rate_limited", retryAfterMs: undefined }, Date.now());
   const second = pool.health(idA)!;
   assert(
@@ -72,9 +72,9 @@ Deno.test("429 without a hint: the cool-down is 5 s, doubling per consecutive 42
   // A success sent during the rest (picked from a view a moment old) ends nothing;
   // one sent after the rest has run out ends the streak.
   pool.report(pool.keys[0], { kind: "success" }, Date.now());
-  assertEquals(pool.health(idA)?.strikes, 2);
+  assert.deepEqual(pool.health(idA)?.strikes, 2);
   pool.report(pool.keys[0], { kind: "success" }, second.until + 1);
-  assertEquals(pool.health(idA), undefined);
+  assert.deepEqual(pool.health(idA), undefined);
 });
 
 Deno.test("401: the request retries on another key; a probe carrying nothing of the client confirms the key and disables it; a restart remembers", async () => {
@@ -85,14 +85,14 @@ Deno.test("401: the request retries on another key; a probe carrying nothing of 
       kv,
       services: { openai: { target: mock.url, keys: ["revoked", "good"], ...FAST } },
     });
-    assertEquals(await drain(await postChat(gw.url)), 200);
+    assert.deepEqual(await drain(await postChat(gw.url)), 200);
     await gw.gateway.runtimes.get("openai")!.pool.settled();
     const chat = mock.received.filter((r) => r.path.endsWith("/chat/completions"));
-    assertEquals(chat.map((r) => r.key), ["revoked", "good"]);
+    assert.deepEqual(chat.map((r) => r.key), ["revoked", "good"]);
     const probes = mock.received.filter((r) => r.path === "/v1/models");
-    assertEquals(probes.map((r) => [r.method, r.key, r.body]), [["GET", "revoked", ""]]);
+    assert.deepEqual(probes.map((r) => [r.method, r.key, r.body]), [["GET", "revoked", ""]]);
     const h = gw.gateway.runtimes.get("openai")!.pool.health(await keyId("revoked"));
-    assertEquals([h?.state, h?.reason], ["disabled", "unauthorized"]);
+    assert.deepEqual([h?.state, h?.reason], ["disabled", "unauthorized"]);
     await gw.close();
 
     const again = await startGateway({
@@ -100,8 +100,8 @@ Deno.test("401: the request retries on another key; a probe carrying nothing of 
       services: { openai: { target: mock.url, keys: ["revoked", "good"], ...FAST } },
     });
     mock.reset();
-    for (let i = 0; i < 4; i++) assertEquals(await drain(await postChat(again.url)), 200);
-    assertEquals(
+    for (let i = 0; i < 4; i++) assert.deepEqual(await drain(await postChat(again.url)), 200);
+    assert.deepEqual(
       mock.received.map((r) => r.key),
       ["good", "good", "good", "good"],
       "the disabled key stays out",
@@ -126,23 +126,23 @@ Deno.test("a quota error (429 insufficient_quota) disables the key like a 401", 
     body:
       '{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}',
   }]);
-  assertEquals(await drain(await postChat(gw.url)), 200);
+  assert.deepEqual(await drain(await postChat(gw.url)), 200);
   const h = gw.gateway.runtimes.get("openai")!.pool.health(await keyId("a"));
-  assertEquals(h?.state, "disabled");
-  assertEquals(h?.reason, "quota");
+  assert.deepEqual(h?.state, "disabled");
+  assert.deepEqual(h?.reason, "quota");
 });
 
 Deno.test("5xx: retried on another key with backoff, without penalising the key", async () => {
   await using t = await startTwoKeys();
   const { mock, gw } = t;
   mock.script.set("a", [{ status: 503, body: '{"error":{"message":"overloaded"}}' }]);
-  assertEquals(await drain(await postChat(gw.url)), 200);
-  assertEquals(mock.received.map((r) => r.key), ["a", "b"]);
+  assert.deepEqual(await drain(await postChat(gw.url)), 200);
+  assert.deepEqual(mock.received.map((r) => r.key), ["a", "b"]);
   const gap = mock.received[1].at - mock.received[0].at;
   assert(gap >= 100, `backoff before the retry (${gap} ms)`);
-  assertEquals(gw.gateway.runtimes.get("openai")!.pool.health(await keyId("a")), undefined);
+  assert.deepEqual(gw.gateway.runtimes.get("openai")!.pool.health(await keyId("a")), undefined);
   const log = gw.logs.find((l) => l.status === 200 && l.id);
-  assertEquals(log?.attempts, 2);
+  assert.deepEqual(log?.attempts, 2);
 });
 
 Deno.test("400 and other 4xx come back as they are, without a retry", async () => {
@@ -153,9 +153,9 @@ Deno.test("400 and other 4xx come back as they are, without a retry", async () =
     body: '{"error":{"message":"bad model","type":"invalid_request_error"}}',
   }]);
   const r = await postChat(gw.url);
-  assertEquals(r.status, 400);
-  assertEquals((await r.json()).error.message, "bad model");
-  assertEquals(mock.received.length, 1);
+  assert.deepEqual(r.status, 400);
+  assert.deepEqual((await r.json()).error.message, "bad model");
+  assert.deepEqual(mock.received.length, 1);
 });
 
 Deno.test("after maxRetries the client gets the last upstream status, body and Retry-After; each retry took a token", async () => {
@@ -173,12 +173,12 @@ Deno.test("after maxRetries the client gets the last upstream status, body and R
   };
   mock.script.set("*", [busy, busy, limited]);
   const r = await postChat(gw.url);
-  assertEquals(r.status, 429);
-  assertEquals(r.headers.get("retry-after"), "7");
-  assertEquals((await r.json()).error.message, "last");
-  assertEquals(mock.received.length, 3, "1 attempt + 2 retries");
-  assertEquals(new Set(mock.received.map((r) => r.key)).size, 3, "each on another key");
-  assertEquals(gw.gateway.runtimes.get("openai")!.limiter.stats.tokensSpent, 3);
+  assert.deepEqual(r.status, 429);
+  assert.deepEqual(r.headers.get("retry-after"), "7");
+  assert.deepEqual((await r.json()).error.message, "last");
+  assert.deepEqual(mock.received.length, 3, "1 attempt + 2 retries");
+  assert.deepEqual(new Set(mock.received.map((r) => r.key)).size, 3, "each on another key");
+  assert.deepEqual(gw.gateway.runtimes.get("openai")!.limiter.stats.tokensSpent, 3);
 });
 
 Deno.test("the only key answers 429: the request waits out the pause the provider named and gets 200; past the deadline, 429 gateway_provider_backoff", async () => {
@@ -189,20 +189,20 @@ Deno.test("the only key answers 429: the request waits out the pause the provide
   const { mock, gw } = t;
   mock.script.set("a", [{ status: 429, headers: { "retry-after-ms": "600" } }]);
   const t0 = Date.now();
-  assertEquals(await drain(await postChat(gw.url)), 200, "waited for the provider");
+  assert.deepEqual(await drain(await postChat(gw.url)), 200, "waited for the provider");
   assert(Date.now() - t0 >= 450, `waited ${Date.now() - t0} ms`);
-  assertEquals(mock.received.length, 2, "the 429, then one probe");
+  assert.deepEqual(mock.received.length, 2, "the 429, then one probe");
   mock.script.set("a", [{ status: 429, headers: { "retry-after": "30" } }]);
-  assertEquals(
+  assert.deepEqual(
     await drain(await postChat(gw.url)),
     429,
     "the upstream's 429: 30 s is past the deadline",
   );
   const r = await postChat(gw.url);
-  assertEquals(r.status, 429);
-  assertEquals((await r.json()).error.code, "gateway_provider_backoff");
+  assert.deepEqual(r.status, 429);
+  assert.deepEqual((await r.json()).error.code, "gateway_provider_backoff");
   assert(Number(r.headers.get("retry-after")) >= 28, "Retry-After until the pause ends");
-  assertEquals(mock.received.length, 3, "nothing sent while paused");
+  assert.deepEqual(mock.received.length, 3, "nothing sent while paused");
 });
 
 Deno.test("a key cooled by one instance's 429 is skipped by every instance within 1 s, until the same moment", async () => {
@@ -213,25 +213,25 @@ Deno.test("a key cooled by one instance's 429 is skipped by every instance withi
   const two = await startGateway({ kv, services });
   try {
     // Warm the second instance's view of key health, then cool key a through the first.
-    assertEquals(await drain(await postChat(two.url)), 200);
+    assert.deepEqual(await drain(await postChat(two.url)), 200);
     mock.reset();
     mock.script.set("a", [{ status: 429, headers: { "retry-after": "3" } }]);
-    assertEquals(await drain(await postChat(one.url)), 200);
+    assert.deepEqual(await drain(await postChat(one.url)), 200);
     const coolAt = Date.now();
     const pool = one.gateway.runtimes.get("openai")!.pool;
     await pool.settled();
     const until = pool.health(await keyId("a"))!.until;
     await new Promise((r) => setTimeout(r, 1000));
     mock.reset();
-    for (let i = 0; i < 6; i++) assertEquals(await drain(await postChat(two.url)), 200);
+    for (let i = 0; i < 6; i++) assert.deepEqual(await drain(await postChat(two.url)), 200);
     assert(Date.now() - coolAt < 3000);
-    assertEquals(
+    assert.deepEqual(
       mock.received.filter((r) => r.key === "a").length,
       0,
       "the second instance skipped key a",
     );
     const seen = two.gateway.runtimes.get("openai")!.pool.health(await keyId("a"));
-    assertEquals(seen?.until, until, "the rest ends at the same moment everywhere");
+    assert.deepEqual(seen?.until, until, "the rest ends at the same moment everywhere");
   } finally {
     await one.close();
     await two.close();

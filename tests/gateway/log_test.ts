@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import type { TimerHandle } from "../../limiter/mod.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { createJsonLog, isoTime } from "../../gateway/mod.ts";
@@ -18,15 +18,15 @@ Deno.test("createJsonLog() writes lines of the same moment in one write, each a 
   const log = createJsonLog({ write: (t) => writes.push(t), clock });
   log.log({ a: 1 });
   log.log({ b: "two" });
-  assertEquals(writes, [], "nothing written synchronously");
+  assert.deepEqual(writes, [], "nothing written synchronously");
   clock.advanceSync(249);
-  assertEquals(writes, [], "a line waits up to quietFlushMs (250 ms) for others");
+  assert.deepEqual(writes, [], "a line waits up to quietFlushMs (250 ms) for others");
   clock.advanceSync(1);
-  assertEquals(writes, ['{"a":1}\n{"b":"two"}']);
+  assert.deepEqual(writes, ['{"a":1}\n{"b":"two"}']);
   log.log({ c: 3 });
   clock.advanceSync(250);
-  assertEquals(writes[1], '{"c":3}', "a lone line goes out alone");
-  assertEquals(clock.pending, 0, "no timer left once everything is written");
+  assert.deepEqual(writes[1], '{"c":3}', "a lone line goes out alone");
+  assert.deepEqual(clock.pending, 0, "no timer left once everything is written");
 });
 
 Deno.test("createJsonLog() under steady traffic writes every flushMs and arms a timer only per quiet period", () => {
@@ -46,18 +46,18 @@ Deno.test("createJsonLog() under steady traffic writes every flushMs and arms a 
   }
   clock.advanceSync(300);
   const lines = writes.flatMap((w) => w.lines);
-  assertEquals(lines.length, 200, "every line written once, in order");
-  assertEquals(lines, [...lines].sort((a, b) => a - b));
+  assert.deepEqual(lines.length, 200, "every line written once, in order");
+  assert.deepEqual(lines, [...lines].sort((a, b) => a - b));
   for (const w of writes) {
     for (const at of w.lines) {
       assert(w.at - at <= 250, `a line logged at ${at} waited until ${w.at}`);
     }
   }
   const late = writes.filter((w) => w.at < 2000 && w.at - w.lines[0] > 50);
-  assertEquals(late, [], "while lines keep coming, none waits past flushMs");
+  assert.deepEqual(late, [], "while lines keep coming, none waits past flushMs");
   assert(writes.length >= 35, `batches of about 5 lines (got ${writes.length} writes)`);
   assert(clock.armed <= 10, `at most one timer per 250 ms (armed ${clock.armed} for 40 batches)`);
-  assertEquals(clock.pending, 0);
+  assert.deepEqual(clock.pending, 0);
 });
 
 Deno.test("createJsonLog() writes at once when a batch is full, and flush() empties the queue", () => {
@@ -67,12 +67,12 @@ Deno.test("createJsonLog() writes at once when a batch is full, and flush() empt
   log.log({ n: 1 });
   log.log({ n: 2 });
   log.log({ n: 3 });
-  assertEquals(writes, ['{"n":1}\n{"n":2}']);
+  assert.deepEqual(writes, ['{"n":1}\n{"n":2}']);
   log.flush();
-  assertEquals(writes, ['{"n":1}\n{"n":2}', '{"n":3}']);
-  assertEquals(clock.pending, 0, "flush() clears the quiet timer");
+  assert.deepEqual(writes, ['{"n":1}\n{"n":2}', '{"n":3}']);
+  assert.deepEqual(clock.pending, 0, "flush() clears the quiet timer");
   log.flush();
-  assertEquals(writes.length, 2, "nothing left to write");
+  assert.deepEqual(writes.length, 2, "nothing left to write");
 });
 
 Deno.test("createJsonLog() writes a line JSON cannot encode as a line saying so, and the rest as they are", () => {
@@ -87,7 +87,7 @@ Deno.test("createJsonLog() writes a line JSON cannot encode as a line saying so,
   log.log({ n: 2 });
   clock.advanceSync(250);
   const lines = writes.join("\n").split("\n").map((l) => JSON.parse(l));
-  assertEquals(lines.map((l) => l.n ?? l.event), [
+  assert.deepEqual(lines.map((l) => l.n ?? l.event), [
     1,
     "log_line_unencodable",
     "log_line_unencodable",
@@ -101,15 +101,24 @@ Deno.test("createJsonLog() with a flushMs longer than 250 ms waits that long whe
   const log = createJsonLog({ write: (t) => writes.push(t), clock, flushMs: 400 });
   log.log({ n: 1 });
   clock.advanceSync(399);
-  assertEquals(writes, []);
+  assert.deepEqual(writes, []);
   clock.advanceSync(1);
-  assertEquals(writes, ['{"n":1}']);
+  assert.deepEqual(writes, ['{"n":1}']);
 });
 
 Deno.test("createJsonLog() refuses options that cannot work", () => {
-  assertThrows(() => createJsonLog({ maxBatch: 0 }), RangeError, "maxBatch");
-  assertThrows(() => createJsonLog({ flushMs: -1 }), RangeError, "flushMs");
-  assertThrows(() => createJsonLog({ flushMs: 100, quietFlushMs: 50 }), RangeError, "quietFlushMs");
+  assert.throws(
+    () => createJsonLog({ maxBatch: 0 }),
+    (e: unknown) => e instanceof RangeError && e.message.includes("maxBatch"),
+  );
+  assert.throws(
+    () => createJsonLog({ flushMs: -1 }),
+    (e: unknown) => e instanceof RangeError && e.message.includes("flushMs"),
+  );
+  assert.throws(
+    () => createJsonLog({ flushMs: 100, quietFlushMs: 50 }),
+    (e: unknown) => e instanceof RangeError && e.message.includes("quietFlushMs"),
+  );
 });
 
 Deno.test("isoTime() matches Date#toISOString", () => {
@@ -117,7 +126,7 @@ Deno.test("isoTime() matches Date#toISOString", () => {
   // Every millisecond across a second boundary, and back again.
   for (let ms = 1_700_000_000_990; ms < 1_700_000_001_120; ms++) cases.push(ms);
   cases.push(1_700_000_000_999, 1_700_000_001_000, 253_402_300_799_999, 253_402_300_800_000);
-  for (const ms of cases) assertEquals(isoTime(ms), new Date(ms).toISOString(), `at ${ms}`);
+  for (const ms of cases) assert.deepEqual(isoTime(ms), new Date(ms).toISOString(), `at ${ms}`);
 });
 
 Deno.test("jsonLog() goes to standard output as whole JSON lines, once flushed", async () => {
@@ -134,8 +143,8 @@ flushLog();`;
     stdout: "piped",
     stderr: "piped",
   }).output();
-  assertEquals(new TextDecoder().decode(out.stderr), "");
-  assertEquals(
+  assert.deepEqual(new TextDecoder().decode(out.stderr), "");
+  assert.deepEqual(
     new TextDecoder().decode(out.stdout),
     '{"event":"one","n":1}\n{"event":"two","text":"a\\nb"}\n',
   );
@@ -153,7 +162,7 @@ jsonLog({ event: "two" });
 Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(calls)));`;
   const out = await new Deno.Command(Deno.execPath(), { args: ["eval", script], stdout: "piped" })
     .output();
-  assertEquals(JSON.parse(new TextDecoder().decode(out.stdout)), [
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), [
     ['{"event":"one","n":1}'],
     ['{"event":"two"}'],
   ]);

@@ -1,4 +1,4 @@
-import { assert, assertBetween, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { auth, chatBody, postChat, startMocked } from "../support/harness.ts";
 
 for (const limitMode of ["local", "shared"] as const) {
@@ -11,16 +11,22 @@ for (const limitMode of ["local", "shared"] as const) {
     const started = Date.now();
     const all = await Promise.all(Array.from({ length: 20 }, () => postChat(gw.url)));
     for (const r of all) {
-      assertEquals(r.status, 200);
+      assert.deepEqual(r.status, 200);
       await r.body?.cancel();
     }
     const at = mock.received.map((r) => r.at - started).sort((a, b) => a - b);
     assert(at[7] < 150, `the first 8 left at once (8th at ${at[7]} ms)`);
     assert(at[8] >= 150, `the 9th waited for a token (at ${at[8]} ms)`);
     // 12 more at 4/s: the last about 3 s after the start.
-    assertBetween(at[19], 2600, 3600, "the 20th request's arrival (ms)");
+    assert.ok(
+      at[19] >= 2600 && at[19] <= 3600,
+      `${"the 20th request's arrival (ms)"}: ${at[19]} not in 2600..3600`,
+    );
     const spacing = (at[19] - at[8]) / 11;
-    assertBetween(spacing, 200, 300, "spacing after the burst (ms)");
+    assert.ok(
+      spacing >= 200 && spacing <= 300,
+      `${"spacing after the burst (ms)"}: ${spacing} not in 200..300`,
+    );
   });
 }
 
@@ -41,8 +47,8 @@ Deno.test("pacing: requests in flight never exceed maxConn; a stream holds its s
   });
   const texts = await Promise.all(streams);
   for (const t of texts) assert(t.includes("[DONE]"));
-  assertEquals(mock.received.length, 8);
-  assertEquals(mock.maxInFlight, 2, "upstream high-water mark");
+  assert.deepEqual(mock.received.length, 8);
+  assert.deepEqual(mock.maxInFlight, 2, "upstream high-water mark");
 });
 
 Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the provider's shape", async () => {
@@ -67,13 +73,13 @@ Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the pro
   held.push(postChat(gw.url), postChat(gw.url)); // queued: the queue is full
   await pause();
   const refused = await postChat(gw.url);
-  assertEquals(refused.status, 429);
+  assert.deepEqual(refused.status, 429);
   assert(Number(refused.headers.get("retry-after")) >= 1, "Retry-After in seconds");
   const body = await refused.json();
-  assertEquals(body.error.type, "rate_limit_error");
-  assertEquals(body.error.code, "gateway_queue_full");
+  assert.deepEqual(body.error.type, "rate_limit_error");
+  assert.deepEqual(body.error.code, "gateway_queue_full");
   for (const r of await Promise.all(held)) {
-    assertEquals(r.status, 200);
+    assert.deepEqual(r.status, 200);
     await r.body?.cancel();
   }
   // Anthropic shape on the claude route.
@@ -88,10 +94,10 @@ Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the pro
     headers: auth(),
     body: "{}",
   });
-  assertEquals(cr.status, 429);
+  assert.deepEqual(cr.status, 429);
   const cb = await cr.json();
-  assertEquals(cb.type, "error");
-  assertEquals(cb.error.type, "rate_limit_error");
+  assert.deepEqual(cb.type, "error");
+  assert.deepEqual(cb.error.type, "rate_limit_error");
   for (const r of await Promise.all(c)) await r.body?.cancel();
 });
 
@@ -102,15 +108,18 @@ Deno.test("queue: a request that waits past queueTimeoutMs gets 429 with Retry-A
   }));
   const { mock, gw } = t;
   const first = await postChat(gw.url);
-  assertEquals(first.status, 200);
+  assert.deepEqual(first.status, 200);
   await first.body?.cancel();
   const started = Date.now();
   const second = await postChat(gw.url);
-  assertEquals(second.status, 429);
-  assertEquals((await second.json()).error.code, "gateway_queue_timeout");
+  assert.deepEqual(second.status, 429);
+  assert.deepEqual((await second.json()).error.code, "gateway_queue_timeout");
   assert(second.headers.get("retry-after") !== null);
-  assertBetween(Date.now() - started, 250, 1000, "gave up at the queue deadline (ms)");
-  assertEquals(mock.received.length, 1);
+  assert.ok(
+    Date.now() - started >= 250 && Date.now() - started <= 1000,
+    `${"gave up at the queue deadline (ms)"}: ${Date.now() - started} not in 250..1000`,
+  );
+  assert.deepEqual(mock.received.length, 1);
 });
 
 Deno.test("queue: a client that disconnects while queued leaves the queue at once", async () => {
@@ -126,15 +135,15 @@ Deno.test("queue: a client that disconnects while queued leaves the queue at onc
   const ac = new AbortController();
   const queued = postChat(gw.url, ac.signal).catch(() => "aborted");
   await new Promise((r) => setTimeout(r, 50));
-  assertEquals(limiter.waiting, 1);
+  assert.deepEqual(limiter.waiting, 1);
   ac.abort();
-  assertEquals(await queued, "aborted");
+  assert.deepEqual(await queued, "aborted");
   for (let i = 0; i < 20 && limiter.waiting > 0; i++) await new Promise((r) => setTimeout(r, 5));
-  assertEquals(limiter.waiting, 0, "left the queue before the slot freed");
+  assert.deepEqual(limiter.waiting, 0, "left the queue before the slot freed");
   const r = await first;
   await r.body?.cancel();
   await new Promise((r) => setTimeout(r, 50));
-  assertEquals(mock.received.length, 1, "the aborted request never went upstream");
+  assert.deepEqual(mock.received.length, 1, "the aborted request never went upstream");
 });
 
 Deno.test("shutdown: queued requests get 503 gateway_closing at once, the one in flight completes", async () => {
@@ -151,12 +160,12 @@ Deno.test("shutdown: queued requests get 503 gateway_closing at once, the one in
   const answers = await Promise.all(queued);
   assert(Date.now() - closed < 150, "refused at once, not after the queue timeout");
   for (const r of answers) {
-    assertEquals(r.status, 503);
-    assertEquals((await r.json()).error.code, "gateway_closing");
+    assert.deepEqual(r.status, 503);
+    assert.deepEqual((await r.json()).error.code, "gateway_closing");
   }
   const first = await inFlight;
-  assertEquals(first.status, 200);
+  assert.deepEqual(first.status, 200);
   await first.body?.cancel();
   await closing;
-  assertEquals(mock.received.length, 1, "the queued requests never went upstream");
+  assert.deepEqual(mock.received.length, 1, "the queued requests never went upstream");
 });

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { requestTarget, route, type RouteResult } from "../../gateway/route.ts";
 import { loadConfig } from "../../config/mod.ts";
 
@@ -18,30 +18,37 @@ function upstreamOf(url: string, dropParams: string[] = []): RouteResult {
 }
 
 Deno.test("requestTarget() splits the raw path and query without normalizing them", () => {
-  assertEquals(requestTarget("http://gw.example:8000/sub/v1/chat?x=1&y=2"), {
+  assert.deepEqual(requestTarget("http://gw.example:8000/sub/v1/chat?x=1&y=2"), {
     path: "/sub/v1/chat",
     search: "?x=1&y=2",
   });
-  assertEquals(
+  assert.deepEqual(
     requestTarget("http://gw.example/sub/../../etc/passwd").path,
     "/sub/../../etc/passwd",
   );
-  assertEquals(requestTarget("http://gw.example/sub/%2e%2e/x").path, "/sub/%2e%2e/x");
-  assertEquals(requestTarget("http://gw.example"), { path: "/", search: "" });
-  assertEquals(requestTarget("http://gw.example?q"), { path: "/", search: "?q" });
-  assertEquals(requestTarget("http://gw.example/a#frag?not-a-query"), { path: "/a", search: "" });
-  assertEquals(requestTarget("http://gw.example/a?q=1#frag"), { path: "/a", search: "?q=1" });
+  assert.deepEqual(requestTarget("http://gw.example/sub/%2e%2e/x").path, "/sub/%2e%2e/x");
+  assert.deepEqual(requestTarget("http://gw.example"), { path: "/", search: "" });
+  assert.deepEqual(requestTarget("http://gw.example?q"), { path: "/", search: "?q" });
+  assert.deepEqual(requestTarget("http://gw.example/a#frag?not-a-query"), {
+    path: "/a",
+    search: "",
+  });
+  assert.deepEqual(requestTarget("http://gw.example/a?q=1#frag"), { path: "/a", search: "?q=1" });
 });
 
 Deno.test("route() maps /<service>/rest?query under the target's path, query kept", () => {
   const r = upstreamOf("http://gw/sub/v1/chat/completions?stream=true");
   assert(!("error" in r));
-  assertEquals(r.upstream, "https://up.example/base/path/v1/chat/completions?stream=true");
+  assert.deepEqual(r.upstream, "https://up.example/base/path/v1/chat/completions?stream=true");
   const bare = upstreamOf("http://gw/sub");
   assert(!("error" in bare));
-  assertEquals(bare.upstream, "https://up.example/base/path");
-  assertEquals(upstreamOf("http://gw/nope/v1"), { error: "no_service" });
-  assertEquals(upstreamOf("http://gw/subway/v1"), { error: "no_service" }, "whole segment only");
+  assert.deepEqual(bare.upstream, "https://up.example/base/path");
+  assert.deepEqual(upstreamOf("http://gw/nope/v1"), { error: "no_service" });
+  assert.deepEqual(
+    upstreamOf("http://gw/subway/v1"),
+    { error: "no_service" },
+    "whole segment only",
+  );
 });
 
 Deno.test("route() refuses every path that could climb above or leave the target", () => {
@@ -72,13 +79,13 @@ Deno.test("route() refuses every path that could climb above or leave the target
 Deno.test("route() on gemini: /v1 becomes /v1beta/openai, native paths stay, ?key= dropped", () => {
   const openai = upstreamOf("http://gw/gemini/v1/chat/completions?key=secret", ["key"]);
   assert(!("error" in openai));
-  assertEquals(openai.upstream, "https://gem.example/v1beta/openai/chat/completions");
-  assertEquals(openai.geminiNative, false);
+  assert.deepEqual(openai.upstream, "https://gem.example/v1beta/openai/chat/completions");
+  assert.deepEqual(openai.geminiNative, false);
   const native = upstreamOf(
     "http://gw/gemini/v1beta/models/g:generateContent?alt=sse&key=secret",
     ["key"],
   );
   assert(!("error" in native));
-  assertEquals(native.upstream, "https://gem.example/v1beta/models/g:generateContent?alt=sse");
-  assertEquals(native.geminiNative, true);
+  assert.deepEqual(native.upstream, "https://gem.example/v1beta/models/g:generateContent?alt=sse");
+  assert.deepEqual(native.geminiNative, true);
 });

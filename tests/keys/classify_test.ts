@@ -1,4 +1,4 @@
-import { assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { classifyResponse, defaultCooldownMs, parseRetryAfter } from "../../keys/mod.ts";
 import { gemini429Body } from "../support/provider_answers.ts";
 
@@ -6,38 +6,47 @@ const h = (o: Record<string, string>) => new Headers(o);
 
 Deno.test("parseRetryAfter() reads seconds, HTTP dates, retry-after-ms and x-ratelimit-reset-requests", () => {
   const now = Date.parse("2026-01-01T00:00:00Z");
-  assertEquals(parseRetryAfter(h({ "retry-after": "3" }), now), 3000);
-  assertEquals(parseRetryAfter(h({ "retry-after": "Thu, 01 Jan 2026 00:00:10 GMT" }), now), 10_000);
-  assertEquals(parseRetryAfter(h({ "retry-after-ms": "250" }), now), 250);
-  assertEquals(parseRetryAfter(h({ "x-ratelimit-reset-requests": "6m0s" }), now), 360_000);
-  assertEquals(parseRetryAfter(h({ "x-ratelimit-reset-requests": "1.5s" }), now), 1500);
-  assertEquals(parseRetryAfter(h({ "x-ratelimit-reset-requests": "20ms" }), now), 20);
-  assertEquals(parseRetryAfter(h({ "retry-after": "soon" }), now), undefined);
-  assertEquals(parseRetryAfter(h({}), now), undefined);
+  assert.deepEqual(parseRetryAfter(h({ "retry-after": "3" }), now), 3000);
+  assert.deepEqual(
+    parseRetryAfter(h({ "retry-after": "Thu, 01 Jan 2026 00:00:10 GMT" }), now),
+    10_000,
+  );
+  assert.deepEqual(parseRetryAfter(h({ "retry-after-ms": "250" }), now), 250);
+  assert.deepEqual(parseRetryAfter(h({ "x-ratelimit-reset-requests": "6m0s" }), now), 360_000);
+  assert.deepEqual(parseRetryAfter(h({ "x-ratelimit-reset-requests": "1.5s" }), now), 1500);
+  assert.deepEqual(parseRetryAfter(h({ "x-ratelimit-reset-requests": "20ms" }), now), 20);
+  assert.deepEqual(parseRetryAfter(h({ "retry-after": "soon" }), now), undefined);
+  assert.deepEqual(parseRetryAfter(h({}), now), undefined);
 });
 
 Deno.test("classifyResponse() sorts answers into what they mean for the key", () => {
   const none = h({});
-  assertEquals(classifyResponse(200, none, "", 0).kind, "success");
-  assertEquals(classifyResponse(401, none, "", 0), { kind: "key_suspect", reason: "unauthorized" });
-  assertEquals(classifyResponse(403, none, "", 0), { kind: "key_suspect", reason: "forbidden" });
-  assertEquals(classifyResponse(402, none, "", 0), { kind: "key_rejected", reason: "quota" });
-  assertEquals(
+  assert.deepEqual(classifyResponse(200, none, "", 0).kind, "success");
+  assert.deepEqual(classifyResponse(401, none, "", 0), {
+    kind: "key_suspect",
+    reason: "unauthorized",
+  });
+  assert.deepEqual(classifyResponse(403, none, "", 0), {
+    kind: "key_suspect",
+    reason: "forbidden",
+  });
+  assert.deepEqual(classifyResponse(402, none, "", 0), { kind: "key_rejected", reason: "quota" });
+  assert.deepEqual(
     classifyResponse(429, none, '{"error":{"code":"insufficient_quota"}}', 0).kind,
     "key_rejected",
   );
-  assertEquals(
+  assert.deepEqual(
     classifyResponse(400, none, '{"type":"error","error":{"type":"billing_error"}}', 0).kind,
     "client_error",
     "a 400 is never the key's fault",
   );
-  assertEquals(classifyResponse(429, h({ "retry-after": "2" }), "", 0), {
+  assert.deepEqual(classifyResponse(429, h({ "retry-after": "2" }), "", 0), {
     kind: "rate_limited",
     retryAfterMs: 2000,
   });
-  assertEquals(classifyResponse(503, none, "", 0).kind, "upstream_error");
-  assertEquals(classifyResponse(400, none, "bad model", 0).kind, "client_error");
-  assertEquals(classifyResponse(404, none, "", 0).kind, "client_error");
+  assert.deepEqual(classifyResponse(503, none, "", 0).kind, "upstream_error");
+  assert.deepEqual(classifyResponse(400, none, "bad model", 0).kind, "client_error");
+  assert.deepEqual(classifyResponse(404, none, "", 0).kind, "client_error");
 });
 
 // The bodies below are the providers' own (security_review.md H1; provider_limits.md).
@@ -81,8 +90,8 @@ const GEMINI_BAD_KEY = JSON.stringify({
 
 Deno.test("classifyResponse(): text a client can make the provider echo blames no key", () => {
   const none = h({});
-  assertEquals(classifyResponse(400, none, OPENAI_UNKNOWN_FIELD, 0).kind, "client_error");
-  assertEquals(
+  assert.deepEqual(classifyResponse(400, none, OPENAI_UNKNOWN_FIELD, 0).kind, "client_error");
+  assert.deepEqual(
     classifyResponse(
       400,
       none,
@@ -91,14 +100,14 @@ Deno.test("classifyResponse(): text a client can make the provider echo blames n
     ).kind,
     "client_error",
   );
-  assertEquals(classifyResponse(401, none, ANTHROPIC_CORS, 0).kind, "client_error");
-  assertEquals(classifyResponse(429, none, OPENAI_TOO_LARGE, 0).kind, "client_error");
-  assertEquals(classifyResponse(413, none, "", 0).kind, "client_error");
+  assert.deepEqual(classifyResponse(401, none, ANTHROPIC_CORS, 0).kind, "client_error");
+  assert.deepEqual(classifyResponse(429, none, OPENAI_TOO_LARGE, 0).kind, "client_error");
+  assert.deepEqual(classifyResponse(413, none, "", 0).kind, "client_error");
 });
 
 Deno.test("classifyResponse(): Gemini's per-minute 429 rests for its retryDelay, its PerDay 429 is a daily cap", () => {
   const none = h({});
-  assertEquals(
+  assert.deepEqual(
     classifyResponse(
       429,
       none,
@@ -107,7 +116,7 @@ Deno.test("classifyResponse(): Gemini's per-minute 429 rests for its retryDelay,
     ),
     { kind: "rate_limited", retryAfterMs: 22_000 },
   );
-  assertEquals(
+  assert.deepEqual(
     classifyResponse(
       429,
       none,
@@ -116,14 +125,14 @@ Deno.test("classifyResponse(): Gemini's per-minute 429 rests for its retryDelay,
     ),
     { kind: "rate_limited", retryAfterMs: 0, daily: true },
   );
-  assertEquals(classifyResponse(400, none, GEMINI_BAD_KEY, 0), {
+  assert.deepEqual(classifyResponse(400, none, GEMINI_BAD_KEY, 0), {
     kind: "key_suspect",
     reason: "unauthorized",
   });
 });
 
 Deno.test("defaultCooldownMs() starts at 5 s, doubles, and stops at 60 s", () => {
-  assertEquals([1, 2, 3, 4, 5, 9].map(defaultCooldownMs), [
+  assert.deepEqual([1, 2, 3, 4, 5, 9].map(defaultCooldownMs), [
     5000,
     10_000,
     20_000,

@@ -1,4 +1,4 @@
-import { assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import {
   emissionMicros,
   handBack,
@@ -19,7 +19,7 @@ function dueTimes(tatAfter: bigint, n: number): number[] {
 Deno.test("scheduleOf() lets a fresh ledger's whole burst out at once, then one token per 1/rps", () => {
   // A fresh ledger: max(now) then + 12 tokens.
   const tat = ledgerNow(now) + 12n * emissionMicros(rate);
-  assertEquals(dueTimes(tat, 12), [0, 0, 0, 0, 0, 0, 0, 0, 250, 500, 750, 1000]);
+  assert.deepEqual(dueTimes(tat, 12), [0, 0, 0, 0, 0, 0, 0, 0, 250, 500, 750, 1000]);
 });
 
 Deno.test("reservationEnd() subtracts exactly the claims committed after this one", () => {
@@ -31,19 +31,19 @@ Deno.test("reservationEnd() subtracts exactly the claims committed after this on
     { versionstamp: "00000000000000030000", n: 3 }, // after
     { versionstamp: "00000000000000040000", n: 2 }, // after
   ];
-  assertEquals(reservationEnd(tat, "00000000000000020000", claims, rate), tat - 5n * t);
-  assertEquals(reservationEnd(tat, "00000000000000040000", claims, rate), tat);
+  assert.deepEqual(reservationEnd(tat, "00000000000000020000", claims, rate), tat - 5n * t);
+  assert.deepEqual(reservationEnd(tat, "00000000000000040000", claims, rate), tat);
 });
 
 Deno.test("emissionMicros() rounds 1/rps up, so the ledger errs slow", () => {
-  assertEquals(emissionMicros({ rps: 3, burst: 1 }), 333_334n);
-  assertEquals(emissionMicros({ rps: 0.5, burst: 1 }), 2_000_000n);
+  assert.deepEqual(emissionMicros({ rps: 3, burst: 1 }), 333_334n);
+  assert.deepEqual(emissionMicros({ rps: 0.5, burst: 1 }), 2_000_000n);
 });
 
 Deno.test("handBack() takes back the tail, exactly n·T, and nothing from a ledger in the past", () => {
   const t = emissionMicros(rate);
-  assertEquals(handBack(ledgerNow(now) + 10n * t, 4, now, rate), ledgerNow(now) + 6n * t);
-  assertEquals(handBack(ledgerNow(now) + 2n * t, 4, now, rate), ledgerNow(now) - 2n * t);
-  assertEquals(handBack(ledgerNow(now) - t, 4, now, rate), undefined);
-  assertEquals(handBack(ledgerNow(now) + t, 0, now, rate), undefined);
+  assert.deepEqual(handBack(ledgerNow(now) + 10n * t, 4, now, rate), ledgerNow(now) + 6n * t);
+  assert.deepEqual(handBack(ledgerNow(now) + 2n * t, 4, now, rate), ledgerNow(now) - 2n * t);
+  assert.deepEqual(handBack(ledgerNow(now) - t, 4, now, rate), undefined);
+  assert.deepEqual(handBack(ledgerNow(now) + t, 0, now, rate), undefined);
 });

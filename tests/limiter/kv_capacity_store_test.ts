@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { withMemoryKv } from "../support/kv.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import {
@@ -51,10 +51,10 @@ Deno.test("ledger store: eight instances reserving at once never conflict, and n
     const leases = await Promise.all(
       stores.flatMap((s) => [s.leaseTokens(3), s.leaseTokens(2)]),
     );
-    assertEquals(conflicts(), 0);
+    assert.deepEqual(conflicts(), 0);
     assert(leases.every((l) => l.granted > 0), "a ledger grants, for later if need be");
     const due = dueTimes(leases, start);
-    assertEquals(due.length, 40);
+    assert.deepEqual(due.length, 40);
     for (const w of [0, 100, 500, 1000, 3000]) {
       for (let i = 0; i < due.length; i++) {
         const inWindow = due.filter((t) => t >= due[i] && t <= due[i] + w).length;
@@ -63,7 +63,7 @@ Deno.test("ledger store: eight instances reserving at once never conflict, and n
       }
     }
     // 40 tokens with a burst of 5 at 10 a second: the last falls due 3.5 s on.
-    assertEquals(due.at(-1), 3500);
+    assert.deepEqual(due.at(-1), 3500);
   });
 });
 
@@ -92,13 +92,13 @@ Deno.test("ledger store: returnTokens() hands back the unused tail only while no
     await a.leaseTokens(4);
     const afterA = await ledger();
     await a.returnTokens(3);
-    assertEquals(afterA - (await ledger()), 3n * 100_000n, "three tokens of 100 ms back");
+    assert.deepEqual(afterA - (await ledger()), 3n * 100_000n, "three tokens of 100 ms back");
 
     await a.leaseTokens(4);
     await b.leaseTokens(1);
     const beforeReturn = await ledger();
     await a.returnTokens(4);
-    assertEquals(await ledger(), beforeReturn, "b reserved after a: a's tokens stay spent");
+    assert.deepEqual(await ledger(), beforeReturn, "b reserved after a: a's tokens stay spent");
   });
 });
 
@@ -126,20 +126,20 @@ Deno.test("limiter.close() hands back unused ledger tokens and idle slots, keepi
     slots[0].ok && slots[0].release();
     await stopping.close();
     const record = await kv.get<{ holders: Record<string, { n: number }> }>(slotsKey("svc"));
-    assertEquals(record.value?.holders.stopping?.n, 2, "two slots still in flight stay held");
+    assert.deepEqual(record.value?.holders.stopping?.n, 2, "two slots still in flight stay held");
 
     // Another instance now gets the whole remaining burst at once: 10 − 3 spent.
     const other = make("other");
     let granted = 0;
     for (let i = 0; i < 7; i++) other.takeToken({ deadline }).then((t) => t.ok && granted++);
     for (let i = 0; i < 4; i++) await clock.advance(0);
-    assertEquals(granted, 7, "no time passed: all seven from the burst");
+    assert.deepEqual(granted, 7, "no time passed: all seven from the burst");
 
     slots[1].ok && slots[1].release();
     slots[2].ok && slots[2].release();
     await clock.advance(0);
     const after = await kv.get<{ holders: Record<string, { n: number }> }>(slotsKey("svc"));
-    assertEquals(
+    assert.deepEqual(
       after.value?.holders.stopping,
       undefined,
       "released after close: handed back at once",

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { withMemoryKv } from "../support/kv.ts";
 import { FakeClock, flush } from "../support/fake_clock.ts";
 import {
@@ -35,12 +35,12 @@ Deno.test("limiter.takeToken() lets a burst through at once, then paces at rps",
     );
   }
   await clock.advance(0);
-  assertEquals(granted.length, 8, "the burst");
+  assert.deepEqual(granted.length, 8, "the burst");
   await clock.advance(1000);
-  assertEquals(granted.length, 12, "4 more in the next second");
+  assert.deepEqual(granted.length, 12, "4 more in the next second");
   await clock.advance(2000);
-  assertEquals(granted.length, 20);
-  assertEquals(granted.slice(8), [
+  assert.deepEqual(granted.length, 20);
+  assert.deepEqual(granted.slice(8), [
     250,
     500,
     750,
@@ -64,7 +64,7 @@ Deno.test("limiter.takeToken() is first in, first out", async () => {
     limiter.takeToken({ deadline: clock.now() + 60_000 }).then(() => order.push(i));
   }
   await clock.advance(5000);
-  assertEquals(order, [0, 1, 2, 3, 4]);
+  assert.deepEqual(order, [0, 1, 2, 3, 4]);
 });
 
 Deno.test("limiter.acquireSlot() caps in-flight at maxConn and hands a freed slot to the oldest waiter", async () => {
@@ -76,19 +76,19 @@ Deno.test("limiter.acquireSlot() caps in-flight at maxConn and hands a freed slo
   let third = false;
   const c = limiter.acquireSlot({ deadline }).then((s) => (third = true, s));
   await clock.advance(100);
-  assertEquals(third, false);
-  assertEquals(limiter.inFlight, 2);
+  assert.deepEqual(third, false);
+  assert.deepEqual(limiter.inFlight, 2);
   assert(a.ok && b.ok);
   a.release();
   a.release(); // idempotent
   await flush();
-  assertEquals(third, true);
-  assertEquals(limiter.inFlight, 2);
+  assert.deepEqual(third, true);
+  assert.deepEqual(limiter.inFlight, 2);
   const s = await c;
   assert(s.ok);
   s.release();
   b.release();
-  assertEquals(limiter.inFlight, 0);
+  assert.deepEqual(limiter.inFlight, 0);
 });
 
 Deno.test("limiter.trySlot() and tryToken() answer at once, and never jump a queue", async () => {
@@ -98,12 +98,12 @@ Deno.test("limiter.trySlot() and tryToken() answer at once, and never jump a que
   const a = limiter.trySlot();
   const b = limiter.trySlot(clock.now());
   assert(a?.ok && b?.ok, "two free slots, taken without a promise");
-  assertEquals(limiter.trySlot(), undefined, "maxConn reached: the caller must wait");
+  assert.deepEqual(limiter.trySlot(), undefined, "maxConn reached: the caller must wait");
   const waiting = limiter.acquireSlot({ deadline: clock.now() + 60_000 });
   a.release();
-  assertEquals(limiter.trySlot(), undefined, "the freed slot went to the waiter, not past it");
+  assert.deepEqual(limiter.trySlot(), undefined, "the freed slot went to the waiter, not past it");
   assert((await waiting).ok);
-  assertEquals(limiter.inFlight, 2);
+  assert.deepEqual(limiter.inFlight, 2);
 
   assert(limiter.tryToken() && limiter.tryToken(clock.now()), "the burst, at once");
   assert(!limiter.tryToken(), "empty: the next token is 1 s away");
@@ -123,12 +123,12 @@ Deno.test("limiter refuses past queueLimit and past the deadline, with a Retry-A
   assert(held.ok);
   const queued = limiter.acquireSlot({ deadline });
   const full = await limiter.acquireSlot({ deadline });
-  assertEquals(full.ok, false);
+  assert.deepEqual(full.ok, false);
   assert(!full.ok && full.reason === "queue_full" && full.retryAfterMs >= 1000);
   await clock.advance(1000);
   const timedOut = await queued;
   assert(!timedOut.ok && timedOut.reason === "queue_timeout");
-  assertEquals(limiter.waiting, 0);
+  assert.deepEqual(limiter.waiting, 0);
 });
 
 Deno.test("limiter: an aborted waiter leaves the queue at once", async () => {
@@ -137,12 +137,12 @@ Deno.test("limiter: an aborted waiter leaves the queue at once", async () => {
   await limiter.takeToken({ deadline: clock.now() + 60_000 });
   const ac = new AbortController();
   const waiting = limiter.takeToken({ deadline: clock.now() + 60_000, signal: ac.signal });
-  assertEquals(limiter.waiting, 1);
+  assert.deepEqual(limiter.waiting, 1);
   ac.abort();
   const r = await waiting;
   assert(!r.ok && r.reason === "aborted");
-  assertEquals(limiter.waiting, 0);
-  assertEquals(clock.pending <= 1, true, "its deadline timer is gone");
+  assert.deepEqual(limiter.waiting, 0);
+  assert.deepEqual(clock.pending <= 1, true, "its deadline timer is gone");
 });
 
 Deno.test("limiter (KV store): requests arriving together cost one KV lease, and leased tokens cost none", async () => {
@@ -168,7 +168,7 @@ Deno.test("limiter (KV store): requests arriving together cost one KV lease, and
     await clock.advance(0);
     const results = await Promise.all(all);
     assert(results.every((r) => r.ok));
-    assertEquals(asked[0], 10, "the first lease asked for the whole burst at once");
+    assert.deepEqual(asked[0], 10, "the first lease asked for the whole burst at once");
     // Any further lease refills ahead of demand; the next three requests find tokens waiting.
     for (let i = 0; i < 3; i++) {
       await clock.advance(20);
@@ -231,7 +231,7 @@ Deno.test("limiter (KV store): leased tokens expire after leaseMs and are counte
     assert(leased > limiter.stats.tokensSpent, "a stock was leased ahead");
     await clock.advance(3000);
     await take(limiter, clock);
-    assertEquals(limiter.stats.tokensStranded, leased - 20);
+    assert.deepEqual(limiter.stats.tokensStranded, leased - 20);
   }, { leaseMs: 2000 });
 });
 
@@ -269,18 +269,18 @@ Deno.test("limiter: leased tokens falling due in turn expire in turn, leaseMs af
   );
   try {
     assert((await take(limiter, clock)).ok, "token 0, due at once");
-    assertEquals(limiter.stats.tokensLeased, 10);
+    assert.deepEqual(limiter.stats.tokensLeased, 10);
     await clock.advance(749);
     // Tokens 1–2 (due at 100 and 200) expired at 600 and 700; token 3 is spent.
     assert(limiter.tryToken());
-    assertEquals([limiter.stats.tokensStranded, limiter.stats.tokensSpent], [2, 2]);
+    assert.deepEqual([limiter.stats.tokensStranded, limiter.stats.tokensSpent], [2, 2]);
     await clock.advance(1000 - 749);
     // Tokens 4–5 (due at 400 and 500) expired by 1000; token 6 is spent.
     assert(limiter.tryToken());
-    assertEquals([limiter.stats.tokensStranded, limiter.stats.tokensSpent], [4, 3]);
+    assert.deepEqual([limiter.stats.tokensStranded, limiter.stats.tokensSpent], [4, 3]);
     await clock.advance(10_000);
     assert(!limiter.tryToken(), "the rest expired");
-    assertEquals(limiter.stats.tokensStranded, 7);
+    assert.deepEqual(limiter.stats.tokensStranded, 7);
   } finally {
     await limiter.close();
   }
@@ -321,8 +321,8 @@ Deno.test("limiter (KV store): a stock about to expire is refilled ahead, so the
       if (await spend()) waited++;
       await clock.advance(100);
     }
-    assertEquals(waited, 0, `requests that found no valid token (leases at ${leasedAt})`);
-    assertEquals(limiter.stats.tokensSpent, 440);
+    assert.deepEqual(waited, 0, `requests that found no valid token (leases at ${leasedAt})`);
+    assert.deepEqual(limiter.stats.tokensSpent, 440);
   } finally {
     await limiter.close();
   }
@@ -337,7 +337,7 @@ Deno.test("limiter (KV store): an idle slot's hand-back timer never delays askin
     const deadline = t.clock.now() + 60_000;
     for (let i = 0; i < 5; i++) t.limiter.acquireSlot({ deadline }).then((s) => s.ok && granted++);
     for (let i = 0; i < 4; i++) await t.clock.advance(0);
-    assertEquals(granted, 5, "all five at once, without waiting for the linger to end");
+    assert.deepEqual(granted, 5, "all five at once, without waiting for the linger to end");
   });
 });
 
@@ -352,12 +352,12 @@ Deno.test("limiter (KV store): slots beyond the recent peak go back after 1 s; s
     );
     await t.clock.advance(0);
     const slots = await Promise.all(burst);
-    assertEquals(await held(), 5);
+    assert.deepEqual(await held(), 5);
     for (const s of slots) if (s.ok) s.release();
     await oneAtATime(t, 30, 100); // steady traffic for 3 s
-    assertEquals(await held(), 1, "the four idle slots went back; the one in use stayed");
+    assert.deepEqual(await held(), 1, "the four idle slots went back; the one in use stayed");
     const writes = t.limiter.stats.slotWrites;
     await oneAtATime(t, 30, 100);
-    assertEquals(t.limiter.stats.slotWrites, writes, "steady use costs no slot writes");
+    assert.deepEqual(t.limiter.stats.slotWrites, writes, "steady use costs no slot writes");
   });
 });

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { withMemoryKv } from "../support/kv.ts";
 import { runSharedLoad, worstWindowRatio } from "../support/shared_load.ts";
 import { KvCapacityStore, ServiceLimiter, systemClock } from "../../limiter/mod.ts";
@@ -71,7 +71,7 @@ Deno.test("KV failing: instances degrade to their local share (never unlimited),
     degradedLogs.length >= 1 && degradedLogs.length <= 4,
     `logged once per instance (${degradedLogs})`,
   );
-  assertEquals(
+  assert.deepEqual(
     r.events.filter((e) => e.endsWith("kv_recovered")).length,
     degradedLogs.length,
     "every degraded instance recovered",

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../support/assert.ts";
+import assert from "node:assert/strict";
 import { FakeClock } from "../support/fake_clock.ts";
 import { TimeoutSweeper } from "../../limiter/mod.ts";
 
@@ -8,13 +8,13 @@ Deno.test("sweeper.add() fires never early, at most one resolution late, on one 
   const start = clock.now();
   const fired: number[] = [];
   for (const ms of [150, 250, 1000]) sweeper.add(ms, () => fired.push(clock.now() - start));
-  assertEquals(clock.pending, 1, "three timeouts, one runtime timer");
+  assert.deepEqual(clock.pending, 1, "three timeouts, one runtime timer");
   await clock.advance(149);
-  assertEquals(fired, [], "nothing before its time");
+  assert.deepEqual(fired, [], "nothing before its time");
   await clock.advance(1000);
-  assertEquals(fired, [200, 300, 1000]);
-  assertEquals(sweeper.size, 0);
-  assertEquals(clock.pending, 0, "no timer left once nothing is pending");
+  assert.deepEqual(fired, [200, 300, 1000]);
+  assert.deepEqual(sweeper.size, 0);
+  assert.deepEqual(clock.pending, 0, "no timer left once nothing is pending");
 });
 
 Deno.test("sweeper: a cancelled timeout never fires", async () => {
@@ -25,7 +25,7 @@ Deno.test("sweeper: a cancelled timeout never fires", async () => {
   cancel();
   await clock.advance(100);
   assert(!fired);
-  assertEquals(sweeper.size, 0);
+  assert.deepEqual(sweeper.size, 0);
 });
 
 Deno.test("sweeper: cancelling in any order, and from a firing callback, fires exactly the rest", async () => {
@@ -43,18 +43,18 @@ Deno.test("sweeper: cancelling in any order, and from a firing callback, fires e
     }));
   for (const i of [19, 0, 10, 3, 18]) cancels[i]();
   cancels[10](); // twice is harmless
-  assertEquals(sweeper.size, 15);
+  assert.deepEqual(sweeper.size, 15);
   await clock.advance(100);
-  assertEquals(fired.filter((i) => i === 4 || i === 7).length, 1, `4 xor 7 in ${fired}`);
-  assertEquals(
+  assert.deepEqual(fired.filter((i) => i === 4 || i === 7).length, 1, `4 xor 7 in ${fired}`);
+  assert.deepEqual(
     fired.filter((i) => i !== 4 && i !== 7).sort((a, b) => a - b),
     [1, 2, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17],
   );
-  assertEquals(sweeper.size, 1, "the one added while sweeping is still pending");
+  assert.deepEqual(sweeper.size, 1, "the one added while sweeping is still pending");
   await clock.advance(500);
-  assertEquals(fired.at(-1), 100);
-  assertEquals(sweeper.size, 0);
-  assertEquals(clock.pending, 0);
+  assert.deepEqual(fired.at(-1), 100);
+  assert.deepEqual(sweeper.size, 0);
+  assert.deepEqual(clock.pending, 0);
 });
 
 Deno.test("new TimeoutSweeper() refuses a resolution that is not positive", () => {
@@ -64,5 +64,5 @@ Deno.test("new TimeoutSweeper() refuses a resolution that is not positive", () =
   } catch (e) {
     message = (e as RangeError).message;
   }
-  assertEquals(message, "resolutionMs must be > 0 (got 0)");
+  assert.deepEqual(message, "resolutionMs must be > 0 (got 0)");
 });
