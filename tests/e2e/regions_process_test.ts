@@ -9,16 +9,16 @@ import {
   type KvConnectServer,
   kvConnectUnavailable,
   startKvConnect,
-} from "./support/kv_connect.ts";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD } from "./support/harness.ts";
+} from "../support/kv_connect.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD } from "../support/harness.ts";
 import {
   DEPLOY_ENV,
   type GatewayProcess,
   startGatewayProcess,
   stopProcesses,
-} from "./support/process.ts";
-import { worstWindowRatio } from "./support/shared_load.ts";
+} from "../support/process.ts";
+import { worstWindowRatio } from "../support/shared_load.ts";
 
 const missing = await kvConnectUnavailable();
 if (missing) console.log(`KV Connect tests skipped: ${missing}`);
@@ -223,7 +223,7 @@ Deno.test({
             ];
             const load = Promise.all(layouts[run - 1]());
             // Requests let in before the instances first agree on shares drain first (as in
-            // tests/teams_process_test.ts): 6 s, then 12 s measured.
+            // tests/e2e/teams_process_test.ts): 6 s, then 12 s measured.
             await sleep(6000);
             const from = Date.now();
             await sleep(12_000);

@@ -5,19 +5,19 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import assert from "node:assert/strict";
-import { chatBody, PASSWORD } from "./support/harness.ts";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { freePort } from "./support/net.ts";
+import { chatBody, PASSWORD } from "../support/harness.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { freePort } from "../support/net.ts";
 import {
   type GatewayProcess,
   runGatewayToExit,
   startGatewayProcess,
   stopProcesses,
-} from "./support/process.ts";
-import { keyHealthPrefix } from "../kv/mod.ts";
-import { keyId } from "../keys/mod.ts";
+} from "../support/process.ts";
+import { keyHealthPrefix } from "../../kv/mod.ts";
+import { keyId } from "../../keys/mod.ts";
 
-const ROOT = new URL("../", import.meta.url);
+const ROOT = new URL("../../", import.meta.url);
 
 async function chat(url: string): Promise<number> {
   const r = await fetch(`${url}/openai/v1/chat/completions`, {

@@ -5,9 +5,9 @@
  * drainMs, new requests are told to go elsewhere, and the slots go back.
  */
 import assert from "node:assert/strict";
-import { chatBody, PASSWORD } from "./support/harness.ts";
-import { type MockUpstream, startMockUpstream } from "./support/mock_upstream.ts";
-import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { chatBody, PASSWORD } from "../support/harness.ts";
+import { type MockUpstream, startMockUpstream } from "../support/mock_upstream.ts";
+import { type GatewayProcess, startGatewayProcess, stopProcesses } from "../support/process.ts";
 
 const headers = { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" };
 

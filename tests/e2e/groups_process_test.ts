@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { ChatOpenAI } from "@langchain/openai";
-import { PASSWORD } from "./support/harness.ts";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { loggedEvents, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { loggedEvents, startGatewayProcess, stopProcesses } from "../support/process.ts";
 
 Deno.test("a group through the OpenAI SDK and LangChain: the first target's refused key is skipped after its 401, the second serves its model", async () => {
   // The first provider knows no key of ours (401 for each), the second any.

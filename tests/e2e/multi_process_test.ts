@@ -4,10 +4,10 @@
  * upstream that counts arrivals and concurrency.
  */
 import assert from "node:assert/strict";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { worstWindowRatio } from "./support/shared_load.ts";
-import { chatBody, PASSWORD } from "./support/harness.ts";
-import { type GatewayProcess, startGatewayProcess } from "./support/process.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { worstWindowRatio } from "../support/shared_load.ts";
+import { chatBody, PASSWORD } from "../support/harness.ts";
+import { type GatewayProcess, startGatewayProcess } from "../support/process.ts";
 
 type Proc = GatewayProcess;
 

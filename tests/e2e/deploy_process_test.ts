@@ -4,19 +4,19 @@
  * own choosing, and an isolate's memory.
  */
 import assert from "node:assert/strict";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD } from "./support/harness.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD } from "../support/harness.ts";
 import {
   DEPLOY_ENV,
   type GatewayProcess,
   startGatewayProcess,
   stopProcesses,
-} from "./support/process.ts";
+} from "../support/process.ts";
 import {
   type KvConnectServer,
   kvConnectUnavailable,
   startKvConnect,
-} from "./support/kv_connect.ts";
+} from "../support/kv_connect.ts";
 
 for (const store of ["the default store (no KV_PATH)", "a KV file"]) {
   Deno.test(`started as Deno Deploy starts it (deno run -A main.ts, no flag more, Deploy's variables), it serves on ${store}`, async () => {

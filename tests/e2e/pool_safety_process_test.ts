@@ -5,10 +5,10 @@
  * Anthropic and Gemini do. Each fails on 1e41bfd.
  */
 import assert from "node:assert/strict";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD } from "./support/harness.ts";
-import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
-import { gemini429Body } from "./support/provider_answers.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { type GatewayProcess, startGatewayProcess, stopProcesses } from "../support/process.ts";
+import { gemini429Body } from "../support/provider_answers.ts";
 
 const KEYS = ["sk-pool-key-1", "sk-pool-key-2", "sk-pool-key-3"];
 const ALPHA = "alpha-team-token-0123456789";

@@ -4,9 +4,9 @@
  * three processes together, and the provider-wide pause.
  */
 import assert from "node:assert/strict";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD } from "./support/harness.ts";
-import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { type GatewayProcess, startGatewayProcess, stopProcesses } from "../support/process.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

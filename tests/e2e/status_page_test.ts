@@ -7,9 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { keyId } from "../keys/mod.ts";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD, startGateway } from "./support/harness.ts";
+import { keyId } from "../../keys/mod.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD, startGateway } from "../support/harness.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = (() => {

@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import parsePrometheus from "parse-prometheus-text-format";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD } from "./support/harness.ts";
-import { startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { startGatewayProcess, stopProcesses } from "../support/process.ts";
 
 interface Family {
   name: string;

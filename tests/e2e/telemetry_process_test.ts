@@ -4,9 +4,9 @@
  * metrics and the attempt spans arrive, and no secret is in them.
  */
 import assert from "node:assert/strict";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD } from "./support/harness.ts";
-import { gatewayPid, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { gatewayPid, startGatewayProcess, stopProcesses } from "../support/process.ts";
 
 /** An OTLP/HTTP receiver on loopback that keeps every export it is sent. */
 function otlpReceiver() {

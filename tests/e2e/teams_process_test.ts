@@ -5,9 +5,9 @@
  * every process within 5 s.
  */
 import assert from "node:assert/strict";
-import { startMockUpstream } from "./support/mock_upstream.ts";
-import { PASSWORD } from "./support/harness.ts";
-import { type GatewayProcess, startGatewayProcess, stopProcesses } from "./support/process.ts";
+import { startMockUpstream } from "../support/mock_upstream.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { type GatewayProcess, startGatewayProcess, stopProcesses } from "../support/process.ts";
 
 const TOKENS = {
   a: "team-a-token-0123456789",
