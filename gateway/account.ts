@@ -1,6 +1,6 @@
 import type { Exchange } from "./exchange.ts";
 import { isoTime, type LogLine } from "./log.ts";
-import { accountGroup } from "./group_serve.ts";
+import { accountGroup } from "./group_stage.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { leaveTeam } from "./team_stages.ts";
 import { chargeKey } from "./key_stages.ts";

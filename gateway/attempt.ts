@@ -10,13 +10,8 @@ import { modelOf } from "../status/mod.ts";
 import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
-import {
-  hasNextTarget,
-  NEXT_TARGET,
-  type SkipReason,
-  targetFailed,
-  waitLimit,
-} from "./group_stage.ts";
+import { hasNextTarget, NEXT_TARGET, targetFailed, waitLimit } from "./group_stage.ts";
+import type { SkipReason } from "./group_walk.ts";
 import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {

@@ -5,8 +5,8 @@ import { type ClientHead, readClientHead } from "./headers.ts";
 import { requestId } from "./request_id.ts";
 import type { RequestTarget } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
-import type { TeamPass } from "./team_stages.ts";
-import type { GroupWalk } from "./group_stage.ts";
+import type { TeamPass } from "./team_pass.ts";
+import type { GroupWalk } from "./group_walk.ts";
 import type { TokenUsage } from "../teams/mod.ts";
 
 /** The request as it walks the stages: its record, one per request. */

@@ -1,18 +1,18 @@
 /**
  * Serving model groups: the groups with their targets' runtimes, a group's
  * model list, the switch to the next target, and what the answer and the
- * log say of it (`x-kvgate-target`; `group`, `target`, `skipped`; the
- * group metrics). The choice itself is `group_stage.ts`.
+ * log say of it (`x-kvgate-target`). The choice itself, and the log
+ * line's group fields and the group metrics, are `group_stage.ts`.
  *
  * @module
  */
 import type { ModelGroup } from "../config/mod.ts";
-import { type GroupStatus, statusLabel } from "../status/mod.ts";
+import type { GroupStatus } from "../status/mod.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import { appendGatewayHeaders } from "./headers.ts";
 import type { Exchange } from "./exchange.ts";
-import { type GroupWalk, nextTarget, type ServedGroup, targetName, whyNot } from "./group_stage.ts";
-import type { LogLine } from "./log.ts";
+import { nextTarget, targetName, whyNot } from "./group_stage.ts";
+import type { GroupWalk, ServedGroup } from "./group_walk.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { answer } from "./respond.ts";
 import type { Route, RouteCache } from "./route.ts";
@@ -74,20 +74,6 @@ export function markTarget(x: Exchange, response: Response): void {
   try {
     response.headers.set("x-kvgate-target", targetName(walk.served.group.targets[walk.at]));
   } catch { /* headers of a response that cannot change: said in the log only */ }
-}
-
-/** The log line's group fields, and the group metrics, once per request. */
-export function accountGroup(p: Pipeline, x: Exchange, status: number, line: LogLine): void {
-  const walk = x.group!;
-  const group = walk.served.group;
-  const target = walk.at >= 0 ? targetName(group.targets[walk.at]) : "";
-  line.group = group.name;
-  if (target) line.target = target;
-  if (walk.skipped.length > 0) {
-    line.skipped = walk.skipped.map((s) => ({ target: s.target, reason: s.reason }));
-  }
-  p.metrics.groupRequests.inc(group.name, target || "none", statusLabel(status));
-  for (const s of walk.skipped) p.metrics.groupSkips.inc(group.name, s.target, s.reason);
 }
 
 /** The groups' targets as the status page shows them: ready, or why a request would pass them over. */

@@ -10,50 +10,16 @@
  *
  * @module
  */
-import type { GroupTarget, ModelGroup } from "../config/mod.ts";
+import type { GroupTarget } from "../config/mod.ts";
+import { statusLabel } from "../status/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
+import type { GroupWalk, ServedGroup, Skip, SkipReason } from "./group_walk.ts";
+import type { LogLine } from "./log.ts";
+import type { Pipeline } from "./pipeline.ts";
 import type { ServiceRuntime } from "./runtime.ts";
-
-/** Why a target was passed over. */
-export type SkipReason =
-  | "no_keys"
-  | "service_paused"
-  | "provider_backoff"
-  | "keys_resting"
-  | "day_spent"
-  | "rate_limited"
-  | "upstream_error"
-  | "upstream_429"
-  | "keys_refused";
-
-/** A group as the gateway serves it: its targets with their services' runtimes. */
-export interface ServedGroup {
-  group: ModelGroup;
-  runtimes: readonly ServiceRuntime[];
-}
-
-/** One skipped target, for the log and the answer when every target is out. */
-export interface Skip {
-  target: string;
-  reason: SkipReason;
-  /** When the target frees up (epoch ms), when known. */
-  untilMs: number;
-}
-
-/** A group request's walk over its targets. */
-export interface GroupWalk {
-  served: ServedGroup;
-  /** The target being tried (an index into the group's targets). */
-  at: number;
-  skipped: Skip[];
-  /** The path after the group's name (`/v1/chat/completions`). */
-  rest: string;
-  /** The client's JSON body, parsed once when a target's model must replace its `model`. */
-  parsed: Record<string, unknown> | undefined;
-}
 
 /**
  * What the attempt stage answers, instead of a response, when a group's
@@ -205,4 +171,18 @@ function everyTargetOut(walk: GroupWalk, now: number): GatewayError {
     code,
     message: `No target of the group ${name} can take the request now (${reasons}); retry later.`,
   };
+}
+
+/** The log line's group fields, and the group metrics, once per request. */
+export function accountGroup(p: Pipeline, x: Exchange, status: number, line: LogLine): void {
+  const walk = x.group!;
+  const group = walk.served.group;
+  const target = walk.at >= 0 ? targetName(group.targets[walk.at]) : "";
+  line.group = group.name;
+  if (target) line.target = target;
+  if (walk.skipped.length > 0) {
+    line.skipped = walk.skipped.map((s) => ({ target: s.target, reason: s.reason }));
+  }
+  p.metrics.groupRequests.inc(group.name, target || "none", statusLabel(status));
+  for (const s of walk.skipped) p.metrics.groupSkips.inc(group.name, s.target, s.reason);
 }

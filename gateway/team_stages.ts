@@ -12,29 +12,9 @@ import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
+import type { TeamPass } from "./team_pass.ts";
 import type { Pipeline } from "./pipeline.ts";
 import type { Route } from "./route.ts";
-
-/**
- * A team's request as it walks the stages: who it is, its lane, and what it
- * holds (the team's own slot, a place in the fair gate's backlog) until
- * `leaveTeam` hands them back, exactly once.
- */
-export interface TeamPass {
-  team: Team;
-  bulk: boolean;
-  /** Bytes of the request body, for the token estimate. */
-  requestBytes: number;
-  /** The team's own pacing on this service, when it has one. */
-  limiter: ServiceLimiter | undefined;
-  /** Hands back the team's own in-flight slot, when it holds one. */
-  releaseSlot: (() => void) | undefined;
-  /** Counted in the fair gate's backlog until it goes upstream. */
-  inGate: boolean;
-  left: boolean;
-  /** One request of the day's budget is charged for it already (a group's request is charged once). */
-  charged: boolean;
-}
 
 /**
  * How a request waits in a limiter's queues: until its deadline, as its

@@ -1,17 +1,37 @@
 import type { Clock } from "../clock/mod.ts";
 import { kvCall, type KvCallOptions, type KvStatus, slotsKey, tokenLedgerKey } from "../kv/mod.ts";
-import { emissionMicros, ledgerNow, type Presence, type SlotsState } from "../limiter/mod.ts";
-import type { ServiceRuntime } from "../gateway/runtime.ts";
+import {
+  emissionMicros,
+  ledgerNow,
+  type Presence,
+  type ServiceLimiter,
+  type SlotsState,
+} from "../limiter/mod.ts";
+import type { Service } from "../config/mod.ts";
+import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
 import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
 import type { Gauge, Metrics } from "./metrics.ts";
 import type { MinuteCount, MinuteCounts } from "./minute_counts.ts";
+
+/**
+ * What the board reads of one service in this instance. Declared here, so
+ * that the status sits below the gateway: the gateway's `ServiceRuntime`
+ * is one.
+ */
+export interface BoardService {
+  readonly service: Service;
+  readonly pool: Pick<KeyPool, "keys" | "health">;
+  readonly limiter: Pick<ServiceLimiter, "waiting" | "waitingByTeam">;
+  readonly pacing?: Pick<KeyPacing, "paceOf" | "today">;
+  readonly backoff?: Pick<ProviderBackoff, "pause">;
+}
 
 /** What the board reads: this instance's parts, and KV for the deployment's. */
 export interface StatusBoardParts {
   kv: Deno.Kv;
   clock: Clock;
   instanceId: string;
-  runtimes: ReadonlyMap<string, ServiceRuntime>;
+  runtimes: ReadonlyMap<string, BoardService>;
   metrics: Metrics;
   /** The deployment's answers per minute (the chart, the last five minutes). */
   minutes?: MinuteCounts;
@@ -220,7 +240,7 @@ export class StatusBoard {
   }
 
   /** The bucket's level and the slots held, read from KV in one snapshot. */
-  async #shared(name: string, rt: ServiceRuntime, now: number) {
+  async #shared(name: string, rt: BoardService, now: number) {
     const [ledger, slots] = await kvCall(
       // Eventual: the page is at most a second old anyway, and the read stays in-region.
       () =>
@@ -239,7 +259,7 @@ export class StatusBoard {
     return { bucketTokens: Math.max(0, Math.min(limits.burst, Math.floor(level))), inFlight };
   }
 
-  #keys(rt: ServiceRuntime, now: number): Promise<KeyStatus[]> {
+  #keys(rt: BoardService, now: number): Promise<KeyStatus[]> {
     return Promise.all(rt.pool.keys.map(async (key) => {
       const h = rt.pool.health(key.id);
       const pace = rt.pacing?.paceOf(key.id);
