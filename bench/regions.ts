@@ -127,6 +127,12 @@ try {
       JSON.stringify(calls.byKind)
     })`,
   );
+  const byKey = Object.entries(calls.byKey).sort((a, b) => b[1] - a[1]);
+  console.log(
+    `  per request, by call and first key: ${
+      byKey.map(([k, n]) => `${k} ${(n / requests).toFixed(3)}`).join(", ")
+    }`,
+  );
 } finally {
   await stopProcesses(procs);
   await mock.close();

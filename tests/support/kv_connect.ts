@@ -15,6 +15,8 @@ export interface KvCalls {
   total: number;
   byKind: Record<string, number>;
   byToken: Record<string, number>;
+  /** By kind and the first segment of the first key named (`atomic_write:slots`). */
+  byKey: Record<string, number>;
 }
 
 /** A running KV Connect server. */

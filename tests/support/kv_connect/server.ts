@@ -50,7 +50,21 @@ const calls = {
   total: 0,
   byKind: {} as Record<string, number>,
   byToken: {} as Record<string, number>,
+  /** By kind and the first segment of the first key the call names (`atomic_write:slots`). */
+  byKey: {} as Record<string, number>,
 };
+
+const LATIN1 = new TextDecoder("latin1");
+
+/**
+ * The first segment of the first key in a call's protobuf bytes: a key's
+ * string segment is encoded 0x02, its UTF-8 bytes, 0x00 (FoundationDB's
+ * tuple layer, which Deno KV uses). For counting only.
+ */
+function firstKeySegment(bytes: Uint8Array): string {
+  // deno-lint-ignore no-control-regex -- the tuple layer's type byte and terminator
+  return /\x02([A-Za-z_]{2,})\x00/.exec(LATIN1.decode(bytes))?.[1] ?? "?";
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -63,8 +77,17 @@ function accessToken(req: Request): string | undefined {
 }
 
 /** Waits as the call's "region" does and applies the fault; a Response ends the call. */
-async function arrive(token: string, kind: string, eventual: boolean): Promise<Response | null> {
+async function arrive(
+  token: string,
+  kind: string,
+  eventual: boolean,
+  bytes?: Uint8Array,
+): Promise<Response | null> {
   calls.total++;
+  if (bytes) {
+    const label = `${kind}:${firstKeySegment(bytes)}`;
+    calls.byKey[label] = (calls.byKey[label] ?? 0) + 1;
+  }
   calls.byKind[kind] = (calls.byKind[kind] ?? 0) + 1;
   calls.byToken[token] = (calls.byToken[token] ?? 0) + 1;
   const ms = eventual ? eventualMs : latencyByToken.get(token) ?? defaultLatencyMs;
@@ -120,10 +143,13 @@ async function dataServer(req: Request): Promise<Response> {
   const path = new URL(req.url).pathname;
   const eventual = path.startsWith("/eventual/");
   const kind = path === "/" ? "metadata" : path.slice(path.lastIndexOf("/") + 1);
-  const early = await arrive(token, kind, eventual);
-  if (early) return early;
-  if (kind === "metadata") return metadata(req, token, await req.json().catch(() => ({})));
+  if (kind === "metadata") {
+    return await arrive(token, kind, eventual) ??
+      metadata(req, token, await req.json().catch(() => ({})));
+  }
   const bytes = new Uint8Array(await req.arrayBuffer());
+  const early = await arrive(token, kind, eventual, bytes);
+  if (early) return early;
   const protobuf = { "content-type": "application/x-protobuf" };
   switch (kind) {
     case "snapshot_read":
@@ -175,6 +201,7 @@ async function controlServer(req: Request): Promise<Response> {
     calls.total = 0;
     calls.byKind = {};
     calls.byToken = {};
+    calls.byKey = {};
   } else if (path !== "/calls") {
     return new Response("not found", { status: 404 });
   }
