@@ -41,6 +41,8 @@ interface DayState {
   /** The day's counts as last read from KV. */
   requestsSeen: number;
   tokensSeen: number;
+  /** When they were read (a spent day may come back: others hand back reservations). */
+  readAt: number;
   /** Counted here, not yet added in KV. */
   pendingRequests: number;
   pendingTokens: number;
@@ -114,7 +116,9 @@ export class TeamBudgets {
       return OK;
     }
     const over = this.#exhausted(daily, s, now);
-    if (over) return over;
+    // Spent as last read; but other instances hand back what they reserved
+    // and left idle, so once a flushMs the reservation reads the day again.
+    if (over && (this.#tokensOver(daily, s) || now - s.readAt < this.#flushMs)) return over;
     if (s.allowance > 0) {
       s.allowance--;
       return OK;
@@ -165,6 +169,7 @@ export class TeamBudgets {
         const [r, t] = await this.#readDay(name, s.day);
         s.requestsSeen = u64(r);
         s.tokensSeen = u64(t);
+        s.readAt = now;
       } catch {
         // KV is down: keep the counts for the next flush.
         s.pendingRequests += requests;
@@ -221,6 +226,7 @@ export class TeamBudgets {
           s.requestsSeen = requests === null ? 0 : Number(requests.value);
           s.tokensSeen = u64(tokens as Deno.KvEntryMaybe<Deno.KvU64>);
           const now = this.#clock.now();
+          s.readAt = now;
           const over = this.#exhausted(team.daily, s, now);
           if (over) return { done: over };
           const chunk = this.#chunk(team.daily, s, peers, now);
@@ -236,8 +242,9 @@ export class TeamBudgets {
       s.allowance += chunk;
       return OK;
     } catch {
-      // KV is down: this instance's share of what was left, counted to be written on return.
-      const left = (team.daily.requests ?? Infinity) - s.requestsSeen - s.pendingRequests;
+      // KV is down: this instance's share of what was left when KV last
+      // answered, counted to be written on return.
+      const left = (team.daily.requests ?? Infinity) - s.requestsSeen;
       if (left <= 0 || s.pendingRequests * peers >= left) {
         return this.#refusal(s, this.#clock.now());
       }
@@ -269,9 +276,12 @@ export class TeamBudgets {
     return Math.max(1, chunk);
   }
 
+  #tokensOver(daily: DailyBudget, s: DayState): boolean {
+    return daily.tokens !== undefined && s.tokensSeen + s.pendingTokens >= daily.tokens;
+  }
+
   #exhausted(daily: DailyBudget, s: DayState, now: number): BudgetVerdict | undefined {
-    const tokensOver = daily.tokens !== undefined &&
-      s.tokensSeen + s.pendingTokens >= daily.tokens;
+    const tokensOver = this.#tokensOver(daily, s);
     const requestsOver = daily.requests !== undefined && s.allowance === 0 &&
       s.requestsSeen >= daily.requests;
     return tokensOver || requestsOver ? this.#refusal(s, now) : undefined;
@@ -296,6 +306,7 @@ export class TeamBudgets {
         allowance: 0,
         requestsSeen: 0,
         tokensSeen: 0,
+        readAt: -Infinity,
         pendingRequests: 0,
         pendingTokens: 0,
         lastUse: now,

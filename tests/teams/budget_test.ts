@@ -1,0 +1,131 @@
+/**
+ * TeamBudgets on `:memory:` KV and the fake clock: a day's requests and
+ * tokens shared by every instance, reserved in chunks, handed back when
+ * idle, kept through a KV outage.
+ */
+import assert from "node:assert/strict";
+import { type Budgeted, TeamBudgets } from "../../teams/mod.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+import { faultyKv } from "../support/faulty_kv.ts";
+import { withMemoryKv } from "../support/kv.ts";
+
+const team = (daily: Budgeted["daily"]): Budgeted => ({ name: "acme", daily });
+const DAY = 86_400_000;
+
+/** Spends once, awaiting a reservation when one is needed. */
+async function spend(b: TeamBudgets, t: Budgeted, clock: FakeClock) {
+  return await b.spend(t, clock.now());
+}
+
+Deno.test("TeamBudgets: two instances spend exactly the day's requests between them, then both refuse until the day resets", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const peers = () => 2;
+    const a = new TeamBudgets({ kv, clock, peers });
+    const b = new TeamBudgets({ kv, clock, peers });
+    const t = team({ requests: 30 });
+    let granted = 0;
+    for (let i = 0; i < 100; i++) {
+      if ((await spend(i % 2 ? b : a, t, clock)).ok) granted++;
+    }
+    assert.equal(granted, 30);
+    const refused = await spend(b, t, clock);
+    const midnight = Math.ceil(clock.now() / DAY) * DAY;
+    assert.deepEqual(refused, {
+      ok: false,
+      retryAfterMs: midnight - clock.now(),
+      resetsAt: midnight,
+    });
+    assert.deepEqual(a.check(t, clock.now()), refused, "check() says the same from memory");
+    await a.close();
+    await b.close();
+  });
+});
+
+Deno.test("TeamBudgets: a reservation idle for 2 s goes back at the next flush, and the other instance spends it", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const a = new TeamBudgets({ kv, clock });
+    const b = new TeamBudgets({ kv, clock });
+    const t = team({ requests: 40 });
+    assert.ok((await spend(a, t, clock)).ok, "a reserves a chunk and spends one of it");
+    let granted = 0;
+    while ((await spend(b, t, clock)).ok) granted++;
+    assert.ok(granted < 39, `b cannot spend what a holds (${granted})`);
+    await clock.advance(2000);
+    await a.flush();
+    while ((await spend(b, t, clock)).ok) granted++;
+    assert.equal(granted, 39, "every request of the day but a's one");
+    assert.equal((await b.usage("acme")).requests, 40);
+    await a.close();
+    await b.close();
+  });
+});
+
+Deno.test("TeamBudgets: a new budget day starts from zero, at dayStartMs", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const dayStartMs = 8 * 3_600_000;
+    const budgets = new TeamBudgets({ kv, clock, dayStartMs });
+    const t = team({ requests: 2 });
+    assert.ok((await spend(budgets, t, clock)).ok);
+    assert.ok((await spend(budgets, t, clock)).ok);
+    const refused = await spend(budgets, t, clock);
+    assert.equal(refused.ok, false);
+    const resetsAt = (refused as { resetsAt: number }).resetsAt;
+    assert.equal((resetsAt - dayStartMs) % DAY, 0, "the day turns at 08:00 UTC");
+    await clock.advance(resetsAt - clock.now());
+    assert.ok((await spend(budgets, t, clock)).ok, "the new day's first request");
+    await budgets.close();
+  });
+});
+
+Deno.test("TeamBudgets: a tokens budget refuses once the day's tokens reach it — here at once, elsewhere after a flush", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const a = new TeamBudgets({ kv, clock });
+    const b = new TeamBudgets({ kv, clock });
+    const t = team({ tokens: 100 });
+    assert.ok((await spend(a, t, clock)).ok);
+    a.addTokens("acme", 120);
+    assert.equal(a.check(t, clock.now()).ok, false, "here, from memory");
+    await a.flush();
+    assert.equal((await spend(b, t, clock)).ok, false, "there, from KV");
+    assert.equal((await b.usage("acme")).tokens, 120);
+    await a.close();
+    await b.close();
+  });
+});
+
+Deno.test("TeamBudgets: KV down → an instance spends only its share of what was left, and its counts reach KV when KV answers", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const faults = { latencyMs: 0, failing: true, ops: 0 };
+    const down = new TeamBudgets({
+      kv: faultyKv(kv, faults),
+      clock,
+      peers: () => 2,
+      call: { attempts: 1 },
+    });
+    const t = team({ requests: 10 });
+    let granted = 0;
+    for (let i = 0; i < 20; i++) if ((await spend(down, t, clock)).ok) granted++;
+    assert.equal(granted, 5, "half of the 10 left, for 2 instances");
+    down.addTokens("acme", 70);
+    await down.flush();
+    faults.failing = false;
+    await down.flush();
+    assert.deepEqual(
+      await new TeamBudgets({ kv, clock }).usage("acme"),
+      { day: (await down.usage("acme")).day, requests: 5, tokens: 70 },
+    );
+    await down.close();
+  });
+});
+
+Deno.test("TeamBudgets: flushMs must be positive", () => {
+  assert.throws(
+    () => new TeamBudgets({ kv: {} as Deno.Kv, clock: new FakeClock(), flushMs: 0 }),
+    (e: unknown) => e instanceof RangeError && e.message.includes("flushMs"),
+  );
+});
