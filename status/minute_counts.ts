@@ -245,13 +245,15 @@ export class MinuteCounts {
     this.#prunedAt = now;
     for (const service of new Set(tallies.map((t) => t.service))) {
       const range = minuteCountRange(service, 0, now - KEEP_MS);
-      const op = this.#o.kv.atomic();
-      let n = 0;
-      for await (const e of this.#o.kv.list(range, { limit: 200 })) {
-        op.delete(e.key);
-        n++;
-      }
-      if (n > 0) await op.commit();
+      await kvCall(async () => {
+        const op = this.#o.kv.atomic();
+        let n = 0;
+        for await (const e of this.#o.kv.list(range, { limit: 200 })) {
+          op.delete(e.key);
+          n++;
+        }
+        if (n > 0) await op.commit();
+      }, this.#o.call ?? {});
     }
     // The day records of keys and teams, every instance's (summed records carry no expiry).
     await pruneOldDays(this.#o.kv, now, this.#o.call);

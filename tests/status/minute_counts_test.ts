@@ -1,0 +1,112 @@
+/**
+ * MinuteCounts on `:memory:` KV and the fake clock: answers per service and
+ * minute, and each key's use per provider day, summed over every instance,
+ * nothing lost or counted twice through a KV outage.
+ */
+import assert from "node:assert/strict";
+import { MinuteCounts } from "../../status/mod.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+import { faultyKv } from "../support/faulty_kv.ts";
+import { withMemoryKv } from "../support/kv.ts";
+
+const MINUTE = 60_000;
+const minuteOf = (ms: number) => ms - (ms % MINUTE);
+
+Deno.test("MinuteCounts: two instances' answers in one minute read back as their sums, by kind", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(1_700_000_000_000));
+    const a = new MinuteCounts({ kv, clock });
+    const b = new MinuteCounts({ kv, clock });
+    const now = clock.now();
+    for (const status of [200, 200, 429, 502]) a.answered("groq", status, now);
+    b.answered("groq", 200, now);
+    b.upstream429("groq", now);
+    a.answered("openai", 200, now);
+    await a.flush();
+    await b.flush();
+    assert.deepEqual(await a.read("groq", now - MINUTE, now + MINUTE), [
+      { minute: now, requests: 5, refused: 1, errors: 1, upstream429: 1 },
+    ]);
+    assert.equal((await b.read("openai", now, now + MINUTE))[0].requests, 1);
+  });
+});
+
+Deno.test("MinuteCounts: each minute is its own record; a flush adds only what KV does not have yet", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(1_700_000_000_000));
+    const counts = new MinuteCounts({ kv, clock });
+    const first = clock.now();
+    counts.answered("groq", 200, first);
+    await counts.flush();
+    counts.answered("groq", 200, first + 1000);
+    counts.answered("groq", 200, first + MINUTE);
+    await counts.flush();
+    await counts.flush();
+    assert.deepEqual(
+      (await counts.read("groq", first, first + 2 * MINUTE)).map((c) => [c.minute, c.requests]),
+      [[first, 2], [first + MINUTE, 1]],
+    );
+  });
+});
+
+Deno.test("MinuteCounts: a key's requests and tokens per provider day, which starts at dayStartMs", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(Date.UTC(2026, 11, 7, 7, 0));
+    const counts = new MinuteCounts({ kv, clock });
+    const eight = 8 * 3_600_000;
+    assert.equal(
+      counts.dayOf("groq", eight, clock.now()),
+      "2026-12-06",
+      "before 08:00: yesterday's",
+    );
+    counts.keyUsed("groq", "k_a", eight, clock.now(), 1, 120);
+    counts.keyUsed("groq", "k_a", eight, clock.now(), 1, 30);
+    const later = Date.UTC(2026, 11, 7, 9, 0);
+    assert.equal(counts.dayOf("groq", eight, later), "2026-12-07");
+    counts.keyUsed("groq", "k_a", eight, later, 1, 5);
+    await counts.flush();
+    assert.deepEqual(await counts.keyDay("groq", "k_a", "2026-12-06"), {
+      requests: 2,
+      tokens: 150,
+    });
+    assert.deepEqual(await counts.keyDay("groq", "k_a", "2026-12-07"), { requests: 1, tokens: 5 });
+  });
+});
+
+Deno.test("MinuteCounts: KV failing → the flush throws and keeps everything; the next one adds it once", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(1_700_000_000_000));
+    const faults = { latencyMs: 0, failing: true, ops: 0 };
+    const counts = new MinuteCounts({ kv: faultyKv(kv, faults), clock, call: { attempts: 1 } });
+    const now = clock.now();
+    counts.answered("groq", 200, now);
+    counts.keyUsed("groq", "k_a", 0, now, 1, 10);
+    await assert.rejects(counts.flush());
+    counts.answered("groq", 200, now + MINUTE);
+    faults.failing = false;
+    await counts.flush();
+    await counts.flush();
+    const read = new MinuteCounts({ kv, clock });
+    assert.deepEqual(
+      (await read.read("groq", now, now + 2 * MINUTE)).map((c) => c.requests),
+      [1, 1],
+    );
+    const day = read.dayOf("groq", 0, now);
+    assert.deepEqual(await read.keyDay("groq", "k_a", day), { requests: 1, tokens: 10 });
+  });
+});
+
+Deno.test("MinuteCounts: minute records older than an hour go at a flush", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(1_700_000_000_000));
+    const counts = new MinuteCounts({ kv, clock });
+    const old = clock.now();
+    counts.answered("groq", 200, old);
+    await counts.flush();
+    await clock.advance(61 * MINUTE);
+    counts.answered("groq", 200, clock.now());
+    await counts.flush();
+    const kept = await counts.read("groq", 0, clock.now() + MINUTE);
+    assert.deepEqual(kept.map((c) => c.minute), [minuteOf(clock.now())]);
+  });
+});
