@@ -1,0 +1,165 @@
+/**
+ * TeamRegistry on `:memory:` KV and the fake clock: teams made, changed and
+ * removed through the admin API on one instance hold on every instance
+ * within a refresh; KV keeps token hashes only; config teams are fixed.
+ */
+import assert from "node:assert/strict";
+import {
+  type Team,
+  TeamChangeError,
+  TeamRegistry,
+  type TeamRegistryOptions,
+  tokenSha256,
+} from "../../teams/mod.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+import { faultyKv } from "../support/faulty_kv.ts";
+import { withMemoryKv } from "../support/kv.ts";
+
+const context = { services: { groq: { rps: 10, burst: 10, maxConn: 4 } } };
+const CONFIG_TOKEN = "config-team-token-0123456789";
+const configTeam: Team = {
+  name: "ops",
+  source: "config",
+  tokenSha256: tokenSha256(CONFIG_TOKEN),
+  weight: 1,
+  limits: {},
+  daily: {},
+};
+
+function registry(kv: Deno.Kv, clock: FakeClock, extra: Partial<TeamRegistryOptions> = {}) {
+  return new TeamRegistry([configTeam], {
+    kv,
+    clock,
+    context,
+    refreshMs: 1000,
+    watch: false,
+    ...extra,
+  });
+}
+
+const kind = (k: TeamChangeError["kind"]) => (e: unknown) =>
+  e instanceof TeamChangeError && e.kind === k;
+
+Deno.test("TeamRegistry: a team made on one instance is known there at once and on another after its refresh", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const here = registry(kv, clock);
+    const there = registry(kv, clock);
+    await here.start();
+    await there.start();
+    const { team, token } = await here.create({ name: "translate", weight: 3 });
+    assert.equal(team.weight, 3);
+    assert.equal(here.byHash(tokenSha256(token))?.name, "translate");
+    assert.equal(there.byHash(tokenSha256(token)), undefined, "not yet");
+    await clock.advance(1000);
+    assert.equal(there.byHash(tokenSha256(token))?.name, "translate");
+    assert.deepEqual(there.list().map((t) => t.name), ["ops", "translate"], "config teams first");
+    here.close();
+    there.close();
+  });
+});
+
+Deno.test("TeamRegistry: KV holds the token's SHA-256, never the token", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const teams = registry(kv, clock);
+    const { token } = await teams.create({ name: "translate" });
+    let seen = "";
+    for await (const e of kv.list({ prefix: [] })) {
+      seen += Deno.inspect(e.value, { depth: 9 }) + "\n";
+    }
+    assert.ok(seen.includes(tokenSha256(token)));
+    assert.ok(!seen.includes(token));
+    teams.close();
+  });
+});
+
+Deno.test("TeamRegistry: a rotated token stops at once here and within a refresh there; the new one works", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const here = registry(kv, clock);
+    const there = registry(kv, clock);
+    await there.start();
+    const first = await here.create({ name: "translate" });
+    await clock.advance(1000);
+    const second = await here.rotate("translate");
+    assert.equal(here.byHash(tokenSha256(first.token)), undefined);
+    assert.equal(here.byHash(tokenSha256(second.token))?.name, "translate");
+    await clock.advance(1000);
+    assert.equal(there.byHash(tokenSha256(first.token)), undefined);
+    assert.equal(there.byHash(tokenSha256(second.token))?.name, "translate");
+    here.close();
+    there.close();
+  });
+});
+
+Deno.test("TeamRegistry: patch changes settings; delete removes; unknown names and clashes are told apart", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const teams = registry(kv, clock);
+    await teams.create({ name: "translate" });
+    assert.equal((await teams.patch("translate", { weight: 5 })).weight, 5);
+    await assert.rejects(teams.create({ name: "translate" }), kind("clash"));
+    await teams.delete("translate");
+    assert.equal(teams.get("translate"), undefined);
+    await assert.rejects(teams.delete("translate"), kind("unknown"));
+    await assert.rejects(teams.patch("translate", { weight: 2 }), kind("unknown"));
+    teams.close();
+  });
+});
+
+Deno.test("TeamRegistry: a config team cannot be made, changed, rotated or removed through the API", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const teams = registry(kv, clock);
+    await assert.rejects(teams.create({ name: "ops" }), kind("read_only"));
+    await assert.rejects(teams.patch("ops", { weight: 2 }), kind("read_only"));
+    await assert.rejects(teams.rotate("ops"), kind("read_only"));
+    await assert.rejects(teams.delete("ops"), kind("read_only"));
+    assert.equal(teams.byHash(tokenSha256(CONFIG_TOKEN))?.name, "ops");
+    teams.close();
+  });
+});
+
+Deno.test("TeamRegistry: a bad field is refused before anything is written", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const teams = registry(kv, clock);
+    await assert.rejects(teams.create({ name: "translate", services: ["nope"] }));
+    await assert.rejects(teams.create({ name: "Bad Name" }));
+    let records = 0;
+    for await (const _ of kv.list({ prefix: [] })) records++;
+    assert.equal(records, 0);
+    teams.close();
+  });
+});
+
+Deno.test("TeamRegistry: with KV failing a refresh keeps the last view", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const faults = { latencyMs: 0, failing: false, ops: 0 };
+    const maker = registry(kv, clock);
+    const { token } = await maker.create({ name: "translate" });
+    const teams = registry(faultyKv(kv, faults), clock, { call: { attempts: 1 } });
+    await teams.refresh();
+    faults.failing = true;
+    await assert.rejects(teams.refresh());
+    assert.equal(teams.byHash(tokenSha256(token))?.name, "translate");
+    maker.close();
+    teams.close();
+  });
+});
+
+Deno.test("TeamRegistry: refreshMs must be positive", () => {
+  assert.throws(
+    () =>
+      new TeamRegistry([], {
+        kv: {} as Deno.Kv,
+        clock: new FakeClock(),
+        context,
+        refreshMs: 0,
+        watch: false,
+      }),
+    (e: unknown) => e instanceof RangeError && e.message.includes("refreshMs"),
+  );
+});
