@@ -186,7 +186,6 @@ export async function createGateway(
   lifecycle.start();
   const status = new StatusBoard({
     minutes,
-    kv,
     clock,
     instanceId,
     runtimes,
@@ -194,7 +193,6 @@ export async function createGateway(
     kvStatus,
     presence,
     teams,
-    call,
     kvWarning: options.kvWarning,
     groups: groupStatus(servedGroups(config.groups, runtimes)),
   });

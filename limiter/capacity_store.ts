@@ -57,6 +57,17 @@ export interface CapacityStore {
    * store lets out no more than that, then refills at its rate. Never raises.
    */
   leaveAtMost?(available: number): Promise<void>;
+  /**
+   * How full the shared capacity is now, for the status; null when there
+   * is none to tell (a store in memory, KV unreachable).
+   */
+  levels?(): Promise<CapacityLevels | null>;
+}
+
+/** A shared capacity's levels: tokens free in its bucket, in-flight slots held by all instances. */
+export interface CapacityLevels {
+  bucketTokens: number;
+  inFlight: number;
 }
 
 /** Capacity kept in this instance's memory: limits hold for this instance only. */

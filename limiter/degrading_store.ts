@@ -1,4 +1,5 @@
 import {
+  type CapacityLevels,
   type CapacityStore,
   MemoryCapacityStore,
   type ServiceLimits,
@@ -64,6 +65,12 @@ export class DegradingStore implements CapacityStore {
 
   holdSlots(target: number): Promise<number> {
     return this.#run((s) => s.holdSlots(target));
+  }
+
+  /** The shared store's levels; none while degraded (KV is what holds them). */
+  levels(): Promise<CapacityLevels | null> {
+    if (this.degraded || !this.#primary.levels) return Promise.resolve(null);
+    return this.#primary.levels();
   }
 
   leaveAtMost(available: number): Promise<void> {

@@ -18,19 +18,11 @@ import {
   takeTokens,
 } from "./bucket.ts";
 import { emissionMicros, handBack, ledgerNow, reservationEnd, scheduleOf } from "./gcra.ts";
-import type { CapacityStore, ServiceLimits, TokenLease } from "./capacity_store.ts";
+import type { CapacityLevels, CapacityStore, ServiceLimits, TokenLease } from "./capacity_store.ts";
+import { readLevels, type SlotHolder, type SlotsState } from "./capacity_levels.ts";
 import type { Clock } from "../clock/mod.ts";
 
-/** One instance's claim on a service's in-flight slots; judged by its time stamp. */
-export interface SlotHolder {
-  n: number;
-  expiresAt: number;
-}
-
-/** The value at `slotsKey(service)`. */
-export interface SlotsState {
-  holders: Record<string, SlotHolder>;
-}
+export type { SlotHolder, SlotsState } from "./capacity_levels.ts";
 
 /** Options for {@linkcode KvCapacityStore}. */
 export interface KvCapacityStoreOptions {
@@ -129,6 +121,11 @@ export class KvCapacityStore implements CapacityStore {
 
   leaseTokens(want: number): Promise<TokenLease> {
     return this.#tokens === "ledger" ? this.#reserve(want) : this.#leaseFromBucket(want);
+  }
+
+  levels(): Promise<CapacityLevels | null> {
+    const now = this.#clock.now();
+    return readLevels(this.#kv, this.#service, this.#limits, this.#tokens, now, this.#call);
   }
 
   returnTokens(n: number): Promise<void> {

@@ -1,4 +1,4 @@
-import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
+import type { CapacityLevels, CapacityStore, ServiceLimits } from "./capacity_store.ts";
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 import type { Admission, RefusalReason, SlotAdmission, WaitOptions } from "./admission.ts";
 import { DemandMeter, leaseSize, pipelineTokens, tokensNeeded } from "./lease_policy.ts";
@@ -119,6 +119,11 @@ export class ServiceLimiter {
       throw new RangeError(`queueLimit must be >= 0 (got ${this.#queueLimit})`);
     }
     if (!(this.#leaseMs > 0)) throw new RangeError(`leaseMs must be > 0 (got ${this.#leaseMs})`);
+  }
+
+  /** How full the shared capacity is now (the status); null where none is shared. */
+  levels(): Promise<CapacityLevels | null> {
+    return this.#store.levels?.() ?? Promise.resolve(null);
   }
 
   /** Requests waiting for a slot or a token. */

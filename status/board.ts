@@ -1,12 +1,6 @@
 import type { Clock } from "../clock/mod.ts";
-import { kvCall, type KvCallOptions, type KvStatus, slotsKey, tokenLedgerKey } from "../kv/mod.ts";
-import {
-  emissionMicros,
-  ledgerNow,
-  type Presence,
-  type ServiceLimiter,
-  type SlotsState,
-} from "../limiter/mod.ts";
+import type { KvStatus } from "../kv/mod.ts";
+import type { Presence, ServiceLimiter } from "../limiter/mod.ts";
 import type { Service } from "../config/mod.ts";
 import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
 import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
@@ -21,14 +15,16 @@ import type { MinuteCount, MinuteCounts } from "./minute_counts.ts";
 export interface BoardService {
   readonly service: Service;
   readonly pool: Pick<KeyPool, "keys" | "health">;
-  readonly limiter: Pick<ServiceLimiter, "waiting" | "waitingByTeam">;
+  readonly limiter: Pick<ServiceLimiter, "waiting" | "waitingByTeam" | "levels">;
   readonly pacing?: Pick<KeyPacing, "paceOf" | "today">;
   readonly backoff?: Pick<ProviderBackoff, "pause">;
 }
 
-/** What the board reads: this instance's parts, and KV for the deployment's. */
+/**
+ * What the board reads: this instance's parts, and through them KV for the
+ * deployment's (the limiters' levels, the minute counts, presence, teams).
+ */
 export interface StatusBoardParts {
-  kv: Deno.Kv;
   clock: Clock;
   instanceId: string;
   runtimes: ReadonlyMap<string, BoardService>;
@@ -38,7 +34,6 @@ export interface StatusBoardParts {
   kvStatus: KvStatus;
   presence?: Presence;
   teams?: { registry: TeamRegistry; budgets: TeamBudgets };
-  call?: KvCallOptions;
   /** Said on the status when KV is not what limits need (no database attached). */
   kvWarning?: string;
   /** The model groups and their targets' states now (see {@linkcode GroupStatus}). */
@@ -185,7 +180,7 @@ export class StatusBoard {
     const p = this.#p;
     const services: StatusSnapshot["services"] = {};
     for (const [name, rt] of p.runtimes) {
-      const shared = p.kvStatus.up ? await this.#shared(name, rt, now).catch(() => null) : null;
+      const shared = p.kvStatus.up ? await rt.limiter.levels().catch(() => null) : null;
       const pause = rt.backoff?.pause;
       const minutes = p.kvStatus.up
         ? await p.minutes?.read(name, minuteOf(now) - 14 * 60_000, now + 1).catch(() => undefined)
@@ -237,26 +232,6 @@ export class StatusBoard {
 
   #staleMs(i: { seenAt: number; expiresAt: number }): number {
     return i.expiresAt - i.seenAt;
-  }
-
-  /** The bucket's level and the slots held, read from KV in one snapshot. */
-  async #shared(name: string, rt: BoardService, now: number) {
-    const [ledger, slots] = await kvCall(
-      // Eventual: the page is at most a second old anyway, and the read stays in-region.
-      () =>
-        this.#p.kv.getMany<[Deno.KvU64, SlotsState]>([tokenLedgerKey(name), slotsKey(name)], {
-          consistency: "eventual",
-        }),
-      this.#p.call ?? {},
-    );
-    const limits = rt.service;
-    const behind = ledger.value === null ? 0 : Number(ledger.value.value - ledgerNow(now));
-    const level = limits.burst - Math.max(0, behind) / Number(emissionMicros(limits));
-    let inFlight = 0;
-    for (const h of Object.values(slots.value?.holders ?? {})) {
-      if (h.expiresAt > now) inFlight += h.n;
-    }
-    return { bucketTokens: Math.max(0, Math.min(limits.burst, Math.floor(level))), inFlight };
   }
 
   #keys(rt: BoardService, now: number): Promise<KeyStatus[]> {

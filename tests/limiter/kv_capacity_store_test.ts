@@ -147,3 +147,23 @@ Deno.test("limiter.close() hands back unused ledger tokens and idle slots, keepi
     await other.close();
   });
 });
+
+Deno.test("KvCapacityStore.levels(): tokens free and slots held by every instance, as the status shows them, in both token modes", async () => {
+  for (const tokens of ["ledger", "compare_and_set"] as const) {
+    await withMemoryKv(async (kv) => {
+      const clock = new FakeClock();
+      const options = { clock, tokens, slotTtlMs: 10_000 };
+      const a = new KvCapacityStore(kv, "svc", limits, { ...options, instanceId: "a" });
+      const b = new KvCapacityStore(kv, "svc", limits, { ...options, instanceId: "b" });
+      assert.deepEqual(await a.levels(), { bucketTokens: 5, inFlight: 0 }, `${tokens}: full`);
+      assert.equal((await a.leaseTokens(3)).granted, 3);
+      await a.holdSlots(1);
+      await b.holdSlots(2);
+      assert.deepEqual(await b.levels(), { bucketTokens: 2, inFlight: 3 }, tokens);
+      await clock.advance(200); // 10 rps: two tokens back
+      assert.equal((await a.levels())?.bucketTokens, 4, `${tokens}: refilled`);
+      await clock.advance(10_000);
+      assert.equal((await a.levels())?.inFlight, 0, `${tokens}: claims past their TTL`);
+    });
+  }
+});
