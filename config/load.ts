@@ -4,7 +4,7 @@ import {
   type GatewaySettings,
   type ServiceConfig,
 } from "./defaults.ts";
-import { parseDayStart } from "../teams/budget_day.ts";
+import { parseDayStart } from "../limiter/mod.ts";
 import { type ModelGroup, parseGroups } from "./groups.ts";
 import {
   checkTeamName,

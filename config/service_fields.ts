@@ -6,7 +6,7 @@
  * @module
  */
 import type { ServiceConfig, ServiceStyle, StreamRelay } from "./defaults.ts";
-import { parseDayStart } from "../teams/budget_day.ts";
+import { parseDayStart } from "../limiter/mod.ts";
 import { type KeyQuota, parseKeyQuota, type RateLimitDialect } from "../keys/mod.ts";
 import { checkOneOf, checkPositive, ConfigError, describe, isRecord } from "./check.ts";
 

@@ -1,7 +1,7 @@
 import type { GatewayConfig } from "../config/mod.ts";
 import { KeyHealthStore, KeyRateStore } from "../keys/mod.ts";
-import { kvCall, KvStatus, probeKey } from "../kv/mod.ts";
-import { type Clock, Presence, systemClock } from "../limiter/mod.ts";
+import { kvCall, KvStatus, probeKey, teamUsageKey } from "../kv/mod.ts";
+import { type Clock, DayBudgets, Presence, systemClock } from "../limiter/mod.ts";
 import { buildServiceRuntime, type ServiceContext } from "./service_build.ts";
 import { Drain, type DrainReport } from "./drain.ts";
 import { groupStatus, servedGroups } from "./group_serve.ts";
@@ -11,7 +11,7 @@ import { createHandler } from "./handler.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
 import { requestId } from "./request_id.ts";
 import type { ServiceRuntime } from "./runtime.ts";
-import { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
+import { TeamRegistry } from "../teams/mod.ts";
 import type { TeamServices } from "./pipeline.ts";
 import { GenAiTelemetry, Metrics, MinuteCounts, StatusBoard } from "../status/mod.ts";
 
@@ -123,7 +123,14 @@ export async function createGateway(
       context: { services: config.services, groups: config.groups.map((g) => g.name) },
       watch: options.watchKv,
     }),
-    budgets: new TeamBudgets({ kv, clock, call, peers, dayStartMs: config.dayStartMs }),
+    budgets: new DayBudgets({
+      kv,
+      clock,
+      call,
+      peers,
+      dayStartMs: config.dayStartMs,
+      usageKey: teamUsageKey,
+    }),
   };
   await teams.registry.start();
   const beat = () =>

@@ -1,20 +1,20 @@
 import type { Lifecycle } from "./lifecycle.ts";
 import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
 import { stopEvents } from "./stream_end.ts";
-import { type Clock, TimeoutSweeper } from "../limiter/mod.ts";
+import { type Clock, type DayBudgets, TimeoutSweeper } from "../limiter/mod.ts";
 import type { Drain } from "./drain.ts";
 import { LoginGuard } from "./login_guard.ts";
 import { BodyBudget } from "./body_budget.ts";
 import type { LogLine } from "./log.ts";
 import type { RelayOptions } from "./relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
-import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
+import type { TeamRegistry } from "../teams/mod.ts";
 import { GenAiTelemetry, Metrics, type MinuteCounts, type StatusBoard } from "../status/mod.ts";
 
 /** The teams' shared parts: who they are and what they have spent. */
 export interface TeamServices {
   registry: TeamRegistry;
-  budgets: TeamBudgets;
+  budgets: DayBudgets;
 }
 
 /** What the request pipeline needs; everything is injected. */

@@ -21,6 +21,7 @@ import { keyDayUsageKey, type KvCallOptions, type KvStatus, type LimitScope } fr
 import {
   type CapacityStore,
   type Clock,
+  DayBudgets,
   DegradingStore,
   FairQueue,
   KvCapacityStore,
@@ -33,7 +34,6 @@ import {
   FairGate,
   KvDemandBoard,
   LocalDemandBoard,
-  TeamBudgets,
   TeamLimiters,
   type TeamLimits,
 } from "../teams/mod.ts";
@@ -98,7 +98,7 @@ export async function buildServiceRuntime(
     leaseMs: c.config.leaseMs,
     requestLimiter: (key, l) => limiterFor({ service: service.name, key, per: "requests" }, l),
     tokenStore: (key, l) => storeFor({ service: service.name, key, per: "tokens" }, l),
-    days: service.keyQuota.rpd === undefined ? undefined : new TeamBudgets({
+    days: service.keyQuota.rpd === undefined ? undefined : new DayBudgets({
       kv: c.kv,
       clock: c.clock,
       call: c.call,

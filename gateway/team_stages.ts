@@ -1,6 +1,5 @@
-import type { ServiceLimiter, WaitOptions } from "../limiter/mod.ts";
+import type { BudgetVerdict, ServiceLimiter, WaitOptions } from "../limiter/mod.ts";
 import {
-  type BudgetVerdict,
   DEFAULT_TEAM_PATHS,
   endpointAllowed,
   estimateTokens,

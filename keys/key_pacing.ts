@@ -1,11 +1,11 @@
 import type {
   CapacityStore,
   Clock,
+  DayBudgets,
   ServiceLimiter,
   ServiceLimits,
   WaitOptions,
 } from "../limiter/mod.ts";
-import type { TeamBudgets } from "../teams/mod.ts";
 import type { PooledKey } from "./key_pool.ts";
 import { type KeyQuota, perMinuteLimits } from "./key_quota.ts";
 import type { KeyRate, KeyRateStore } from "./key_rate_store.ts";
@@ -32,7 +32,7 @@ export interface KeyPacingOptions {
   /** Builds the shared ledger of one key's model tokens. */
   tokenStore: (keyId: string, limits: ServiceLimits) => CapacityStore;
   /** The keys' day counts (`rpd`), one budget per key id. Required with `quota.rpd`. */
-  days?: TeamBudgets;
+  days?: DayBudgets;
   /** Where the providers' word on each key is shared. Default: this instance only. */
   rates?: KeyRateStore;
   /** Takes a key out of rotation until `until` (quota spent, or the provider said 0 left). */

@@ -1,9 +1,9 @@
 import type { Clock } from "../clock/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
-import type { Presence, ServiceLimiter } from "../limiter/mod.ts";
+import type { DayBudgets, Presence, ServiceLimiter } from "../limiter/mod.ts";
 import type { Service } from "../config/mod.ts";
 import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
-import type { TeamBudgets, TeamRegistry } from "../teams/mod.ts";
+import type { TeamRegistry } from "../teams/mod.ts";
 import type { Gauge, Metrics } from "./metrics.ts";
 import type { MinuteCount, MinuteCounts } from "./minute_counts.ts";
 
@@ -33,7 +33,7 @@ export interface StatusBoardParts {
   minutes?: MinuteCounts;
   kvStatus: KvStatus;
   presence?: Presence;
-  teams?: { registry: TeamRegistry; budgets: TeamBudgets };
+  teams?: { registry: TeamRegistry; budgets: DayBudgets };
   /** Said on the status when KV is not what limits need (no database attached). */
   kvWarning?: string;
   /** The model groups and their targets' states now (see {@linkcode GroupStatus}). */

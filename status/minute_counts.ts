@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { budgetDay } from "../teams/mod.ts";
+import { budgetDay } from "../limiter/mod.ts";
 import {
   keyDayKey,
   kvCall,

@@ -5,18 +5,13 @@
  *
  * @module
  */
+import type { DailyBudget } from "../limiter/mod.ts";
 
 /** A team's own pacing on one service (or on every service, under `"*"`). */
 export interface TeamLimits {
   rps: number;
   burst: number;
   maxConn: number;
-}
-
-/** A team's budget per day; either count may be absent (no cap). */
-export interface DailyBudget {
-  requests?: number;
-  tokens?: number;
 }
 
 /** A team's settings, as declared (config) or stored (admin API). */

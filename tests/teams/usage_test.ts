@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import {
-  budgetDay,
   estimateTokens,
-  parseDayStart,
   SseUsageMeter,
   usageFromJson,
   usageSplitFromJson,
 } from "../../teams/mod.ts";
+import { budgetDay, parseDayStart } from "../../limiter/mod.ts";
 
 const enc = new TextEncoder();
 

@@ -1,17 +1,25 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { casUpdate, kvCall, type KvCallOptions, teamUsageKey, u64 } from "../kv/mod.ts";
-import { budgetDay } from "./budget_day.ts";
-import type { DailyBudget, Team } from "./team.ts";
+import { casUpdate, kvCall, type KvCallOptions, u64 } from "../kv/mod.ts";
+import { budgetDay } from "./day.ts";
+import { DemandMeter } from "./lease_policy.ts";
 
-/** Whose day is counted: a team, or anything else with a name and a daily budget (a provider key's `rpd`). */
-export type Budgeted = Pick<Team, "name" | "daily">;
-import { DemandMeter } from "../limiter/mod.ts";
+/** A budget per day; either count may be absent (no cap). */
+export interface DailyBudget {
+  requests?: number;
+  tokens?: number;
+}
+
+/** Whose day is counted: a team, or a provider key with its `rpd`. */
+export interface Budgeted {
+  name: string;
+  daily: DailyBudget;
+}
 
 /** May a team's request go upstream? If not, until when the budget is spent. */
 export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; resetsAt: number };
 
-/** Options for {@linkcode TeamBudgets}. */
-export interface TeamBudgetsOptions {
+/** Options for {@linkcode DayBudgets}. */
+export interface DayBudgetsOptions {
   kv: Deno.Kv;
   clock: Clock;
   /** Where the budget day starts, in ms after UTC midnight. Default 0. */
@@ -21,8 +29,8 @@ export interface TeamBudgetsOptions {
   /** How often counts are written and read back, in ms. Default 1000. */
   flushMs?: number;
   call?: KvCallOptions;
-  /** Where a day's counts are kept. Default: the team usage records (`teamUsageKey`). */
-  usageKey?: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
+  /** Where a day's counts are kept (`teamUsageKey` for teams, `keyDayUsageKey` for keys). */
+  usageKey: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
 }
 
 /** Most requests one instance reserves at once: 20, or a second of the team's recent rate. */
@@ -53,7 +61,8 @@ interface DayState {
 }
 
 /**
- * Daily budgets shared by every instance. Requests are reserved in KV in
+ * Daily budgets shared by every instance: a team's requests and tokens a
+ * day, and a provider key's `rpd` (each with its own `usageKey`). Requests are reserved in KV in
  * small chunks before they are sent (compare-and-set, never past the
  * budget), so an instance spends from memory and requests never overshoot;
  * a chunk left unused for 2 s goes back. Tokens are added from answers
@@ -61,7 +70,7 @@ interface DayState {
  * tokens budget is overshot by at most the answers admitted on that stale
  * view (one chunk per instance) plus those already in flight.
  */
-export class TeamBudgets {
+export class DayBudgets {
   #days = new Map<string, DayState>();
   #kv: Deno.Kv;
   #clock: Clock;
@@ -73,14 +82,14 @@ export class TeamBudgets {
   #timer: TimerHandle | undefined;
   #closed = false;
 
-  constructor(options: TeamBudgetsOptions) {
+  constructor(options: DayBudgetsOptions) {
     this.#kv = options.kv;
     this.#clock = options.clock;
     this.#dayStartMs = options.dayStartMs ?? 0;
     this.#peers = options.peers ?? (() => 1);
     this.#flushMs = options.flushMs ?? 1000;
     this.#call = options.call ?? {};
-    this.#usageKey = options.usageKey ?? teamUsageKey;
+    this.#usageKey = options.usageKey;
     if (!(this.#flushMs > 0)) throw new RangeError(`flushMs must be > 0 (got ${this.#flushMs})`);
   }
 
@@ -91,7 +100,7 @@ export class TeamBudgets {
   }
 
   /**
-   * Whether {@linkcode TeamBudgets.spend} would succeed at once, from
+   * Whether {@linkcode DayBudgets.spend} would succeed at once, from
    * memory: the budget has a reservation left here (or there is no budget).
    */
   ready(team: Budgeted, now: number): boolean {

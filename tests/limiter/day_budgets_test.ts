@@ -1,10 +1,11 @@
 /**
- * TeamBudgets on `:memory:` KV and the fake clock: a day's requests and
+ * DayBudgets on `:memory:` KV and the fake clock: a day's requests and
  * tokens shared by every instance, reserved in chunks, handed back when
  * idle, kept through a KV outage.
  */
 import assert from "node:assert/strict";
-import { type Budgeted, TeamBudgets } from "../../teams/mod.ts";
+import { type Budgeted, DayBudgets } from "../../limiter/mod.ts";
+import { teamUsageKey as usageKey } from "../../kv/mod.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
@@ -13,16 +14,16 @@ const team = (daily: Budgeted["daily"]): Budgeted => ({ name: "acme", daily });
 const DAY = 86_400_000;
 
 /** Spends once, awaiting a reservation when one is needed. */
-async function spend(b: TeamBudgets, t: Budgeted, clock: FakeClock) {
+async function spend(b: DayBudgets, t: Budgeted, clock: FakeClock) {
   return await b.spend(t, clock.now());
 }
 
-Deno.test("TeamBudgets: two instances spend exactly the day's requests between them, then both refuse until the day resets", async () => {
+Deno.test("DayBudgets: two instances spend exactly the day's requests between them, then both refuse until the day resets", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const peers = () => 2;
-    const a = new TeamBudgets({ kv, clock, peers });
-    const b = new TeamBudgets({ kv, clock, peers });
+    const a = new DayBudgets({ kv, clock, usageKey, peers });
+    const b = new DayBudgets({ kv, clock, usageKey, peers });
     const t = team({ requests: 30 });
     let granted = 0;
     for (let i = 0; i < 100; i++) {
@@ -42,11 +43,11 @@ Deno.test("TeamBudgets: two instances spend exactly the day's requests between t
   });
 });
 
-Deno.test("TeamBudgets: a reservation idle for 2 s goes back at the next flush, and the other instance spends it", async () => {
+Deno.test("DayBudgets: a reservation idle for 2 s goes back at the next flush, and the other instance spends it", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
-    const a = new TeamBudgets({ kv, clock });
-    const b = new TeamBudgets({ kv, clock });
+    const a = new DayBudgets({ kv, clock, usageKey });
+    const b = new DayBudgets({ kv, clock, usageKey });
     const t = team({ requests: 40 });
     assert.ok((await spend(a, t, clock)).ok, "a reserves a chunk and spends one of it");
     let granted = 0;
@@ -62,11 +63,11 @@ Deno.test("TeamBudgets: a reservation idle for 2 s goes back at the next flush, 
   });
 });
 
-Deno.test("TeamBudgets: a new budget day starts from zero, at dayStartMs", async () => {
+Deno.test("DayBudgets: a new budget day starts from zero, at dayStartMs", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const dayStartMs = 8 * 3_600_000;
-    const budgets = new TeamBudgets({ kv, clock, dayStartMs });
+    const budgets = new DayBudgets({ kv, clock, usageKey, dayStartMs });
     const t = team({ requests: 2 });
     assert.ok((await spend(budgets, t, clock)).ok);
     assert.ok((await spend(budgets, t, clock)).ok);
@@ -80,11 +81,11 @@ Deno.test("TeamBudgets: a new budget day starts from zero, at dayStartMs", async
   });
 });
 
-Deno.test("TeamBudgets: a tokens budget refuses once the day's tokens reach it — here at once, elsewhere after a flush", async () => {
+Deno.test("DayBudgets: a tokens budget refuses once the day's tokens reach it — here at once, elsewhere after a flush", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
-    const a = new TeamBudgets({ kv, clock });
-    const b = new TeamBudgets({ kv, clock });
+    const a = new DayBudgets({ kv, clock, usageKey });
+    const b = new DayBudgets({ kv, clock, usageKey });
     const t = team({ tokens: 100 });
     assert.ok((await spend(a, t, clock)).ok);
     a.addTokens("acme", 120);
@@ -97,13 +98,14 @@ Deno.test("TeamBudgets: a tokens budget refuses once the day's tokens reach it �
   });
 });
 
-Deno.test("TeamBudgets: KV down → an instance spends only its share of what was left, and its counts reach KV when KV answers", async () => {
+Deno.test("DayBudgets: KV down → an instance spends only its share of what was left, and its counts reach KV when KV answers", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const faults = { latencyMs: 0, failing: true, ops: 0 };
-    const down = new TeamBudgets({
+    const down = new DayBudgets({
       kv: faultyKv(kv, faults),
       clock,
+      usageKey,
       peers: () => 2,
       call: { attempts: 1 },
     });
@@ -116,16 +118,16 @@ Deno.test("TeamBudgets: KV down → an instance spends only its share of what wa
     faults.failing = false;
     await down.flush();
     assert.deepEqual(
-      await new TeamBudgets({ kv, clock }).usage("acme"),
+      await new DayBudgets({ kv, clock, usageKey }).usage("acme"),
       { day: (await down.usage("acme")).day, requests: 5, tokens: 70 },
     );
     await down.close();
   });
 });
 
-Deno.test("TeamBudgets: flushMs must be positive", () => {
+Deno.test("DayBudgets: flushMs must be positive", () => {
   assert.throws(
-    () => new TeamBudgets({ kv: {} as Deno.Kv, clock: new FakeClock(), flushMs: 0 }),
+    () => new DayBudgets({ kv: {} as Deno.Kv, clock: new FakeClock(), usageKey, flushMs: 0 }),
     (e: unknown) => e instanceof RangeError && e.message.includes("flushMs"),
   );
 });
