@@ -56,6 +56,14 @@ export interface MinuteCountsOptions {
 const MINUTE = 60_000;
 /** Minute counts are kept this long in KV: the chart shows 15 minutes. */
 const KEEP_MS = 3_600_000;
+/**
+ * How often old records are looked for: minute records every 10 minutes,
+ * day records (kept 8 days) every hour. Each look is a KV list per
+ * instance, and a list a minute was a tenth of the KV calls of a quiet
+ * deployment (bench:regions).
+ */
+const PRUNE_MINUTES_EVERY_MS = 600_000;
+const PRUNE_DAYS_EVERY_MS = 3_600_000;
 
 /**
  * Requests, 429s and errors per service and minute, for the status page's
@@ -76,6 +84,7 @@ export class MinuteCounts {
   /** Each service's current provider day label, and the span it holds for. */
   #dayLabels = new Map<string, { label: string; from: number; until: number }>();
   #prunedAt = -Infinity;
+  #prunedDaysAt = -Infinity;
   #timer: TimerHandle | undefined;
 
   constructor(options: MinuteCountsOptions) {
@@ -238,10 +247,10 @@ export class MinuteCounts {
     return t;
   }
 
-  /** Deletes minute records older than an hour (one list per service, at most once a minute). */
+  /** Deletes minute records older than an hour, and old day records (see PRUNE_MINUTES_EVERY_MS). */
   async #prune(tallies: Tally[]): Promise<void> {
     const now = this.#o.clock.now();
-    if (now - this.#prunedAt < MINUTE) return;
+    if (now - this.#prunedAt < PRUNE_MINUTES_EVERY_MS) return;
     this.#prunedAt = now;
     for (const service of new Set(tallies.map((t) => t.service))) {
       const range = minuteCountRange(service, 0, now - KEEP_MS);
@@ -256,6 +265,8 @@ export class MinuteCounts {
       }, this.#o.call ?? {});
     }
     // The day records of keys and teams, every instance's (summed records carry no expiry).
+    if (now - this.#prunedDaysAt < PRUNE_DAYS_EVERY_MS) return;
+    this.#prunedDaysAt = now;
     await pruneOldDays(this.#o.kv, now, this.#o.call);
   }
 }

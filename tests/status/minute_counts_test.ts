@@ -110,3 +110,26 @@ Deno.test("MinuteCounts: minute records older than an hour go at a flush", async
     assert.deepEqual(kept.map((c) => c.minute), [minuteOf(clock.now())]);
   });
 });
+
+Deno.test("MinuteCounts: a flush is one KV commit; old records are looked for once in 10 minutes, old days once an hour", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(1_700_000_000_000));
+    const faults = { latencyMs: 0, failing: false, ops: 0 };
+    const counts = new MinuteCounts({ kv: faultyKv(kv, faults), clock });
+    const opsOfFlush = async () => {
+      counts.answered("groq", 200, clock.now());
+      const before = faults.ops;
+      await counts.flush();
+      return faults.ops - before;
+    };
+    const first = await opsOfFlush();
+    assert.ok(first > 1, "the first flush looks for old records");
+    for (let i = 0; i < 9; i++) {
+      await clock.advance(MINUTE);
+      assert.equal(await opsOfFlush(), 1, `minute ${i + 1}: the commit alone`);
+    }
+    await clock.advance(MINUTE);
+    const tenth = await opsOfFlush();
+    assert.ok(tenth > 1 && tenth < first, "minute records looked for again, old days not yet");
+  });
+});
