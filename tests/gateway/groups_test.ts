@@ -48,9 +48,10 @@ async function setup(
   extra: Record<string, unknown> = {},
   firstKeys = "k-first",
   firstPatch: Record<string, unknown> = {},
+  shared?: { kv: Deno.Kv; clock: FakeClock },
 ): Promise<Setup> {
-  const kv = await Deno.openKv(":memory:");
-  const clock = new FakeClock();
+  const kv = shared?.kv ?? await Deno.openKv(":memory:");
+  const clock = shared?.clock ?? new FakeClock();
   const sent: Sent[] = [];
   const logs: Record<string, unknown>[] = [];
   const fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
@@ -96,7 +97,7 @@ async function setup(
     logs,
     close: async () => {
       await gateway.close();
-      kv.close();
+      if (!shared) kv.close();
     },
   };
 }
@@ -453,5 +454,124 @@ Deno.test("groups: once the first target's keyQuota.rpd is spent, the rest of th
     assert.deepEqual(last.skipped, [{ target: "first/llama-first", reason: "day_spent" }]);
   } finally {
     await s.close();
+  }
+});
+
+Deno.test("groups: a first target found spent for the day on one instance is skipped by another (KV, until the provider's day resets), with nothing sent to it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const clock = new FakeClock();
+  // Gemini's answer once its day is spent: a 429 naming a per-day quota.
+  const perDay = (host: string) =>
+    host === "first"
+      ? json(429, {
+        error: {
+          code: 429,
+          message: "quota",
+          details: [{ quotaId: "GenerateRequestsPerDayPerProjectPerModel" }],
+        },
+      })
+      : ok(host);
+  const one = await setup(perDay, {}, "k-first", {}, { kv, clock });
+  const two = await setup(perDay, {}, "k-first", {}, { kv, clock });
+  try {
+    const first = await chat(one);
+    assert.equal(first.headers.get("x-kvgate-target"), "second/llama-second");
+    await clock.advance(1100);
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(two);
+      assert.equal(res.headers.get("x-kvgate-target"), "second/llama-second");
+    }
+    assert.equal(two.sent.filter((c) => c.host === "first").length, 0, "nothing sent to the first");
+    const line = two.logs.find((l) => l.status === 200)!;
+    assert.deepEqual(line.skipped, [{ target: "first/llama-first", reason: "day_spent" }]);
+    // The record in KV lasts until the provider's day resets (UTC midnight here), not longer.
+    const midnight = Math.ceil(clock.now() / 86_400_000) * 86_400_000;
+    const rest = two.gateway.runtimes.get("first")!.pool.keys
+      .map((k) => two.gateway.runtimes.get("first")!.pool.health(k.id)!);
+    assert.deepEqual(rest.map((h) => [h.reason, h.until]), [["daily_quota", midnight]]);
+  } finally {
+    await one.close();
+    await two.close();
+    kv.close();
+  }
+});
+
+Deno.test("groups of Anthropic-shaped services: /<group>/v1/messages switches on a 500 with the model rewritten, and every target out answers in Anthropic's error shape", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const clock = new FakeClock();
+  const sent: Array<{ host: string; model: unknown; key: string | null }> = [];
+  const fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const req = new Request(input, init);
+    const host = new URL(req.url).hostname.replace(".test", "");
+    const body = await req.json();
+    sent.push({ host, model: body.model, key: req.headers.get("x-api-key") });
+    if (host === "first") {
+      return json(500, { type: "error", error: { type: "api_error", message: "overloaded" } });
+    }
+    return json(200, {
+      type: "message",
+      content: [{ type: "text", text: host }],
+      model: body.model,
+    });
+  }) as typeof globalThis.fetch;
+  const service = (host: string) => ({
+    target: `http://${host}.test`,
+    style: "anthropic",
+    rps: 100,
+    burst: 100,
+    maxConn: 10,
+  });
+  const gateway = await inProcessGateway(
+    {
+      maxRetries: 0,
+      services: { first: service("first"), second: service("second") },
+      groups: {
+        sonnet: {
+          targets: [
+            { service: "first", model: "claude-first" },
+            { service: "second", model: "claude-second" },
+          ],
+        },
+      },
+    },
+    { FIRST_API_KEYS: "k-first", SECOND_API_KEYS: "k-second" },
+    { kv, clock, fetch, random: () => 0.5 },
+  );
+  const messages = () =>
+    settle(
+      clock,
+      gateway.handler(
+        new Request("http://gw/sonnet/v1/messages", {
+          method: "POST",
+          headers: { "x-api-key": PASSWORD, "content-type": "application/json" },
+          body: JSON.stringify({ model: "sonnet", max_tokens: 5, messages: [] }),
+        }),
+      ),
+    );
+  try {
+    const res = await messages();
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-kvgate-target"), "second/claude-second");
+    assert.deepEqual(sent.map((c) => [c.host, c.model, c.key]), [
+      ["first", "claude-first", "k-first"],
+      ["second", "claude-second", "k-second"],
+    ]);
+    // Every target out: Anthropic's own error shape, with the earliest Retry-After.
+    for (const name of ["first", "second"]) {
+      const pool = gateway.runtimes.get(name)!.pool;
+      for (const key of pool.keys) {
+        pool.rest(key, clock.now() + 30_000, "rate_limited", clock.now());
+      }
+    }
+    const out = await messages();
+    assert.equal(out.status, 429);
+    assert.equal(out.headers.get("retry-after"), "30");
+    const body = await out.json();
+    assert.equal(body.type, "error");
+    assert.equal(body.error.type, "rate_limit_error");
+    assert.match(body.error.message, /first\/claude-first: keys_resting/);
+  } finally {
+    await gateway.close();
+    kv.close();
   }
 });
