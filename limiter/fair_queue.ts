@@ -1,10 +1,41 @@
 import { type AdmissionQueue, type Waiter, WaitQueue } from "./wait_queue.ts";
 import { type QueuePlaces, queueVictim } from "./queue_share.ts";
 
-/** One team's waiters: interactive first, then bulk; and its place in virtual time. */
+/**
+ * One team's waiters, the lane discipline every team queue keeps (this
+ * fair queue, and the teams' fair gate): interactive before bulk, each
+ * first in first out; the newest bulk waiter is the first to give way.
+ */
+export class LaneLine {
+  readonly interactive: WaitQueue = new WaitQueue();
+  readonly bulk: WaitQueue = new WaitQueue();
+
+  /** Waiters still waiting. */
+  get live(): number {
+    return this.interactive.live + this.bulk.live;
+  }
+
+  push(w: Waiter): void {
+    w.line = w.bulk ? this.bulk : this.interactive;
+    w.line.push(w);
+  }
+
+  /** The next waiter to serve, removed (the caller settles it). */
+  shift(): Waiter | undefined {
+    const w = this.interactive.live > 0 ? this.interactive.shift() : this.bulk.shift();
+    if (w) w.line!.live--;
+    return w;
+  }
+
+  /** The newest waiter still waiting, bulk first: who gives its place away. */
+  newest(): Waiter | undefined {
+    return this.bulk.newest() ?? this.interactive.newest();
+  }
+}
+
+/** One team's waiters and its place in virtual time. */
 interface TeamLine {
-  interactive: WaitQueue;
-  bulk: WaitQueue;
+  lane: LaneLine;
   weight: number;
   /** Virtual time at which the team's last grant finished (start-time fair queueing). */
   finish: number;
@@ -27,7 +58,7 @@ export class FairQueue implements AdmissionQueue {
   byTeam(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const [name, line] of this.#lines) {
-      const n = line.interactive.live + line.bulk.live;
+      const n = line.lane.live;
       if (n > 0) out[name] = n;
     }
     return out;
@@ -45,12 +76,11 @@ export class FairQueue implements AdmissionQueue {
     const name = w.team ?? "";
     let line = this.#lines.get(name);
     if (line === undefined) {
-      line = { interactive: new WaitQueue(), bulk: new WaitQueue(), weight: 1, finish: 0 };
+      line = { lane: new LaneLine(), weight: 1, finish: 0 };
       this.#lines.set(name, line);
     }
     line.weight = w.weight ?? 1;
-    w.line = w.bulk ? line.bulk : line.interactive;
-    w.line.push(w);
+    line.lane.push(w);
   }
 
   shift(): Waiter | undefined {
@@ -63,7 +93,7 @@ export class FairQueue implements AdmissionQueue {
     let best: TeamLine | undefined;
     let bestStart = Infinity;
     for (const [name, line] of this.#lines) {
-      if (line.interactive.live + line.bulk.live === 0) {
+      if (line.lane.live === 0) {
         // Idle: forgotten, so the map holds only teams that wait.
         if (line.finish <= this.#virtual) this.#lines.delete(name);
         continue;
@@ -75,9 +105,8 @@ export class FairQueue implements AdmissionQueue {
       }
     }
     if (best === undefined) return undefined;
-    const w = best.interactive.live > 0 ? best.interactive.shift() : best.bulk.shift();
+    const w = best.lane.shift();
     if (w === undefined) return undefined;
-    w.line!.live--;
     this.#virtual = bestStart;
     best.finish = bestStart + 1 / best.weight;
     return w;
@@ -92,14 +121,10 @@ export class FairQueue implements AdmissionQueue {
   giveWay(team: string | undefined, weight: number, limit: number): Waiter | undefined {
     const places: QueuePlaces[] = [];
     for (const [name, line] of this.#lines) {
-      places.push({
-        team: name,
-        waiting: line.interactive.live + line.bulk.live,
-        weight: line.weight,
-      });
+      places.push({ team: name, waiting: line.lane.live, weight: line.weight });
     }
     const victim = queueVictim(places, team ?? "", weight, limit);
     const line = victim === undefined ? undefined : this.#lines.get(victim);
-    return line?.bulk.newest() ?? line?.interactive.newest();
+    return line?.lane.newest();
   }
 }

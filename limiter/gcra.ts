@@ -77,3 +77,19 @@ export function handBack(
   if (n <= 0 || tat <= ledgerNow(nowMs)) return undefined;
   return tat - BigInt(n) * emissionMicros(rate);
 }
+
+/**
+ * One pass of a GCRA pace kept in memory (ms): with `tat` the theoretical
+ * arrival time, a pass at `now` is allowed when `tat - now <= toleranceMs`
+ * (tolerance = (burst - 1) passes); returns the new TAT, or undefined
+ * when the pass must wait until `tat - toleranceMs`.
+ */
+export function gcraPass(
+  tat: number,
+  now: number,
+  intervalMs: number,
+  toleranceMs: number,
+): number | undefined {
+  if (tat - now > toleranceMs) return undefined;
+  return Math.max(tat, now) + intervalMs;
+}

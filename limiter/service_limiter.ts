@@ -5,7 +5,8 @@ import { DemandMeter, leaseSize, pipelineTokens, tokensNeeded } from "./lease_po
 import { SlotLease } from "./slot_lease.ts";
 import { TimeoutSweeper } from "./timeout_sweeper.ts";
 import { TokenStock } from "./token_stock.ts";
-import { type AdmissionQueue, type Waiter, WaitQueue } from "./wait_queue.ts";
+import { type AdmissionQueue, WaitQueue } from "./wait_queue.ts";
+import { GRANTED, grantNext, refuseAll, waitIn } from "./waiting.ts";
 
 /** Options for {@linkcode ServiceLimiter}. */
 export interface ServiceLimiterOptions {
@@ -38,8 +39,6 @@ export interface LimiterStats {
   tokensStranded: number;
   slotWrites: number;
 }
-
-const OK: Admission = Object.freeze({ ok: true });
 
 export { SLOT_LINGER_MS } from "./slot_lease.ts";
 
@@ -181,7 +180,7 @@ export class ServiceLimiter {
 
   /** Waits, first in first out, for one token; each upstream attempt takes one. */
   takeToken(options: WaitOptions): Promise<Admission> {
-    if (this.tryToken()) return Promise.resolve(OK);
+    if (this.tryToken()) return Promise.resolve(GRANTED);
     return this.#enqueue(this.#tokenQueue, options, () => this.#pumpTokens());
   }
 
@@ -209,11 +208,7 @@ export class ServiceLimiter {
     if (this.#closed) return;
     this.#closed = true;
     for (const queue of [this.#slotQueue, this.#tokenQueue]) {
-      for (let w = queue.shift(); w; w = queue.shift()) {
-        this.#finish(w);
-        queue.live--;
-        w.resolve(this.#refuse("closing"));
-      }
+      refuseAll(queue, this.#refuse("closing"));
     }
     if (this.#leaseRetryTimer !== undefined) this.#clock.clearTimeout(this.#leaseRetryTimer);
     if (this.#dueTimer !== undefined) this.#clock.clearTimeout(this.#dueTimer);
@@ -246,48 +241,17 @@ export class ServiceLimiter {
       gives.refuse!("queue_full");
     }
     if (options.deadline <= now) return Promise.resolve(this.#refuse("queue_timeout"));
-    return new Promise<Admission>((resolve) => {
-      const waiter: Waiter = {
-        resolve,
-        signal: options.signal,
-        done: false,
-        team: options.team,
-        weight: options.weight,
-        bulk: options.bulk,
-        line: undefined,
-        since: now,
-        refuse: undefined,
-      };
-      const settle = (reason: RefusalReason) => {
-        if (waiter.done) return;
-        this.#finish(waiter);
-        queue.left(waiter);
-        resolve(this.#refuse(reason));
-      };
-      waiter.refuse = settle;
-      waiter.cancelDeadline = this.#deadlines.at(options.deadline, () => settle("queue_timeout"));
-      if (options.signal) {
-        waiter.onAbort = () => settle("aborted");
-        options.signal.addEventListener("abort", waiter.onAbort, { once: true });
-      }
-      queue.push(waiter, options.priority);
-      pump();
-    });
+    const admitted = waitIn(queue, options, this.#deadlines, this.#refusal, now);
+    pump();
+    return admitted;
   }
 
-  #finish(w: Waiter): void {
-    w.done = true;
-    w.cancelDeadline?.();
-    if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
-  }
+  #refusal = (reason: RefusalReason) => this.#refuse(reason);
 
   #grant(queue: AdmissionQueue): boolean {
-    const w = queue.shift();
+    const w = grantNext(queue);
     if (!w) return false;
     this.#lastWaitMs = this.#clock.now() - (w.since ?? 0);
-    this.#finish(w);
-    queue.live--;
-    w.resolve(OK);
     return true;
   }
 

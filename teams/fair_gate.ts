@@ -1,10 +1,18 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 import {
+  type Admission,
   DemandMeter,
+  gcraPass,
+  grant,
+  GRANTED,
+  LaneLine,
+  type Line,
   type QueuePlaces,
   queueVictim,
-  type Refusal,
+  type RefusalReason,
   TimeoutSweeper,
+  type Waiter,
+  waitIn,
 } from "../limiter/mod.ts";
 import { allocate, localPart, type TeamDemand } from "./fair_share.ts";
 import type { DemandBoard, InstanceDemand } from "./share_board.ts";
@@ -27,15 +35,7 @@ export interface FairGateOptions {
 }
 
 /** Passed: the request may go on to the service's own queue. */
-export type GatePass = { ok: true } | Refusal;
-
-interface GateWaiter {
-  resolve: (p: GatePass) => void;
-  done: boolean;
-  cancel: () => void;
-  /** Refuses it where it waits. */
-  refuse: (reason: "queue_timeout" | "aborted" | "queue_full") => void;
-}
+export type GatePass = Admission;
 
 /** One team at this gate. */
 class TeamLane {
@@ -49,20 +49,24 @@ class TeamLane {
   share = Infinity;
   /** GCRA: when the team's next request may pass. */
   tat = 0;
-  interactive: GateWaiter[] = [];
-  bulk: GateWaiter[] = [];
+  /** Its waiters, interactive before bulk (the limiter's lane discipline). */
+  line = new LaneLine();
+  /** The line as the shared waiter sees it: counted in the gate's total. */
+  sink: Line;
   timer: TimerHandle | undefined;
-}
 
-const PASS: GatePass = Object.freeze({ ok: true });
-
-/** The team's line to serve next, interactive first, with settled waiters dropped from the front. */
-function nextLine(lane: TeamLane): GateWaiter[] | undefined {
-  for (const line of [lane.interactive, lane.bulk]) {
-    while (line.length > 0 && line[0].done) line.shift();
-    if (line.length > 0) return line;
+  constructor(gate: { waiting: number }) {
+    this.sink = {
+      push: (w) => {
+        gate.waiting++;
+        this.line.push(w);
+      },
+      left: (w) => {
+        gate.waiting--;
+        w.line?.left(w);
+      },
+    };
   }
-  return undefined;
 }
 
 /**
@@ -88,7 +92,8 @@ export class FairGate {
   #ticking = false;
   #tick: TimerHandle | undefined;
   #closed = false;
-  #waiting = 0;
+  /** Requests waiting here, all teams. */
+  #count = { waiting: 0 };
   #queueLimit: number;
 
   constructor(options: FairGateOptions) {
@@ -141,7 +146,7 @@ export class FairGate {
     const now = this.#clock.now();
     let lane = this.#lanes.get(team);
     if (lane === undefined) {
-      lane = new TeamLane();
+      lane = new TeamLane(this.#count);
       this.#lanes.set(team, lane);
       lane.rate = lane.share = this.#newcomerRate(weight);
     }
@@ -149,54 +154,34 @@ export class FairGate {
     lane.arrivals.count(1, now);
     lane.pending++;
     this.#startTicking();
-    if (lane.interactive.length + lane.bulk.length === 0 && this.#take(lane, now)) return PASS;
-    if (this.#waiting >= this.#queueLimit) {
+    if (lane.line.live === 0 && this.#take(lane, now)) return GRANTED;
+    const refusal = (reason: RefusalReason) => ({
+      ok: false as const,
+      reason,
+      retryAfterMs: this.#retryAfter(lane!),
+    });
+    if (this.#count.waiting >= this.#queueLimit) {
       // Full: the newcomer's team may be owed a place that another team's flood holds.
       const gives = this.#giveWay(team, weight);
       if (gives === undefined) {
         lane.pending--;
-        return { ok: false, reason: "queue_full", retryAfterMs: this.#retryAfter(lane) };
+        return refusal("queue_full");
       }
-      gives.refuse("queue_full");
+      gives.refuse!("queue_full");
     }
-    this.#waiting++;
-    return new Promise<GatePass>((resolve) => {
-      const w: GateWaiter = { resolve, done: false, cancel: () => {}, refuse: () => {} };
-      const refuse = (reason: "queue_timeout" | "aborted" | "queue_full") => {
-        if (w.done) return;
-        w.done = true;
-        this.#waiting--;
-        w.cancel();
-        resolve({ ok: false, reason, retryAfterMs: this.#retryAfter(lane) });
-      };
-      w.refuse = refuse;
-      const stopDeadline = this.#deadlines.at(deadline, () => refuse("queue_timeout"));
-      const onAbort = () => refuse("aborted");
-      signal?.addEventListener("abort", onAbort, { once: true });
-      w.cancel = () => {
-        stopDeadline();
-        signal?.removeEventListener("abort", onAbort);
-      };
-      (bulk ? lane.bulk : lane.interactive).push(w);
-      this.#pump(lane);
-    });
+    const passed = waitIn(lane.sink, { deadline, signal, bulk }, this.#deadlines, refusal, now);
+    this.#pump(lane);
+    return passed;
   }
 
   /** The newest waiter (bulk first) of the team furthest over its share of the places, if `team` is owed one. */
-  #giveWay(team: string, weight: number): GateWaiter | undefined {
+  #giveWay(team: string, weight: number): Waiter | undefined {
     const places: QueuePlaces[] = [];
     for (const [name, lane] of this.#lanes) {
-      const waiting = lane.interactive.filter((w) => !w.done).length +
-        lane.bulk.filter((w) => !w.done).length;
-      places.push({ team: name, waiting, weight: lane.weight });
+      places.push({ team: name, waiting: lane.line.live, weight: lane.weight });
     }
     const victim = queueVictim(places, team, weight, this.#queueLimit);
-    const lane = victim === undefined ? undefined : this.#lanes.get(victim);
-    if (lane === undefined) return undefined;
-    for (const line of [lane.bulk, lane.interactive]) {
-      for (let i = line.length - 1; i >= 0; i--) if (!line[i].done) return line[i];
-    }
-    return undefined;
+    return victim === undefined ? undefined : this.#lanes.get(victim)?.line.newest();
   }
 
   /** A request of `team` that entered has gone upstream, or ended: it no longer counts as backlog. */
@@ -211,16 +196,11 @@ export class FairGate {
     if (this.#tick !== undefined) this.#clock.clearTimeout(this.#tick);
     for (const lane of this.#lanes.values()) {
       if (lane.timer !== undefined) this.#clock.clearTimeout(lane.timer);
-      for (const w of [...lane.interactive, ...lane.bulk]) {
-        if (w.done) continue;
-        w.done = true;
-        w.cancel();
-        w.resolve({ ok: false, reason: "closing", retryAfterMs: 1000 });
+      for (let w = lane.line.shift(); w; w = lane.line.shift()) {
+        grant(w, { ok: false, reason: "closing", retryAfterMs: 1000 });
       }
-      lane.interactive = [];
-      lane.bulk = [];
     }
-    this.#waiting = 0;
+    this.#count.waiting = 0;
   }
 
   /**
@@ -233,15 +213,15 @@ export class FairGate {
   #take(lane: TeamLane, now: number): boolean {
     if (lane.rate <= 0) return false;
     const interval = 1000 / lane.rate;
-    const tolerance = this.#tolerance(lane) * interval;
-    if (lane.tat - now > tolerance) return false;
-    lane.tat = Math.max(lane.tat, now) + interval;
+    const tat = gcraPass(lane.tat, now, interval, this.#tolerance(lane) * interval);
+    if (tat === undefined) return false;
+    lane.tat = tat;
     return true;
   }
 
   #pump(lane: TeamLane): void {
     const now = this.#clock.now();
-    for (let line = nextLine(lane); line !== undefined; line = nextLine(lane)) {
+    while (lane.line.live > 0) {
       if (!this.#take(lane, now)) {
         if (lane.timer === undefined && lane.rate > 0) {
           const tolerance = this.#tolerance(lane) * (1000 / lane.rate);
@@ -252,11 +232,8 @@ export class FairGate {
         }
         return;
       }
-      const w = line.shift()!;
-      this.#waiting--;
-      w.done = true;
-      w.cancel();
-      w.resolve(PASS);
+      this.#count.waiting--;
+      grant(lane.line.shift()!);
     }
   }
 
@@ -275,7 +252,7 @@ export class FairGate {
   }
 
   #retryAfter(lane: TeamLane): number {
-    const waiting = lane.interactive.length + lane.bulk.length + 1;
+    const waiting = lane.line.live + 1;
     const rate = Math.max(lane.rate, 0.01);
     return Math.max(1000, Math.ceil((waiting / rate) * 1000));
   }
@@ -345,7 +322,7 @@ export class FairGate {
         // Teams are held back from now on: what a team let past the gate
         // before (still waiting for a token) counts against its pace, or it
         // would be served on top of its share.
-        const past = lane.pending - lane.interactive.length - lane.bulk.length;
+        const past = lane.pending - lane.line.live;
         lane.tat = Math.max(lane.tat, now + (Math.max(0, past) * 1000) / lane.rate);
       }
       if (lane.timer !== undefined) this.#clock.clearTimeout(lane.timer);
