@@ -6,7 +6,7 @@ import { SlotLease } from "./slot_lease.ts";
 import { TimeoutSweeper } from "./timeout_sweeper.ts";
 import { TokenStock } from "./token_stock.ts";
 import { type AdmissionQueue, WaitQueue } from "./wait_queue.ts";
-import { GRANTED, grantNext, refuseAll, waitIn } from "./waiting.ts";
+import { drainMs, GRANTED, grantNext, refuseAll, retryAfterMs, waitIn } from "./waiting.ts";
 
 /** Options for {@linkcode ServiceLimiter}. */
 export interface ServiceLimiterOptions {
@@ -256,7 +256,7 @@ export class ServiceLimiter {
   }
 
   #refuse(reason: RefusalReason): Admission & { ok: false } {
-    return { ok: false, reason, retryAfterMs: Math.max(1000, this.#drainMs(this.waiting + 1)) };
+    return { ok: false, reason, retryAfterMs: retryAfterMs(this.waiting + 1, this.#limits.rps) };
   }
 
   /**
@@ -269,12 +269,7 @@ export class ServiceLimiter {
     // The rate drains the queue across the deployment; this instance gets a
     // share of it, so the wait the latest request let out here had is the
     // truer figure while the queue is not empty.
-    return ahead === 0 ? 0 : Math.max(this.#drainMs(ahead), this.#lastWaitMs);
-  }
-
-  /** Expected wait: `ahead` requests drained at the service's rate. */
-  #drainMs(ahead: number): number {
-    return Math.ceil((ahead / this.#limits.rps) * 1000);
+    return ahead === 0 ? 0 : Math.max(drainMs(ahead, this.#limits.rps), this.#lastWaitMs);
   }
 
   // ---- tokens ----

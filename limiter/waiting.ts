@@ -60,6 +60,19 @@ export function waitIn(
   });
 }
 
+/**
+ * How long `ahead` requests take to leave a line let out at `perSecond`:
+ * what a request arriving behind them expects to wait, in ms.
+ */
+export function drainMs(ahead: number, perSecond: number): number {
+  return Math.ceil((ahead / Math.max(perSecond, 0.01)) * 1000);
+}
+
+/** The Retry-After of a refusal behind `ahead` requests: their drain, a second at least. */
+export function retryAfterMs(ahead: number, perSecond: number): number {
+  return Math.max(1000, drainMs(ahead, perSecond));
+}
+
 /** Ends a waiter's wait: its deadline and abort listener go. */
 export function finish(w: Waiter): void {
   w.done = true;

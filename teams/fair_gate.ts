@@ -10,6 +10,7 @@ import {
   type QueuePlaces,
   queueVictim,
   type RefusalReason,
+  retryAfterMs,
   TimeoutSweeper,
   type Waiter,
   waitIn,
@@ -158,7 +159,7 @@ export class FairGate {
     const refusal = (reason: RefusalReason) => ({
       ok: false as const,
       reason,
-      retryAfterMs: this.#retryAfter(lane!),
+      retryAfterMs: retryAfterMs(lane!.line.live + 1, lane!.rate),
     });
     if (this.#count.waiting >= this.#queueLimit) {
       // Full: the newcomer's team may be owed a place that another team's flood holds.
@@ -249,12 +250,6 @@ export class FairGate {
       ? this.#burst
       : Math.max(2, Math.ceil(lane.rate * 0.1));
     return Math.max(0, burst - 1);
-  }
-
-  #retryAfter(lane: TeamLane): number {
-    const waiting = lane.line.live + 1;
-    const rate = Math.max(lane.rate, 0.01);
-    return Math.max(1000, Math.ceil((waiting / rate) * 1000));
   }
 
   /** A team seen for the first time while others are held back: its weighted share, wholly here. */
