@@ -1,4 +1,4 @@
-import type { Exchange } from "./exchange.ts";
+import { type Exchange, handSlotBack } from "./exchange.ts";
 import { isoTime, type LogLine } from "./log.ts";
 import { accountGroup } from "./group_stage.ts";
 import type { Pipeline } from "./pipeline.ts";
@@ -7,9 +7,11 @@ import { chargeKey } from "./key_stages.ts";
 import { statusLabel } from "../status/mod.ts";
 
 /**
- * The last stage of every request, however it ended: one log line with
- * what happened (status, outcome, attempts, key id, queue wait, upstream
- * time, total time, bytes). No secret reaches it: the key is its id.
+ * The last stage of every request, however it ended, run once: what the
+ * request holds goes back (its service slot, its team's slot and place,
+ * the key's unspent tokens), then one log line with what happened (status,
+ * outcome, attempts, key id, queue wait, upstream time, total time, bytes)
+ * and the counts. No secret reaches it: the key is its id.
  */
 export function account(
   p: Pipeline,
@@ -19,6 +21,7 @@ export function account(
   bytes?: number,
   now = p.clock.now(),
 ): void {
+  handSlotBack(x);
   leaveTeam(p, x, status, bytes);
   if (status < 400) chargeKey(x, bytes ?? 0);
   const service = x.rt.service.name;

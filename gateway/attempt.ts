@@ -55,16 +55,16 @@ interface Tries {
  * call the upstream → classify. A retryable outcome (429, 401/403/quota,
  * 5xx, no answer) goes back to pick a key, another one when there is one,
  * up to `maxRetries` times; 5xx and network errors back off first. Every
- * way out hands the slot back (`release`) and accounts for the request —
+ * way out accounts for the request, which hands its slot back (`x.slot`) —
  * except a model group's target that failed when another may answer
- * ({@linkcode NEXT_TARGET}: the slot goes back, nothing is accounted yet).
+ * ({@linkcode NEXT_TARGET}: the switch hands the slot back, nothing is
+ * accounted yet).
  */
 export async function attempt(
   p: Pipeline,
   x: Exchange,
   r: Route,
   body: Bytes | undefined,
-  release: () => void,
 ): Promise<Ended> {
   const tries: Tries = {
     tried: undefined,
@@ -73,10 +73,7 @@ export async function attempt(
     keyFaults: 0,
   };
   const tooLarge = costOnKeys(x, body);
-  if (tooLarge) {
-    release();
-    return answer(p, x, tooLarge);
-  }
+  if (tooLarge) return answer(p, x, tooLarge);
   if (p.telemetry.enabled) x.model = modelOf(body);
   let paused = 0;
   for (let n = 0; n <= p.config.maxRetries; n++) {
@@ -85,41 +82,38 @@ export async function attempt(
     const held = providerTurn(p, x);
     if (held !== undefined) {
       const err = await held;
-      if (err) return endWaiting(p, x, tries, release, err);
+      if (err) return endWaiting(p, x, tries, err);
     }
     // The usual request finds a key and a token at once: no promise is made for either.
     const pick = pickKey(x, tries.tried);
-    let key = pick.ok ? pick.key : await waitForKey(p, x, tries, release, pick, n > 0);
+    let key = pick.ok ? pick.key : await waitForKey(p, x, tries, pick, n > 0);
     if (!isKey(key)) return key;
     if (x.team) {
       const turn = teamToken(p, x, n > 0);
       const denied = turn instanceof Promise ? await turn : turn;
-      if (denied) return endWaiting(p, x, tries, release, denied);
+      if (denied) return endWaiting(p, x, tries, denied);
     }
     if (!x.rt.limiter.tryToken(x.now)) {
-      const refused = await waitForToken(p, x, tries, release, n > 0);
+      const refused = await waitForToken(p, x, tries, n > 0);
       if (refused) return refused;
     }
     if (x.team) {
       const spent = spendBudget(p, x);
       const denied = spent instanceof Promise ? await spent : spent;
-      if (denied) return endWaiting(p, x, tries, release, denied);
+      if (denied) return endWaiting(p, x, tries, denied);
     }
     // The waits for a token may have been long: a key that began to rest
     // meanwhile (here, or in another instance's view read since) is not sent.
     if ((x.rt.pool.health(key.id)?.until ?? 0) > x.now) {
       const again = pickKey(x, tries.tried);
-      key = again.ok ? again.key : await waitForKey(p, x, tries, release, again, n > 0);
+      key = again.ok ? again.key : await waitForKey(p, x, tries, again, n > 0);
       if (!isKey(key)) return key;
     }
-    const end = await tryOnce(p, x, r, key, body, tries, release);
+    const end = await tryOnce(p, x, r, key, body, tries);
     if ("answer" in end) return end.answer;
     if ((await providerPaused(x, end.retry, end.sentAt)) && paused < MAX_PAUSED_ATTEMPTS) {
       // The provider refuses every key: a group's request goes to its next target at once…
-      if (switchesTarget(x, tries)) {
-        release();
-        return NEXT_TARGET;
-      }
+      if (switchesTarget(x, tries)) return NEXT_TARGET;
       // …any other waits out the pause, not counted as a retry.
       p.metrics.retries.inc(x.rt.service.name, "provider_backoff");
       paused++;
@@ -134,12 +128,11 @@ export async function attempt(
       const wait = Math.min(4000, 250 * 2 ** n) * (0.5 + p.random());
       if (p.clock.now() + wait > x.deadline) break;
       if (!(await sleep(p.clock, wait, x.req.signal))) {
-        release();
         return answer(p, x, gatewayErrors.clientClosed());
       }
     }
   }
-  return giveUp(p, x, tries, release);
+  return giveUp(p, x, tries);
 }
 
 /**
@@ -151,7 +144,6 @@ async function waitForKey(
   p: Pipeline,
   x: Exchange,
   tries: Tries,
-  release: () => void,
   pick: Pick & { ok: false },
   retry: boolean,
 ): Promise<PooledKey | Ended> {
@@ -163,7 +155,7 @@ async function waitForKey(
       // Its day turned out spent (the key rests now): another key may still have room.
       const rested = (x.rt.pool.health(key.id)?.until ?? 0) > x.now;
       if (!rested || ++repicks > x.rt.pool.keys.length) {
-        return endWaiting(p, x, tries, release, err);
+        return endWaiting(p, x, tries, err);
       }
       const again = pickKey(x, tries.tried);
       if (again.ok) return again.key;
@@ -177,12 +169,10 @@ async function waitForKey(
         p,
         x,
         tries,
-        release,
         gatewayErrors.keysResting(x.rt.service.name, pick.untilMs - now),
       );
     }
     if (!(await sleep(p.clock, pick.untilMs - now, x.req.signal))) {
-      release();
       return answer(p, x, gatewayErrors.clientClosed());
     }
     x.now = p.clock.now();
@@ -197,7 +187,6 @@ async function waitForToken(
   p: Pipeline,
   x: Exchange,
   tries: Tries,
-  release: () => void,
   retry: boolean,
 ): Promise<Ended | undefined> {
   const token = await x.rt.limiter.takeToken(waitOptions(x, retry));
@@ -206,7 +195,6 @@ async function waitForToken(
       p,
       x,
       tries,
-      release,
       gatewayErrors.refused(token.reason, x.rt.service.name, token.retryAfterMs),
     );
   }
@@ -222,7 +210,6 @@ async function tryOnce(
   key: PooledKey,
   body: Bytes | undefined,
   tries: Tries,
-  release: () => void,
 ): Promise<AttemptEnd> {
   x.key = key;
   x.attempts++;
@@ -231,7 +218,6 @@ async function tryOnce(
   const res = await callUpstream(p, x, r, key, body);
   if (res === "aborted") {
     lostAnswer(x);
-    release();
     return { answer: answer(p, x, gatewayErrors.clientClosed()) };
   }
   countUpstream(p, x, key.id, res, sentAt);
@@ -244,7 +230,7 @@ async function tryOnce(
     x.upstream = res;
     x.rt.pool.report(key, SUCCESS, x.now, faultOwner(x), sentAt);
     readAnswer(p, x, key, res.headers, SUCCESS, sentAt);
-    const relayed = respondSuccess(p, x, res, release);
+    const relayed = respondSuccess(p, x, res);
     return { answer: relayed instanceof Promise ? await relayed : relayed };
   } else {
     x.upstream = res;
@@ -269,12 +255,12 @@ async function tryOnce(
       event: "key_fault_suspect_request",
       key: key.id,
     });
-    return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
+    return { answer: respondSettled(p, x, tries.last!, "client_error") };
   }
   x.rt.pool.report(key, outcome, p.clock.now(), faultOwner(x));
   if (typeof res !== "string") readAnswer(p, x, key, res.headers, outcome, sentAt);
   if (outcome.kind === "client_error" || outcome.kind === "success") {
-    return { answer: respondSettled(p, x, tries.last!, release, "client_error") };
+    return { answer: respondSettled(p, x, tries.last!, "client_error") };
   }
   return { retry: outcome, sentAt };
 }
@@ -292,15 +278,10 @@ function endWaiting(
   p: Pipeline,
   x: Exchange,
   tries: Tries,
-  release: () => void,
   err: GatewayError,
 ): Ended {
-  if (switchesTarget(x, tries, err)) {
-    release();
-    return NEXT_TARGET;
-  }
-  if (tries.last) return respondSettled(p, x, tries.last, release, "exhausted");
-  release();
+  if (switchesTarget(x, tries, err)) return NEXT_TARGET;
+  if (tries.last) return respondSettled(p, x, tries.last, "exhausted");
   return answer(p, x, err);
 }
 
@@ -334,15 +315,11 @@ function isKey(k: PooledKey | Ended): k is PooledKey {
 }
 
 /** After the last attempt: the last upstream answer, or why there was none. */
-function giveUp(p: Pipeline, x: Exchange, tries: Tries, release: () => void): Ended {
-  if (switchesTarget(x, tries)) {
-    release();
-    return NEXT_TARGET;
-  }
+function giveUp(p: Pipeline, x: Exchange, tries: Tries): Ended {
+  if (switchesTarget(x, tries)) return NEXT_TARGET;
   if (tries.last && tries.lastFailure === undefined) {
-    return respondSettled(p, x, tries.last, release, "exhausted");
+    return respondSettled(p, x, tries.last, "exhausted");
   }
-  release();
   const service = x.rt.service.name;
   return answer(
     p,

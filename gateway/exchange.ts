@@ -54,6 +54,12 @@ export interface Exchange {
   client: string | undefined;
   /** A request to a model group: its walk over the targets (`x.rt` is the current one's). */
   group: GroupWalk | undefined;
+  /**
+   * Hands back the service's in-flight slot the request holds (set by the
+   * admit stage). The request's end (`account`) or a model group's switch
+   * to its next target calls {@linkcode handSlotBack}: never a stage.
+   */
+  slot: (() => void) | undefined;
 }
 
 /**
@@ -96,5 +102,14 @@ export function newExchange(
     probe: false,
     client: undefined,
     group: undefined,
+    slot: undefined,
   };
+}
+
+/** Hands the request's in-flight slot back, once (a no-op when it holds none). */
+export function handSlotBack(x: Exchange): void {
+  const release = x.slot;
+  if (release === undefined) return;
+  x.slot = undefined;
+  release();
 }

@@ -10,7 +10,7 @@ import type { ModelGroup } from "../config/mod.ts";
 import type { GroupStatus } from "../status/mod.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import { appendGatewayHeaders } from "./headers.ts";
-import type { Exchange } from "./exchange.ts";
+import { type Exchange, handSlotBack } from "./exchange.ts";
 import { nextTarget, targetName, whyNot } from "./group_stage.ts";
 import type { GroupWalk, ServedGroup } from "./group_walk.ts";
 import type { Pipeline } from "./pipeline.ts";
@@ -47,11 +47,13 @@ export function groupModels(p: Pipeline, x: Exchange, walk: GroupWalk): Response
 
 /**
  * The current target failed and the next is tried: what the request held
- * on the old one (its team's slot, its place in the fair gate) goes back;
+ * on the old one (its service slot, its team's slot, its place in the fair
+ * gate) goes back;
  * the route to the next, or the answer when no target is left.
  */
 export function switchTarget(p: Pipeline, routes: RouteCache, x: Exchange): Route | Response {
   const walk = x.group!;
+  handSlotBack(x);
   const pass = x.team;
   if (pass !== undefined) {
     sentUpstream(x);

@@ -132,10 +132,10 @@ async function serveOnService(
   if (!slot.ok) {
     return answer(p, x, gatewayErrors.refused(slot.reason, x.rt.service.name, slot.retryAfterMs));
   }
+  x.slot = slot.release;
   try {
-    return await attempt(p, x, r, body, slot.release);
+    return await attempt(p, x, r, body);
   } catch (e) {
-    slot.release();
     p.log({ id: x.id, service: x.rt.service.name, event: "internal_error", error: String(e) });
     return answer(p, x, gatewayErrors.internal());
   }

@@ -3,7 +3,7 @@ import { type Bytes, joinChunks, readUpTo } from "./body.ts";
 import { errorResponse, type GatewayError } from "./errors.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import { readProviderError } from "../keys/mod.ts";
-import type { Exchange } from "./exchange.ts";
+import { type Exchange, handSlotBack } from "./exchange.ts";
 import {
   appendGatewayHeaders,
   bodyEncoded,
@@ -48,10 +48,8 @@ export function respondSettled(
   p: Pipeline,
   x: Exchange,
   s: Settled,
-  release: () => void,
   outcome: string,
 ): Response {
-  release();
   if (s.status === 401 || s.status === 403) return answer(p, x, keyRefusal(x, s));
   const { headers } = relayResponseHeaders(s.headers, x.id, x.cors);
   account(p, x, s.status, outcome, s.body.byteLength);
@@ -73,23 +71,21 @@ export function respondSuccess(
   p: Pipeline,
   x: Exchange,
   res: Response,
-  release: () => void,
 ): Response | Promise<Response> {
   const head = relayResponseHeaders(res.headers, x.id, x.cors);
   if (!head.eventStream && res.body && mustRead(p, x)) {
     if (head.contentLength === null || Number(head.contentLength) <= MAX_READ_BYTES) {
-      return respondCounted(p, x, res, head, release);
+      return respondCounted(p, x, res, head);
     }
     usageUnread(p, x);
   }
   if (head.eventStream || head.contentLength === null || !res.body) {
     x.relay = pickRelay(p, x);
     if (x.relay === "native" && x.info !== undefined && res.body) {
-      return respondNative(p, x, res, head, release, x.info);
+      return respondNative(p, x, res, head, x.info);
     }
-    return respondStream(p, x, res, head, release);
+    return respondStream(p, x, res, head);
   }
-  release();
   account(p, x, res.status, "complete", Number(head.contentLength), x.now);
   return new Response(x.req.method === "HEAD" ? null : res.body, {
     status: res.status,
@@ -129,7 +125,6 @@ function respondNative(
   x: Exchange,
   res: Response,
   { headers }: RelayHead,
-  release: () => void,
   info: Deno.ServeHandlerInfo,
 ): Response {
   let over = false;
@@ -137,7 +132,6 @@ function respondNative(
     if (over) return;
     over = true;
     leaveDrain();
-    release();
     account(p, x, res.status, outcome);
   };
   const atExit = () => end("drained");
@@ -152,10 +146,8 @@ function respondStream(
   x: Exchange,
   res: Response,
   { headers, eventStream }: RelayHead,
-  release: () => void,
 ): Response {
   if (!res.body) {
-    release();
     account(p, x, res.status, "complete", 0);
     return new Response(null, { status: res.status, headers });
   }
@@ -165,7 +157,6 @@ function respondStream(
     ? new SseUsageMeter()
     : undefined;
   const body = relayBody(res.body, options, (end: RelayEnd, bytes) => {
-    release();
     if (meter !== undefined) {
       x.usedTokens = meter.tokens;
       x.usedSplit = meter.split;
@@ -196,22 +187,20 @@ async function respondCounted(
   x: Exchange,
   res: Response,
   head: RelayHead,
-  release: () => void,
 ): Promise<Response> {
   let read: Awaited<ReturnType<typeof readUpTo>>;
   try {
     read = await readUpTo(res.body!, MAX_READ_BYTES);
   } catch {
-    release();
     return answer(p, x, { ...UNREADABLE, message: `The ${x.rt.service.name} answer broke off.` });
   }
   if (read.rest !== undefined) {
     // Longer than may be held: what was read, then the rest as it comes, its usage unread.
     usageUnread(p, x);
     const whole = new Response(restream(read.chunks, read.rest), res);
-    return respondStream(p, x, whole, head, release);
+    return respondStream(p, x, whole, head);
   }
-  release();
+  handSlotBack(x);
   let bytes = joinChunks(read.chunks);
   const encoded = bodyEncoded(res.headers);
   let headers = head.headers;
