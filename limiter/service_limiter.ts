@@ -1,10 +1,9 @@
 import type { CapacityLevels, CapacityStore, ServiceLimits } from "./capacity_store.ts";
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock } from "../clock/mod.ts";
 import type { Admission, RefusalReason, SlotAdmission, WaitOptions } from "./admission.ts";
-import { DemandMeter, leaseSize, pipelineTokens, tokensNeeded } from "./lease_policy.ts";
 import { SlotLease } from "./slot_lease.ts";
 import { TimeoutSweeper } from "./timeout_sweeper.ts";
-import { TokenStock } from "./token_stock.ts";
+import { TokenSupply } from "./token_supply.ts";
 import { type AdmissionQueue, WaitQueue } from "./wait_queue.ts";
 import { drainMs, GRANTED, grantNext, refuseAll, retryAfterMs, waitIn } from "./waiting.ts";
 
@@ -69,23 +68,12 @@ export class ServiceLimiter {
   #deadlines: TimeoutSweeper;
   #random: () => number;
 
-  /** Leased tokens not yet spent. */
-  #tokens: TokenStock;
   #tokenQueue: AdmissionQueue;
-  #leasing = false;
-  /** Smoothed time a lease takes, in ms: how far ahead of need the next one is asked for. */
-  #leaseRttMs = 20;
-  /** Wakes the token queue when a lease may be asked for again (after a refusal). */
-  #leaseRetryTimer: TimerHandle | undefined;
-  /** Wakes the token queue when the next leased token falls due. */
-  #dueTimer: TimerHandle | undefined;
-
+  /** The tokens this instance holds. */
+  #supply: TokenSupply;
   #slotQueue: AdmissionQueue;
   /** The in-flight slots this instance holds. */
   #slots: SlotLease;
-
-  /** Demand estimate: tokens taken in the current and the previous second. */
-  #demand = new DemandMeter();
   #closed = false;
 
   constructor(limits: ServiceLimits, options: ServiceLimiterOptions) {
@@ -97,7 +85,6 @@ export class ServiceLimiter {
     this.#slotTtlMs = options.slotTtlMs ?? 15_000;
     this.#peers = options.peers ?? (() => 1);
     this.#deadlines = new TimeoutSweeper(this.#clock, options.deadlineResolutionMs ?? 100);
-    this.#tokens = new TokenStock(this.#leaseMs);
     this.#slotQueue = options.slotQueue ?? new WaitQueue();
     this.#tokenQueue = options.tokenQueue ?? new WaitQueue();
     this.#random = options.random ?? Math.random;
@@ -112,6 +99,19 @@ export class ServiceLimiter {
       waiters: {
         waiting: () => this.#slotQueue.live,
         grant: () => void this.#grant(this.#slotQueue),
+      },
+    });
+    this.#supply = new TokenSupply({
+      store: this.#store,
+      clock: this.#clock,
+      limits,
+      leaseMs: this.#leaseMs,
+      peers: this.#peers,
+      random: this.#random,
+      stats: this.stats,
+      waiters: {
+        waiting: () => this.#tokenQueue.live,
+        grant: () => void this.#grant(this.#tokenQueue),
       },
     });
     if (!(this.#queueLimit >= 0)) {
@@ -173,15 +173,15 @@ export class ServiceLimiter {
    * @param now The clock's reading, when the caller has just taken one. Default: read now.
    */
   tryToken(now: number = this.#clock.now()): boolean {
-    if (this.#tokenQueue.live > 0 || !this.#spendLocal(now)) return false;
-    this.#maybePrefetch(now);
+    if (this.#tokenQueue.live > 0 || !this.#supply.spend(now)) return false;
+    this.#supply.prefetch(now);
     return true;
   }
 
   /** Waits, first in first out, for one token; each upstream attempt takes one. */
   takeToken(options: WaitOptions): Promise<Admission> {
     if (this.tryToken()) return Promise.resolve(GRANTED);
-    return this.#enqueue(this.#tokenQueue, options, () => this.#pumpTokens());
+    return this.#enqueue(this.#tokenQueue, options, () => this.#supply.pump());
   }
 
   /**
@@ -190,12 +190,7 @@ export class ServiceLimiter {
    * store lets out no more than that from now on.
    */
   leaveAtMost(available: number): Promise<void> {
-    const now = this.#clock.now();
-    this.#expireTokens(now);
-    if (this.#tokens.count > available) {
-      this.#tokens.stranded += this.#tokens.clear();
-      this.stats.tokensStranded = this.#tokens.stranded;
-    }
+    this.#supply.leaveAtMost(available);
     return this.#store.leaveAtMost?.(available) ?? Promise.resolve();
   }
 
@@ -210,13 +205,7 @@ export class ServiceLimiter {
     for (const queue of [this.#slotQueue, this.#tokenQueue]) {
       refuseAll(queue, this.#refuse("closing"));
     }
-    if (this.#leaseRetryTimer !== undefined) this.#clock.clearTimeout(this.#leaseRetryTimer);
-    if (this.#dueTimer !== undefined) this.#clock.clearTimeout(this.#dueTimer);
-    this.#expireTokens(this.#clock.now());
-    const unused = this.#tokens.clear();
-    const jobs: Promise<unknown>[] = [this.#slots.close()];
-    if (unused > 0) jobs.push(this.#store.returnTokens(unused));
-    await Promise.allSettled(jobs);
+    await Promise.allSettled([this.#slots.close(), this.#supply.close()]);
   }
 
   /** After close: resolves once the slot writes made so far have landed (or failed). */
@@ -270,147 +259,5 @@ export class ServiceLimiter {
     // share of it, so the wait the latest request let out here had is the
     // truer figure while the queue is not empty.
     return ahead === 0 ? 0 : Math.max(drainMs(ahead, this.#limits.rps), this.#lastWaitMs);
-  }
-
-  // ---- tokens ----
-
-  /** Drops leased tokens not spent within leaseMs of falling due (see TokenStock). */
-  #expireTokens(now: number): void {
-    this.#tokens.expire(now);
-    this.stats.tokensStranded = this.#tokens.stranded;
-  }
-
-  #spendLocal(now: number): boolean {
-    if (this.#tokens.count === 0) return this.#takeNow(now);
-    this.#expireTokens(now);
-    if (this.#tokens.count === 0) return this.#takeNow(now);
-    if (!this.#tokens.spend(now)) return false;
-    this.stats.tokensSpent++;
-    this.#demand.count(1, now);
-    return true;
-  }
-
-  /** A token straight from a store that can give one without waiting (memory). */
-  #takeNow(now: number): boolean {
-    if (this.#store.takeNow === undefined || this.#closed || this.#store.takeNow(1) === 0) {
-      return false;
-    }
-    this.stats.tokensLeased++;
-    this.stats.tokensSpent++;
-    this.#demand.count(1, now);
-    return true;
-  }
-
-  /** How many tokens one lease asks for (see `leaseSize` in lease_policy.ts). */
-  #leaseSize(waiting: number, demandRate: number): number {
-    if (!this.#store.shared) return waiting;
-    return leaseSize(waiting, demandRate, {
-      limits: this.#limits,
-      leaseMs: this.#leaseMs,
-      peers: this.#peers(),
-      leaseRttMs: this.#leaseRttMs,
-    });
-  }
-
-  /**
-   * True when no lease is under way and the stock (which may hold tokens
-   * that fall due later) runs out within about two lease round trips. The
-   * next lease is asked for no earlier than that, so an instance with many
-   * waiters never reserves deep into the future.
-   */
-  #leaseIdle(now: number): boolean {
-    if (this.#leasing || this.#leaseRetryTimer !== undefined || this.#closed) return false;
-    const lastDue = this.#tokens.lastDueAt();
-    return lastDue === undefined || lastDue <= now + 2 * this.#leaseRttMs;
-  }
-
-  /**
-   * Refills ahead of need, one lease at a time, once the stock that will
-   * still be valid when the next request is likely to come (after the
-   * usual gap between requests, plus two lease round trips) is down to half
-   * a lease. Counting only that stock matters when demand falls: a lease
-   * sized for the busy spell before expires all at once, and the request
-   * after it would otherwise find nothing and wait a KV round trip.
-   */
-  #maybePrefetch(now: number): void {
-    if (!this.#store.shared || !this.#leaseIdle(now)) return;
-    const rate = this.#demand.rate(now);
-    const size = this.#leaseSize(0, rate);
-    if (size <= 1) return;
-    const gap = 1000 / Math.max(1, rate);
-    if (this.#tokens.lastingAt(now + gap + 2 * this.#leaseRttMs) <= size / 2) this.#lease(size);
-  }
-
-  #pumpTokens(): void {
-    const now = this.#clock.now();
-    while (this.#tokenQueue.live > 0 && this.#spendLocal(now)) this.#grant(this.#tokenQueue);
-    if (this.#closed) return;
-    if (this.#tokenQueue.live === 0) return this.#maybePrefetch(now);
-    const stock = this.#tokens.count;
-    if (stock > 0) this.#wakeWhenDue();
-    if (this.#tokenQueue.live <= stock || !this.#leaseIdle(now)) return;
-    if (!this.#store.shared) return this.#lease(this.#tokenQueue.live - stock);
-    // Start the lease one turn later so that requests arriving together share it.
-    this.#leasing = true;
-    this.#clock.setTimeout(() => {
-      this.#leasing = false;
-      const need = tokensNeeded(
-        this.#tokenQueue.live,
-        this.#tokens.count,
-        pipelineTokens(this.#limits, this.#leaseRttMs),
-      );
-      if (need > 0 && !this.#closed) {
-        this.#lease(this.#leaseSize(need, this.#demand.rate(this.#clock.now())));
-      }
-    }, 0);
-  }
-
-  /** Leased tokens that fall due later: wake the queue when the first one does. */
-  #wakeWhenDue(): void {
-    const firstDue = this.#tokens.firstDueAt();
-    if (this.#dueTimer !== undefined || firstDue === undefined) return;
-    const delay = Math.max(0, firstDue - this.#clock.now());
-    this.#dueTimer = this.#clock.setTimeout(() => {
-      this.#dueTimer = undefined;
-      this.#pumpTokens();
-    }, delay);
-  }
-
-  #lease(want: number): void {
-    this.#leasing = true;
-    this.stats.tokenLeases++;
-    const asked = this.#clock.now();
-    this.#store.leaseTokens(want).then(
-      ({ granted, retryAfterMs, firstAt, spacingMs = 0 }) => {
-        this.#leasing = false;
-        this.#leaseRttMs = 0.8 * this.#leaseRttMs + 0.2 * (this.#clock.now() - asked);
-        if (this.#closed) {
-          if (granted > 0) this.#store.returnTokens(granted).catch(() => {});
-          return;
-        }
-        if (granted > 0) {
-          const now = this.#clock.now();
-          this.#tokens.add(granted, firstAt ?? now, spacingMs, now);
-          this.stats.tokensLeased += granted;
-          this.#pumpTokens();
-        } else if (this.#tokenQueue.live > 0) {
-          this.#retryLeaseIn(retryAfterMs);
-        }
-      },
-      () => {
-        // The store already retried; try again shortly rather than spin.
-        this.#leasing = false;
-        if (this.#tokenQueue.live > 0 && !this.#closed) this.#retryLeaseIn(250);
-      },
-    );
-  }
-
-  #retryLeaseIn(ms: number): void {
-    // Jitter spreads instances that all wait for the same refill.
-    const delay = Math.max(1, ms) * (this.#store.shared ? 1 + this.#random() * 0.2 : 1);
-    this.#leaseRetryTimer = this.#clock.setTimeout(() => {
-      this.#leaseRetryTimer = undefined;
-      this.#pumpTokens();
-    }, delay);
   }
 }
