@@ -93,7 +93,8 @@ function summary(config: GatewayConfig): void {
   }
 }
 
-async function main(): Promise<void> {
+/** The configuration, or the process exits with the message (before anything listens). */
+function configure(): GatewayConfig {
   let config: GatewayConfig;
   try {
     config = loadConfig((name) => Deno.env.get(name));
@@ -118,6 +119,11 @@ async function main(): Promise<void> {
   } else if (config.password === undefined) {
     console.error("kvgate: ACCESS_PASSWORD is not set: every API request answers 503 until it is.");
   }
+  return config;
+}
+
+async function main(): Promise<void> {
+  const config = configure();
   // A remote KV (Deno Deploy's, KV Connect) is a round trip or more away:
   // serve first, and let requests that come meanwhile wait for the gateway.
   // A local file opens in microseconds, and a path that cannot be used must
@@ -148,18 +154,33 @@ async function main(): Promise<void> {
   ready(gateway);
   startLog(config, gateway, kv);
   const server = early ?? listen(config, gateway.handler);
+  const stop = stopper(config, gateway, server, kv);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(sig, stop);
+    } catch { /* not available on this platform */ }
+  }
+}
 
-  // Deno Deploy sends SIGINT when it replaces or stops an isolate, and
-  // SIGKILL 5 s later; elsewhere SIGTERM (or Ctrl-C) means the same. One
-  // budget from the signal (shutdownMs, 4.5 s) holds the whole shutdown:
-  // the listener stays open, so that a request that still arrives is told
-  // 503 gateway_closing (with Connection: close) rather than refused without
-  // a word; responses in flight run while the hand-backs are written, for
-  // what is left once time for the last KV writes is kept; then the server
-  // closes. A repeated signal changes nothing: Ctrl-C under `deno task`
-  // reaches the process twice (from the terminal, and forwarded by the task).
+/**
+ * Deno Deploy sends SIGINT when it replaces or stops an isolate, and
+ * SIGKILL 5 s later; elsewhere SIGTERM (or Ctrl-C) means the same. One
+ * budget from the signal (shutdownMs, 4.5 s) holds the whole shutdown:
+ * the listener stays open, so that a request that still arrives is told
+ * 503 gateway_closing (with Connection: close) rather than refused without
+ * a word; responses in flight run while the hand-backs are written, for
+ * what is left once time for the last KV writes is kept; then the server
+ * closes. A repeated signal changes nothing: Ctrl-C under `deno task`
+ * reaches the process twice (from the terminal, and forwarded by the task).
+ */
+function stopper(
+  config: GatewayConfig,
+  gateway: Gateway,
+  server: Deno.HttpServer,
+  kv: KvConnection,
+): () => Promise<void> {
   let stopping = false;
-  const stop = async () => {
+  return async () => {
     if (stopping) return;
     stopping = true;
     const signalled = Date.now();
@@ -182,11 +203,6 @@ async function main(): Promise<void> {
     kv.close();
     Deno.exit(0);
   };
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(sig, stop);
-    } catch { /* not available on this platform */ }
-  }
 }
 
 /** The start-up lines: each service, the shared admin warning, and where KV lives. */

@@ -49,6 +49,19 @@ function checkTarget(where: string, v: unknown): string {
   return url.href.replace(/\/+$/, "");
 }
 
+/** The name of the variable holding a service's keys: a variable name Deploy lets users set. */
+function checkEnvKey(where: string, v: unknown): string {
+  if (typeof v !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(v)) {
+    throw new ConfigError(`${where} must be an environment variable name (got ${describe(v)})`);
+  }
+  if (RESERVED_ENV.test(v)) {
+    throw new ConfigError(
+      `${where} ${v} starts with a prefix Deno Deploy keeps for itself (DENO_, OTEL_, LD_): set envKey to another name`,
+    );
+  }
+  return v;
+}
+
 /** `base` (a built-in service, or none) with `patch` merged over it, validated. */
 export function mergeService(
   name: string,
@@ -86,16 +99,7 @@ export function mergeService(
   }
   const style = checkOneOf(`${where}.style`, merged.style, STYLES);
   const streamRelay = checkOneOf(`${where}.streamRelay`, merged.streamRelay, STREAM_RELAYS);
-  if (typeof merged.envKey !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(merged.envKey)) {
-    throw new ConfigError(
-      `${where}.envKey must be an environment variable name (got ${describe(merged.envKey)})`,
-    );
-  }
-  if (RESERVED_ENV.test(merged.envKey)) {
-    throw new ConfigError(
-      `${where}.envKey ${merged.envKey} starts with a prefix Deno Deploy keeps for itself (DENO_, OTEL_, LD_): set envKey to another name`,
-    );
-  }
+  const envKey = checkEnvKey(`${where}.envKey`, merged.envKey);
   const rateLimitHeaders = checkOneOf(
     `${where}.rateLimitHeaders`,
     merged.rateLimitHeaders,
@@ -118,7 +122,7 @@ export function mergeService(
   }
   return {
     target: checkTarget(`${where}.target`, merged.target),
-    envKey: merged.envKey,
+    envKey,
     rps: checkPositive(`${where}.rps`, merged.rps, false),
     burst: checkPositive(`${where}.burst`, merged.burst, true),
     maxConn: checkPositive(`${where}.maxConn`, merged.maxConn, true),

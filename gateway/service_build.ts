@@ -89,27 +89,7 @@ export async function buildServiceRuntime(
       slotQueue: new FairQueue(),
       tokenQueue: new FairQueue(),
     });
-  const pacing = new KeyPacing({
-    service: service.name,
-    quota: service.keyQuota,
-    dialect: service.rateLimitHeaders,
-    dayResetMs: service.dayResetMs,
-    clock: c.clock,
-    leaseMs: c.config.leaseMs,
-    requestLimiter: (key, l) => limiterFor({ service: service.name, key, per: "requests" }, l),
-    tokenStore: (key, l) => storeFor({ service: service.name, key, per: "tokens" }, l),
-    days: service.keyQuota.rpd === undefined ? undefined : new DayBudgets({
-      kv: c.kv,
-      clock: c.clock,
-      call: c.call,
-      peers: c.peers,
-      dayStartMs: service.dayResetMs,
-      usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
-    }),
-    rates: c.rateStore,
-    rest: (key, until, reason) => pool.rest(key, until, reason, c.clock.now()),
-    log: c.logEvent,
-  });
+  const pacing = keyPacing(service, pool, limiterFor, storeFor, c);
   const rt = new ServiceRuntime({
     service,
     pool,
@@ -138,6 +118,37 @@ export async function buildServiceRuntime(
   });
   if (keys.length > 0) await rt.fresh();
   return rt;
+}
+
+/** Each key's pacing: its quota, the provider's word on it, its day count (`rpd`). */
+function keyPacing(
+  service: Service,
+  pool: KeyPool,
+  limiterFor: (scope: LimitScope, l: TeamLimits) => ServiceLimiter,
+  storeFor: (scope: LimitScope, l: TeamLimits) => CapacityStore,
+  c: ServiceContext,
+): KeyPacing {
+  return new KeyPacing({
+    service: service.name,
+    quota: service.keyQuota,
+    dialect: service.rateLimitHeaders,
+    dayResetMs: service.dayResetMs,
+    clock: c.clock,
+    leaseMs: c.config.leaseMs,
+    requestLimiter: (key, l) => limiterFor({ service: service.name, key, per: "requests" }, l),
+    tokenStore: (key, l) => storeFor({ service: service.name, key, per: "tokens" }, l),
+    days: service.keyQuota.rpd === undefined ? undefined : new DayBudgets({
+      kv: c.kv,
+      clock: c.clock,
+      call: c.call,
+      peers: c.peers,
+      dayStartMs: service.dayResetMs,
+      usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
+    }),
+    rates: c.rateStore,
+    rest: (key, until, reason) => pool.rest(key, until, reason, c.clock.now()),
+    log: c.logEvent,
+  });
 }
 
 /** The teams' fair share of the service, agreed with other instances through KV when shared. */
