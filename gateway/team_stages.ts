@@ -26,7 +26,8 @@ export function waitOptions(x: Exchange, retry: boolean): WaitOptions {
     signal: x.req.signal,
     priority: retry,
     team: pass?.team.name,
-    weight: pass?.team.weight,
+    // Held back at the gate, a team is weighed by its pace here (see FairGate.paceOf).
+    weight: pass === undefined ? undefined : x.rt.gate?.paceOf(pass.team.name) ?? pass.team.weight,
     bulk: pass?.bulk,
   };
 }

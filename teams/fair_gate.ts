@@ -126,6 +126,23 @@ export class FairGate {
     return mine > 0 ? this.#rate / mine : undefined;
   }
 
+  /**
+   * The pace `team` passes at here while teams are held back (requests per
+   * second: this instance's part of its share), or undefined when none is.
+   * The service's own lines weigh a team by it (`gateway/team_stages.ts`
+   * waitOptions), so that they let the teams out in the proportions the gate
+   * let them in. Weighed by the teams' configured weights instead, an
+   * instance whose tokens run short gave a team the weight's part of them
+   * even where the gate had given that team more than that part of its
+   * share here (its demand was here), and the team fell short of its share
+   * everywhere (a 3:1 run measured 4.07).
+   */
+  paceOf(team: string): number | undefined {
+    if (this.#shares === undefined) return undefined;
+    const rate = this.#lanes.get(team)?.rate;
+    return rate !== undefined && rate > 0 && Number.isFinite(rate) ? rate : undefined;
+  }
+
   /** The teams' shares of the service (requests per second), or undefined when none is held back. */
   get shares(): ReadonlyMap<string, number> | undefined {
     return this.#shares;

@@ -133,3 +133,27 @@ Deno.test("fair gate: timers that fire late (a busy event loop) cost no team its
   assert.ok(Math.abs(b - 60) <= 1.2, `b: ${b} of 60`);
   for (const g of gates) g.close();
 });
+
+Deno.test("fair gate: paceOf() is each team's pace here: its share, split by where its demand is", async () => {
+  const clock = new FakeClock();
+  const board = new MemoryBoard();
+  const g1 = new FairGate({ rate: 20, board: board.for("i1"), clock });
+  const g2 = new FairGate({ rate: 20, board: board.for("i2"), clock });
+  const passed = new Map<string, number>();
+  flood(clock, g2, "a", 3, 2, passed);
+  assert.equal(g2.paceOf("a"), undefined, "nobody held back yet");
+  // a's demand is mostly at g2, b's mostly at g1.
+  flood(clock, g2, "a", 3, 8, passed);
+  flood(clock, g1, "a", 3, 1, passed);
+  flood(clock, g1, "b", 1, 9, passed);
+  flood(clock, g2, "b", 1, 1, passed);
+  await clock.advance(3000);
+  const [a1, a2, b1, b2] = [g1.paceOf("a")!, g2.paceOf("a")!, g1.paceOf("b")!, g2.paceOf("b")!];
+  assert.ok(Math.abs(a1 + a2 - 15) < 1, `a's share: ${a1} + ${a2}`);
+  assert.ok(Math.abs(b1 + b2 - 5) < 0.5, `b's share: ${b1} + ${b2}`);
+  // Here b is let in faster than a: weighed 3:1 by the teams' weights, a line short of tokens
+  // here would give a three times b's part, and b would fall short of its share.
+  assert.ok(b1 > a1, `here a ${a1.toFixed(2)}, b ${b1.toFixed(2)}`);
+  g1.close();
+  g2.close();
+});
