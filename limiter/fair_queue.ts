@@ -27,6 +27,11 @@ export class LaneLine {
     return w;
   }
 
+  /** A waiter left early (abort, deadline, refused): it is settled and still in its queue. */
+  left(w: Waiter): void {
+    w.line?.left(w);
+  }
+
   /** The newest waiter still waiting, bulk first: who gives its place away. */
   newest(): Waiter | undefined {
     return this.bulk.newest() ?? this.interactive.newest();

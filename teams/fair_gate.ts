@@ -6,7 +6,6 @@ import {
   grant,
   GRANTED,
   LaneLine,
-  type Line,
   type QueuePlaces,
   queueVictim,
   type RefusalReason,
@@ -52,22 +51,7 @@ class TeamLane {
   tat = 0;
   /** Its waiters, interactive before bulk (the limiter's lane discipline). */
   line = new LaneLine();
-  /** The line as the shared waiter sees it: counted in the gate's total. */
-  sink: Line;
   timer: TimerHandle | undefined;
-
-  constructor(gate: { waiting: number }) {
-    this.sink = {
-      push: (w) => {
-        gate.waiting++;
-        this.line.push(w);
-      },
-      left: (w) => {
-        gate.waiting--;
-        w.line?.left(w);
-      },
-    };
-  }
 }
 
 /**
@@ -93,8 +77,6 @@ export class FairGate {
   #ticking = false;
   #tick: TimerHandle | undefined;
   #closed = false;
-  /** Requests waiting here, all teams. */
-  #count = { waiting: 0 };
   #queueLimit: number;
 
   constructor(options: FairGateOptions) {
@@ -164,7 +146,7 @@ export class FairGate {
     const now = this.#clock.now();
     let lane = this.#lanes.get(team);
     if (lane === undefined) {
-      lane = new TeamLane(this.#count);
+      lane = new TeamLane();
       this.#lanes.set(team, lane);
       lane.rate = lane.share = this.#newcomerRate(weight);
     }
@@ -178,7 +160,7 @@ export class FairGate {
       reason,
       retryAfterMs: retryAfterMs(lane!.line.live + 1, lane!.rate),
     });
-    if (this.#count.waiting >= this.#queueLimit) {
+    if (this.#waiting() >= this.#queueLimit) {
       // Full: the newcomer's team may be owed a place that another team's flood holds.
       const gives = this.#giveWay(team, weight);
       if (gives === undefined) {
@@ -187,9 +169,16 @@ export class FairGate {
       }
       gives.refuse!("queue_full");
     }
-    const passed = waitIn(lane.sink, { deadline, signal, bulk }, this.#deadlines, refusal, now);
+    const passed = waitIn(lane.line, { deadline, signal, bulk }, this.#deadlines, refusal, now);
     this.#pump(lane);
     return passed;
+  }
+
+  /** Requests waiting here, all teams. */
+  #waiting(): number {
+    let n = 0;
+    for (const lane of this.#lanes.values()) n += lane.line.live;
+    return n;
   }
 
   /** The newest waiter (bulk first) of the team furthest over its share of the places, if `team` is owed one. */
@@ -218,7 +207,6 @@ export class FairGate {
         grant(w, { ok: false, reason: "closing", retryAfterMs: 1000 });
       }
     }
-    this.#count.waiting = 0;
   }
 
   /**
@@ -250,7 +238,6 @@ export class FairGate {
         }
         return;
       }
-      this.#count.waiting--;
       grant(lane.line.shift()!);
     }
   }
