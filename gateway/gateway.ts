@@ -77,10 +77,15 @@ export async function createGateway(
     busy: () => drain.inFlight > 0,
     log: parts.logEvent,
   });
-  const background = { ...parts, runtimes, registry: teams.registry, minutes };
-  for (const part of backgroundParts({ ...background, watch: options.watchKv !== false })) {
-    lifecycle.add(part);
-  }
+  const watch = options.watchKv !== false;
+  const background = backgroundParts({
+    ...parts,
+    runtimes,
+    registry: teams.registry,
+    minutes,
+    watch,
+  });
+  for (const part of background) lifecycle.add(part);
   lifecycle.start();
   const status = new StatusBoard({
     ...parts,
