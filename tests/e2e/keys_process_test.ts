@@ -107,17 +107,39 @@ Deno.test("provider-wide 429 (the mock refuses every key for 5 s): at most keys 
   try {
     const stop = AbortSignal.timeout(12_000);
     const statuses: number[] = [];
+    // The refusal begins while no request is out: each client waits at the gate between two
+    // requests, and the gate closes for a moment while the refusal is switched on. So the bound
+    // below holds by construction, not by when the clients' requests happen to be sent: the three
+    // clients' first requests go out together on the three keys (rotation) and are refused; each
+    // retry is held while another of them is still out, and the second refusal (another key)
+    // starts the pause; after the 2 s the provider names, one probe is refused; then the pause
+    // runs past the 5 s. That is keys + 1.
+    let gate: Promise<void> | undefined;
+    let atGate = 0;
+    let allAtGate = () => {};
     const client = async () => {
-      while (!stop.aborted) statuses.push(await chat(proc, "wide"));
+      while (!stop.aborted) {
+        if (gate !== undefined) {
+          if (++atGate === 3) allAtGate();
+          await gate;
+        }
+        statuses.push(await chat(proc, "wide"));
+      }
     };
     const clients = Promise.all([client(), client(), client()]);
     await sleep(1000);
+    let open = () => {};
+    const gathered = new Promise<void>((r) => allAtGate = r);
+    gate = new Promise<void>((r) => open = r);
+    await gathered;
     const from = Date.now();
     // The provider names 2 s, and still refuses when asked again then (as Gemini's short hints do).
     mock.options.refuseAll = { until: from + 5000, retryAfterSec: 2 };
+    gate = undefined;
+    open();
     await clients;
-    // What the upstream sees in those 5 s: the requests that arrive in them (those already inside
-    // the mock when the refusal began are refused too, and counted apart).
+    // What the upstream sees in those 5 s: the requests that arrive in them (none was inside the
+    // mock when the refusal began), and those refused (decided on arrival: the same).
     const during = mock.received.filter((r) => r.at >= from && r.at < from + 5000).length;
     const inside = mock.rateLimitedAt.filter((at) => at >= from && at < from + 5000).length -
       during;

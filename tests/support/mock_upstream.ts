@@ -56,7 +56,12 @@ export interface MockOptions {
   keyBucket?: { capacity: number; perMinute: number; minuteMs?: number };
   /** The rate-limit headers sent on every answer of a bucketed key, in this dialect. */
   headers?: "openai" | "groq" | "cerebras" | "anthropic";
-  /** Until this epoch ms, every key gets 429 (a provider-wide limit), with this `retry-after` (s). */
+  /**
+   * Every request that arrives before `until` (epoch ms) gets 429, on every
+   * key (a provider-wide limit), with this `retry-after` (s). Decided on
+   * arrival, as a provider's limiter does: a request already inside when
+   * the option is set is answered as before.
+   */
   refuseAll?: { until: number; retryAfterSec?: number };
   /**
    * Answer every request as OpenAI, Anthropic and Gemini answer the security
@@ -336,6 +341,10 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
     const url = new URL(req.url);
     const key = keyOf(req, url);
     const body = req.body ? await req.text() : "";
+    const arrivedAt = Date.now();
+    // Decided on arrival (see MockOptions.refuseAll), answered after the latency.
+    const refuseAll = mock.options.refuseAll;
+    const refusedAll = refuseAll !== undefined && arrivedAt < refuseAll.until;
     mock.received.push({
       key,
       method: req.method,
@@ -343,7 +352,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
       search: url.search,
       headers: req.headers,
       body,
-      at: Date.now(),
+      at: arrivedAt,
     });
     const leave = enter();
     let streaming = false;
@@ -375,8 +384,7 @@ export function startMockUpstream(options: MockOptions = {}): Promise<MockUpstre
           ),
         );
       }
-      const refuseAll = mock.options.refuseAll;
-      if (refuseAll && Date.now() < refuseAll.until) {
+      if (refusedAll) {
         return await refuse(req, "Too many requests from this account", {
           "retry-after": String(refuseAll.retryAfterSec ?? 1),
         });
