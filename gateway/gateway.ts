@@ -69,6 +69,7 @@ export async function createGateway(
     clock,
     call: parts.call,
     flushMs: options.minuteFlushMs,
+    random: parts.random,
   });
   // The background work sleeps after idleAfterMs without a request (lifecycle.ts).
   const lifecycle = new Lifecycle({

@@ -51,6 +51,8 @@ export interface MinuteCountsOptions {
   call?: KvCallOptions;
   /** How often counts are added in KV, in ms. Default 5000. */
   flushMs?: number;
+  /** Random numbers in [0, 1), for when the first prune falls. Default `Math.random`. */
+  random?: () => number;
 }
 
 const MINUTE = 60_000;
@@ -60,7 +62,11 @@ const KEEP_MS = 3_600_000;
  * How often old records are looked for: minute records every 10 minutes,
  * day records (kept 8 days) every hour. Each look is a KV list per
  * instance, and a list a minute was a tenth of the KV calls of a quiet
- * deployment (bench:regions).
+ * deployment (bench:regions). An instance's first look falls at a random
+ * time within those periods, not at its first flush: on Deno Deploy
+ * instances start often and live minutes, and a look at each start was
+ * four KV calls per cold start (most of them finding nothing) that the
+ * instances living long enough do for all.
  */
 const PRUNE_MINUTES_EVERY_MS = 600_000;
 const PRUNE_DAYS_EVERY_MS = 3_600_000;
@@ -83,12 +89,17 @@ export class MinuteCounts {
   #endedDays: KeyDay[] = [];
   /** Each service's current provider day label, and the span it holds for. */
   #dayLabels = new Map<string, { label: string; from: number; until: number }>();
-  #prunedAt = -Infinity;
-  #prunedDaysAt = -Infinity;
+  /** When old records were last looked for; set back a random part of a period at the start. */
+  #prunedAt: number;
+  #prunedDaysAt: number;
   #timer: TimerHandle | undefined;
 
   constructor(options: MinuteCountsOptions) {
     this.#o = options;
+    const now = options.clock.now();
+    const random = options.random ?? Math.random;
+    this.#prunedAt = now - random() * PRUNE_MINUTES_EVERY_MS;
+    this.#prunedDaysAt = now - random() * PRUNE_DAYS_EVERY_MS;
   }
 
   /** Counts one answer to a client. */

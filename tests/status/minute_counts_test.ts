@@ -8,6 +8,7 @@ import { MinuteCounts } from "../../status/mod.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
+import { keyDayKey, minuteCountKey } from "../../kv/mod.ts";
 
 const MINUTE = 60_000;
 const minuteOf = (ms: number) => ms - (ms % MINUTE);
@@ -115,7 +116,8 @@ Deno.test("MinuteCounts: a flush is one KV commit; old records are looked for on
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock(minuteOf(1_700_000_000_000));
     const faults = { latencyMs: 0, failing: false, ops: 0 };
-    const counts = new MinuteCounts({ kv: faultyKv(kv, faults), clock });
+    // A whole period already gone at the start: the first flush looks (see the next test).
+    const counts = new MinuteCounts({ kv: faultyKv(kv, faults), clock, random: () => 1 });
     const opsOfFlush = async () => {
       counts.answered("groq", 200, clock.now());
       const before = faults.ops;
@@ -131,5 +133,30 @@ Deno.test("MinuteCounts: a flush is one KV commit; old records are looked for on
     await clock.advance(MINUTE);
     const tenth = await opsOfFlush();
     assert.ok(tenth > 1 && tenth < first, "minute records looked for again, old days not yet");
+  });
+});
+
+Deno.test("MinuteCounts: an instance looks for old records at a random time within the period, not at its first flush", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(Date.UTC(2026, 11, 7, 12, 0)));
+    const hourAgo = minuteOf(clock.now() - 2 * 3_600_000);
+    const oldMinute = minuteCountKey("groq", hourAgo, "requests");
+    const oldDay = keyDayKey("groq", "k1", "2026-11-20", "requests");
+    await kv.set(oldMinute, new Deno.KvU64(1n));
+    await kv.set(oldDay, new Deno.KvU64(1n));
+    // Halfway: the first look at minute records after 5 of their 10 minutes, at day records after 30 of 60.
+    const counts = new MinuteCounts({ kv, clock, random: () => 0.5 });
+    const flushAt = async (ms: number) => {
+      await clock.advance(ms);
+      counts.answered("groq", 200, clock.now());
+      await counts.flush();
+    };
+    await flushAt(5_000);
+    assert.notEqual((await kv.get(oldMinute)).value, null, "the first flush lists nothing");
+    await flushAt(5 * 60_000);
+    assert.equal((await kv.get(oldMinute)).value, null, "minute records older than an hour go");
+    assert.notEqual((await kv.get(oldDay)).value, null, "day records wait for their own period");
+    await flushAt(25 * 60_000);
+    assert.equal((await kv.get(oldDay)).value, null, "day records older than 8 days go");
   });
 });
