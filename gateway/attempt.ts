@@ -2,16 +2,15 @@ import { sleep } from "../clock/mod.ts";
 import { classifyResponse, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
 import { type Bytes, joinChunks, readUpTo } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
-import type { GatewayError } from "./errors.ts";
 import type { Exchange } from "./exchange.ts";
 import type { Pipeline } from "./pipeline.ts";
 import { countUpstream } from "./account.ts";
 import { modelOf } from "../status/mod.ts";
-import { answer, respondSettled, respondSuccess, type Settled } from "./respond.ts";
+import { answer, respondSettled, respondSuccess } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
-import { hasNextTarget, NEXT_TARGET, targetFailed, waitLimit } from "./group_stage.ts";
-import type { SkipReason } from "./group_walk.ts";
+import { NEXT_TARGET, waitLimit } from "./group_stage.ts";
+import { type Ended, endWaiting, giveUp, switchesTarget, type Tries } from "./attempt_end.ts";
 import { bodyEncoded } from "./headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {
@@ -33,21 +32,8 @@ const MAX_PAUSED_ATTEMPTS = 8;
 /** Error bodies are read whole to classify them; larger ones are cut here. */
 const MAX_ERROR_BODY = 1024 * 1024;
 
-/** What the attempts end in: an answer, or (a group's target failed) the next target's turn. */
-type Ended = Response | typeof NEXT_TARGET;
-
 /** Where one attempt left the request: answered, or to be tried again. */
 type AttemptEnd = { answer: Response } | { retry: Outcome; sentAt: number };
-
-/** What the attempts have learned so far, for the next one and for the final answer. */
-interface Tries {
-  /** Keys tried; made on the first retry, most requests need none. */
-  tried: Set<string> | undefined;
-  last: Settled | undefined;
-  lastFailure: "timeout" | "network" | undefined;
-  /** Keys this request has found at fault (401/403/quota): a second one makes the request the suspect. */
-  keyFaults: number;
-}
 
 /**
  * The attempt stage, holding the request's slot throughout: pick a key
@@ -270,64 +256,9 @@ function faultOwner(x: Exchange): string {
   return x.team?.team.name ?? "";
 }
 
-/**
- * A wait for a key or a token gave up: the client gets the last upstream
- * answer when a retry was waiting, else kvgate's own `err`.
- */
-function endWaiting(
-  p: Pipeline,
-  x: Exchange,
-  tries: Tries,
-  err: GatewayError,
-): Ended {
-  if (switchesTarget(x, tries, err)) return NEXT_TARGET;
-  if (tries.last) return respondSettled(p, x, tries.last, "exhausted");
-  return answer(p, x, err);
-}
-
-/**
- * Whether a group's request goes on to its next target: this one failed
- * (429 or 5xx after its retries, no answer, or its keys or provider turned
- * out resting while it waited) and a target is left. A refusal of the
- * request itself (4xx) or of the team is the answer on any target.
- */
-function switchesTarget(x: Exchange, tries: Tries, err?: GatewayError): boolean {
-  if (!hasNextTarget(x.group)) return false;
-  const status = tries.lastFailure === undefined ? tries.last?.status : undefined;
-  let reason: SkipReason | undefined;
-  if (tries.lastFailure !== undefined || (status !== undefined && status >= 500)) {
-    reason = "upstream_error";
-  } else if (status === 429) reason = "upstream_429";
-  else if (status === 401 || status === 403) reason = "keys_refused";
-  else if (status === undefined && SWITCHING_CODES.has(err?.code ?? "")) {
-    reason = err!.code === "gateway_provider_backoff" ? "provider_backoff" : "keys_resting";
-  }
-  if (reason !== undefined) targetFailed(x.group!, reason);
-  return reason !== undefined;
-}
-
-/** kvgate's own refusals on a target that another target may not share. */
-const SWITCHING_CODES = new Set(["gateway_keys_resting", "gateway_provider_backoff"]);
-
 /** The key to send with, as opposed to the request's end. */
 function isKey(k: PooledKey | Ended): k is PooledKey {
   return k !== NEXT_TARGET && !(k instanceof Response);
-}
-
-/** After the last attempt: the last upstream answer, or why there was none. */
-function giveUp(p: Pipeline, x: Exchange, tries: Tries): Ended {
-  if (switchesTarget(x, tries)) return NEXT_TARGET;
-  if (tries.last && tries.lastFailure === undefined) {
-    return respondSettled(p, x, tries.last, "exhausted");
-  }
-  const service = x.rt.service.name;
-  return answer(
-    p,
-    x,
-    tries.lastFailure === "timeout"
-      ? gatewayErrors.upstreamTimeout(service, p.config.firstByteTimeoutMs)
-      : gatewayErrors.upstreamUnreachable(service),
-  );
 }
 
 async function readSmall(res: Response): Promise<Bytes> {

@@ -1,27 +1,13 @@
 import type { Clock } from "../limiter/mod.ts";
-import { casUpdate, kvCall, type KvCallOptions, providerBackoffKey } from "../kv/mod.ts";
+import type { KvCallOptions } from "../kv/mod.ts";
+import {
+  type BackoffRecord,
+  BackoffStore,
+  type BackoffTurn,
+  PROBE_POLL_MS,
+} from "./backoff_store.ts";
 
-/** A service's pause, as shared in KV. */
-export interface BackoffRecord {
-  /** Epoch ms until which no request goes to the provider. */
-  until: number;
-  /** Pauses in a row (a probe refused doubles the next). */
-  strikes: number;
-  pauseMs: number;
-  reason: string;
-  /** The instance whose single request tests the provider after the pause, and until when it may. */
-  probe?: { by: string; until: number };
-  /** Paused by an admin: no request goes, none waits, until an admin resumes it. */
-  admin?: boolean;
-}
-
-/**
- * Whether a request may go to the provider now (`probe`: it is the single
- * one after a pause); if not, until when, or `admin` when an admin paused it.
- */
-export type BackoffTurn =
-  | { go: true; probe: boolean }
-  | { go: false; untilMs: number; admin?: boolean };
+export type { BackoffRecord, BackoffTurn };
 
 /** Options for {@linkcode ProviderBackoff}. */
 export interface ProviderBackoffOptions {
@@ -45,8 +31,6 @@ export interface ProviderBackoffOptions {
 }
 
 const GO: BackoffTurn = Object.freeze({ go: true, probe: false });
-/** How often a request waiting on another instance's probe looks again, in ms. */
-const PROBE_POLL_MS = 250;
 
 /**
  * A provider-wide back-off. Provider limits often belong to the account or
@@ -62,6 +46,8 @@ const PROBE_POLL_MS = 250;
  */
 export class ProviderBackoff {
   #o: ProviderBackoffOptions;
+  /** Where the pause is shared; undefined: this instance only. */
+  #store: BackoffStore | undefined;
   #windowMs: number;
   #answers = new Map<string, { at: number; limited: boolean; sentAt: number }>();
   #pause: BackoffRecord | undefined;
@@ -75,6 +61,7 @@ export class ProviderBackoff {
 
   constructor(options: ProviderBackoffOptions) {
     this.#o = options;
+    this.#store = options.kv && new BackoffStore(options.kv, options.service, options.call);
     this.#windowMs = options.windowMs ?? 5000;
     if (!(this.#windowMs > 0)) throw new RangeError(`windowMs must be > 0 (got ${this.#windowMs})`);
   }
@@ -195,7 +182,7 @@ export class ProviderBackoff {
     };
     this.#pause = rec;
     this.#o.log?.("service_paused", { service: this.#o.service });
-    await this.#store(rec);
+    await this.#store?.set(rec);
   }
 
   /** An admin resumes the service (any pause ends, the provider's too). */
@@ -203,20 +190,13 @@ export class ProviderBackoff {
     this.#pause = undefined;
     this.#probing = false;
     this.#o.log?.("service_resumed", { service: this.#o.service });
-    const kv = this.#o.kv;
-    if (kv) {
-      await kvCall(() => kv.delete(providerBackoffKey(this.#o.service)), this.#o.call ?? {});
-    }
+    await this.#store?.remove();
   }
 
   /** Reads the pause other instances started or ended. */
   async refresh(): Promise<void> {
-    const kv = this.#o.kv;
-    if (!kv) return;
-    const { value } = await kvCall(
-      () => kv.get<BackoffRecord>(providerBackoffKey(this.#o.service)),
-      this.#o.call ?? {},
-    );
+    if (!this.#store) return;
+    const value = await this.#store.read();
     const now = this.#o.clock.now();
     if (value) {
       if (!this.#pause || value.admin || value.until >= this.#pause.until) this.#pause = value;
@@ -278,26 +258,11 @@ export class ProviderBackoff {
 
   /** Claims the probe in KV (one instance probes); true without KV. */
   async #claimProbe(now: number): Promise<BackoffTurn> {
-    const kv = this.#o.kv;
-    const me = this.#o.instanceId;
-    const probe = { by: me, until: now + (this.#o.probeMs ?? 30_000) };
+    const probe = { by: this.#o.instanceId, until: now + (this.#o.probeMs ?? 30_000) };
     this.#pause!.probe = probe;
-    if (!kv) return { go: true, probe: true };
+    if (!this.#store) return { go: true, probe: true };
     try {
-      const claim = await casUpdate<BackoffRecord, BackoffTurn>(
-        kv,
-        providerBackoffKey(this.#o.service),
-        (old) => {
-          if (old === null) return { done: GO };
-          if (old.until > now) return { done: { go: false, untilMs: old.until } };
-          if (old.probe && old.probe.by !== me && old.probe.until > now) {
-            return { done: { go: false, untilMs: now + PROBE_POLL_MS } };
-          }
-          return { write: { ...old, probe }, expireIn: 600_000, result: { go: true, probe: true } };
-        },
-        { call: this.#o.call },
-      );
-      const turn = claim.ok ? claim.result : { go: false, untilMs: now + PROBE_POLL_MS } as const;
+      const turn = await this.#store.claimProbe(probe, now);
       if (!turn.go || !turn.probe) {
         this.#probing = false;
         if (turn.go) this.#pause = undefined;
@@ -309,25 +274,8 @@ export class ProviderBackoff {
     }
   }
 
-  /** Writes an admin's pause as it is (it has no end: no expiry). */
-  async #store(rec: BackoffRecord): Promise<void> {
-    const kv = this.#o.kv;
-    if (!kv) return;
-    await kvCall(() => kv.set(providerBackoffKey(this.#o.service), rec), this.#o.call ?? {});
-  }
-
   #write(next: (old: BackoffRecord | null) => BackoffRecord | null, now: number): void {
-    const kv = this.#o.kv;
-    if (!kv) return;
-    const key = providerBackoffKey(this.#o.service);
-    casUpdate<BackoffRecord, void>(kv, key, (old) => {
-      const rec = next(old);
-      if (rec === old) return { done: undefined };
-      if (rec === null) {
-        return old === null ? { done: undefined } : { remove: true, result: undefined };
-      }
-      return { write: rec, expireIn: Math.max(0, rec.until - now) + 600_000, result: undefined };
-    }, { call: this.#o.call }).catch((e) =>
+    this.#store?.update(next, now).catch((e) =>
       this.#o.log?.("provider_backoff_write_failed", { service: this.#o.service, error: String(e) })
     );
   }

@@ -1,0 +1,82 @@
+/**
+ * How the attempts end when no attempt answered: the last upstream answer
+ * (its retries spent), kvgate's own refusal (a wait for a key or a token
+ * gave up), or, for a model group's request, the next target's turn.
+ *
+ * @module
+ */
+import { gatewayErrors } from "./error_catalogue.ts";
+import type { GatewayError } from "./errors.ts";
+import type { Exchange } from "./exchange.ts";
+import { hasNextTarget, NEXT_TARGET, targetFailed } from "./group_stage.ts";
+import type { SkipReason } from "./group_walk.ts";
+import type { Pipeline } from "./pipeline.ts";
+import { answer, respondSettled, type Settled } from "./respond.ts";
+
+/** What the attempts end in: an answer, or (a group's target failed) the next target's turn. */
+export type Ended = Response | typeof NEXT_TARGET;
+
+/** What the attempts have learned so far, for the next one and for the final answer. */
+export interface Tries {
+  /** Keys tried; made on the first retry, most requests need none. */
+  tried: Set<string> | undefined;
+  last: Settled | undefined;
+  lastFailure: "timeout" | "network" | undefined;
+  /** Keys this request has found at fault (401/403/quota): a second one makes the request the suspect. */
+  keyFaults: number;
+}
+
+/**
+ * A wait for a key or a token gave up: the client gets the last upstream
+ * answer when a retry was waiting, else kvgate's own `err`.
+ */
+export function endWaiting(
+  p: Pipeline,
+  x: Exchange,
+  tries: Tries,
+  err: GatewayError,
+): Ended {
+  if (switchesTarget(x, tries, err)) return NEXT_TARGET;
+  if (tries.last) return respondSettled(p, x, tries.last, "exhausted");
+  return answer(p, x, err);
+}
+
+/**
+ * Whether a group's request goes on to its next target: this one failed
+ * (429 or 5xx after its retries, no answer, or its keys or provider turned
+ * out resting while it waited) and a target is left. A refusal of the
+ * request itself (4xx) or of the team is the answer on any target.
+ */
+export function switchesTarget(x: Exchange, tries: Tries, err?: GatewayError): boolean {
+  if (!hasNextTarget(x.group)) return false;
+  const status = tries.lastFailure === undefined ? tries.last?.status : undefined;
+  let reason: SkipReason | undefined;
+  if (tries.lastFailure !== undefined || (status !== undefined && status >= 500)) {
+    reason = "upstream_error";
+  } else if (status === 429) reason = "upstream_429";
+  else if (status === 401 || status === 403) reason = "keys_refused";
+  else if (status === undefined && SWITCHING_CODES.has(err?.code ?? "")) {
+    reason = err!.code === "gateway_provider_backoff" ? "provider_backoff" : "keys_resting";
+  }
+  if (reason !== undefined) targetFailed(x.group!, reason);
+  return reason !== undefined;
+}
+
+/** kvgate's own refusals on a target that another target may not share. */
+const SWITCHING_CODES = new Set(["gateway_keys_resting", "gateway_provider_backoff"]);
+
+/** After the last attempt: the last upstream answer, or why there was none. */
+export function giveUp(p: Pipeline, x: Exchange, tries: Tries): Ended {
+  if (switchesTarget(x, tries)) return NEXT_TARGET;
+  if (tries.last && tries.lastFailure === undefined) {
+    return respondSettled(p, x, tries.last, "exhausted");
+  }
+  const service = x.rt.service.name;
+  return answer(
+    p,
+    x,
+    tries.lastFailure === "timeout"
+      ? gatewayErrors.upstreamTimeout(service, p.config.firstByteTimeoutMs)
+      : gatewayErrors.upstreamUnreachable(service),
+  );
+}
