@@ -1,22 +1,24 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 import { casUpdate, kvCall, type KvCallOptions, u64 } from "../kv/mod.ts";
 import { budgetDay } from "./day.ts";
-import { DemandMeter } from "./lease_policy.ts";
+import {
+  type BudgetVerdict,
+  chunkSize,
+  type DailyBudget,
+  type DayState,
+  exhausted,
+  newDayState,
+  refusal,
+  tokensOver,
+} from "./day_policy.ts";
 
-/** A budget per day; either count may be absent (no cap). */
-export interface DailyBudget {
-  requests?: number;
-  tokens?: number;
-}
+export type { BudgetVerdict, DailyBudget };
 
 /** Whose day is counted: a team, or a provider key with its `rpd`. */
 export interface Budgeted {
   name: string;
   daily: DailyBudget;
 }
-
-/** May a team's request go upstream? If not, until when the budget is spent. */
-export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; resetsAt: number };
 
 /** Options for {@linkcode DayBudgets}. */
 export interface DayBudgetsOptions {
@@ -33,32 +35,9 @@ export interface DayBudgetsOptions {
   usageKey: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
 }
 
-/** Most requests one instance reserves at once: 20, or a second of the team's recent rate. */
-const MIN_CHUNK_CAP = 20;
-const MAX_CHUNK_CAP = 5000;
 /** A reservation unused for this long goes back, so that other instances may spend it. */
 const IDLE_RETURN_MS = 2000;
 const OK: BudgetVerdict = Object.freeze({ ok: true });
-
-/** One team's day as this instance knows it. */
-interface DayState {
-  day: string;
-  resetsAt: number;
-  /** Requests reserved in KV and not yet sent. */
-  allowance: number;
-  /** The day's counts as last read from KV. */
-  requestsSeen: number;
-  tokensSeen: number;
-  /** When they were read (a spent day may come back: others hand back reservations). */
-  readAt: number;
-  /** Counted here, not yet added in KV. */
-  pendingRequests: number;
-  pendingTokens: number;
-  lastUse: number;
-  reserving: Promise<BudgetVerdict> | undefined;
-  /** Requests sent per second lately: a busy team reserves bigger chunks. */
-  demand: DemandMeter;
-}
 
 /**
  * Daily budgets shared by every instance: a team's requests and tokens a
@@ -96,7 +75,7 @@ export class DayBudgets {
   /** Whether `team` is known to be past its budget (no KV call). */
   check(team: Budgeted, now: number): BudgetVerdict {
     const s = this.#state(team.name, now);
-    return this.#exhausted(team.daily, s, now) ?? OK;
+    return exhausted(team.daily, s, now) ?? OK;
   }
 
   /**
@@ -107,7 +86,7 @@ export class DayBudgets {
     const daily = team.daily;
     if (daily.requests === undefined && daily.tokens === undefined) return true;
     const s = this.#state(team.name, now);
-    return s.allowance > 0 && this.#exhausted(daily, s, now) === undefined;
+    return s.allowance > 0 && exhausted(daily, s, now) === undefined;
   }
 
   /**
@@ -124,10 +103,10 @@ export class DayBudgets {
       this.#wake();
       return OK;
     }
-    const over = this.#exhausted(daily, s, now);
+    const over = exhausted(daily, s, now);
     // Spent as last read; but other instances hand back what they reserved
     // and left idle, so once a flushMs the reservation reads the day again.
-    if (over && (this.#tokensOver(daily, s) || now - s.readAt < this.#flushMs)) return over;
+    if (over && (tokensOver(daily, s) || now - s.readAt < this.#flushMs)) return over;
     if (s.allowance > 0) {
       s.allowance--;
       return OK;
@@ -236,10 +215,10 @@ export class DayBudgets {
           s.tokensSeen = u64(tokens as Deno.KvEntryMaybe<Deno.KvU64>);
           const now = this.#clock.now();
           s.readAt = now;
-          const over = this.#exhausted(team.daily, s, now);
+          const over = exhausted(team.daily, s, now);
           if (over) return { done: over };
-          const chunk = this.#chunk(team.daily, s, peers, now);
-          if (chunk === 0) return { done: this.#refusal(s, now) };
+          const chunk = chunkSize(team.daily, s, peers, now);
+          if (chunk === 0) return { done: refusal(s, now) };
           return { write: new Deno.KvU64(BigInt(s.requestsSeen + chunk)), result: chunk };
         },
         { call: this.#call, alsoRead: [this.#usageKey(team.name, s.day, "tokens")] },
@@ -255,7 +234,7 @@ export class DayBudgets {
       // answered, counted to be written on return.
       const left = (team.daily.requests ?? Infinity) - s.requestsSeen;
       if (left <= 0 || s.pendingRequests * peers >= left) {
-        return this.#refusal(s, this.#clock.now());
+        return refusal(s, this.#clock.now());
       }
       // Held as an allowance of one that is not in KV: the request is summed on the next flush.
       s.pendingRequests++;
@@ -263,41 +242,6 @@ export class DayBudgets {
       this.#wake();
       return OK;
     }
-  }
-
-  /**
-   * Requests to reserve at once: 20, or a second of the team's recent rate
-   * when more (at most 5000); never more than a quarter of what is left per
-   * instance, and for a tokens budget sized from the tokens per request so far.
-   */
-  #chunk(daily: DailyBudget, s: DayState, peers: number, now: number): number {
-    let chunk = Math.min(MAX_CHUNK_CAP, Math.max(MIN_CHUNK_CAP, Math.ceil(s.demand.rate(now))));
-    if (daily.requests !== undefined) {
-      const left = daily.requests - s.requestsSeen;
-      if (left <= 0) return 0;
-      chunk = Math.min(chunk, left, Math.ceil(left / (4 * peers)));
-    }
-    if (daily.tokens !== undefined) {
-      const left = daily.tokens - s.tokensSeen;
-      const perRequest = s.requestsSeen > 0 ? Math.max(1, s.tokensSeen / s.requestsSeen) : 1000;
-      chunk = Math.min(chunk, Math.max(1, Math.floor(left / perRequest / (4 * peers))));
-    }
-    return Math.max(1, chunk);
-  }
-
-  #tokensOver(daily: DailyBudget, s: DayState): boolean {
-    return daily.tokens !== undefined && s.tokensSeen + s.pendingTokens >= daily.tokens;
-  }
-
-  #exhausted(daily: DailyBudget, s: DayState, now: number): BudgetVerdict | undefined {
-    const tokensOver = this.#tokensOver(daily, s);
-    const requestsOver = daily.requests !== undefined && s.allowance === 0 &&
-      s.requestsSeen >= daily.requests;
-    return tokensOver || requestsOver ? this.#refusal(s, now) : undefined;
-  }
-
-  #refusal(s: DayState, now: number): BudgetVerdict {
-    return { ok: false, retryAfterMs: Math.max(1000, s.resetsAt - now), resetsAt: s.resetsAt };
   }
 
   /** The team's state for the budget day holding `now` (a new day starts from zero). */
@@ -309,19 +253,7 @@ export class DayBudgets {
         // Yesterday's last counts still go to yesterday.
         this.#add(name, s.day, s.pendingRequests, s.pendingTokens).catch(() => {});
       }
-      s = {
-        day,
-        resetsAt,
-        allowance: 0,
-        requestsSeen: 0,
-        tokensSeen: 0,
-        readAt: -Infinity,
-        pendingRequests: 0,
-        pendingTokens: 0,
-        lastUse: now,
-        reserving: undefined,
-        demand: new DemandMeter(),
-      };
+      s = newDayState(day, resetsAt, now);
       this.#days.set(name, s);
     }
     return s;

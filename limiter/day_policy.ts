@@ -1,0 +1,96 @@
+/**
+ * The pure part of {@linkcode DayBudgets}: one day's counts as an instance
+ * knows them, how many requests it reserves at once, and when the day is
+ * spent. No KV, no clock: each takes what it needs.
+ *
+ * @module
+ */
+import { DemandMeter } from "./lease_policy.ts";
+
+/** A budget per day; either count may be absent (no cap). */
+export interface DailyBudget {
+  requests?: number;
+  tokens?: number;
+}
+
+/** May a team's request go upstream? If not, until when the budget is spent. */
+export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; resetsAt: number };
+
+/** Most requests one instance reserves at once: 20, or a second of the team's recent rate. */
+const MIN_CHUNK_CAP = 20;
+const MAX_CHUNK_CAP = 5000;
+
+/** One team's day as this instance knows it. */
+export interface DayState {
+  day: string;
+  resetsAt: number;
+  /** Requests reserved in KV and not yet sent. */
+  allowance: number;
+  /** The day's counts as last read from KV. */
+  requestsSeen: number;
+  tokensSeen: number;
+  /** When they were read (a spent day may come back: others hand back reservations). */
+  readAt: number;
+  /** Counted here, not yet added in KV. */
+  pendingRequests: number;
+  pendingTokens: number;
+  lastUse: number;
+  reserving: Promise<BudgetVerdict> | undefined;
+  /** Requests sent per second lately: a busy team reserves bigger chunks. */
+  demand: DemandMeter;
+}
+
+/** A day counted from zero. */
+export function newDayState(day: string, resetsAt: number, now: number): DayState {
+  return {
+    day,
+    resetsAt,
+    allowance: 0,
+    requestsSeen: 0,
+    tokensSeen: 0,
+    readAt: -Infinity,
+    pendingRequests: 0,
+    pendingTokens: 0,
+    lastUse: now,
+    reserving: undefined,
+    demand: new DemandMeter(),
+  };
+}
+
+/**
+ * Requests to reserve at once: 20, or a second of the team's recent rate
+ * when more (at most 5000); never more than a quarter of what is left per
+ * instance, and for a tokens budget sized from the tokens per request so far.
+ */
+export function chunkSize(daily: DailyBudget, s: DayState, peers: number, now: number): number {
+  let chunk = Math.min(MAX_CHUNK_CAP, Math.max(MIN_CHUNK_CAP, Math.ceil(s.demand.rate(now))));
+  if (daily.requests !== undefined) {
+    const left = daily.requests - s.requestsSeen;
+    if (left <= 0) return 0;
+    chunk = Math.min(chunk, left, Math.ceil(left / (4 * peers)));
+  }
+  if (daily.tokens !== undefined) {
+    const left = daily.tokens - s.tokensSeen;
+    const perRequest = s.requestsSeen > 0 ? Math.max(1, s.tokensSeen / s.requestsSeen) : 1000;
+    chunk = Math.min(chunk, Math.max(1, Math.floor(left / perRequest / (4 * peers))));
+  }
+  return Math.max(1, chunk);
+}
+
+/** Whether the day's tokens are spent (those counted here included). */
+export function tokensOver(daily: DailyBudget, s: DayState): boolean {
+  return daily.tokens !== undefined && s.tokensSeen + s.pendingTokens >= daily.tokens;
+}
+
+/** The refusal when the day is spent, else undefined. */
+export function exhausted(daily: DailyBudget, s: DayState, now: number): BudgetVerdict | undefined {
+  const spent = tokensOver(daily, s);
+  const requestsOver = daily.requests !== undefined && s.allowance === 0 &&
+    s.requestsSeen >= daily.requests;
+  return spent || requestsOver ? refusal(s, now) : undefined;
+}
+
+/** A refusal until the day resets (at least a second). */
+export function refusal(s: DayState, now: number): BudgetVerdict {
+  return { ok: false, retryAfterMs: Math.max(1000, s.resetsAt - now), resetsAt: s.resetsAt };
+}
