@@ -9,8 +9,9 @@ import type {
 import type { PooledKey } from "./key_pool.ts";
 import { type KeyQuota, perMinuteLimits } from "./key_quota.ts";
 import type { KeyRate, KeyRateStore } from "./key_rate_store.ts";
-import { type LimitState, type RateLimitDialect, readRateHeaders } from "./rate_headers.ts";
+import { carriesRateHeaders, type RateLimitDialect, readRateHeaders } from "./rate_headers.ts";
 import { TokenMeter } from "./token_meter.ts";
+import { lastingPerMinute, minOf, near, perMinute } from "./pace_figures.ts";
 
 /** May a request go with a key; if not, after how long it might (never: `tooLarge`). */
 export type KeyTurn = { ok: true } | { ok: false; retryAfterMs: number; tooLarge?: boolean };
@@ -56,23 +57,8 @@ interface KeyPace {
   day: { name: string; daily: { requests: number } } | undefined;
 }
 
-/**
- * One header each dialect sends whenever it sends any: an answer without
- * it is passed over with one lookup (most answers of a provider that sends
- * none, and every answer of the mock in the benchmarks).
- */
-const MARKER: Record<RateLimitDialect, string> = {
-  openai: "x-ratelimit-remaining-requests",
-  groq: "x-ratelimit-remaining-requests",
-  cerebras: "x-ratelimit-remaining-requests-day",
-  anthropic: "anthropic-ratelimit-requests-remaining",
-  none: "",
-};
-
 /** An instance shares a key's record at most this often, unless a count reached 0. */
 const SHARE_EVERY_MS = 250;
-/** A paced rate is rebuilt only when it moves by more than this fraction. */
-const RATE_STEP = 0.1;
 
 /**
  * How fast each key of one service may go: its configured quota
@@ -164,9 +150,7 @@ export class KeyPacing {
    */
   observe(key: PooledKey, headers: Headers, now: number): void {
     if (this.#o.dialect === "none") return;
-    if (!headers.has(MARKER[this.#o.dialect]) && !headers.has("x-ratelimit-remaining-tokens")) {
-      return;
-    }
+    if (!carriesRateHeaders(headers, this.#o.dialect)) return;
     const signal = readRateHeaders(this.#o.dialect, headers, now);
     if (signal.requests === undefined && signal.tokens === undefined) return;
     const rate: KeyRate = { at: now };
@@ -306,31 +290,4 @@ export class KeyPacing {
       leaseMs: this.#o.leaseMs,
     });
   }
-}
-
-function near(a: number, b: number): boolean {
-  return Math.abs(a - b) <= RATE_STEP * Math.max(a, b);
-}
-
-function minOf(...xs: (number | undefined)[]): number | undefined {
-  let out: number | undefined;
-  for (const x of xs) if (x !== undefined && x > 0 && (out === undefined || x < out)) out = x;
-  return out;
-}
-
-/** A per-minute limit's figure, when the provider stated one. */
-function perMinute(s: LimitState | undefined): number | undefined {
-  return s?.window === "minute" ? s.limit : undefined;
-}
-
-/**
- * For a day's count, the pace at which what is left lasts until the reset,
- * in requests per minute; undefined for a minute's count, or when the
- * provider did not say both.
- */
-function lastingPerMinute(s: LimitState | undefined, now: number): number | undefined {
-  if (s?.window !== "day" || !s.remaining || s.resetAt === undefined || s.resetAt <= now) {
-    return undefined;
-  }
-  return s.remaining / ((s.resetAt - now) / 60_000);
 }

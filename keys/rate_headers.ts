@@ -122,6 +122,27 @@ function anthropicLimit(h: Headers, kind: string): LimitState | undefined {
 }
 
 /**
+ * One header each dialect sends whenever it sends any: an answer without
+ * it is passed over with one lookup (most answers of a provider that sends
+ * none, and every answer of the mock in the benchmarks).
+ */
+const MARKER: Record<RateLimitDialect, string> = {
+  openai: "x-ratelimit-remaining-requests",
+  groq: "x-ratelimit-remaining-requests",
+  cerebras: "x-ratelimit-remaining-requests-day",
+  anthropic: "anthropic-ratelimit-requests-remaining",
+  none: "",
+};
+
+/**
+ * Whether an answer may carry the dialect's rate-limit headers: its marker
+ * (see MARKER), or a tokens count that some answers send alone.
+ */
+export function carriesRateHeaders(headers: Headers, dialect: RateLimitDialect): boolean {
+  return headers.has(MARKER[dialect]) || headers.has("x-ratelimit-remaining-tokens");
+}
+
+/**
  * What an answer's headers say of its key's limits, read as `dialect`:
  *
  * - `openai`: `x-ratelimit-*-requests` and `*-tokens`, both per minute;
