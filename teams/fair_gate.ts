@@ -1,11 +1,8 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 import {
   type Admission,
-  DemandMeter,
-  gcraPass,
   grant,
   GRANTED,
-  LaneLine,
   type QueuePlaces,
   queueVictim,
   type RefusalReason,
@@ -15,6 +12,7 @@ import {
   waitIn,
 } from "../limiter/mod.ts";
 import { allocate, localPart, type TeamDemand } from "./fair_share.ts";
+import { TeamLane } from "./team_lane.ts";
 import type { DemandBoard, InstanceDemand } from "./share_board.ts";
 
 /** Options for {@linkcode FairGate}. */
@@ -36,23 +34,6 @@ export interface FairGateOptions {
 
 /** Passed: the request may go on to the service's own queue. */
 export type GatePass = Admission;
-
-/** One team at this gate. */
-class TeamLane {
-  weight = 1;
-  arrivals = new DemandMeter();
-  /** Entered and not yet sent upstream (its backlog, wherever it waits). */
-  pending = 0;
-  /** This instance's pace for the team, per second: its part of the team's share, or the service's rate. */
-  rate = Infinity;
-  /** The same, kept for lease sizing. */
-  share = Infinity;
-  /** GCRA: when the team's next request may pass. */
-  tat = 0;
-  /** Its waiters, interactive before bulk (the limiter's lane discipline). */
-  line = new LaneLine();
-  timer: TimerHandle | undefined;
-}
 
 /**
  * A service's fair share between teams, agreed across instances. Each
@@ -154,7 +135,9 @@ export class FairGate {
     lane.arrivals.count(1, now);
     lane.pending++;
     this.#startTicking();
-    if (lane.line.live === 0 && this.#take(lane, now)) return GRANTED;
+    if (lane.line.live === 0 && lane.take(now, this.#shares !== undefined, this.#burst)) {
+      return GRANTED;
+    }
     const refusal = (reason: RefusalReason) => ({
       ok: false as const,
       reason,
@@ -209,28 +192,13 @@ export class FairGate {
     }
   }
 
-  /**
-   * Spends one pass of the team's pace if it has one now (GCRA). Held back,
-   * a team may run 100 ms of its pace ahead (one pass at least); otherwise it is paced as the
-   * service itself is (its rate and burst), which holds back no request the
-   * service would let out, and keeps what a team sends before the instances
-   * first agree on shares to a burst.
-   */
-  #take(lane: TeamLane, now: number): boolean {
-    if (lane.rate <= 0) return false;
-    const interval = 1000 / lane.rate;
-    const tat = gcraPass(lane.tat, now, interval, this.#tolerance(lane) * interval);
-    if (tat === undefined) return false;
-    lane.tat = tat;
-    return true;
-  }
-
   #pump(lane: TeamLane): void {
     const now = this.#clock.now();
     while (lane.line.live > 0) {
-      if (!this.#take(lane, now)) {
+      if (!lane.take(now, this.#shares !== undefined, this.#burst)) {
         if (lane.timer === undefined && lane.rate > 0) {
-          const tolerance = this.#tolerance(lane) * (1000 / lane.rate);
+          const tolerance = lane.tolerance(this.#shares !== undefined, this.#burst) *
+            (1000 / lane.rate);
           lane.timer = this.#clock.setTimeout(() => {
             lane.timer = undefined;
             this.#pump(lane);
@@ -240,20 +208,6 @@ export class FairGate {
       }
       grant(lane.line.shift()!);
     }
-  }
-
-  /**
-   * Passes a team may take ahead of its pace (see `#take`). Held back, at
-   * least one: a timer that fires late (a busy event loop) is made up by the
-   * next pass; with none, every late firing was lost for good, and a team
-   * paced slowly here (a weight-1 team split over instances: one pass per
-   * 600 ms) fell a steady few per cent under its share.
-   */
-  #tolerance(lane: TeamLane): number {
-    const burst = this.#shares === undefined
-      ? this.#burst
-      : Math.max(2, Math.ceil(lane.rate * 0.1));
-    return Math.max(0, burst - 1);
   }
 
   /** A team seen for the first time while others are held back: its weighted share, wholly here. */
