@@ -1,5 +1,6 @@
 import { defaultCooldownMs, type Outcome } from "./classify.ts";
 import type { KeyHealth, KeyHealthStore } from "./health_store.ts";
+import { HealthWriter } from "./health_writer.ts";
 
 /** A provider key with its loggable id. The key itself never leaves the process but upstream. */
 export interface PooledKey {
@@ -62,17 +63,8 @@ export class KeyPool {
   #disableMs: number;
   #dayResetAfter: (now: number) => number;
   #log: KeyPoolOptions["log"];
-  #pending = new Set<Promise<unknown>>();
-  /**
-   * Rests (or ends of rests: null) that could not be written to KV, by key
-   * id: written back by {@linkcode KeyPool.writeBack} once KV answers again,
-   * so that what was learned while KV was down reaches every instance and
-   * survives a restart.
-   */
-  #unwritten = new Map<string, KeyHealth | null>();
-  /** The latest write per key id: a failed write is kept only if no later one was made. */
-  #writes = new Map<string, number>();
-  #writeSeq = 0;
+  /** The rests on their way to KV, and those to write again once it answers. */
+  #writer: HealthWriter;
   #probe: KeyPoolOptions["probe"];
   #checkMs: number;
   #clock: { now(): number };
@@ -85,6 +77,7 @@ export class KeyPool {
     this.service = service;
     this.keys = keys;
     this.#store = options.store;
+    this.#writer = new HealthWriter(options.store, service, options.log);
     this.#disableMs = options.keyDisableMs ?? 3_600_000;
     this.#log = options.log;
     this.#probe = options.probe;
@@ -239,7 +232,7 @@ export class KeyPool {
   #check(key: PooledKey, reason: "unauthorized" | "forbidden"): void {
     if (this.#probe === undefined) return;
     this.#probing.add(key.id);
-    this.#track(
+    this.#writer.track(
       this.#probe(key).then((verdict) => {
         const now = this.#clock.now();
         const rest = this.#health.get(key.id);
@@ -274,45 +267,17 @@ export class KeyPool {
     this.#write(key.id, rest, now);
   }
 
-  /**
-   * Writes the rests that could not be written while KV was down (those
-   * still running; a rest that has ended meanwhile needs no record).
-   */
+  /** Writes the rests that could not be written while KV was down (see HealthWriter). */
   writeBack(now: number): void {
-    const unwritten = [...this.#unwritten];
-    this.#unwritten.clear();
-    for (const [id, health] of unwritten) {
-      if (health === null || health.until > now) this.#write(id, health, now);
-    }
+    this.#writer.writeBack(now);
   }
 
   /** Resolves when every health write so far has reached KV (or failed). */
-  async settled(): Promise<void> {
-    // A probe's verdict starts a write of its own: wait for that too.
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  settled(): Promise<void> {
+    return this.#writer.settled();
   }
 
   #write(id: string, health: KeyHealth | null, now: number): void {
-    this.#unwritten.delete(id);
-    const seq = ++this.#writeSeq;
-    this.#writes.set(id, seq);
-    const write = health === null
-      ? this.#store.clear(this.service, id)
-      : this.#store.mark(this.service, id, health, now);
-    this.#track(
-      write.catch((e) => {
-        // Kept for writeBack(), unless a later report has been written since.
-        if (this.#writes.get(id) === seq) this.#unwritten.set(id, health);
-        throw e;
-      }).finally(() => {
-        if (this.#writes.get(id) === seq) this.#writes.delete(id);
-      }),
-    );
-  }
-
-  #track(p: Promise<unknown>): void {
-    const tracked = p.catch((e) => this.#log?.("key_health_write_failed", { error: String(e) }));
-    this.#pending.add(tracked);
-    tracked.finally(() => this.#pending.delete(tracked));
+    this.#writer.write(id, health, now);
   }
 }
