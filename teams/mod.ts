@@ -6,6 +6,7 @@
  * @module
  */
 export * from "./team.ts";
+export * from "./team_scope.ts";
 export * from "./token.ts";
 export * from "./registry.ts";
 export * from "./usage.ts";
