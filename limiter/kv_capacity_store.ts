@@ -9,14 +9,7 @@ import {
   slotsKey,
   tokenLedgerKey,
 } from "../kv/mod.ts";
-import {
-  type BucketState,
-  fullBucket,
-  msUntilToken,
-  refill,
-  returnTokens,
-  takeTokens,
-} from "./bucket.ts";
+import { KvBucket } from "./kv_bucket.ts";
 import { emissionMicros, handBack, ledgerNow, reservationEnd, scheduleOf } from "./gcra.ts";
 import type { CapacityLevels, CapacityStore, ServiceLimits, TokenLease } from "./capacity_store.ts";
 import { readLevels, type SlotHolder, type SlotsState } from "./capacity_levels.ts";
@@ -69,11 +62,6 @@ const CLAIM_EXPIRE_MS = 60_000;
 /** Claims one read-back may hold; more would span two reads (two snapshots). */
 const CLAIM_READ_BATCH = 500;
 
-/** About 50 ms of tokens at the service rate, at least one: what a waiting instance waits for before asking again. */
-function refillStep(limits: ServiceLimits, want: number): number {
-  return Math.max(1, Math.min(want, Math.ceil(limits.rps * 0.05)));
-}
-
 /**
  * Capacity shared by every instance through Deno KV, changed only by
  * atomic operations. Tokens: a conflict-free GCRA ledger (or, as the
@@ -96,6 +84,8 @@ export class KvCapacityStore implements CapacityStore {
   #claimSeq = 0;
   #clockSkewMs: number;
   #random: () => number;
+  /** The baseline token store (`tokens: "compare_and_set"`). */
+  #bucket: KvBucket;
 
   constructor(
     kv: Deno.Kv,
@@ -114,13 +104,19 @@ export class KvCapacityStore implements CapacityStore {
     this.#tokens = options.tokens ?? "ledger";
     this.#clockSkewMs = options.clockSkewMs ?? 3000;
     this.#random = options.random ?? Math.random;
+    this.#bucket = new KvBucket(kv, bucketKey(service), limits, {
+      clock: this.#clock,
+      call: this.#call,
+      attempts: this.#maxConflicts,
+      random: this.#random,
+    });
     if (this.#tokens !== "ledger" && this.#tokens !== "compare_and_set") {
       throw new RangeError(`tokens must be "ledger" or "compare_and_set" (got ${this.#tokens})`);
     }
   }
 
   leaseTokens(want: number): Promise<TokenLease> {
-    return this.#tokens === "ledger" ? this.#reserve(want) : this.#leaseFromBucket(want);
+    return this.#tokens === "ledger" ? this.#reserve(want) : this.#bucket.lease(want);
   }
 
   levels(): Promise<CapacityLevels | null> {
@@ -129,7 +125,7 @@ export class KvCapacityStore implements CapacityStore {
   }
 
   returnTokens(n: number): Promise<void> {
-    return this.#tokens === "ledger" ? this.#handBackTail(n) : this.#returnToBucket(n);
+    return this.#tokens === "ledger" ? this.#handBackTail(n) : this.#bucket.giveBack(n);
   }
 
   /**
@@ -148,11 +144,7 @@ export class KvCapacityStore implements CapacityStore {
       );
       return;
     }
-    await casUpdate<BucketState, void>(this.#kv, bucketKey(this.#service), (value) => {
-      const state = refill(value ?? fullBucket(now, this.#limits), now, this.#limits);
-      if (state.tokens <= available) return { done: undefined };
-      return { write: { ...state, tokens: Math.max(0, available) }, result: undefined };
-    }, { attempts: this.#maxConflicts, call: this.#call });
+    await this.#bucket.leaveAtMost(available);
   }
 
   /**
@@ -229,40 +221,6 @@ export class KvCapacityStore implements CapacityStore {
           .commit(),
       this.#call,
     );
-  }
-
-  async #leaseFromBucket(want: number): Promise<TokenLease> {
-    const update = await casUpdate<BucketState, TokenLease>(
-      this.#kv,
-      bucketKey(this.#service),
-      (value) => {
-        const now = this.#clock.now();
-        const state = refill(value ?? fullBucket(now, this.#limits), now, this.#limits);
-        if (state.tokens < 1) {
-          // Wait for a few tokens rather than one, so racing instances do not
-          // spend a KV round trip per token.
-          const missing = refillStep(this.#limits, want) - state.tokens;
-          const retryAfterMs = Math.max(
-            msUntilToken(state, this.#limits),
-            Math.ceil((missing / this.#limits.rps) * 1000),
-          );
-          return { done: { granted: 0, retryAfterMs } };
-        }
-        const { state: next, granted } = takeTokens(state, want);
-        return { write: next, result: { granted, retryAfterMs: 0 } };
-      },
-      { attempts: this.#maxConflicts, call: this.#call },
-    );
-    return update.ok ? update.result : { granted: 0, retryAfterMs: 5 + this.#random() * 20 };
-  }
-
-  async #returnToBucket(n: number): Promise<void> {
-    if (n <= 0) return;
-    await casUpdate<BucketState, void>(this.#kv, bucketKey(this.#service), (value) => {
-      if (!value) return { done: undefined };
-      const next = returnTokens(refill(value, this.#clock.now(), this.#limits), n, this.#limits);
-      return { write: next, result: undefined };
-    }, { attempts: this.#maxConflicts, call: this.#call });
   }
 
   async holdSlots(target: number): Promise<number> {
