@@ -62,13 +62,12 @@ function checkEnvKey(where: string, v: unknown): string {
   return v;
 }
 
-/** `base` (a built-in service, or none) with `patch` merged over it, validated. */
-export function mergeService(
+/** A service's name, and its config's shape: an object of known fields. */
+function checkPatch(
+  where: string,
   name: string,
-  base: ServiceConfig | undefined,
   patch: unknown,
-): ServiceConfig {
-  const where = `GATEWAY_CONFIG.services.${name}`;
+): asserts patch is Record<string, unknown> {
   if (!SERVICE_NAME.test(name)) {
     throw new ConfigError(`${where}: a service name must match ${SERVICE_NAME} (got "${name}")`);
   }
@@ -80,7 +79,11 @@ export function mergeService(
       );
     }
   }
-  const merged = {
+}
+
+/** What a new service is where its config says nothing (its keys' variable is named after it). */
+function serviceDefaults(name: string): Record<string, unknown> {
+  return {
     envKey: `${name.toUpperCase().replaceAll("-", "_")}_API_KEYS`,
     rps: 5,
     burst: 10,
@@ -91,9 +94,18 @@ export function mergeService(
     dayResetsAt: "00:00",
     rateLimitHeaders: "openai",
     keyInQuery: false,
-    ...base,
-    ...patch,
-  } as Record<string, unknown>;
+  };
+}
+
+/** `base` (a built-in service, or none) with `patch` merged over it, validated. */
+export function mergeService(
+  name: string,
+  base: ServiceConfig | undefined,
+  patch: unknown,
+): ServiceConfig {
+  const where = `GATEWAY_CONFIG.services.${name}`;
+  checkPatch(where, name, patch);
+  const merged: Record<string, unknown> = { ...serviceDefaults(name), ...base, ...patch };
   if (merged.target === undefined) {
     throw new ConfigError(`${where}.target is required for a new service`);
   }

@@ -52,12 +52,7 @@ export async function attempt(
   r: Route,
   body: Bytes | undefined,
 ): Promise<Ended> {
-  const tries: Tries = {
-    tried: undefined,
-    last: undefined,
-    lastFailure: undefined,
-    keyFaults: 0,
-  };
+  const tries: Tries = { tried: undefined, last: undefined, lastFailure: undefined, keyFaults: 0 };
   const tooLarge = costOnKeys(x, body);
   if (tooLarge) return answer(p, x, tooLarge);
   if (p.telemetry.enabled) x.model = modelOf(body);
@@ -220,17 +215,7 @@ async function tryOnce(
     return { answer: relayed instanceof Promise ? await relayed : relayed };
   } else {
     x.upstream = res;
-    // Error bodies are small: read them to classify, and to answer with if this is the last try.
-    const bytes = await readSmall(res).catch(() => new Uint8Array());
-    outcome = classifyResponse(
-      res.status,
-      res.headers,
-      decodeForClassify(bytes, res.headers),
-      p.clock.now(),
-      x.rt.service.rateLimitHeaders,
-    );
-    tries.last = { status: res.status, headers: res.headers, body: bytes };
-    tries.lastFailure = undefined;
+    outcome = await classifyRefusal(p, x, res, tries);
   }
   const keyFault = outcome.kind === "key_suspect" || outcome.kind === "key_rejected";
   if (keyFault && tries.keyFaults++ > 0) {
@@ -259,6 +244,30 @@ function faultOwner(x: Exchange): string {
 /** The key to send with, as opposed to the request's end. */
 function isKey(k: PooledKey | Ended): k is PooledKey {
   return k !== NEXT_TARGET && !(k instanceof Response);
+}
+
+/**
+ * What an upstream's error answer means (rate limit, key fault, the
+ * request's own fault, the upstream's); kept as the last answer, to send
+ * the client if no retry does better.
+ */
+async function classifyRefusal(
+  p: Pipeline,
+  x: Exchange,
+  res: Response,
+  tries: Tries,
+): Promise<Outcome> {
+  // Error bodies are small: read them to classify, and to answer with if this is the last try.
+  const bytes = await readSmall(res).catch(() => new Uint8Array());
+  tries.last = { status: res.status, headers: res.headers, body: bytes };
+  tries.lastFailure = undefined;
+  return classifyResponse(
+    res.status,
+    res.headers,
+    decodeForClassify(bytes, res.headers),
+    p.clock.now(),
+    x.rt.service.rateLimitHeaders,
+  );
 }
 
 async function readSmall(res: Response): Promise<Bytes> {
