@@ -58,6 +58,26 @@ function deferredKv(current: () => Deno.Kv | undefined): Deno.Kv {
   });
 }
 
+/** What `Deno.openKv` is given for a location (undefined: the platform's default database). */
+function openPath(location: KvLocation): string | undefined {
+  if (location.kind === "file") return location.path;
+  if (location.kind === "remote") return location.url;
+  return location.kind === "memory" ? ":memory:" : undefined;
+}
+
+/**
+ * The first open of a local database: a file that is not a database, or
+ * that SQLite refuses for good, stops start-up; lock contention and slow
+ * disks are waited out in the background.
+ */
+async function openLocal(path: string, open: () => Promise<Deno.Kv>): Promise<void> {
+  try {
+    await open();
+  } catch (e) {
+    if (!isTransientKvError(e)) throw new KvPathError(path, String(e));
+  }
+}
+
 /**
  * Opens KV without ever keeping the gateway from serving. A file path is
  * checked first (its directory made, a path that cannot be used refused
@@ -79,13 +99,7 @@ export async function connectKv(
     return noDatabase(clock);
   }
   const open = options.open ?? ((path) => Deno.openKv(path));
-  const path = location.kind === "file"
-    ? location.path
-    : location.kind === "remote"
-    ? location.url
-    : location.kind === "memory"
-    ? ":memory:"
-    : undefined;
+  const path = openPath(location);
   if (location.kind === "file") await prepareKvFile(location.path);
 
   let real: Deno.Kv | undefined;
@@ -110,17 +124,7 @@ export async function connectKv(
     await withTimeout(clock, kv.get(probeKey()), timeoutMs);
   };
 
-  // A file that is not a database, or that SQLite refuses for good, stops
-  // start-up; lock contention and slow disks are waited out in the background.
-  if (location.kind === "file" || location.kind === "memory") {
-    try {
-      await openOnce();
-    } catch (e) {
-      if (!isTransientKvError(e)) {
-        throw new KvPathError(location.kind === "file" ? location.path : ":memory:", String(e));
-      }
-    }
-  }
+  if (location.kind === "file" || location.kind === "memory") await openLocal(path!, openOnce);
   const status = new KvStatus({
     clock,
     probe,
