@@ -148,9 +148,14 @@ export async function adminApi(
   }
   const acted = await adminAction(p, req, target.path);
   if (acted) return acted;
+  return await teamsApi(p, req, target.path);
+}
+
+/** `/_kvgate/teams…`: the teams, one team, a team's new token; each mistake in its own answer. */
+async function teamsApi(p: Pipeline, req: Request, path: string): Promise<Response> {
   const teams = p.teams;
-  const m = TEAMS.exec(target.path);
-  if (!m || !teams) return problem(404, "unknown_admin_path", `No admin API at ${target.path}.`);
+  const m = TEAMS.exec(path);
+  if (!m || !teams) return problem(404, "unknown_admin_path", `No admin API at ${path}.`);
   const name = m[1] === undefined ? undefined : decodeSegment(m[1]);
   if (m[1] !== undefined && name === undefined) {
     return problem(400, "invalid_path", "The team name in the path is not a valid escape.");
@@ -162,7 +167,7 @@ export async function adminApi(
       ? await onRotate(p, teams, req, name)
       : await onTeam(p, teams, req, name);
     return answer ??
-      problem(405, "method_not_allowed", `${req.method} is not allowed on ${target.path}.`);
+      problem(405, "method_not_allowed", `${req.method} is not allowed on ${path}.`);
   } catch (e) {
     if (e instanceof TeamFieldError) return problem(400, "invalid_team_field", e.message, e.field);
     if (e instanceof TeamChangeError) {

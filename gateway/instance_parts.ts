@@ -7,7 +7,7 @@
  */
 import type { GatewayConfig } from "../config/mod.ts";
 import { KeyHealthStore, KeyRateStore } from "../keys/mod.ts";
-import { kvCall, KvStatus, probeKey, teamUsageKey } from "../kv/mod.ts";
+import { kvCall, type KvCallOptions, KvStatus, probeKey, teamUsageKey } from "../kv/mod.ts";
 import { type Clock, DayBudgets, Presence, systemClock } from "../limiter/mod.ts";
 import { TeamRegistry } from "../teams/mod.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
@@ -66,6 +66,33 @@ export interface InstanceParts extends ServiceContext {
   beat: () => Promise<void>;
 }
 
+/** The teams' registry and their day budgets. */
+function teamServices(
+  config: GatewayConfig,
+  options: GatewayOptions,
+  shared: { kv: Deno.Kv; clock: Clock; call: KvCallOptions; peers: () => number },
+): TeamServices {
+  const { kv, clock, call, peers } = shared;
+  return {
+    registry: new TeamRegistry(config.teams, {
+      kv,
+      clock,
+      call,
+      refreshMs: options.teamRefreshMs,
+      context: { services: config.services, groups: config.groups.map((g) => g.name) },
+      watch: options.watchKv,
+    }),
+    budgets: new DayBudgets({
+      kv,
+      clock,
+      call,
+      peers,
+      dayStartMs: config.dayStartMs,
+      usageKey: teamUsageKey,
+    }),
+  };
+}
+
 /** Makes the instance's shared parts; nothing here reads KV yet. */
 export function instanceParts(config: GatewayConfig, options: GatewayOptions): InstanceParts {
   const { kv } = options;
@@ -89,24 +116,7 @@ export function instanceParts(config: GatewayConfig, options: GatewayOptions): I
     : undefined;
   // Before any instance was seen (KV down since start-up), the configured guess.
   const peers = () => presence?.peers ?? config.expectedInstances;
-  const teams: TeamServices = {
-    registry: new TeamRegistry(config.teams, {
-      kv,
-      clock,
-      call,
-      refreshMs: options.teamRefreshMs,
-      context: { services: config.services, groups: config.groups.map((g) => g.name) },
-      watch: options.watchKv,
-    }),
-    budgets: new DayBudgets({
-      kv,
-      clock,
-      call,
-      peers,
-      dayStartMs: config.dayStartMs,
-      usageKey: teamUsageKey,
-    }),
-  };
+  const teams = teamServices(config, options, { kv, clock, call, peers });
   const beat = async () => {
     await presence?.beat().catch((e) => {
       if (kvStatus.up) logEvent("presence_failed", { error: String(e) });
