@@ -6,7 +6,7 @@ import { backgroundParts } from "./background.ts";
 import { Drain, type DrainReport } from "./drain.ts";
 import { groupStatus, servedGroups } from "./group_serve.ts";
 import { createHandler } from "./handler.ts";
-import { type GatewayOptions, instanceParts } from "./instance_parts.ts";
+import { type GatewayOptions, type InstanceParts, instanceParts } from "./instance_parts.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import { buildServiceRuntime } from "./service_build.ts";
@@ -38,6 +38,49 @@ export interface Gateway {
 }
 
 /**
+ * Each service's runtime, its keys' health read in parallel (a round trip
+ * in all); back from a KV outage, each writes what it kept in memory.
+ */
+async function serviceRuntimes(
+  config: GatewayConfig,
+  parts: InstanceParts,
+): Promise<Map<string, ServiceRuntime>> {
+  const built = await Promise.all(
+    Object.values(config.services).map((service) => buildServiceRuntime(service, parts)),
+  );
+  const runtimes = new Map<string, ServiceRuntime>(built.map((rt) => [rt.service.name, rt]));
+  // Back from an outage: count the instances again, write what was kept in memory.
+  parts.kvStatus.onRecovered(() => {
+    parts.beat();
+    parts.teams.budgets.flush().catch(() => {});
+    for (const rt of runtimes.values()) rt.rejoin();
+  });
+  return runtimes;
+}
+
+/** Starts the background work, which sleeps after idleAfterMs without a request (lifecycle.ts). */
+function startBackground(
+  parts: InstanceParts,
+  runtimes: Map<string, ServiceRuntime>,
+  minutes: MinuteCounts,
+  drain: Drain,
+  watch: boolean,
+): Lifecycle {
+  const lifecycle = new Lifecycle({
+    clock: parts.clock,
+    idleMs: parts.config.idleAfterMs,
+    busy: () => drain.inFlight > 0,
+    log: parts.logEvent,
+  });
+  const registry = parts.teams.registry;
+  for (const part of backgroundParts({ ...parts, runtimes, registry, minutes, watch })) {
+    lifecycle.add(part);
+  }
+  lifecycle.start();
+  return lifecycle;
+}
+
+/**
  * Builds a gateway from validated configuration: a key pool and a limiter
  * per service (shared through KV, or per instance when `limitMode` is
  * "local"), key health loaded from KV so a restart remembers disabled keys.
@@ -50,17 +93,7 @@ export async function createGateway(
   const { clock, kvStatus, presence, teams } = parts;
   await teams.registry.start();
   await parts.beat();
-  // Each service reads its keys' health: in parallel, a round trip in all.
-  const built = await Promise.all(
-    Object.values(config.services).map((service) => buildServiceRuntime(service, parts)),
-  );
-  const runtimes = new Map<string, ServiceRuntime>(built.map((rt) => [rt.service.name, rt]));
-  // Back from an outage: count the instances again, write what was kept in memory.
-  kvStatus.onRecovered(() => {
-    parts.beat();
-    teams.budgets.flush().catch(() => {});
-    for (const rt of runtimes.values()) rt.rejoin();
-  });
+  const runtimes = await serviceRuntimes(config, parts);
 
   const drain = new Drain(clock);
   const metrics = new Metrics();
@@ -71,23 +104,7 @@ export async function createGateway(
     flushMs: options.minuteFlushMs,
     random: parts.random,
   });
-  // The background work sleeps after idleAfterMs without a request (lifecycle.ts).
-  const lifecycle = new Lifecycle({
-    clock,
-    idleMs: config.idleAfterMs,
-    busy: () => drain.inFlight > 0,
-    log: parts.logEvent,
-  });
-  const watch = options.watchKv !== false;
-  const background = backgroundParts({
-    ...parts,
-    runtimes,
-    registry: teams.registry,
-    minutes,
-    watch,
-  });
-  for (const part of background) lifecycle.add(part);
-  lifecycle.start();
+  const lifecycle = startBackground(parts, runtimes, minutes, drain, options.watchKv !== false);
   const status = new StatusBoard({
     ...parts,
     runtimes,
