@@ -6,12 +6,26 @@ import { leaveTeam } from "./team_stages.ts";
 import { chargeKey } from "./key_stages.ts";
 import { statusLabel } from "../status/mod.ts";
 
+/** How a request ended: what its sinks are told, with its record (the exchange). */
+export interface RequestEnd {
+  status: number;
+  /** How it ended (`complete`, `exhausted`, `client_abort`, a relay's end, …): the log's `outcome`. */
+  outcome: string;
+  /** Bytes of the answer's body relayed, when counted. */
+  bytes: number | undefined;
+  now: number;
+}
+
+/** Told of each request's end, once, after what it held has gone back. */
+export type EndSink = (p: Pipeline, x: Exchange, end: RequestEnd) => void;
+
 /**
  * The last stage of every request, however it ended, run once: what the
- * request holds goes back (its service slot, its team's slot and place,
- * the key's unspent tokens), then one log line with what happened (status,
- * outcome, attempts, key id, queue wait, upstream time, total time, bytes)
- * and the counts. No secret reaches it: the key is its id.
+ * request holds goes back (its service slot), then each sink is told, in
+ * order: the team (its slot and place back, its tokens on its budget), the
+ * key (its `tpm` charged what the answer used), the metrics, the minute
+ * counts, OpenTelemetry, and one log line. No secret reaches any of them:
+ * the key is its id.
  */
 export function account(
   p: Pipeline,
@@ -22,16 +36,24 @@ export function account(
   now = p.clock.now(),
 ): void {
   handSlotBack(x);
-  leaveTeam(p, x, status, bytes);
-  if (status < 400) chargeKey(x, bytes ?? 0);
+  const end: RequestEnd = { status, outcome, bytes, now };
+  for (let i = 0; i < END_SINKS.length; i++) END_SINKS[i](p, x, end);
+}
+
+/** The team's end: its slot and its place go back; an answer's tokens go on its day's budget. */
+export const teamSink: EndSink = (p, x, end) => leaveTeam(p, x, end.status, end.bytes);
+
+/** The key's end: its `tpm` is charged what a served answer used (estimated when unread). */
+export const keySink: EndSink = (_p, x, end) => {
+  if (end.status < 400) chargeKey(x, end.bytes ?? 0);
+};
+
+/** This instance's counters: requests by status, the queue wait, the tokens answers reported. */
+export const metricsSink: EndSink = (p, x, end) => {
   const service = x.rt.service.name;
   const team = x.team?.team.name ?? "";
-  p.metrics.requests.inc(service, team, statusLabel(status));
-  p.minutes?.answered(service, status, now);
+  p.metrics.requests.inc(service, team, statusLabel(end.status));
   p.metrics.queueWait.observe(service, x.queueMs / 1000);
-  if (x.usedTokens !== undefined && x.key !== undefined) {
-    p.minutes?.keyUsed(service, x.key.id, x.rt.service.dayResetMs, now, 0, x.usedTokens);
-  }
   if (x.usedSplit !== undefined) {
     p.metrics.tokens.inc(service, team, "input", x.usedSplit.input);
     p.metrics.tokens.inc(service, team, "output", x.usedSplit.output);
@@ -41,38 +63,64 @@ export function account(
   } else if (x.usedTokens !== undefined) {
     p.metrics.tokens.inc(service, team, "total", x.usedTokens);
   }
-  if (p.telemetry.enabled) {
-    p.telemetry.request({
-      service,
-      path: x.target.path,
-      // Only a model the provider served: a client's string would make unbounded series.
-      model: status < 300 ? x.model : undefined,
-      durationS: (now - x.started) / 1000,
-      firstByteS: x.upstreamMs === undefined ? undefined : x.upstreamMs / 1000,
-      usage: x.usedSplit,
-      status,
-    });
+};
+
+/** The deployment's counts (status chart, each key's day): the answer, and the tokens it used. */
+export const minutesSink: EndSink = (p, x, end) => {
+  const service = x.rt.service.name;
+  p.minutes?.answered(service, end.status, end.now);
+  if (x.usedTokens !== undefined && x.key !== undefined) {
+    p.minutes?.keyUsed(service, x.key.id, x.rt.service.dayResetMs, end.now, 0, x.usedTokens);
   }
+};
+
+/** OpenTelemetry's GenAI metrics, when it is on. */
+export const telemetrySink: EndSink = (p, x, end) => {
+  if (!p.telemetry.enabled) return;
+  p.telemetry.request({
+    service: x.rt.service.name,
+    path: x.target.path,
+    // Only a model the provider served: a client's string would make unbounded series.
+    model: end.status < 300 ? x.model : undefined,
+    durationS: (end.now - x.started) / 1000,
+    firstByteS: x.upstreamMs === undefined ? undefined : x.upstreamMs / 1000,
+    usage: x.usedSplit,
+    status: end.status,
+  });
+};
+
+/** One log line with what happened (and, for a model group, its target and the targets passed over). */
+export const logSink: EndSink = (p, x, end) => {
   const line: LogLine = {
-    t: isoTime(now),
+    t: isoTime(end.now),
     id: x.id,
-    service,
+    service: x.rt.service.name,
     team: x.team?.team.name,
     method: x.req.method,
-    status,
-    outcome,
+    status: end.status,
+    outcome: end.outcome,
     attempts: x.attempts,
     key: x.key?.id,
     queueMs: x.queueMs,
     upstreamMs: x.upstreamMs,
-    totalMs: now - x.started,
-    bytes,
+    totalMs: end.now - x.started,
+    bytes: end.bytes,
     relay: x.relay,
     client: x.client,
   };
-  if (x.group !== undefined) accountGroup(p, x, status, line);
+  if (x.group !== undefined) accountGroup(p, x, end.status, line);
   p.log(line);
-}
+};
+
+/** Every sink, in the order they are told. */
+const END_SINKS: readonly EndSink[] = [
+  teamSink,
+  keySink,
+  metricsSink,
+  minutesSink,
+  telemetrySink,
+  logSink,
+];
 
 /** Counts an upstream answer (or its absence) to a request sent at `sentAt`: metrics, minute counts, a span. */
 export function countUpstream(

@@ -1,0 +1,168 @@
+/**
+ * The sinks a request's end is told of (`gateway/account.ts`), each alone:
+ * a request record and a pipeline made of only what the sink reads, and
+ * what the sink did with them.
+ */
+import assert from "node:assert/strict";
+import {
+  type EndSink,
+  keySink,
+  logSink,
+  metricsSink,
+  minutesSink,
+  type RequestEnd,
+  teamSink,
+  telemetrySink,
+} from "../../gateway/account.ts";
+import type { Exchange } from "../../gateway/exchange.ts";
+import type { Pipeline } from "../../gateway/pipeline.ts";
+import { Metrics } from "../../status/mod.ts";
+
+const STARTED = 1_700_000_000_000;
+const SECRET = "sk-live-secret-0123456789";
+
+/** A served request of team `t` on key `k1`, 40 ms after it started. */
+function record(over: Partial<Exchange> = {}): Exchange {
+  return {
+    id: "req-1",
+    req: new Request("http://gw.test/openai/v1/chat/completions", { method: "POST" }),
+    target: { path: "/v1/chat/completions" },
+    rt: { service: { name: "openai", dayResetMs: 0 }, pacing: undefined },
+    team: undefined,
+    key: { id: "k1", secret: SECRET },
+    attempts: 1,
+    queueMs: 250,
+    upstreamMs: 30,
+    started: STARTED,
+    usedTokens: undefined,
+    usedSplit: undefined,
+    relay: undefined,
+    client: undefined,
+    group: undefined,
+    model: "gpt-test",
+    keyCost: 0,
+    ...over,
+  } as unknown as Exchange;
+}
+
+const end = (status: number, over: Partial<RequestEnd> = {}): RequestEnd => ({
+  status,
+  outcome: "complete",
+  bytes: 120,
+  now: STARTED + 40,
+  ...over,
+});
+
+/** A pipeline of what the sinks read, with what they wrote. */
+function pipeline(telemetryOn = false) {
+  const lines: Record<string, unknown>[] = [];
+  const minutes: unknown[][] = [];
+  const telemetry: Record<string, unknown>[] = [];
+  const tokens: unknown[][] = [];
+  const p = {
+    metrics: new Metrics(),
+    minutes: {
+      answered: (...a: unknown[]) => minutes.push(["answered", ...a]),
+      keyUsed: (...a: unknown[]) => minutes.push(["keyUsed", ...a]),
+    },
+    telemetry: { enabled: telemetryOn, request: (r: Record<string, unknown>) => telemetry.push(r) },
+    log: (line: Record<string, unknown>) => lines.push(line),
+    teams: { budgets: { addTokens: (...a: unknown[]) => tokens.push(a) } },
+  } as unknown as Pipeline;
+  return { p, lines, minutes, telemetry, tokens };
+}
+
+const tell = (sink: EndSink, p: Pipeline, x: Exchange, e: RequestEnd) => sink(p, x, e);
+
+Deno.test("metrics sink: the request by service, team and status; its queue wait; the tokens split by type, cached input only when some", () => {
+  const { p } = pipeline();
+  const team = { team: { name: "t" } };
+  tell(
+    metricsSink,
+    p,
+    record({ team, usedSplit: { input: 10, output: 5, cachedInput: 0 } } as Partial<Exchange>),
+    end(200),
+  );
+  tell(metricsSink, p, record({ usedTokens: 7 }), end(429));
+  assert.equal(p.metrics.requests.get("openai", "t", "200"), 1);
+  assert.equal(p.metrics.requests.get("openai", "", "429"), 1);
+  assert.equal(p.metrics.tokens.get("openai", "t", "input"), 10);
+  assert.equal(p.metrics.tokens.get("openai", "t", "output"), 5);
+  assert.equal(p.metrics.tokens.get("openai", "t", "cached_input"), 0, "no cached series for none");
+  assert.equal(p.metrics.tokens.get("openai", "", "total"), 7, "unsplit: one total");
+  assert.match(
+    p.metrics.queueWait.render(),
+    /kvgate_queue_wait_seconds_count\{service="openai"\} 2/,
+  );
+});
+
+Deno.test("minutes sink: the answer in its minute, and the tokens it used on the key's day (none when unread)", () => {
+  const { p, minutes } = pipeline();
+  tell(minutesSink, p, record({ usedTokens: 42 }), end(200));
+  tell(minutesSink, p, record(), end(502));
+  assert.deepEqual(minutes, [
+    ["answered", "openai", 200, STARTED + 40],
+    ["keyUsed", "openai", "k1", 0, STARTED + 40, 0, 42],
+    ["answered", "openai", 502, STARTED + 40],
+  ]);
+});
+
+Deno.test("telemetry sink: nothing while OpenTelemetry is off; on, the duration, first byte, and the model only of a served answer", () => {
+  const off = pipeline(false);
+  tell(telemetrySink, off.p, record(), end(200));
+  assert.equal(off.telemetry.length, 0);
+  const on = pipeline(true);
+  tell(telemetrySink, on.p, record(), end(200));
+  tell(telemetrySink, on.p, record(), end(400));
+  assert.equal(on.telemetry[0].model, "gpt-test");
+  assert.equal(on.telemetry[0].durationS, 0.04);
+  assert.equal(on.telemetry[0].firstByteS, 0.03);
+  assert.equal(on.telemetry[1].model, undefined, "a client's model string makes no series");
+});
+
+Deno.test("log sink: one line with what happened, the key by its id and never its secret", () => {
+  const { p, lines } = pipeline();
+  tell(logSink, p, record({ relay: "native" }), end(200, { outcome: "native" }));
+  assert.equal(lines.length, 1);
+  const line = lines[0];
+  assert.equal(line.t, new Date(STARTED + 40).toISOString());
+  assert.deepEqual(
+    [line.id, line.service, line.method, line.status, line.outcome, line.key, line.relay],
+    ["req-1", "openai", "POST", 200, "native", "k1", "native"],
+  );
+  assert.deepEqual([line.queueMs, line.upstreamMs, line.totalMs, line.bytes], [250, 30, 40, 120]);
+  assert.ok(!JSON.stringify(line).includes(SECRET));
+});
+
+Deno.test("key sink: a served answer charges the key's tpm what it used; a refused one charges nothing", () => {
+  const charged: unknown[][] = [];
+  const pacing = { charge: (...a: unknown[]) => charged.push(a) };
+  const { p } = pipeline();
+  const x = () =>
+    record({
+      keyCost: 100,
+      usedTokens: 60,
+      rt: { service: { name: "openai", dayResetMs: 0 }, pacing },
+    } as unknown as Partial<Exchange>);
+  tell(keySink, p, x(), end(200));
+  tell(keySink, p, x(), end(429));
+  assert.equal(charged.length, 1);
+  assert.deepEqual(charged[0].slice(1), [100, 60], "reserved 100, used 60");
+});
+
+Deno.test("team sink: the team's slot goes back once; a served answer's tokens go on its budget, a refused one's do not", () => {
+  const { p, tokens } = pipeline();
+  let released = 0;
+  const pass = (requestBytes: number) => ({
+    team: { name: "t" },
+    left: false,
+    releaseSlot: () => released++,
+    requestBytes,
+  });
+  const served = record({ team: pass(400), usedTokens: 90 } as unknown as Partial<Exchange>);
+  tell(teamSink, p, served, end(200));
+  tell(teamSink, p, served, end(200));
+  tell(teamSink, p, record({ team: pass(400) } as unknown as Partial<Exchange>), end(500));
+  assert.equal(released, 2, "each request's slot once");
+  assert.deepEqual(tokens, [["t", 90]]);
+});
