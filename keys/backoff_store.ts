@@ -6,7 +6,14 @@
  *
  * @module
  */
-import { casUpdate, kvCall, type KvCallOptions, providerBackoffKey } from "../kv/mod.ts";
+import {
+  casUpdate,
+  kvCall,
+  type KvCallOptions,
+  type KvCas,
+  type KvWrite,
+  providerBackoffKey,
+} from "../kv/mod.ts";
 
 /** A service's pause, as shared in KV. */
 export interface BackoffRecord {
@@ -37,11 +44,11 @@ const GO: BackoffTurn = Object.freeze({ go: true, probe: false });
 
 /** A service's pause record in KV (see the module doc). */
 export class BackoffStore {
-  #kv: Deno.Kv;
+  #kv: KvCas & KvWrite;
   #key: Deno.KvKey;
   #call: KvCallOptions;
 
-  constructor(kv: Deno.Kv, service: string, call: KvCallOptions = {}) {
+  constructor(kv: KvCas & KvWrite, service: string, call: KvCallOptions = {}) {
     this.#kv = kv;
     this.#key = providerBackoffKey(service);
     this.#call = call;

@@ -4,6 +4,9 @@ import {
   keyHealthPrefix,
   kvCall,
   type KvCallOptions,
+  type KvCas,
+  type KvList,
+  type KvWrite,
   listByNextPart,
 } from "../kv/mod.ts";
 
@@ -26,10 +29,10 @@ export interface KeyHealth {
  * Records carry their own end time; `expireIn` only cleans up after them.
  */
 export class KeyHealthStore {
-  #kv: Deno.Kv;
+  #kv: KvCas & KvWrite & KvList;
   #call: KvCallOptions;
 
-  constructor(kv: Deno.Kv, options: { call?: KvCallOptions } = {}) {
+  constructor(kv: KvCas & KvWrite & KvList, options: { call?: KvCallOptions } = {}) {
     this.#kv = kv;
     this.#call = options.call ?? {};
   }

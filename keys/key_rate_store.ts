@@ -3,6 +3,8 @@ import {
   keyRatePrefix,
   kvCall,
   type KvCallOptions,
+  type KvList,
+  type KvWrite,
   listByNextPart,
 } from "../kv/mod.ts";
 import type { LimitState } from "./rate_headers.ts";
@@ -23,10 +25,10 @@ const KEEP_MS = 86_400_000;
  * about a second old), so that each paces the key by the same figures.
  */
 export class KeyRateStore {
-  #kv: Deno.Kv;
+  #kv: KvWrite & KvList;
   #call: KvCallOptions;
 
-  constructor(kv: Deno.Kv, options: { call?: KvCallOptions } = {}) {
+  constructor(kv: KvWrite & KvList, options: { call?: KvCallOptions } = {}) {
     this.#kv = kv;
     this.#call = options.call ?? {};
   }

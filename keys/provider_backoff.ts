@@ -1,5 +1,5 @@
 import type { Clock } from "../limiter/mod.ts";
-import type { KvCallOptions } from "../kv/mod.ts";
+import type { KvCallOptions, KvCas, KvWrite } from "../kv/mod.ts";
 import {
   type BackoffRecord,
   BackoffStore,
@@ -16,7 +16,7 @@ export interface ProviderBackoffOptions {
   keys: number;
   clock: Clock;
   /** Where the pause is shared; without it the pause holds for this instance only. */
-  kv?: Deno.Kv;
+  kv?: KvCas & KvWrite;
   call?: KvCallOptions;
   instanceId: string;
   log?: (event: string, detail: Record<string, unknown>) => void;

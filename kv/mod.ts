@@ -12,3 +12,4 @@ export * from "./connect.ts";
 export * from "./update.ts";
 export * from "./watch.ts";
 export * from "./prune_days.ts";
+export * from "./ports.ts";

@@ -1,3 +1,4 @@
+import type { KvCommit, KvList } from "./ports.ts";
 import { kvCall, type KvCallOptions } from "./call.ts";
 import { DAY_RECORDS } from "./keys.ts";
 
@@ -14,7 +15,7 @@ const PRUNE_BATCH = 200;
  * prefix and call; the next call takes the rest. Resolves to how many went.
  */
 export async function pruneOldDays(
-  kv: Deno.Kv,
+  kv: KvCommit & KvList,
   now: number,
   call: KvCallOptions = {},
 ): Promise<number> {

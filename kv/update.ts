@@ -1,3 +1,4 @@
+import type { KvCas, KvList } from "./ports.ts";
 import { kvCall, type KvCallOptions } from "./call.ts";
 
 const ONE = 1n;
@@ -37,7 +38,7 @@ export interface CasOptions {
  * so that the caller decides what contention means for it.
  */
 export async function casUpdate<V, R>(
-  kv: Deno.Kv,
+  kv: KvCas,
   key: Deno.KvKey,
   step: (current: V | null, also: readonly Deno.KvEntryMaybe<unknown>[]) => CasStep<V, R>,
   options: CasOptions = {},
@@ -66,7 +67,7 @@ export async function casUpdate<V, R>(
  * an instance id), read in one bounded, timed call.
  */
 export function listByNextPart<V>(
-  kv: Deno.Kv,
+  kv: KvList,
   prefix: Deno.KvKey,
   call: KvCallOptions = {},
 ): Promise<Map<string, V>> {

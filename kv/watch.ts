@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { KvWatchPort } from "./ports.ts";
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 
 /** Deno KV watches at most this many keys per call. */
@@ -24,7 +25,7 @@ export interface KeyWatchHandlers {
 
 /** A watch on up to {@linkcode KEYS_PER_WATCH} keys, started and stopped with its owner. */
 export class KeyWatch {
-  #kv: Deno.Kv;
+  #kv: KvWatchPort;
   #keys: Deno.KvKey[];
   #clock: Clock;
   #on: KeyWatchHandlers;
@@ -34,7 +35,7 @@ export class KeyWatch {
   #reader: ReadableStreamDefaultReader<unknown> | undefined;
   #retry: TimerHandle | undefined;
 
-  constructor(kv: Deno.Kv, keys: Deno.KvKey[], clock: Clock, on: KeyWatchHandlers) {
+  constructor(kv: KvWatchPort, keys: Deno.KvKey[], clock: Clock, on: KeyWatchHandlers) {
     if (keys.length === 0 || keys.length > KEYS_PER_WATCH) {
       throw new RangeError(`a watch takes 1 to ${KEYS_PER_WATCH} keys (got ${keys.length})`);
     }

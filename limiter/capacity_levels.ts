@@ -10,6 +10,7 @@ import {
   bucketKey,
   kvCall,
   type KvCallOptions,
+  type KvGetMany,
   type LimitScope,
   slotsKey,
   tokenLedgerKey,
@@ -35,7 +36,7 @@ export interface SlotsState {
  * bucket is the GCRA ledger or the compare-and-set bucket.
  */
 export async function readLevels(
-  kv: Deno.Kv,
+  kv: KvGetMany,
   scope: LimitScope,
   limits: ServiceLimits,
   tokens: "ledger" | "compare_and_set",

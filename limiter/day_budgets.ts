@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from "../clock/mod.ts";
-import { casUpdate, kvCall, type KvCallOptions, u64 } from "../kv/mod.ts";
+import { casUpdate, kvCall, type KvCallOptions, type KvCas, u64 } from "../kv/mod.ts";
 import { budgetDay } from "./day.ts";
 import {
   type BudgetVerdict,
@@ -22,7 +22,7 @@ export interface Budgeted {
 
 /** Options for {@linkcode DayBudgets}. */
 export interface DayBudgetsOptions {
-  kv: Deno.Kv;
+  kv: KvCas;
   clock: Clock;
   /** Where the budget day starts, in ms after UTC midnight. Default 0. */
   dayStartMs?: number;
@@ -51,7 +51,7 @@ const OK: BudgetVerdict = Object.freeze({ ok: true });
  */
 export class DayBudgets {
   #days = new Map<string, DayState>();
-  #kv: Deno.Kv;
+  #kv: KvCas;
   #clock: Clock;
   #dayStartMs: number;
   #peers: () => number;

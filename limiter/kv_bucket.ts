@@ -7,7 +7,7 @@
  * @module
  */
 import type { Clock } from "../clock/mod.ts";
-import { casUpdate, type KvCallOptions } from "../kv/mod.ts";
+import { casUpdate, type KvCallOptions, type KvCas } from "../kv/mod.ts";
 import {
   type BucketState,
   fullBucket,
@@ -34,12 +34,12 @@ function refillStep(limits: ServiceLimits, want: number): number {
 
 /** One scope's bucket in KV (see the module doc). */
 export class KvBucket {
-  #kv: Deno.Kv;
+  #kv: KvCas;
   #key: Deno.KvKey;
   #limits: ServiceLimits;
   #o: KvBucketOptions;
 
-  constructor(kv: Deno.Kv, key: Deno.KvKey, limits: ServiceLimits, options: KvBucketOptions) {
+  constructor(kv: KvCas, key: Deno.KvKey, limits: ServiceLimits, options: KvBucketOptions) {
     this.#kv = kv;
     this.#key = key;
     this.#limits = limits;

@@ -3,6 +3,8 @@ import {
   casUpdate,
   kvCall,
   type KvCallOptions,
+  type KvCas,
+  type KvList,
   ledgerClaimKey,
   ledgerReadRange,
   type LimitScope,
@@ -70,7 +72,7 @@ const CLAIM_READ_BATCH = 500;
  */
 export class KvCapacityStore implements CapacityStore {
   readonly shared = true;
-  #kv: Deno.Kv;
+  #kv: KvCas & KvList;
   #service: LimitScope;
   #limits: ServiceLimits;
   #me: string;
@@ -88,7 +90,7 @@ export class KvCapacityStore implements CapacityStore {
   #bucket: KvBucket;
 
   constructor(
-    kv: Deno.Kv,
+    kv: KvCas & KvList,
     service: LimitScope,
     limits: ServiceLimits,
     options: KvCapacityStoreOptions,

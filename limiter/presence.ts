@@ -1,4 +1,11 @@
-import { instanceKey, instancePrefix, kvCall, type KvCallOptions } from "../kv/mod.ts";
+import {
+  instanceKey,
+  instancePrefix,
+  kvCall,
+  type KvCallOptions,
+  type KvList,
+  type KvWrite,
+} from "../kv/mod.ts";
 import type { Clock } from "../clock/mod.ts";
 
 /** The value of an instance heartbeat record. */
@@ -28,7 +35,7 @@ export interface PresenceOptions {
  * instance takes while degraded is divided by the instances it last saw.
  */
 export class Presence {
-  #kv: Deno.Kv;
+  #kv: KvWrite & KvList;
   #id: string;
   #clock: Clock;
   #interval: number;
@@ -37,7 +44,7 @@ export class Presence {
   #startedAt: number;
   #region: string | undefined;
 
-  constructor(kv: Deno.Kv, instanceId: string, options: PresenceOptions) {
+  constructor(kv: KvWrite & KvList, instanceId: string, options: PresenceOptions) {
     this.#kv = kv;
     this.#id = instanceId;
     this.#clock = options.clock;

@@ -4,6 +4,9 @@ import {
   keyDayKey,
   kvCall,
   type KvCallOptions,
+  type KvCommit,
+  type KvGetMany,
+  type KvList,
   minuteCountKey,
   minuteCountRange,
   pruneOldDays,
@@ -46,7 +49,7 @@ interface KeyDay {
 
 /** Options for {@linkcode MinuteCounts}. */
 export interface MinuteCountsOptions {
-  kv: Deno.Kv;
+  kv: KvCommit & KvGetMany & KvList;
   clock: Clock;
   call?: KvCallOptions;
   /** How often counts are added in KV, in ms. Default 5000. */

@@ -4,6 +4,9 @@ import {
   KeyWatch,
   kvCall,
   type KvCallOptions,
+  type KvCas,
+  type KvList,
+  type KvWatchPort,
   teamKey,
   teamPrefix,
   teamsChangedKey,
@@ -35,7 +38,7 @@ function apiTeam(name: string, stored: StoredTeam): Team {
 
 /** Options for {@linkcode TeamRegistry}. */
 export interface TeamRegistryOptions {
-  kv: Deno.Kv;
+  kv: KvCas & KvList & KvWatchPort;
   clock: Clock;
   /** The services a team may name, with their limits (team limits may not exceed them). */
   context: TeamContext;
@@ -69,7 +72,7 @@ export class TeamRegistry {
   #config: ReadonlyMap<string, Team>;
   #api = new Map<string, Team>();
   #byHash = new Map<string, Team>();
-  #kv: Deno.Kv;
+  #kv: KvCas & KvList & KvWatchPort;
   #clock: Clock;
   #context: TeamContext;
   #refreshMs: number;

@@ -1,5 +1,12 @@
 import type { Clock } from "../clock/mod.ts";
-import { kvCall, type KvCallOptions, shareDemandKey, shareDemandPrefix } from "../kv/mod.ts";
+import {
+  kvCall,
+  type KvCallOptions,
+  type KvList,
+  type KvWrite,
+  shareDemandKey,
+  shareDemandPrefix,
+} from "../kv/mod.ts";
 import type { TeamDemand } from "./fair_share.ts";
 
 /** One instance's demand on a service, by team. */
@@ -61,7 +68,7 @@ export interface KvDemandBoardOptions {
  * service's records. An instance with no demand deletes its record.
  */
 export class KvDemandBoard implements DemandBoard {
-  #kv: Deno.Kv;
+  #kv: KvWrite & KvList;
   #service: string;
   #options: KvDemandBoardOptions;
   #published = false;
@@ -69,7 +76,7 @@ export class KvDemandBoard implements DemandBoard {
   #last: InstanceDemand | undefined;
   #lastAt = 0;
 
-  constructor(kv: Deno.Kv, service: string, options: KvDemandBoardOptions) {
+  constructor(kv: KvWrite & KvList, service: string, options: KvDemandBoardOptions) {
     this.#kv = kv;
     this.#service = service;
     this.#options = options;

@@ -56,3 +56,19 @@ Deno.test("Presence: through a KV outage the last count is kept (degraded shares
     assert.equal(a.peers, 2);
   });
 });
+
+Deno.test("Presence: its port is set, delete and list — handed only those, it beats, counts and leaves", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const port = {
+      set: kv.set.bind(kv),
+      delete: kv.delete.bind(kv),
+      list: kv.list.bind(kv),
+    };
+    const a = new Presence(port, "a", { clock, intervalMs: 1000 });
+    await a.beat();
+    assert.equal(a.peers, 1);
+    await a.leave();
+    assert.deepEqual(await a.list(5000), []);
+  });
+});
