@@ -2,12 +2,17 @@
  * The gateway's background parts, as {@linkcode Lifecycle} runs them: the
  * heartbeat (presence, and each service's limiter, team pacing and key
  * pacing), the watch on the services' key records, the team list's
- * refresh, the minute counts' flush and the KV probe. Each sleeps when the instance has been idle a while.
+ * refresh, the minute counts' flush and the KV probe, each asleep when the
+ * instance has been idle a while; and what is written behind — each
+ * service's hand-backs and key rests, the teams' day budgets, the presence
+ * record — written again when KV returns, handed back at the end in this
+ * order, and waited for.
  *
  * @module
  */
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
+import type { DayBudgets, Presence } from "../limiter/mod.ts";
 import type { MinuteCounts } from "../status/mod.ts";
 import type { TeamRegistry } from "../teams/mod.ts";
 import type { BackgroundPart } from "./lifecycle.ts";
@@ -16,6 +21,10 @@ import type { ServiceRuntime } from "./runtime.ts";
 
 /** What the parts are made of. */
 export interface BackgroundSources {
+  /** The teams' day budgets: reservations and counts written behind. */
+  budgets: DayBudgets;
+  /** This instance's presence record, left at the end (undefined when limits are per instance). */
+  presence: Presence | undefined;
   clock: Clock;
   heartbeatMs: number;
   /** Writes this instance's presence record (undefined when limits are per instance). */
@@ -40,10 +49,58 @@ export function backgroundParts(s: BackgroundSources): BackgroundPart[] {
       name: "team_refresh",
       start: () => s.registry.resume(),
       stop: () => s.registry.pause(),
+      close: () => Promise.resolve(s.registry.close()),
     },
     { name: "minute_counts", start: () => s.minutes.start(), stop: () => s.minutes.close() },
     { name: "kv_probe", start: () => s.kvStatus.resume(), stop: () => s.kvStatus.pause() },
+    services(s.runtimes),
+    {
+      name: "day_budgets",
+      start() {},
+      stop() {},
+      rejoin: () => void s.budgets.flush().catch(() => {}),
+      close: () => s.budgets.close(),
+      // Once more at the very end: the tokens of the last answers to finish.
+      settled: () => s.budgets.close(),
+    },
+    {
+      name: "presence",
+      start() {},
+      stop() {},
+      rejoin: () => void s.beat(),
+      close: async () => await s.presence?.leave().catch(() => {}),
+    },
   ];
+}
+
+/**
+ * What each service's runtime holds and writes behind: its gate's waiters,
+ * its limiter's tokens and slots, its teams' and keys' pacing, its keys'
+ * rests. Closed service by service, all services at once.
+ */
+function services(runtimes: ReadonlyMap<string, ServiceRuntime>): BackgroundPart {
+  const rts = [...runtimes.values()];
+  const each = (f: (rt: ServiceRuntime) => Promise<unknown>) => Promise.allSettled(rts.map(f));
+  return {
+    name: "services",
+    start() {},
+    stop() {},
+    rejoin: () => rts.forEach((rt) => rt.rejoin()),
+    close: () =>
+      each(async (rt) => {
+        rt.gate?.close();
+        await rt.limiter.close();
+        await rt.teams?.close();
+        await rt.pacing?.close();
+        await rt.pool.settled();
+      }),
+    settled: () =>
+      each(async (rt) => {
+        await rt.limiter.settled();
+        await rt.teams?.settled();
+        await rt.pool.settled();
+      }),
+  };
 }
 
 /**

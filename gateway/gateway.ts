@@ -37,10 +37,7 @@ export interface Gateway {
   drain(budgetMs?: number): Promise<DrainReport>;
 }
 
-/**
- * Each service's runtime, its keys' health read in parallel (a round trip
- * in all); back from a KV outage, each writes what it kept in memory.
- */
+/** Each service's runtime, its keys' health read in parallel (a round trip in all). */
 async function serviceRuntimes(
   config: GatewayConfig,
   parts: InstanceParts,
@@ -48,14 +45,7 @@ async function serviceRuntimes(
   const built = await Promise.all(
     Object.values(config.services).map((service) => buildServiceRuntime(service, parts)),
   );
-  const runtimes = new Map<string, ServiceRuntime>(built.map((rt) => [rt.service.name, rt]));
-  // Back from an outage: count the instances again, write what was kept in memory.
-  parts.kvStatus.onRecovered(() => {
-    parts.beat();
-    parts.teams.budgets.flush().catch(() => {});
-    for (const rt of runtimes.values()) rt.rejoin();
-  });
-  return runtimes;
+  return new Map<string, ServiceRuntime>(built.map((rt) => [rt.service.name, rt]));
 }
 
 /** Starts the background work, which sleeps after idleAfterMs without a request (lifecycle.ts). */
@@ -72,11 +62,13 @@ function startBackground(
     busy: () => drain.inFlight > 0,
     log: parts.logEvent,
   });
-  const registry = parts.teams.registry;
-  for (const part of backgroundParts({ ...parts, runtimes, registry, minutes, watch })) {
+  const { registry, budgets } = parts.teams;
+  for (const part of backgroundParts({ ...parts, runtimes, registry, budgets, minutes, watch })) {
     lifecycle.add(part);
   }
   lifecycle.start();
+  // Back from an outage: count the instances again, write what was kept in memory.
+  parts.kvStatus.onRecovered(() => lifecycle.rejoin());
   return lifecycle;
 }
 
@@ -132,9 +124,6 @@ export async function createGateway(
     ...parts,
     drain,
     lifecycle,
-    runtimes,
-    registry: teams.registry,
-    budgets: teams.budgets,
     ownsKvStatus: options.kvStatus === undefined,
   });
   return { instanceId: parts.instanceId, handler, runtimes, presence, kvStatus, status, ...end };

@@ -14,7 +14,11 @@
  */
 import type { Clock, TimerHandle } from "../clock/mod.ts";
 
-/** A piece of background work: a timer loop and what it keeps. */
+/**
+ * A piece of background work: a timer loop, or what an instance keeps and
+ * writes behind (hand-backs, counts, rests), or both. Only `start` and
+ * `stop` are asked of every part.
+ */
 export interface BackgroundPart {
   /** A name for the log. */
   readonly name: string;
@@ -22,6 +26,12 @@ export interface BackgroundPart {
   start(): void;
   /** Stops its loop; may write what it holds first. */
   stop(): void | Promise<void>;
+  /** KV answers again after an outage: writes what was kept in memory meanwhile. */
+  rejoin?(): void;
+  /** The gateway ends (the loops stopped): hands back what it holds; resolves once written. */
+  close?(): Promise<unknown>;
+  /** Resolves once every write made so far has landed (or failed): the last hand-backs too. */
+  settled?(): Promise<unknown>;
 }
 
 /** Options for {@linkcode Lifecycle}. */
@@ -48,6 +58,7 @@ export class Lifecycle {
   #lastRequest = 0;
   #timer: TimerHandle | undefined;
   #stopping: Promise<void> = Promise.resolve();
+  #closing: Promise<void> | undefined;
 
   constructor(options: LifecycleOptions) {
     this.#clock = options.clock;
@@ -90,14 +101,30 @@ export class Lifecycle {
     this.#arm(this.#idleMs);
   }
 
-  /** Stops every part for good (shutdown); resolves once each has stopped. */
-  async close(): Promise<void> {
-    if (this.#closed) return await this.#stopping;
-    this.#closed = true;
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#awake) this.#sleep();
-    await this.#stopping;
+  /**
+   * Stops every part for good (shutdown), then closes each in the order
+   * they were added (what is handed back first, the presence last);
+   * resolves once each has. Idempotent.
+   */
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      this.#closed = true;
+      if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+      this.#timer = undefined;
+      if (this.#awake) this.#sleep();
+      await this.#stopping;
+      for (const part of this.#parts) await part.close?.()?.catch(() => {});
+    })();
+  }
+
+  /** KV is back: each part writes what it kept while KV was down. */
+  rejoin(): void {
+    for (const part of this.#parts) part.rejoin?.();
+  }
+
+  /** Resolves once every part's writes so far have landed (or failed). */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.#parts.map((part) => part.settled?.()));
   }
 
   #arm(ms: number): void {

@@ -9,22 +9,17 @@
  */
 import type { GatewayConfig } from "../config/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
-import type { Clock, DayBudgets, Presence } from "../limiter/mod.ts";
-import type { TeamRegistry } from "../teams/mod.ts";
+import type { Clock } from "../limiter/mod.ts";
 import type { Drain, DrainReport } from "./drain.ts";
 import type { Lifecycle } from "./lifecycle.ts";
-import type { ServiceRuntime } from "./runtime.ts";
 
 /** What a gateway's end hands back and stops. */
 export interface EndParts {
   config: GatewayConfig;
   clock: Clock;
   drain: Drain;
+  /** Every background part and what is written behind: stopped, closed and waited for. */
   lifecycle: Lifecycle;
-  registry: TeamRegistry;
-  budgets: DayBudgets;
-  runtimes: ReadonlyMap<string, ServiceRuntime>;
-  presence: Presence | undefined;
   kvStatus: KvStatus;
   /** Whether the gateway made its KvStatus (and so closes it). */
   ownsKvStatus: boolean;
@@ -35,21 +30,11 @@ export function gatewayEnd(p: EndParts): {
   close(): Promise<void>;
   drain(budgetMs?: number): Promise<DrainReport>;
 } {
-  const rts = [...p.runtimes.values()];
-  const each = (f: (rt: ServiceRuntime) => unknown) => Promise.allSettled(rts.map(f));
   let closing: Promise<void> | undefined;
   let draining: Promise<DrainReport> | undefined;
   const close = () =>
     closing ??= (async () => {
       await p.lifecycle.close();
-      p.registry.close();
-      for (const rt of rts) rt.gate?.close();
-      await each((rt) => rt.limiter.close());
-      await each((rt) => rt.teams?.close());
-      await each((rt) => rt.pacing?.close());
-      await p.budgets.close();
-      await each((rt) => rt.pool.settled());
-      await p.presence?.leave().catch(() => {});
       if (p.ownsKvStatus) p.kvStatus.close();
     })();
   const drain = (budgetMs = p.config.shutdownMs) =>
@@ -61,13 +46,7 @@ export function gatewayEnd(p: EndParts): {
       const shares = shutdownShares(budgetMs, p.config.drainMs, p.kvStatus.latencyMs);
       const report = await p.drain.run(shares.drainMs, shares.graceMs);
       // The slots of the last responses go back after every earlier write.
-      const written = (async () => {
-        await closed;
-        await each((rt) => rt.limiter.settled());
-        await each((rt) => rt.teams?.settled());
-        await each((rt) => rt.pool.settled());
-        await p.budgets.close();
-      })();
+      const written = closed.then(() => p.lifecycle.settled());
       await untilOrDeadline(written, p.clock, deadline);
       return report;
     })();

@@ -45,6 +45,50 @@ Deno.test("lifecycle: parts start once, sleep after idleMs without a request, wa
   );
 });
 
+Deno.test("lifecycle: KV back → every part writes what it kept; the end stops the loops, then closes the parts in the order they were added, once; settled waits for every part's writes", async () => {
+  const clock = new FakeClock();
+  const events: string[] = [];
+  const life = new Lifecycle({ clock, idleMs: 60_000 });
+  const wait = (ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
+  let written = false;
+  for (const name of ["loop", "holder", "presence"]) {
+    life.add({
+      name,
+      start: () => void events.push(`${name}:start`),
+      stop: () => void events.push(`${name}:stop`),
+      rejoin: name === "loop" ? undefined : () => void events.push(`${name}:rejoin`),
+      // The holder's hand-back takes a while: the presence is left only after it.
+      close: name === "loop" ? undefined : async () => {
+        if (name === "holder") await wait(100);
+        events.push(`${name}:close`);
+      },
+      settled: name === "holder" ? () => wait(50).then(() => written = true) : undefined,
+    });
+  }
+  life.start();
+  await clock.advance(0);
+  life.rejoin();
+  assert.deepEqual(events.slice(3), ["holder:rejoin", "presence:rejoin"]);
+  events.length = 0;
+  const closed = life.close();
+  const again = life.close();
+  await clock.advance(200);
+  await closed;
+  await again;
+  assert.deepEqual(events, [
+    "loop:stop",
+    "holder:stop",
+    "presence:stop",
+    "holder:close",
+    "presence:close",
+  ]);
+  const settled = life.settled();
+  assert.equal(written, false);
+  await clock.advance(50);
+  await settled;
+  assert.equal(written, true);
+});
+
 /** One chat request through the handler, read to its end (until then it is in flight). */
 async function served(clock: FakeClock, gw: Gateway): Promise<number> {
   const r = await settle(clock, gw.handler(chatRequest()));
