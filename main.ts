@@ -21,7 +21,7 @@ import {
   kvWarning,
   parseKvPath,
 } from "./kv/mod.ts";
-import { systemClock } from "./clock/mod.ts";
+import { systemClock } from "./lib/mod.ts";
 
 function generatePassword(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(24));

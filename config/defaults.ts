@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { KeyQuota, RateLimitDialect } from "../keys/mod.ts";
+import type { KeyQuota } from "../keys/mod.ts";
+import type { RateLimitDialect } from "../providers/mod.ts";
 
 /** How a service authenticates and shapes its errors. */
 export type ServiceStyle = "openai" | "anthropic" | "gemini";

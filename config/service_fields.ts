@@ -7,7 +7,8 @@
  */
 import type { ServiceConfig, ServiceStyle, StreamRelay } from "./defaults.ts";
 import { parseDayStart } from "../limiter/mod.ts";
-import { type KeyQuota, parseKeyQuota, type RateLimitDialect } from "../keys/mod.ts";
+import { type KeyQuota, parseKeyQuota } from "../keys/mod.ts";
+import { type RateLimitDialect } from "../providers/mod.ts";
 import { checkOneOf, checkPositive, ConfigError, describe, isRecord } from "./check.ts";
 
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;

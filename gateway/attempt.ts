@@ -1,5 +1,6 @@
-import { sleep } from "../clock/mod.ts";
-import { classifyResponse, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
+import { sleep } from "../lib/mod.ts";
+import { type Pick, type PooledKey } from "../keys/mod.ts";
+import { classifyResponse, type Outcome } from "../providers/mod.ts";
 import { type Bytes, joinChunks, readUpTo } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { Exchange } from "./exchange.ts";

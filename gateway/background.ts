@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
 import type { DayBudgets, Presence } from "../limiter/mod.ts";
 import type { MinuteCounts } from "../status/mod.ts";

@@ -1,4 +1,4 @@
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 
 /** A relayed body that can be ended before its upstream ends it (see `relay.ts`). */
 export interface EndableStream {

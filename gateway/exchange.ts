@@ -2,12 +2,12 @@ import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
 import type { PooledKey } from "../keys/mod.ts";
 import { corsHeaders } from "./cors.ts";
 import { type ClientHead, readClientHead } from "./headers.ts";
-import { requestId } from "./request_id.ts";
+import { requestId } from "../lib/request_id.ts";
 import type { RequestTarget } from "./route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamPass } from "./team_pass.ts";
 import type { GroupWalk } from "./group_walk.ts";
-import type { TokenUsage } from "../teams/mod.ts";
+import type { TokenUsage } from "../providers/mod.ts";
 
 /** The request as it walks the stages: its record, one per request. */
 export interface Exchange {

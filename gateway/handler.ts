@@ -10,7 +10,7 @@ import { errorResponse } from "./errors.ts";
 import { type Exchange, newExchange } from "./exchange.ts";
 import { appendGatewayHeaders, readClientHead } from "./headers.ts";
 import { createPipeline, type HandlerDeps, type Pipeline } from "./pipeline.ts";
-import { requestId } from "./request_id.ts";
+import { requestId } from "../lib/request_id.ts";
 import { answer } from "./respond.ts";
 import { type RequestTarget, requestTarget, type Route, RouteCache, serviceName } from "./route.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";

@@ -12,7 +12,7 @@ import { type Clock, DayBudgets, Presence, systemClock } from "../limiter/mod.ts
 import { TeamRegistry } from "../teams/mod.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
 import type { TeamServices } from "./pipeline.ts";
-import { requestId } from "./request_id.ts";
+import { requestId } from "../lib/request_id.ts";
 import type { ServiceContext } from "./service_build.ts";
 
 /** Options for {@linkcode createGateway}; each has a production default. */

@@ -6,10 +6,11 @@
  * @module
  */
 import type { Service } from "../config/mod.ts";
-import { classifyResponse, type Outcome, type PooledKey } from "../keys/mod.ts";
+import { type PooledKey } from "../keys/mod.ts";
+import { classifyResponse, type Outcome } from "../providers/mod.ts";
 import { setUpstreamAuth } from "./auth.ts";
 import type { HeaderPairs } from "./headers.ts";
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 
 /** How long a probe may take before it tells nothing, in ms. */
 const PROBE_TIMEOUT_MS = 10_000;

@@ -7,9 +7,10 @@
  *
  * @module
  */
-import { estimateInputTokens, type Outcome, type Pick, type PooledKey } from "../keys/mod.ts";
-import { sleep } from "../clock/mod.ts";
-import { estimateTokens } from "../teams/mod.ts";
+import { estimateInputTokens, type Pick, type PooledKey } from "../keys/mod.ts";
+import { type Outcome } from "../providers/mod.ts";
+import { sleep } from "../lib/mod.ts";
+import { estimateTokens } from "../providers/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import {
   keyHealthKey,
   keyRateKey,

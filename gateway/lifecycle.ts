@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 
 /**
  * A piece of background work: a timer loop, or what an instance keeps and

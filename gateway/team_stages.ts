@@ -2,11 +2,11 @@ import type { BudgetVerdict, ServiceLimiter, WaitOptions } from "../limiter/mod.
 import {
   DEFAULT_TEAM_PATHS,
   endpointAllowed,
-  estimateTokens,
   type GatePass,
   modelAllowed,
   type Team,
 } from "../teams/mod.ts";
+import { estimateTokens } from "../providers/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
 import type { GatewayError } from "./errors.ts";

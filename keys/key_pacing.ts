@@ -9,7 +9,11 @@ import type {
 import type { PooledKey } from "./key_pool.ts";
 import { type KeyQuota, perMinuteLimits } from "./key_quota.ts";
 import type { KeyRate, KeyRateStore } from "./key_rate_store.ts";
-import { carriesRateHeaders, type RateLimitDialect, readRateHeaders } from "./rate_headers.ts";
+import {
+  carriesRateHeaders,
+  type RateLimitDialect,
+  readRateHeaders,
+} from "../providers/rate_headers.ts";
 import { TokenMeter } from "./token_meter.ts";
 import { lastingPerMinute, minOf, near, perMinute } from "./pace_figures.ts";
 

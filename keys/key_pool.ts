@@ -1,4 +1,4 @@
-import { defaultCooldownMs, type Outcome } from "./classify.ts";
+import { defaultCooldownMs, type Outcome } from "../providers/classify.ts";
 import type { KeyHealth, KeyHealthStore } from "./health_store.ts";
 import { HealthWriter } from "./health_writer.ts";
 

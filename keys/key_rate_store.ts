@@ -7,7 +7,7 @@ import {
   type KvWrite,
   listByNextPart,
 } from "../kv/mod.ts";
-import type { LimitState } from "./rate_headers.ts";
+import type { LimitState } from "../providers/rate_headers.ts";
 
 /** What a provider last said of one key's limits, and when (epoch ms). */
 export interface KeyRate {

@@ -4,13 +4,10 @@
  * @module
  */
 export * from "./key_id.ts";
-export * from "./classify.ts";
 export * from "./health_store.ts";
 export * from "./key_pool.ts";
-export * from "./rate_headers.ts";
 export * from "./key_quota.ts";
 export * from "./token_meter.ts";
 export * from "./key_rate_store.ts";
 export * from "./key_pacing.ts";
 export * from "./provider_backoff.ts";
-export * from "./provider_error.ts";

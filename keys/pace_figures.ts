@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { LimitState } from "./rate_headers.ts";
+import type { LimitState } from "../providers/rate_headers.ts";
 
 /** A paced rate is rebuilt only when it moves by more than this fraction. */
 const RATE_STEP = 0.1;

@@ -1,4 +1,4 @@
-import { sleep } from "../clock/mod.ts";
+import { sleep } from "../lib/mod.ts";
 import type { CapacityStore, Clock } from "../limiter/mod.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { type Clock, systemClock } from "../clock/mod.ts";
+import { type Clock, systemClock } from "../lib/mod.ts";
 import type { KvStatus } from "./status.ts";
 
 /** Options for {@linkcode kvCall}. */

@@ -1,4 +1,4 @@
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import { isTransientKvError, KvUnavailableError, withTimeout } from "./call.ts";
 import { probeKey } from "./keys.ts";
 import { type KvLocation, KvPathError, prepareKvFile } from "./path.ts";

@@ -104,7 +104,7 @@ export const shareDemandPrefix = (service: string) => ["share_demand", service] 
 
 /**
  * What a provider's headers last said of one key's limits (see
- * `keys/rate_headers.ts`): `{requests?, tokens?, at}`, shared so that every
+ * `providers/rate_headers.ts`): `{requests?, tokens?, at}`, shared so that every
  * instance paces the key by it.
  */
 export const keyRateKey = (service: string, keyId: string) => ["key_rate", service, keyId] as const;

@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 
 /** What {@linkcode KvStatus} logs: once when KV stops answering, once when it answers again. */
 export type KvStatusEvent = "kv_degraded" | "kv_recovered";

@@ -8,7 +8,7 @@
  * @module
  */
 import type { KvWatchPort } from "./ports.ts";
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 
 /** Deno KV watches at most this many keys per call. */
 export const KEYS_PER_WATCH = 10;

@@ -7,7 +7,7 @@ import {
   takeTokens,
 } from "./bucket.ts";
 import type { BucketState } from "./bucket.ts";
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 
 /** The limits of one service as the limiter sees them. */
 export interface ServiceLimits extends BucketRate {

@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 import { casUpdate, kvCall, type KvCallOptions, type KvCas, u64 } from "../kv/mod.ts";
 import { budgetDay } from "./day.ts";
 import {

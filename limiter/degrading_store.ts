@@ -5,7 +5,7 @@ import {
   type ServiceLimits,
   type TokenLease,
 } from "./capacity_store.ts";
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
 
 /** Options for {@linkcode DegradingStore}. */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import { casUpdate, type KvCallOptions, type KvCas } from "../kv/mod.ts";
 import {
   type BucketState,

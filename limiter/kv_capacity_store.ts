@@ -15,7 +15,7 @@ import { KvBucket } from "./kv_bucket.ts";
 import { emissionMicros, handBack, ledgerNow, reservationEnd, scheduleOf } from "./gcra.ts";
 import type { CapacityLevels, CapacityStore, ServiceLimits, TokenLease } from "./capacity_store.ts";
 import { readLevels, type SlotHolder, type SlotsState } from "./capacity_levels.ts";
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 
 export type { SlotHolder, SlotsState } from "./capacity_levels.ts";
 

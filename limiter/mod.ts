@@ -3,7 +3,7 @@
  *
  * @module
  */
-export * from "../clock/mod.ts";
+export * from "../lib/mod.ts";
 export * from "./bucket.ts";
 export * from "./gcra.ts";
 export * from "./capacity_store.ts";
@@ -15,7 +15,6 @@ export * from "./lease_policy.ts";
 export * from "./token_stock.ts";
 export * from "./wait_queue.ts";
 export * from "./service_limiter.ts";
-export * from "./timeout_sweeper.ts";
 export * from "./fair_queue.ts";
 export * from "./queue_share.ts";
 export * from "./waiting.ts";

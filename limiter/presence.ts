@@ -6,7 +6,7 @@ import {
   type KvList,
   type KvWrite,
 } from "../kv/mod.ts";
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 
 /** The value of an instance heartbeat record. */
 export interface InstanceRecord {

@@ -1,8 +1,8 @@
 import type { CapacityLevels, CapacityStore, ServiceLimits } from "./capacity_store.ts";
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import type { Admission, RefusalReason, SlotAdmission, WaitOptions } from "./admission.ts";
 import { SlotLease } from "./slot_lease.ts";
-import { TimeoutSweeper } from "./timeout_sweeper.ts";
+import { TimeoutSweeper } from "../lib/timeout_sweeper.ts";
 import { TokenSupply } from "./token_supply.ts";
 import { type AdmissionQueue, WaitQueue } from "./wait_queue.ts";
 import { drainMs, GRANTED, grantNext, refuseAll, retryAfterMs, waitIn } from "./waiting.ts";

@@ -1,5 +1,5 @@
 import type { CapacityStore } from "./capacity_store.ts";
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 
 /** How long a shared slot may sit idle with this instance before it goes back, in ms. */
 export const SLOT_LINGER_MS = 1000;

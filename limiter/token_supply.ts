@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
 import { DemandMeter, leaseSize, pipelineTokens, tokensNeeded } from "./lease_policy.ts";
 import { TokenStock } from "./token_stock.ts";

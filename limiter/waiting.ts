@@ -10,7 +10,7 @@
  * @module
  */
 import type { Admission, Refusal, RefusalReason, WaitOptions } from "./admission.ts";
-import type { TimeoutSweeper } from "./timeout_sweeper.ts";
+import type { TimeoutSweeper } from "../lib/timeout_sweeper.ts";
 import type { AdmissionQueue, Waiter } from "./wait_queue.ts";
 
 /** Where a waiter sits: it is put in, and told when the waiter leaves early. */

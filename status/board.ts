@@ -1,4 +1,4 @@
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
 import type { DayBudgets, Presence, ServiceLimiter } from "../limiter/mod.ts";
 import type { Service } from "../config/mod.ts";

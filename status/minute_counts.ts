@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from "../clock/mod.ts";
+import type { Clock, TimerHandle } from "../lib/mod.ts";
 import { budgetDay } from "../limiter/mod.ts";
 import {
   keyDayKey,

@@ -7,7 +7,7 @@
  * @module
  */
 import { type Histogram, metrics, trace, type Tracer } from "@opentelemetry/api";
-import type { TokenUsage } from "../teams/mod.ts";
+import type { TokenUsage } from "../providers/mod.ts";
 
 /** What one request tells the GenAI metrics. */
 export interface GenAiRequest {

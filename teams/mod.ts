@@ -9,7 +9,6 @@ export * from "./team.ts";
 export * from "./team_scope.ts";
 export * from "./token.ts";
 export * from "./registry.ts";
-export * from "./usage.ts";
 export * from "./fair_share.ts";
 export * from "./share_board.ts";
 export * from "./fair_gate.ts";

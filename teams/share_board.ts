@@ -1,4 +1,4 @@
-import type { Clock } from "../clock/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import {
   kvCall,
   type KvCallOptions,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { TimerHandle } from "../clock/mod.ts";
+import type { TimerHandle } from "../lib/mod.ts";
 import { DemandMeter, gcraPass, LaneLine } from "../limiter/mod.ts";
 
 /** One team at this gate. */

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 
 /** The source folders, bottom first; `main.ts` sits above them all. */
 export const LAYERS = [
-  "clock",
+  "lib",
+  "providers",
   "kv",
   "limiter",
   "teams",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isDailyQuota, parseDuration, readRateHeaders } from "../../keys/rate_headers.ts";
+import { isDailyQuota, parseDuration, readRateHeaders } from "../../providers/rate_headers.ts";
 
 const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
 

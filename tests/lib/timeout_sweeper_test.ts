@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../support/fake_clock.ts";
-import { TimeoutSweeper } from "../../limiter/mod.ts";
+import { TimeoutSweeper } from "../../lib/mod.ts";
 
 Deno.test("sweeper.add() fires never early, at most one resolution late, on one timer", async () => {
   const clock = new FakeClock();

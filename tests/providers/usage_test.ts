@@ -4,7 +4,7 @@ import {
   SseUsageMeter,
   usageFromJson,
   usageSplitFromJson,
-} from "../../teams/mod.ts";
+} from "../../providers/mod.ts";
 import { budgetDay, parseDayStart } from "../../limiter/mod.ts";
 
 const enc = new TextEncoder();

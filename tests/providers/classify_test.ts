@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { classifyResponse, defaultCooldownMs, parseRetryAfter } from "../../keys/mod.ts";
+import { classifyResponse, defaultCooldownMs, parseRetryAfter } from "../../providers/mod.ts";
 import { gemini429Body } from "../support/provider_answers.ts";
 
 const h = (o: Record<string, string>) => new Headers(o);

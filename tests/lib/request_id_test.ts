@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { requestId } from "../../gateway/request_id.ts";
+import { requestId } from "../../lib/request_id.ts";
 
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
