@@ -3,10 +3,10 @@ import type { PooledKey } from "../keys/mod.ts";
 import { corsHeaders } from "./cors.ts";
 import { type ClientHead, readClientHead } from "./headers.ts";
 import { requestId } from "../lib/request_id.ts";
-import type { RequestTarget } from "./route.ts";
+import type { RequestTarget } from "./stages/route.ts";
 import type { ServiceRuntime } from "./runtime.ts";
-import type { TeamPass } from "./team_pass.ts";
-import type { GroupWalk } from "./group_walk.ts";
+import type { TeamPass } from "./stages/team_pass.ts";
+import type { GroupWalk } from "./stages/group_walk.ts";
 import type { TokenUsage } from "../providers/mod.ts";
 
 /** The request as it walks the stages: its record, one per request. */

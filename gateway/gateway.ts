@@ -4,7 +4,7 @@ import type { Presence } from "../limiter/mod.ts";
 import { GenAiTelemetry, Metrics, MinuteCounts, StatusBoard } from "../status/mod.ts";
 import { backgroundParts } from "./background.ts";
 import { Drain, type DrainReport } from "./drain.ts";
-import { groupStatus, servedGroups } from "./group_serve.ts";
+import { groupStatus, servedGroups } from "./stages/group_serve.ts";
 import { createHandler } from "./handler.ts";
 import { type GatewayOptions, type InstanceParts, instanceParts } from "./instance_parts.ts";
 import { Lifecycle } from "./lifecycle.ts";

@@ -1,8 +1,8 @@
-import { admit } from "./admit.ts";
-import { attempt } from "./attempt.ts";
-import { authenticate } from "./authenticate.ts";
-import { clientCredential, timingSafeEqual } from "./auth.ts";
-import { readBody } from "./body.ts";
+import { admit } from "./stages/admit.ts";
+import { attempt } from "./stages/attempt.ts";
+import { authenticate } from "./stages/authenticate.ts";
+import { clientCredential, timingSafeEqual } from "./stages/auth.ts";
+import { readBody } from "./stages/body.ts";
 import { corsHeaders, preflight } from "./cors.ts";
 import { badRequest, disguise } from "./disguise.ts";
 import { gatewayErrors } from "./error_catalogue.ts";
@@ -11,15 +11,27 @@ import { type Exchange, newExchange } from "./exchange.ts";
 import { appendGatewayHeaders, readClientHead } from "./headers.ts";
 import { createPipeline, type HandlerDeps, type Pipeline } from "./pipeline.ts";
 import { requestId } from "../lib/request_id.ts";
-import { answer } from "./respond.ts";
-import { type RequestTarget, requestTarget, type Route, RouteCache, serviceName } from "./route.ts";
+import { answer } from "./stages/respond.ts";
+import {
+  type RequestTarget,
+  requestTarget,
+  type Route,
+  RouteCache,
+  serviceName,
+} from "./stages/route.ts";
 import { ShapeKeeper } from "./v8_shapes.ts";
-import { checkScope, enterTeam, listsModels } from "./team_stages.ts";
-import type { Bytes } from "./body.ts";
-import { bodyForTarget, nextTarget, startGroupWalk } from "./group_stage.ts";
-import { groupModels, markTarget, NEXT_TARGET, servedGroups, switchTarget } from "./group_serve.ts";
-import { adminApi, isAdminPath } from "./admin_api.ts";
-import { clientAddress } from "./login_guard.ts";
+import { checkScope, enterTeam, listsModels } from "./stages/team_stages.ts";
+import type { Bytes } from "./stages/body.ts";
+import { bodyForTarget, nextTarget, startGroupWalk } from "./stages/group_stage.ts";
+import {
+  groupModels,
+  markTarget,
+  NEXT_TARGET,
+  servedGroups,
+  switchTarget,
+} from "./stages/group_serve.ts";
+import { adminApi, isAdminPath } from "./admin/admin_api.ts";
+import { clientAddress } from "./stages/login_guard.ts";
 import { tokenSha256 } from "../teams/mod.ts";
 
 export type { HandlerDeps } from "./pipeline.ts";

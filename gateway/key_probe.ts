@@ -8,7 +8,7 @@
 import type { Service } from "../config/mod.ts";
 import { type PooledKey } from "../keys/mod.ts";
 import { classifyResponse, type Outcome } from "../providers/mod.ts";
-import { setUpstreamAuth } from "./auth.ts";
+import { setUpstreamAuth } from "./stages/auth.ts";
 import type { HeaderPairs } from "./headers.ts";
 import type { Clock } from "../lib/mod.ts";
 

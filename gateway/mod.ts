@@ -7,4 +7,4 @@ export * from "./gateway.ts";
 export * from "./handler.ts";
 export * from "./log.ts";
 export * from "./runtime.ts";
-export { route, serviceName } from "./route.ts";
+export { route, serviceName } from "./stages/route.ts";

@@ -1,12 +1,12 @@
 import type { Lifecycle } from "./lifecycle.ts";
 import type { GatewayConfig, ServiceStyle } from "../config/mod.ts";
-import { stopEvents } from "./stream_end.ts";
+import { stopEvents } from "./stages/stream_end.ts";
 import { type Clock, type DayBudgets, TimeoutSweeper } from "../limiter/mod.ts";
 import type { Drain } from "./drain.ts";
-import { LoginGuard } from "./login_guard.ts";
-import { BodyBudget } from "./body_budget.ts";
+import { LoginGuard } from "./stages/login_guard.ts";
+import { BodyBudget } from "./stages/body_budget.ts";
 import type { LogLine } from "./log.ts";
-import type { RelayOptions } from "./relay.ts";
+import type { RelayOptions } from "./stages/relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamRegistry } from "../teams/mod.ts";
 import { GenAiTelemetry, Metrics, type MinuteCounts, type StatusBoard } from "../status/mod.ts";

@@ -92,7 +92,7 @@ export class FairGate {
   /**
    * The pace `team` passes at here while teams are held back (requests per
    * second: this instance's part of its share), or undefined when none is.
-   * The service's own lines weigh a team by it (`gateway/team_stages.ts`
+   * The service's own lines weigh a team by it (`gateway/stages/team_stages.ts`
    * waitOptions), so that they let the teams out in the proportions the gate
    * let them in. Weighed by the teams' configured weights instead, an
    * instance whose tokens run short gave a team the weight's part of them

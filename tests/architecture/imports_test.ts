@@ -33,12 +33,15 @@ async function sourceGraph(): Promise<Map<string, string[]>> {
     );
     graph.set(path, deps);
   };
-  await add("main.ts");
-  for (const folder of LAYERS) {
+  // A layer's folder and the folders in it (gateway/stages, gateway/admin).
+  const addFolder = async (folder: string): Promise<void> => {
     for await (const entry of Deno.readDir(new URL(`${folder}/`, ROOT))) {
-      if (entry.isFile && entry.name.endsWith(".ts")) await add(`${folder}/${entry.name}`);
+      if (entry.isDirectory) await addFolder(`${folder}/${entry.name}`);
+      else if (entry.isFile && entry.name.endsWith(".ts")) await add(`${folder}/${entry.name}`);
     }
-  }
+  };
+  await add("main.ts");
+  for (const folder of LAYERS) await addFolder(folder);
   return graph;
 }
 

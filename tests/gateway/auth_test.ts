@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { clientCredential, timingSafeEqual } from "../../gateway/auth.ts";
+import { clientCredential, timingSafeEqual } from "../../gateway/stages/auth.ts";
 
 Deno.test("timingSafeEqual() accepts only the exact password", () => {
   const password = "correct horse battery staple";

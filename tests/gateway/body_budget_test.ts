@@ -4,7 +4,7 @@
  * up to a cap.
  */
 import assert from "node:assert/strict";
-import { BodyBudget } from "../../gateway/body_budget.ts";
+import { BodyBudget } from "../../gateway/stages/body_budget.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 import { PASSWORD } from "../support/harness.ts";
 import { inProcessGateway, jsonAnswer } from "../support/in_process.ts";

@@ -1,5 +1,5 @@
 /**
- * The sinks a request's end is told of (`gateway/account.ts`), each alone:
+ * The sinks a request's end is told of (`gateway/stages/account.ts`), each alone:
  * a request record and a pipeline made of only what the sink reads, and
  * what the sink did with them.
  */
@@ -13,7 +13,7 @@ import {
   type RequestEnd,
   teamSink,
   telemetrySink,
-} from "../../gateway/account.ts";
+} from "../../gateway/stages/account.ts";
 import type { Exchange } from "../../gateway/exchange.ts";
 import type { Pipeline } from "../../gateway/pipeline.ts";
 import { Metrics } from "../../status/mod.ts";

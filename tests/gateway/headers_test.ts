@@ -5,7 +5,7 @@ import {
   upstreamRequestHeaders,
 } from "../../gateway/headers.ts";
 import { CORS_HEADERS } from "../../gateway/cors.ts";
-import { setUpstreamAuth } from "../../gateway/auth.ts";
+import { setUpstreamAuth } from "../../gateway/stages/auth.ts";
 
 Deno.test("relayResponseHeaders() drops hop-by-hop and the upstream's CORS and id, adds kvgate's once", () => {
   const upstream = new Headers({

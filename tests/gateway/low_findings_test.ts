@@ -4,8 +4,8 @@
  * modules' tests.
  */
 import assert from "node:assert/strict";
-import { RouteCache } from "../../gateway/route.ts";
-import { countTopLevelKey } from "../../gateway/team_stages.ts";
+import { RouteCache } from "../../gateway/stages/route.ts";
+import { countTopLevelKey } from "../../gateway/stages/team_stages.ts";
 import { loadConfig } from "../../config/mod.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 import { PASSWORD, startMocked } from "../support/harness.ts";

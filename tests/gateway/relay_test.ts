@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { Drain } from "../../gateway/drain.ts";
-import { relayBody, type RelayEnd } from "../../gateway/relay.ts";
-import { atEventBoundary, eventEnd, shiftIn } from "../../gateway/sse.ts";
-import { stopEvents } from "../../gateway/stream_end.ts";
+import { relayBody, type RelayEnd } from "../../gateway/stages/relay.ts";
+import { atEventBoundary, eventEnd, shiftIn } from "../../gateway/stages/sse.ts";
+import { stopEvents } from "../../gateway/stages/stream_end.ts";
 import type { ServiceStyle } from "../../config/mod.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 

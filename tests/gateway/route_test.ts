@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { requestTarget, route, type RouteResult } from "../../gateway/route.ts";
+import { requestTarget, route, type RouteResult } from "../../gateway/stages/route.ts";
 import { loadConfig } from "../../config/mod.ts";
 
 const config = loadConfig((name) =>

@@ -13,7 +13,7 @@
  * @module
  */
 import { decodeSegment, json, problem } from "./admin_reply.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { Pipeline } from "../pipeline.ts";
 
 const KEY_ACTION = /^\/_kvgate\/keys\/([^/]+)\/([^/]+)\/enable\/?$/;
 const SERVICE_ACTION = /^\/_kvgate\/services\/([^/]+)\/(pause|resume)\/?$/;

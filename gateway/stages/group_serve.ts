@@ -6,17 +6,17 @@
  *
  * @module
  */
-import type { ModelGroup } from "../config/mod.ts";
-import type { GroupStatus } from "../status/mod.ts";
-import { gatewayErrors } from "./error_catalogue.ts";
-import { appendGatewayHeaders } from "./headers.ts";
-import { type Exchange, handSlotBack } from "./exchange.ts";
+import type { ModelGroup } from "../../config/mod.ts";
+import type { GroupStatus } from "../../status/mod.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import { appendGatewayHeaders } from "../headers.ts";
+import { type Exchange, handSlotBack } from "../exchange.ts";
 import { nextTarget, targetName, whyNot } from "./group_stage.ts";
 import type { GroupWalk, ServedGroup } from "./group_walk.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { answer } from "./respond.ts";
 import type { Route, RouteCache } from "./route.ts";
-import type { ServiceRuntime } from "./runtime.ts";
+import type { ServiceRuntime } from "../runtime.ts";
 import { sentUpstream } from "./team_stages.ts";
 
 export { NEXT_TARGET } from "./group_stage.ts";

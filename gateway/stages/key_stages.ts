@@ -7,15 +7,15 @@
  *
  * @module
  */
-import { estimateInputTokens, type Pick, type PooledKey } from "../keys/mod.ts";
-import { type Outcome } from "../providers/mod.ts";
-import { sleep } from "../lib/mod.ts";
-import { estimateTokens } from "../providers/mod.ts";
+import { estimateInputTokens, type Pick, type PooledKey } from "../../keys/mod.ts";
+import { type Outcome } from "../../providers/mod.ts";
+import { sleep } from "../../lib/mod.ts";
+import { estimateTokens } from "../../providers/mod.ts";
 import type { Bytes } from "./body.ts";
-import { gatewayErrors } from "./error_catalogue.ts";
-import type { GatewayError } from "./errors.ts";
-import type { Exchange } from "./exchange.ts";
-import type { Pipeline } from "./pipeline.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import type { GatewayError } from "../errors.ts";
+import type { Exchange } from "../exchange.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { waitOptions } from "./team_stages.ts";
 import { waitLimit } from "./group_stage.ts";
 

@@ -10,16 +10,16 @@
  *
  * @module
  */
-import type { GroupTarget } from "../config/mod.ts";
-import { statusLabel } from "../status/mod.ts";
+import type { GroupTarget } from "../../config/mod.ts";
+import { statusLabel } from "../../status/mod.ts";
 import type { Bytes } from "./body.ts";
-import { gatewayErrors } from "./error_catalogue.ts";
-import type { GatewayError } from "./errors.ts";
-import type { Exchange } from "./exchange.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import type { GatewayError } from "../errors.ts";
+import type { Exchange } from "../exchange.ts";
 import type { GroupWalk, ServedGroup, Skip, SkipReason } from "./group_walk.ts";
-import type { LogLine } from "./log.ts";
-import type { Pipeline } from "./pipeline.ts";
-import type { ServiceRuntime } from "./runtime.ts";
+import type { LogLine } from "../log.ts";
+import type { Pipeline } from "../pipeline.ts";
+import type { ServiceRuntime } from "../runtime.ts";
 
 /**
  * What the attempt stage answers, instead of a response, when a group's

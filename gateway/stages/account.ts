@@ -1,10 +1,10 @@
-import { type Exchange, handSlotBack } from "./exchange.ts";
-import { isoTime, type LogLine } from "./log.ts";
+import { type Exchange, handSlotBack } from "../exchange.ts";
+import { isoTime, type LogLine } from "../log.ts";
 import { accountGroup } from "./group_stage.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { leaveTeam } from "./team_stages.ts";
 import { chargeKey } from "./key_stages.ts";
-import { statusLabel } from "../status/mod.ts";
+import { statusLabel } from "../../status/mod.ts";
 
 /** How a request ended: what its sinks are told, with its record (the exchange). */
 export interface RequestEnd {

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { ServiceStyle } from "../config/mod.ts";
+import type { ServiceStyle } from "../../config/mod.ts";
 
 /** Why an event stream was ended before the upstream ended it. */
 export type CutShort = "drained" | "idle_timeout" | "upstream_error";

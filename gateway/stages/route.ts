@@ -1,4 +1,4 @@
-import type { Service, ServiceStyle } from "../config/mod.ts";
+import type { Service, ServiceStyle } from "../../config/mod.ts";
 
 /** The path and query of a request, as the client sent them (not normalized). */
 export interface RequestTarget {

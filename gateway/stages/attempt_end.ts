@@ -5,12 +5,12 @@
  *
  * @module
  */
-import { gatewayErrors } from "./error_catalogue.ts";
-import type { GatewayError } from "./errors.ts";
-import type { Exchange } from "./exchange.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import type { GatewayError } from "../errors.ts";
+import type { Exchange } from "../exchange.ts";
 import { hasNextTarget, NEXT_TARGET, targetFailed } from "./group_stage.ts";
 import type { SkipReason } from "./group_walk.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { answer, respondSettled, type Settled } from "./respond.ts";
 
 /** What the attempts end in: an answer, or (a group's target failed) the next target's turn. */

@@ -1,13 +1,13 @@
-import { type Team, TeamChangeError, TeamFieldError, tokenSha256 } from "../teams/mod.ts";
-import { readBody } from "./body.ts";
-import { clientAddress } from "./login_guard.ts";
-import { hashId } from "../teams/mod.ts";
-import { basicPassword, clientCredential, timingSafeEqual } from "./auth.ts";
-import { badRequest, basicChallenge, disguise } from "./disguise.ts";
-import { STATUS_PAGE } from "../status/mod.ts";
-import { readClientHead } from "./headers.ts";
-import type { Pipeline, TeamServices } from "./pipeline.ts";
-import type { RequestTarget } from "./route.ts";
+import { type Team, TeamChangeError, TeamFieldError, tokenSha256 } from "../../teams/mod.ts";
+import { readBody } from "../stages/body.ts";
+import { clientAddress } from "../stages/login_guard.ts";
+import { hashId } from "../../teams/mod.ts";
+import { basicPassword, clientCredential, timingSafeEqual } from "../stages/auth.ts";
+import { badRequest, basicChallenge, disguise } from "../disguise.ts";
+import { STATUS_PAGE } from "../../status/mod.ts";
+import { readClientHead } from "../headers.ts";
+import type { Pipeline, TeamServices } from "../pipeline.ts";
+import type { RequestTarget } from "../stages/route.ts";
 import { decodeSegment, json, problem } from "./admin_reply.ts";
 import { adminAction } from "./admin_actions.ts";
 

@@ -1,18 +1,18 @@
-import type { BudgetVerdict, ServiceLimiter, WaitOptions } from "../limiter/mod.ts";
+import type { BudgetVerdict, ServiceLimiter, WaitOptions } from "../../limiter/mod.ts";
 import {
   DEFAULT_TEAM_PATHS,
   endpointAllowed,
   type GatePass,
   modelAllowed,
   type Team,
-} from "../teams/mod.ts";
-import { estimateTokens } from "../providers/mod.ts";
+} from "../../teams/mod.ts";
+import { estimateTokens } from "../../providers/mod.ts";
 import type { Bytes } from "./body.ts";
-import { gatewayErrors } from "./error_catalogue.ts";
-import type { GatewayError } from "./errors.ts";
-import type { Exchange } from "./exchange.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import type { GatewayError } from "../errors.ts";
+import type { Exchange } from "../exchange.ts";
 import type { TeamPass } from "./team_pass.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { Pipeline } from "../pipeline.ts";
 import type { Route } from "./route.ts";
 
 /**

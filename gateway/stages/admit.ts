@@ -1,6 +1,6 @@
-import type { SlotAdmission } from "../limiter/mod.ts";
-import type { Exchange } from "./exchange.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { SlotAdmission } from "../../limiter/mod.ts";
+import type { Exchange } from "../exchange.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { waitOptions } from "./team_stages.ts";
 
 /**

@@ -1,9 +1,9 @@
-import type { PooledKey } from "../keys/mod.ts";
+import type { PooledKey } from "../../keys/mod.ts";
 import { setUpstreamAuth } from "./auth.ts";
 import type { Bytes } from "./body.ts";
-import type { Exchange } from "./exchange.ts";
-import { upstreamRequestHeaders } from "./headers.ts";
-import type { Pipeline } from "./pipeline.ts";
+import type { Exchange } from "../exchange.ts";
+import { upstreamRequestHeaders } from "../headers.ts";
+import type { Pipeline } from "../pipeline.ts";
 import type { Route } from "./route.ts";
 
 /** Why an attempt brought no response. */

@@ -1,10 +1,10 @@
 import { clientCredential, timingSafeEqual } from "./auth.ts";
-import { gatewayErrors } from "./error_catalogue.ts";
-import type { GatewayError } from "./errors.ts";
-import type { Exchange } from "./exchange.ts";
-import type { Pipeline } from "./pipeline.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import type { GatewayError } from "../errors.ts";
+import type { Exchange } from "../exchange.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { ADMIN, teamPass } from "./team_stages.ts";
-import { tokenSha256 } from "../teams/mod.ts";
+import { tokenSha256 } from "../../teams/mod.ts";
 import { clientAddress } from "./login_guard.ts";
 
 /**

@@ -1,5 +1,5 @@
-import type { ServiceStyle } from "../config/mod.ts";
-import type { ClientHead, HeaderPairs } from "./headers.ts";
+import type { ServiceStyle } from "../../config/mod.ts";
+import type { ClientHead, HeaderPairs } from "../headers.ts";
 
 /**
  * Compares a client's secret with the password in time that depends only

@@ -1,5 +1,5 @@
-import type { Clock, TimerHandle } from "../lib/mod.ts";
-import type { Drain } from "./drain.ts";
+import type { Clock, TimerHandle } from "../../lib/mod.ts";
+import type { Drain } from "../drain.ts";
 import { atEventBoundary, eventEnd, shiftIn } from "./sse.ts";
 import type { CutShort, StopEvents } from "./stream_end.ts";
 

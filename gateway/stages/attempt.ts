@@ -1,18 +1,18 @@
-import { sleep } from "../lib/mod.ts";
-import { type Pick, type PooledKey } from "../keys/mod.ts";
-import { classifyResponse, type Outcome } from "../providers/mod.ts";
+import { sleep } from "../../lib/mod.ts";
+import { type Pick, type PooledKey } from "../../keys/mod.ts";
+import { classifyResponse, type Outcome } from "../../providers/mod.ts";
 import { type Bytes, joinChunks, readUpTo } from "./body.ts";
-import { gatewayErrors } from "./error_catalogue.ts";
-import type { Exchange } from "./exchange.ts";
-import type { Pipeline } from "./pipeline.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import type { Exchange } from "../exchange.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { countUpstream } from "./account.ts";
-import { modelOf } from "../status/mod.ts";
+import { modelOf } from "../../status/mod.ts";
 import { answer, respondSettled, respondSuccess } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
 import { NEXT_TARGET, waitLimit } from "./group_stage.ts";
 import { type Ended, endWaiting, giveUp, switchesTarget, type Tries } from "./attempt_end.ts";
-import { bodyEncoded } from "./headers.ts";
+import { bodyEncoded } from "../headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {
   costOnKeys,

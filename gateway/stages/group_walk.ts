@@ -6,8 +6,8 @@
  *
  * @module
  */
-import type { ModelGroup } from "../config/mod.ts";
-import type { ServiceRuntime } from "./runtime.ts";
+import type { ModelGroup } from "../../config/mod.ts";
+import type { ServiceRuntime } from "../runtime.ts";
 
 /** Why a target was passed over. */
 export type SkipReason =

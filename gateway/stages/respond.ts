@@ -1,19 +1,19 @@
 import { account } from "./account.ts";
 import { type Bytes, joinChunks, readUpTo } from "./body.ts";
-import { errorResponse, type GatewayError } from "./errors.ts";
-import { gatewayErrors } from "./error_catalogue.ts";
-import { readProviderError } from "../providers/mod.ts";
-import { type Exchange, handSlotBack } from "./exchange.ts";
+import { errorResponse, type GatewayError } from "../errors.ts";
+import { gatewayErrors } from "../error_catalogue.ts";
+import { readProviderError } from "../../providers/mod.ts";
+import { type Exchange, handSlotBack } from "../exchange.ts";
 import {
   appendGatewayHeaders,
   bodyEncoded,
   type RelayHead,
   relayResponseHeaders,
-} from "./headers.ts";
-import type { Pipeline } from "./pipeline.ts";
+} from "../headers.ts";
+import type { Pipeline } from "../pipeline.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
-import { modelAllowed } from "../teams/mod.ts";
-import { SseUsageMeter, usageFromJson, usageSplitFromJson } from "../providers/mod.ts";
+import { modelAllowed } from "../../teams/mod.ts";
+import { SseUsageMeter, usageFromJson, usageSplitFromJson } from "../../providers/mod.ts";
 import { listsModels } from "./team_stages.ts";
 
 /** An upstream answer that will not be retried further, kept to give the client. */

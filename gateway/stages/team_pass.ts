@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { ServiceLimiter } from "../limiter/mod.ts";
-import type { Team } from "../teams/mod.ts";
+import type { ServiceLimiter } from "../../limiter/mod.ts";
+import type { Team } from "../../teams/mod.ts";
 
 /**
  * A team's request as it walks the stages: who it is, its lane, and what it
