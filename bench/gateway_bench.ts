@@ -12,17 +12,12 @@
 import { loadConfig } from "../config/mod.ts";
 import { createGateway } from "../gateway/mod.ts";
 import { KeyHealthStore, KeyPool } from "../keys/mod.ts";
-import {
-  KvCapacityStore,
-  MemoryCapacityStore,
-  ServiceLimiter,
-  systemClock,
-} from "../limiter/mod.ts";
+import { KvCapacityStore, MemoryCapacityStore, ScopeLimiter, systemClock } from "../limiter/mod.ts";
 
 // ---- limiter fast path ----
 
 const fast = { rps: 1e9, burst: 1e9, maxConn: 1e6 };
-const limiter = new ServiceLimiter(fast, {
+const limiter = new ScopeLimiter(fast, {
   store: new MemoryCapacityStore(fast, systemClock),
   clock: systemClock,
 });
@@ -52,7 +47,7 @@ Deno.bench(
 
 // The same with the store shared through KV: requests spend a stock leased in batches.
 const sharedKv = await Deno.openKv(":memory:");
-const sharedLimiter = new ServiceLimiter(fast, {
+const sharedLimiter = new ScopeLimiter(fast, {
   store: new KvCapacityStore(sharedKv, "bench", fast, { instanceId: "bench", clock: systemClock }),
   clock: systemClock,
 });

@@ -9,7 +9,7 @@ import { gatewayErrors } from "./error_catalogue.ts";
 import { errorResponse } from "./errors.ts";
 import { type Exchange, newExchange } from "./exchange.ts";
 import { appendGatewayHeaders, readClientHead } from "./headers.ts";
-import { createPipeline, type HandlerDeps, type Pipeline } from "./pipeline.ts";
+import { createStageDeps, type HandlerDeps, type StageDeps } from "./stage_deps.ts";
 import { requestId } from "../lib/request_id.ts";
 import { answer } from "./stages/respond.ts";
 import {
@@ -34,7 +34,7 @@ import { adminApi, isAdminPath } from "./admin/admin_api.ts";
 import { clientAddress } from "./stages/login_guard.ts";
 import { tokenSha256 } from "../teams/mod.ts";
 
-export type { HandlerDeps } from "./pipeline.ts";
+export type { HandlerDeps } from "./stage_deps.ts";
 
 /**
  * The request pipeline. A request on a service path walks the stages, each
@@ -52,7 +52,7 @@ export type { HandlerDeps } from "./pipeline.ts";
 export function createHandler(
   deps: HandlerDeps,
 ): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
-  const p = createPipeline(deps);
+  const p = createStageDeps(deps);
   const routes = new RouteCache(deps.config.services);
   const shapes = new ShapeKeeper();
   const groups = servedGroups(deps.config.groups, deps.runtimes);
@@ -93,7 +93,7 @@ const UNSENDABLE = new Set(["CONNECT", "TRACE", "TRACK"]);
  * has sent them (or none will).
  */
 async function serve(
-  p: Pipeline,
+  p: StageDeps,
   routes: RouteCache,
   shapes: ShapeKeeper,
   x: Exchange,
@@ -128,7 +128,7 @@ async function serve(
  * when a group's target failed and another may answer.
  */
 async function serveOnService(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   r: Route,
   body: Bytes | undefined,
@@ -159,7 +159,7 @@ async function serveOnService(
  * methods never forwarded, the route, and whether the service has keys.
  * The route, or the answer.
  */
-function checkRequest(p: Pipeline, routes: RouteCache, x: Exchange): Route | Response {
+function checkRequest(p: StageDeps, routes: RouteCache, x: Exchange): Route | Response {
   if (x.head.badHost) return badRequest(x.req.method);
   if (x.req.method === "OPTIONS") return preflight(x.req);
   const denied = authenticate(p, x);
@@ -186,7 +186,7 @@ function checkRequest(p: Pipeline, routes: RouteCache, x: Exchange): Route | Res
   return r;
 }
 
-function unreadable(p: Pipeline, reason: "too_large" | "unreadable" | "busy") {
+function unreadable(p: StageDeps, reason: "too_large" | "unreadable" | "busy") {
   if (reason === "too_large") return gatewayErrors.tooLarge(p.config.maxBodyBytes);
   return reason === "busy" ? gatewayErrors.busy() : gatewayErrors.unreadableBody();
 }
@@ -211,7 +211,7 @@ export function startingHandler(
 
 /** A path that names no service: the disguise, or with the password a 404 naming the services. */
 function unknownService(
-  p: Pipeline,
+  p: StageDeps,
   req: Request,
   target: RequestTarget,
   prefixes: string,

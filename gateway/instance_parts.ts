@@ -11,7 +11,7 @@ import { kvCall, type KvCallOptions, KvStatus, probeKey, teamUsageKey } from "..
 import { type Clock, DayBudgets, Presence, systemClock } from "../limiter/mod.ts";
 import { TeamRegistry } from "../teams/mod.ts";
 import { isoTime, jsonLog, type LogLine } from "./log.ts";
-import type { TeamServices } from "./pipeline.ts";
+import type { TeamServices } from "./stage_deps.ts";
 import { requestId } from "../lib/request_id.ts";
 import type { ServiceContext } from "./service_build.ts";
 

@@ -1,7 +1,7 @@
 import type { Service } from "../config/mod.ts";
 import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
-import type { Clock, ServiceLimiter } from "../limiter/mod.ts";
+import type { Clock, ScopeLimiter } from "../limiter/mod.ts";
 import type { FairGate, TeamLimiters } from "../teams/mod.ts";
 
 /** How stale a key-health view may be before a request refreshes it in the background. */
@@ -19,7 +19,7 @@ const CHANGED_SPACING_MS = 250;
 export interface ServiceRuntimeParts {
   service: Service;
   pool: KeyPool;
-  limiter: ServiceLimiter;
+  limiter: ScopeLimiter;
   clock: Clock;
   /** Told when a key-health read fails. */
   onError: (e: unknown) => void;
@@ -44,7 +44,7 @@ export interface ServiceRuntimeParts {
 export class ServiceRuntime {
   readonly service: Service;
   readonly pool: KeyPool;
-  readonly limiter: ServiceLimiter;
+  readonly limiter: ScopeLimiter;
   readonly gate: FairGate | undefined;
   readonly teams: TeamLimiters | undefined;
   /** Undefined when no key is paced (no quota, no headers): the request path skips it. */

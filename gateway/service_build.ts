@@ -26,7 +26,7 @@ import {
   FairQueue,
   KvCapacityStore,
   MemoryCapacityStore,
-  ServiceLimiter,
+  ScopeLimiter,
 } from "../limiter/mod.ts";
 import { ServiceRuntime } from "./runtime.ts";
 import { keyProber } from "./key_probe.ts";
@@ -77,7 +77,7 @@ export async function buildServiceRuntime(
   const gate = fairGate(service, limits, c);
   const storeFor = (scope: LimitScope, l: TeamLimits) => capacityStore(scope, l, c);
   const limiterFor = (scope: LimitScope, l: TeamLimits, leasePeers = c.peers) =>
-    new ServiceLimiter(l, {
+    new ScopeLimiter(l, {
       store: storeFor(scope, l),
       clock: c.clock,
       queueLimit: c.config.queueLimit,
@@ -124,7 +124,7 @@ export async function buildServiceRuntime(
 function keyPacing(
   service: Service,
   pool: KeyPool,
-  limiterFor: (scope: LimitScope, l: TeamLimits) => ServiceLimiter,
+  limiterFor: (scope: LimitScope, l: TeamLimits) => ScopeLimiter,
   storeFor: (scope: LimitScope, l: TeamLimits) => CapacityStore,
   c: ServiceContext,
 ): KeyPacing {

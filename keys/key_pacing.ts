@@ -2,7 +2,7 @@ import type {
   CapacityStore,
   Clock,
   DayBudgets,
-  ServiceLimiter,
+  ScopeLimiter,
   ServiceLimits,
   WaitOptions,
 } from "../limiter/mod.ts";
@@ -33,7 +33,7 @@ export interface KeyPacingOptions {
   /** Lifetime τ of leased tokens, in ms (sets the burst margin). */
   leaseMs: number;
   /** Builds the shared limiter of one key's requests (KV, or memory in local mode). */
-  requestLimiter: (keyId: string, limits: ServiceLimits) => ServiceLimiter;
+  requestLimiter: (keyId: string, limits: ServiceLimits) => ScopeLimiter;
   /** Builds the shared ledger of one key's model tokens. */
   tokenStore: (keyId: string, limits: ServiceLimits) => CapacityStore;
   /** The keys' day counts (`rpd`), one budget per key id. Required with `quota.rpd`. */
@@ -51,7 +51,7 @@ interface KeyPace {
   key: PooledKey;
   /** Requests per minute paced now (config, the provider's word, or what lasts to a day's reset). */
   rpm: number | undefined;
-  requests: ServiceLimiter | undefined;
+  requests: ScopeLimiter | undefined;
   tpm: number | undefined;
   tokens: TokenMeter | undefined;
   /** The provider's latest word, and when this instance last shared its own. */

@@ -14,7 +14,7 @@ export * from "./admission.ts";
 export * from "./lease_policy.ts";
 export * from "./token_stock.ts";
 export * from "./wait_queue.ts";
-export * from "./service_limiter.ts";
+export * from "./scope_limiter.ts";
 export * from "./fair_queue.ts";
 export * from "./queue_share.ts";
 export * from "./waiting.ts";

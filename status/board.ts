@@ -1,6 +1,6 @@
 import type { Clock } from "../lib/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
-import type { DayBudgets, Presence, ServiceLimiter } from "../limiter/mod.ts";
+import type { DayBudgets, Presence, ScopeLimiter } from "../limiter/mod.ts";
 import type { Service } from "../config/mod.ts";
 import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
 import type { TeamRegistry } from "../teams/mod.ts";
@@ -18,7 +18,7 @@ export type { GroupStatus, KeyStatus, StatusSnapshot };
 export interface BoardService {
   readonly service: Service;
   readonly pool: Pick<KeyPool, "keys" | "health">;
-  readonly limiter: Pick<ServiceLimiter, "waiting" | "waitingByTeam" | "levels">;
+  readonly limiter: Pick<ScopeLimiter, "waiting" | "waitingByTeam" | "levels">;
   readonly pacing?: Pick<KeyPacing, "paceOf" | "today">;
   readonly backoff?: Pick<ProviderBackoff, "pause">;
 }

@@ -1,4 +1,4 @@
-import type { ServiceLimiter } from "../limiter/mod.ts";
+import type { ScopeLimiter } from "../limiter/mod.ts";
 import { type Team, type TeamLimits, teamLimitsFor } from "./team.ts";
 
 /**
@@ -8,12 +8,12 @@ import { type Team, type TeamLimits, teamLimitsFor } from "./team.ts";
  * hold across instances as a service's do, and lease the same way.
  */
 export class TeamLimiters {
-  #made = new Map<string, { team: Team; signature: string; limiter: ServiceLimiter }>();
-  #make: (team: string, limits: TeamLimits) => ServiceLimiter;
+  #made = new Map<string, { team: Team; signature: string; limiter: ScopeLimiter }>();
+  #make: (team: string, limits: TeamLimits) => ScopeLimiter;
   #cap: TeamLimits;
   #service: string;
   /** Limiters of teams with no pacing of their own: only their slots count. */
-  #slotsOnly = new WeakSet<ServiceLimiter>();
+  #slotsOnly = new WeakSet<ScopeLimiter>();
 
   /**
    * @param service The service's name.
@@ -23,7 +23,7 @@ export class TeamLimiters {
   constructor(
     service: string,
     cap: TeamLimits,
-    make: (team: string, limits: TeamLimits) => ServiceLimiter,
+    make: (team: string, limits: TeamLimits) => ScopeLimiter,
   ) {
     this.#service = service;
     this.#cap = cap;
@@ -36,7 +36,7 @@ export class TeamLimiters {
    * in flight (see {@linkcode defaultTeamLimits}), unless `capped` is false
    * (the password's requests).
    */
-  for(team: Team, capped = true): ServiceLimiter | undefined {
+  for(team: Team, capped = true): ScopeLimiter | undefined {
     const made = this.#made.get(team.name);
     // Called on every request of a team with limits: the same team record, the same limiter.
     if (made?.team === team) return made.limiter;
@@ -61,7 +61,7 @@ export class TeamLimiters {
   }
 
   /** Whether `limiter` paces a team's tokens (its own rps or burst), not only its slots. */
-  pacesTokens(limiter: ServiceLimiter): boolean {
+  pacesTokens(limiter: ScopeLimiter): boolean {
     return !this.#slotsOnly.has(limiter);
   }
 
@@ -80,7 +80,7 @@ export class TeamLimiters {
     await Promise.allSettled([...this.#made.values()].map(({ limiter }) => limiter.settled()));
   }
 
-  #retire(name: string, limiter: ServiceLimiter): void {
+  #retire(name: string, limiter: ScopeLimiter): void {
     this.#made.delete(name);
     limiter.close().catch(() => {});
   }

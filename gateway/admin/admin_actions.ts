@@ -13,14 +13,14 @@
  * @module
  */
 import { decodeSegment, json, problem } from "./admin_reply.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 
 const KEY_ACTION = /^\/_kvgate\/keys\/([^/]+)\/([^/]+)\/enable\/?$/;
 const SERVICE_ACTION = /^\/_kvgate\/services\/([^/]+)\/(pause|resume)\/?$/;
 
 /** Answers an action's path, or undefined when the path is none of them. */
 export async function adminAction(
-  p: Pipeline,
+  p: StageDeps,
   req: Request,
   path: string,
 ): Promise<Response | undefined> {

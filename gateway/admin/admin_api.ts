@@ -6,7 +6,7 @@ import { basicPassword, clientCredential, timingSafeEqual } from "../stages/auth
 import { badRequest, basicChallenge, disguise } from "../disguise.ts";
 import { STATUS_PAGE } from "../../status/mod.ts";
 import { readClientHead } from "../headers.ts";
-import type { Pipeline, TeamServices } from "../pipeline.ts";
+import type { StageDeps, TeamServices } from "../stage_deps.ts";
 import type { RequestTarget } from "../stages/route.ts";
 import { decodeSegment, json, problem } from "./admin_reply.ts";
 import { adminAction } from "./admin_actions.ts";
@@ -67,7 +67,7 @@ const PAGE_HEADERS = {
  * The admin's credential: ADMIN_PASSWORD, or ACCESS_PASSWORD where no
  * ADMIN_PASSWORD is set and `accessPasswordAdmin` allows it.
  */
-function adminCredential(p: Pipeline): string | undefined {
+function adminCredential(p: StageDeps): string | undefined {
   const c = p.config;
   return c.adminPassword ?? (c.accessPasswordAdmin ? c.password : undefined);
 }
@@ -109,7 +109,7 @@ function sameSite(req: Request): boolean {
  * - the actions of `admin_actions.ts` (enable a key, pause or resume a service).
  */
 export async function adminApi(
-  p: Pipeline,
+  p: StageDeps,
   req: Request,
   target: RequestTarget,
   info?: Deno.ServeHandlerInfo,
@@ -152,7 +152,7 @@ export async function adminApi(
 }
 
 /** `/_kvgate/teams…`: the teams, one team, a team's new token; each mistake in its own answer. */
-async function teamsApi(p: Pipeline, req: Request, path: string): Promise<Response> {
+async function teamsApi(p: StageDeps, req: Request, path: string): Promise<Response> {
   const teams = p.teams;
   const m = TEAMS.exec(path);
   if (!m || !teams) return problem(404, "unknown_admin_path", `No admin API at ${path}.`);
@@ -183,7 +183,12 @@ async function teamsApi(p: Pipeline, req: Request, path: string): Promise<Respon
  * Whether `cred` is the admin's, from an address not shut out for guessing;
  * a wrong one is counted against the address and logged with it.
  */
-function isAdmin(p: Pipeline, req: Request, info: Deno.ServeHandlerInfo | undefined, cred: string) {
+function isAdmin(
+  p: StageDeps,
+  req: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+  cred: string,
+) {
   const now = p.clock.now();
   const expected = adminCredential(p);
   const right = expected !== undefined && timingSafeEqual(cred, expected);
@@ -204,7 +209,7 @@ function isAdmin(p: Pipeline, req: Request, info: Deno.ServeHandlerInfo | undefi
 }
 
 /** `/_kvgate/teams`: GET lists every team with today's usage; POST makes one. */
-async function onTeams(p: Pipeline, teams: TeamServices, req: Request) {
+async function onTeams(p: StageDeps, teams: TeamServices, req: Request) {
   if (req.method === "GET") {
     const list = await Promise.all(
       teams.registry.list().map(async (t) => {
@@ -225,7 +230,7 @@ async function onTeams(p: Pipeline, teams: TeamServices, req: Request) {
 }
 
 /** `/_kvgate/teams/<name>/rotate`: POST issues a new token. */
-async function onRotate(p: Pipeline, teams: TeamServices, req: Request, name: string) {
+async function onRotate(p: StageDeps, teams: TeamServices, req: Request, name: string) {
   if (req.method !== "POST") return undefined;
   const made = await teams.registry.rotate(name);
   p.log({ event: "team_rotated", team: made.team.name, tokenId: hashId(made.team.tokenSha256) });
@@ -233,7 +238,7 @@ async function onRotate(p: Pipeline, teams: TeamServices, req: Request, name: st
 }
 
 /** `/_kvgate/teams/<name>`: GET, PATCH, DELETE. */
-async function onTeam(p: Pipeline, teams: TeamServices, req: Request, name: string) {
+async function onTeam(p: StageDeps, teams: TeamServices, req: Request, name: string) {
   if (req.method === "PATCH") {
     const team = await teams.registry.patch(name, await readJson(req));
     p.log({ event: "team_changed", team: team.name });

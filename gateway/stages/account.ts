@@ -1,7 +1,7 @@
 import { type Exchange, handSlotBack } from "../exchange.ts";
 import { isoTime, type LogLine } from "../log.ts";
 import { accountGroup } from "./group_stage.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { leaveTeam } from "./team_stages.ts";
 import { chargeKey } from "./key_stages.ts";
 import { statusLabel } from "../../status/mod.ts";
@@ -17,7 +17,7 @@ export interface RequestEnd {
 }
 
 /** Told of each request's end, once, after what it held has gone back. */
-export type EndSink = (p: Pipeline, x: Exchange, end: RequestEnd) => void;
+export type EndSink = (p: StageDeps, x: Exchange, end: RequestEnd) => void;
 
 /**
  * The last stage of every request, however it ended, run once: what the
@@ -28,7 +28,7 @@ export type EndSink = (p: Pipeline, x: Exchange, end: RequestEnd) => void;
  * the key is its id.
  */
 export function account(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   status: number,
   outcome: string,
@@ -124,7 +124,7 @@ const END_SINKS: readonly EndSink[] = [
 
 /** Counts an upstream answer (or its absence) to a request sent at `sentAt`: metrics, minute counts, a span. */
 export function countUpstream(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   keyId: string,
   res: Response | "timeout" | "network",

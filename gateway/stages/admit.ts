@@ -1,6 +1,6 @@
 import type { SlotAdmission } from "../../limiter/mod.ts";
 import type { Exchange } from "../exchange.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { waitOptions } from "./team_stages.ts";
 
 /**
@@ -9,7 +9,7 @@ import { waitOptions } from "./team_stages.ts";
  * stale. The usual request finds a slot free and waits for nothing (no
  * promise is made); `x.queueMs` records the wait.
  */
-export function admit(p: Pipeline, x: Exchange): SlotAdmission | Promise<SlotAdmission> {
+export function admit(p: StageDeps, x: Exchange): SlotAdmission | Promise<SlotAdmission> {
   x.now = p.clock.now();
   const refreshing = x.rt.fresh(x.now);
   const slot = refreshing ? undefined : x.rt.limiter.trySlot(x.now);
@@ -21,7 +21,7 @@ export function admit(p: Pipeline, x: Exchange): SlotAdmission | Promise<SlotAdm
 }
 
 async function waitForSlot(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   refreshing: Promise<void> | undefined,
 ): Promise<SlotAdmission> {

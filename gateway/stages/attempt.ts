@@ -4,7 +4,7 @@ import { classifyResponse, type Outcome } from "../../providers/mod.ts";
 import { type Bytes, joinChunks, readUpTo } from "./body.ts";
 import { gatewayErrors } from "../error_catalogue.ts";
 import type { Exchange } from "../exchange.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { countUpstream } from "./account.ts";
 import { modelOf } from "../../status/mod.ts";
 import { answer, respondSettled, respondSuccess } from "./respond.ts";
@@ -48,7 +48,7 @@ type AttemptEnd = { answer: Response } | { retry: Outcome; sentAt: number };
  * accounted yet).
  */
 export async function attempt(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   r: Route,
   body: Bytes | undefined,
@@ -123,7 +123,7 @@ export async function attempt(
  * untried ones. The answer when neither comes within the deadline.
  */
 async function waitForKey(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   tries: Tries,
   pick: Pick & { ok: false },
@@ -166,7 +166,7 @@ async function waitForKey(
 
 /** No token in the local stock: waits in line for one (each attempt takes one); an answer if refused. */
 async function waitForToken(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   tries: Tries,
   retry: boolean,
@@ -186,7 +186,7 @@ async function waitForToken(
 
 /** Calls the upstream with `key` and classifies what came back; tells the key pool. */
 async function tryOnce(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   r: Route,
   key: PooledKey,
@@ -253,7 +253,7 @@ function isKey(k: PooledKey | Ended): k is PooledKey {
  * the client if no retry does better.
  */
 async function classifyRefusal(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   res: Response,
   tries: Tries,

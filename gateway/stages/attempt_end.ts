@@ -10,7 +10,7 @@ import type { GatewayError } from "../errors.ts";
 import type { Exchange } from "../exchange.ts";
 import { hasNextTarget, NEXT_TARGET, targetFailed } from "./group_stage.ts";
 import type { SkipReason } from "./group_walk.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { answer, respondSettled, type Settled } from "./respond.ts";
 
 /** What the attempts end in: an answer, or (a group's target failed) the next target's turn. */
@@ -31,7 +31,7 @@ export interface Tries {
  * answer when a retry was waiting, else kvgate's own `err`.
  */
 export function endWaiting(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   tries: Tries,
   err: GatewayError,
@@ -66,7 +66,7 @@ export function switchesTarget(x: Exchange, tries: Tries, err?: GatewayError): b
 const SWITCHING_CODES = new Set(["gateway_keys_resting", "gateway_provider_backoff"]);
 
 /** After the last attempt: the last upstream answer, or why there was none. */
-export function giveUp(p: Pipeline, x: Exchange, tries: Tries): Ended {
+export function giveUp(p: StageDeps, x: Exchange, tries: Tries): Ended {
   if (switchesTarget(x, tries)) return NEXT_TARGET;
   if (tries.last && tries.lastFailure === undefined) {
     return respondSettled(p, x, tries.last, "exhausted");

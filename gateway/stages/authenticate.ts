@@ -2,7 +2,7 @@ import { clientCredential, timingSafeEqual } from "./auth.ts";
 import { gatewayErrors } from "../error_catalogue.ts";
 import type { GatewayError } from "../errors.ts";
 import type { Exchange } from "../exchange.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { ADMIN, teamPass } from "./team_stages.ts";
 import { tokenSha256 } from "../../teams/mod.ts";
 import { clientAddress } from "./login_guard.ts";
@@ -18,7 +18,7 @@ import { clientAddress } from "./login_guard.ts";
  * is shut out for a while (429, whatever it presents), and every refusal's
  * log line names the address (see login_guard.ts).
  */
-export function authenticate(p: Pipeline, x: Exchange): GatewayError | undefined {
+export function authenticate(p: StageDeps, x: Exchange): GatewayError | undefined {
   const password = p.config.password;
   const registry = p.teams?.registry;
   const teams = registry !== undefined && registry.any;
@@ -51,6 +51,6 @@ export function authenticate(p: Pipeline, x: Exchange): GatewayError | undefined
 }
 
 /** The client's address, kept on the request for its log line. */
-function addressOf(p: Pipeline, x: Exchange): string {
+function addressOf(p: StageDeps, x: Exchange): string {
   return x.client ??= clientAddress(x.req, x.info, p.config.clientAddressHeader);
 }

@@ -13,7 +13,7 @@ import { appendGatewayHeaders } from "../headers.ts";
 import { type Exchange, handSlotBack } from "../exchange.ts";
 import { nextTarget, targetName, whyNot } from "./group_stage.ts";
 import type { GroupWalk, ServedGroup } from "./group_walk.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { answer } from "./respond.ts";
 import type { Route, RouteCache } from "./route.ts";
 import type { ServiceRuntime } from "../runtime.ts";
@@ -33,7 +33,7 @@ export function servedGroups(
 }
 
 /** `GET /<group>/v1/models`: the group's name is its one model. */
-export function groupModels(p: Pipeline, x: Exchange, walk: GroupWalk): Response {
+export function groupModels(p: StageDeps, x: Exchange, walk: GroupWalk): Response {
   const name = walk.served.group.name;
   const body = JSON.stringify({
     object: "list",
@@ -51,7 +51,7 @@ export function groupModels(p: Pipeline, x: Exchange, walk: GroupWalk): Response
  * gate) goes back;
  * the route to the next, or the answer when no target is left.
  */
-export function switchTarget(p: Pipeline, routes: RouteCache, x: Exchange): Route | Response {
+export function switchTarget(p: StageDeps, routes: RouteCache, x: Exchange): Route | Response {
   const walk = x.group!;
   handSlotBack(x);
   const pass = x.team;

@@ -18,7 +18,7 @@ import type { GatewayError } from "../errors.ts";
 import type { Exchange } from "../exchange.ts";
 import type { GroupWalk, ServedGroup, Skip, SkipReason } from "./group_walk.ts";
 import type { LogLine } from "../log.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import type { ServiceRuntime } from "../runtime.ts";
 
 /**
@@ -174,7 +174,7 @@ function everyTargetOut(walk: GroupWalk, now: number): GatewayError {
 }
 
 /** The log line's group fields, and the group metrics, once per request. */
-export function accountGroup(p: Pipeline, x: Exchange, status: number, line: LogLine): void {
+export function accountGroup(p: StageDeps, x: Exchange, status: number, line: LogLine): void {
   const walk = x.group!;
   const group = walk.served.group;
   const target = walk.at >= 0 ? targetName(group.targets[walk.at]) : "";

@@ -15,7 +15,7 @@ import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "../error_catalogue.ts";
 import type { GatewayError } from "../errors.ts";
 import type { Exchange } from "../exchange.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { waitOptions } from "./team_stages.ts";
 import { waitLimit } from "./group_stage.ts";
 
@@ -40,7 +40,7 @@ export function costOnKeys(x: Exchange, body: Bytes | undefined): GatewayError |
  * it is the single probe after the pause), else the error to answer with.
  */
 export function providerTurn(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
 ): undefined | Promise<GatewayError | undefined> {
   const backoff = x.rt.backoff;
@@ -77,7 +77,7 @@ export function pickKey(x: Exchange, tried: ReadonlySet<string> | undefined): Pi
  * next in rotation). The error when it would come too late.
  */
 export async function waitForRoom(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   key: PooledKey,
   retry: boolean,
@@ -97,7 +97,7 @@ export async function waitForRoom(
  * its headers (every status), and whether the provider refuses every key.
  */
 export function readAnswer(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   key: PooledKey,
   headers: Headers,

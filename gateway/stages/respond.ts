@@ -10,7 +10,7 @@ import {
   type RelayHead,
   relayResponseHeaders,
 } from "../headers.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import { relayBody, type RelayEnd } from "./relay.ts";
 import { modelAllowed } from "../../teams/mod.ts";
 import { SseUsageMeter, usageFromJson, usageSplitFromJson } from "../../providers/mod.ts";
@@ -24,7 +24,7 @@ export interface Settled {
 }
 
 /** Answers with one of kvgate's own errors (see `error_catalogue.ts`), and accounts for it. */
-export function answer(p: Pipeline, x: Exchange, err: GatewayError): Response {
+export function answer(p: StageDeps, x: Exchange, err: GatewayError): Response {
   account(p, x, err.status, err.code);
   return errorResponse(x.style, err, appendGatewayHeaders([], x.id, x.cors));
 }
@@ -46,7 +46,7 @@ function keyRefusal(x: Exchange, s: Settled): GatewayError {
 
 /** Gives the client an upstream answer read whole (an error, or the last of the retries). */
 export function respondSettled(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   s: Settled,
   outcome: string,
@@ -69,7 +69,7 @@ export function respondSettled(
  * their usage, and lets a drain end them with an error event.
  */
 export function respondSuccess(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   res: Response,
 ): Response | Promise<Response> {
@@ -101,13 +101,13 @@ export function respondSuccess(
  * service says `"streamRelay": "observe"`. In process (no server to say
  * when an answer is over) every stream is observed.
  */
-export function pickRelay(p: Pipeline, x: Exchange): "native" | "observe" {
+export function pickRelay(p: StageDeps, x: Exchange): "native" | "observe" {
   if (x.rt.service.streamRelay === "observe" || x.info === undefined) return "observe";
   return readsUsage(p, x) ? "observe" : "native";
 }
 
 /** Whether the answer's usage must be read: for a team's tokens budget, the key's `tpm`, or OpenTelemetry. */
-function readsUsage(p: Pipeline, x: Exchange): boolean {
+function readsUsage(p: StageDeps, x: Exchange): boolean {
   return x.keyCost > 0 || p.telemetry.enabled || x.team?.team.daily.tokens !== undefined;
 }
 
@@ -122,7 +122,7 @@ function readsUsage(p: Pipeline, x: Exchange): boolean {
  * cuts it (the client sees an error, never a clean end).
  */
 function respondNative(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   res: Response,
   { headers }: RelayHead,
@@ -143,7 +143,7 @@ function respondNative(
 }
 
 function respondStream(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   res: Response,
   { headers, eventStream }: RelayHead,
@@ -174,7 +174,7 @@ function respondStream(
  * passes as it is (reading it costs about 6% more CPU per request), and its
  * tokens are the README's estimate.
  */
-function mustRead(p: Pipeline, x: Exchange): boolean {
+function mustRead(p: StageDeps, x: Exchange): boolean {
   if (readsUsage(p, x)) return true;
   return x.team?.team.models !== undefined && listsModels(x);
 }
@@ -184,7 +184,7 @@ function mustRead(p: Pipeline, x: Exchange): boolean {
  * with a model list, to keep only its models in a model list).
  */
 async function respondCounted(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   res: Response,
   head: RelayHead,
@@ -222,7 +222,7 @@ async function respondCounted(
 const decoder = new TextDecoder();
 
 /** An answer too large to hold whole: relayed as it comes, counted at the estimate; said in the log. */
-function usageUnread(p: Pipeline, x: Exchange): void {
+function usageUnread(p: StageDeps, x: Exchange): void {
   p.log({ id: x.id, service: x.rt.service.name, event: "usage_unread", reason: "too_large" });
 }
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ServiceLimiter } from "../../limiter/mod.ts";
+import type { ScopeLimiter } from "../../limiter/mod.ts";
 import type { Team } from "../../teams/mod.ts";
 
 /**
@@ -19,7 +19,7 @@ export interface TeamPass {
   /** Bytes of the request body, for the token estimate. */
   requestBytes: number;
   /** The team's own pacing on this service, when it has one. */
-  limiter: ServiceLimiter | undefined;
+  limiter: ScopeLimiter | undefined;
   /** Hands back the team's own in-flight slot, when it holds one. */
   releaseSlot: (() => void) | undefined;
   /** Counted in the fair gate's backlog until it goes upstream. */

@@ -1,4 +1,4 @@
-import type { BudgetVerdict, ServiceLimiter, WaitOptions } from "../../limiter/mod.ts";
+import type { BudgetVerdict, ScopeLimiter, WaitOptions } from "../../limiter/mod.ts";
 import {
   DEFAULT_TEAM_PATHS,
   endpointAllowed,
@@ -12,7 +12,7 @@ import { gatewayErrors } from "../error_catalogue.ts";
 import type { GatewayError } from "../errors.ts";
 import type { Exchange } from "../exchange.ts";
 import type { TeamPass } from "./team_pass.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import type { Route } from "./route.ts";
 
 /**
@@ -153,7 +153,7 @@ export function checkScope(
  * tokens are taken per attempt), then its fair share of the service.
  */
 export function enterTeam(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
 ): GatewayError | undefined | Promise<GatewayError | undefined> {
   const pass = x.team!;
@@ -173,7 +173,7 @@ export function enterTeam(
   return enterGate(x);
 }
 
-async function waitForTeamSlot(x: Exchange, own: ServiceLimiter) {
+async function waitForTeamSlot(x: Exchange, own: ScopeLimiter) {
   const pass = x.team!;
   const slot = await own.acquireSlot(waitOptions(x, false));
   if (!slot.ok) return gatewayErrors.teamRefused(slot.reason, pass.team.name, slot.retryAfterMs);
@@ -206,7 +206,7 @@ function gateRefusal(x: Exchange, passed: GatePass): GatewayError | undefined {
  * service's). Answers why not, or nothing.
  */
 export function teamToken(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   retry: boolean,
 ): GatewayError | undefined | Promise<GatewayError | undefined> {
@@ -217,9 +217,9 @@ export function teamToken(
 }
 
 async function waitForTeamToken(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
-  own: ServiceLimiter,
+  own: ScopeLimiter,
   retry: boolean,
 ): Promise<GatewayError | undefined> {
   const pass = x.team!;
@@ -236,7 +236,7 @@ async function waitForTeamToken(
  * not, or nothing; then the request leaves the fair gate's backlog.
  */
 export function spendBudget(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
 ): GatewayError | undefined | Promise<GatewayError | undefined> {
   const pass = x.team!;
@@ -268,7 +268,7 @@ export function sentUpstream(x: Exchange): void {
  * The request is over: the team's slot goes back, and the tokens of a
  * successful answer are added to its day (as reported, or estimated).
  */
-export function leaveTeam(p: Pipeline, x: Exchange, status: number, bytes: number | undefined) {
+export function leaveTeam(p: StageDeps, x: Exchange, status: number, bytes: number | undefined) {
   const pass = x.team;
   if (pass === undefined || pass.left) return;
   pass.left = true;

@@ -3,7 +3,7 @@ import { setUpstreamAuth } from "./auth.ts";
 import type { Bytes } from "./body.ts";
 import type { Exchange } from "../exchange.ts";
 import { upstreamRequestHeaders } from "../headers.ts";
-import type { Pipeline } from "../pipeline.ts";
+import type { StageDeps } from "../stage_deps.ts";
 import type { Route } from "./route.ts";
 
 /** Why an attempt brought no response. */
@@ -17,7 +17,7 @@ export type NoResponse = "timeout" | "network" | "aborted";
  * `firstByteTimeoutMs`.
  */
 export async function callUpstream(
-  p: Pipeline,
+  p: StageDeps,
   x: Exchange,
   r: Route,
   key: PooledKey,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { withMemoryKv } from "../support/kv.ts";
 import { runSharedLoad, worstWindowRatio } from "../support/shared_load.ts";
-import { KvCapacityStore, ServiceLimiter, systemClock } from "../../limiter/mod.ts";
+import { KvCapacityStore, ScopeLimiter, systemClock } from "../../limiter/mod.ts";
 
 const limits = { rps: 20, burst: 10, maxConn: 6 };
 const leaseMs = 500;
@@ -84,7 +84,7 @@ Deno.test("a killed instance's slots come back within the slot TTL", async () =>
     const l = { rps: 1000, burst: 1000, maxConn: 2 };
     const ttl = 600;
     const make = (id: string) =>
-      new ServiceLimiter(l, {
+      new ScopeLimiter(l, {
         store: new KvCapacityStore(kv, "svc", l, {
           instanceId: id,
           clock: systemClock,

@@ -15,7 +15,7 @@ import {
   telemetrySink,
 } from "../../gateway/stages/account.ts";
 import type { Exchange } from "../../gateway/exchange.ts";
-import type { Pipeline } from "../../gateway/pipeline.ts";
+import type { StageDeps } from "../../gateway/stage_deps.ts";
 import { Metrics } from "../../status/mod.ts";
 
 const STARTED = 1_700_000_000_000;
@@ -68,11 +68,11 @@ function pipeline(telemetryOn = false) {
     telemetry: { enabled: telemetryOn, request: (r: Record<string, unknown>) => telemetry.push(r) },
     log: (line: Record<string, unknown>) => lines.push(line),
     teams: { budgets: { addTokens: (...a: unknown[]) => tokens.push(a) } },
-  } as unknown as Pipeline;
+  } as unknown as StageDeps;
   return { p, lines, minutes, telemetry, tokens };
 }
 
-const tell = (sink: EndSink, p: Pipeline, x: Exchange, e: RequestEnd) => sink(p, x, e);
+const tell = (sink: EndSink, p: StageDeps, x: Exchange, e: RequestEnd) => sink(p, x, e);
 
 Deno.test("metrics sink: the request by service, team and status; its queue wait; the tokens split by type, cached input only when some", () => {
   const { p } = pipeline();

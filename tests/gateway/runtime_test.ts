@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { Service } from "../../config/mod.ts";
 import type { KeyPool } from "../../keys/mod.ts";
-import type { ServiceLimiter } from "../../limiter/mod.ts";
+import type { ScopeLimiter } from "../../limiter/mod.ts";
 import { ServiceRuntime } from "../../gateway/runtime.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 
@@ -23,7 +23,7 @@ function slowReads(clock: FakeClock) {
   const rt = new ServiceRuntime({
     service: { name: "groq" } as Service,
     pool,
-    limiter: {} as ServiceLimiter,
+    limiter: {} as ScopeLimiter,
     clock,
     onError: (e) => {
       throw e;

@@ -20,7 +20,7 @@ import {
 import {
   KvCapacityStore,
   MemoryCapacityStore,
-  ServiceLimiter,
+  ScopeLimiter,
   type ServiceLimits,
 } from "../../limiter/mod.ts";
 import { FakeClock } from "../support/fake_clock.ts";
@@ -253,7 +253,7 @@ function memoryPacing(
     clock,
     leaseMs: 2000,
     requestLimiter: (_id, l) =>
-      new ServiceLimiter(l, { store: new MemoryCapacityStore(l, clock), clock }),
+      new ScopeLimiter(l, { store: new MemoryCapacityStore(l, clock), clock }),
     tokenStore: (_id, l) => new MemoryCapacityStore(l, clock),
     ...o,
   });

@@ -3,7 +3,7 @@ import { withMemoryKv } from "../support/kv.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import {
   KvCapacityStore,
-  ServiceLimiter,
+  ScopeLimiter,
   type ServiceLimits,
   type TokenLease,
 } from "../../limiter/mod.ts";
@@ -107,7 +107,7 @@ Deno.test("limiter.close() hands back unused ledger tokens and idle slots, keepi
   await withMemoryKv(async (kv) => {
     const l = { rps: 1, burst: 10, maxConn: 5 };
     const make = (id: string) =>
-      new ServiceLimiter(l, {
+      new ScopeLimiter(l, {
         store: new KvCapacityStore(kv, "svc", l, { instanceId: id, clock }),
         clock,
       });

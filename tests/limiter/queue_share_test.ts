@@ -5,7 +5,7 @@
  * the gateway in process.
  */
 import assert from "node:assert/strict";
-import { FairQueue, MemoryCapacityStore, queueVictim, ServiceLimiter } from "../../limiter/mod.ts";
+import { FairQueue, MemoryCapacityStore, queueVictim, ScopeLimiter } from "../../limiter/mod.ts";
 import { FairGate, LocalDemandBoard } from "../../teams/mod.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 import { inProcessGateway, jsonAnswer } from "../support/in_process.ts";
@@ -70,10 +70,10 @@ Deno.test("FairGate: a full gate makes room for another team's request with the 
   await Promise.allSettled(alpha);
 });
 
-Deno.test("ServiceLimiter with a FairQueue: a full slot queue makes room for another team's waiter with the flood's newest", async () => {
+Deno.test("ScopeLimiter with a FairQueue: a full slot queue makes room for another team's waiter with the flood's newest", async () => {
   const clock = new FakeClock();
   const l = { rps: 100, burst: 100, maxConn: 1 };
-  const limiter = new ServiceLimiter(l, {
+  const limiter = new ScopeLimiter(l, {
     store: new MemoryCapacityStore(l, clock),
     clock,
     queueLimit: 5,

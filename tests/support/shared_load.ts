@@ -9,7 +9,7 @@ import {
   DegradingStore,
   KvCapacityStore,
   MemoryCapacityStore,
-  ServiceLimiter,
+  ScopeLimiter,
   type ServiceLimits,
   systemClock,
 } from "../../limiter/mod.ts";
@@ -56,7 +56,7 @@ export interface SharedLoadResult {
   fastWaits: number[];
   /** The same, for requests that waited for a lease or a slot write. */
   slowWaits: number[];
-  limiters: ServiceLimiter[];
+  limiters: ScopeLimiter[];
   events: string[];
 }
 
@@ -89,7 +89,7 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
         options.limits,
         { clock: systemClock, peers: () => options.instances, status },
       );
-    return new ServiceLimiter(options.limits, {
+    return new ScopeLimiter(options.limits, {
       store,
       clock: systemClock,
       leaseMs: options.leaseMs,
@@ -109,7 +109,7 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
   let maxInFlight = 0;
   options.faults.ops = 0;
   /** One request; false when it was refused. */
-  const send = async (limiter: ServiceLimiter): Promise<boolean> => {
+  const send = async (limiter: ScopeLimiter): Promise<boolean> => {
     const asked = performance.now();
     // Served from the local stock when the counters move before the first await.
     const spentBefore = limiter.stats.tokensSpent;
@@ -136,7 +136,7 @@ export async function runSharedLoad(options: SharedLoadOptions): Promise<SharedL
     slot.release();
     return true;
   };
-  const worker = async (limiter: ServiceLimiter) => {
+  const worker = async (limiter: ScopeLimiter) => {
     while (Date.now() < end) await send(limiter);
   };
   const openLoop = async (perSec: number) => {

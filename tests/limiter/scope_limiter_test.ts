@@ -5,8 +5,8 @@ import {
   type CapacityStore,
   KvCapacityStore,
   MemoryCapacityStore,
-  ServiceLimiter,
-  type ServiceLimiterOptions,
+  ScopeLimiter,
+  type ScopeLimiterOptions,
   type ServiceLimits,
 } from "../../limiter/mod.ts";
 import { slotsKey } from "../../kv/mod.ts";
@@ -14,14 +14,14 @@ import { slotsKey } from "../../kv/mod.ts";
 const limits = { rps: 4, burst: 8, maxConn: 100 };
 
 /** Takes a token, letting the fake clock run the zero-delay timers the KV lease waits on. */
-async function take(limiter: ServiceLimiter, clock: FakeClock) {
+async function take(limiter: ScopeLimiter, clock: FakeClock) {
   const p = limiter.takeToken({ deadline: clock.now() + 60_000 });
   await clock.advance(0);
   return await p;
 }
 
 function memoryLimiter(clock: FakeClock, l = limits, queueLimit = 200) {
-  return new ServiceLimiter(l, { store: new MemoryCapacityStore(l, clock), clock, queueLimit });
+  return new ScopeLimiter(l, { store: new MemoryCapacityStore(l, clock), clock, queueLimit });
 }
 
 Deno.test("limiter.takeToken() lets a burst through at once, then paces at rps", async () => {
@@ -160,7 +160,7 @@ Deno.test("limiter (KV store): requests arriving together cost one KV lease, and
       returnTokens: (n) => inner.returnTokens(n),
       holdSlots: (n) => inner.holdSlots(n),
     };
-    const limiter = new ServiceLimiter(l, { store, clock });
+    const limiter = new ScopeLimiter(l, { store, clock });
     const all = Array.from(
       { length: 10 },
       () => limiter.takeToken({ deadline: clock.now() + 60_000 }),
@@ -186,18 +186,18 @@ Deno.test("limiter (KV store): requests arriving together cost one KV lease, and
 interface KvLimiterTest {
   clock: FakeClock;
   kv: Deno.Kv;
-  limiter: ServiceLimiter;
+  limiter: ScopeLimiter;
 }
 
 /** Runs `fn` with a limiter on a fresh in-memory KV store and a fake clock; closes both after. */
 async function withKvLimiter(
   l: ServiceLimits,
   fn: (t: KvLimiterTest) => Promise<void>,
-  options: Partial<ServiceLimiterOptions> = {},
+  options: Partial<ScopeLimiterOptions> = {},
 ): Promise<void> {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
-    const limiter = new ServiceLimiter(l, {
+    const limiter = new ScopeLimiter(l, {
       store: new KvCapacityStore(kv, "svc", l, { instanceId: "i1", clock }),
       clock,
       ...options,
@@ -241,14 +241,14 @@ function limiterOnLeases(
   limits: ServiceLimits,
   leaseMs: number,
   leaseTokens: CapacityStore["leaseTokens"],
-): ServiceLimiter {
+): ScopeLimiter {
   const store: CapacityStore = {
     shared: true,
     leaseTokens,
     returnTokens: () => Promise.resolve(),
     holdSlots: (n) => Promise.resolve(n),
   };
-  return new ServiceLimiter(limits, { store, clock, leaseMs });
+  return new ScopeLimiter(limits, { store, clock, leaseMs });
 }
 
 Deno.test("limiter: leased tokens falling due in turn expire in turn, leaseMs after each is due", async () => {

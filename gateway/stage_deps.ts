@@ -42,7 +42,7 @@ export interface HandlerDeps {
 }
 
 /** The dependencies plus what every stage shares, made once per handler. */
-export interface Pipeline extends HandlerDeps {
+export interface StageDeps extends HandlerDeps {
   /** One timer for every request's first-byte timeout, at most 1/20 of it late (≤ 1 s). */
   firstByteTimeouts: TimeoutSweeper;
   /**
@@ -61,7 +61,7 @@ export interface Pipeline extends HandlerDeps {
 }
 
 /** Builds the shared part of the pipeline from its dependencies. */
-export function createPipeline(deps: HandlerDeps): Pipeline {
+export function createStageDeps(deps: HandlerDeps): StageDeps {
   const { config, clock, drain } = deps;
   const bodyRelay = { idleTimeoutMs: config.idleTimeoutMs, clock, eventStream: false, drain };
   const sse = (style: ServiceStyle) => ({

@@ -7,8 +7,8 @@ import { TokenSupply } from "./token_supply.ts";
 import { type AdmissionQueue, WaitQueue } from "./wait_queue.ts";
 import { drainMs, GRANTED, grantNext, refuseAll, retryAfterMs, waitIn } from "./waiting.ts";
 
-/** Options for {@linkcode ServiceLimiter}. */
-export interface ServiceLimiterOptions {
+/** Options for {@linkcode ScopeLimiter}. */
+export interface ScopeLimiterOptions {
   /** Where tokens and slots come from. */
   store: CapacityStore;
   clock: Clock;
@@ -42,12 +42,13 @@ export interface LimiterStats {
 export { SLOT_LINGER_MS } from "./slot_lease.ts";
 
 /**
- * Paces one service for one instance: a FIFO queue of requests waiting for
+ * Paces one scope — a service, a team on it, or a key (`LimitScope`) — for
+ * one instance: a FIFO queue of requests waiting for
  * an in-flight slot, then a FIFO queue of slot holders waiting for a token.
  * Tokens and slots are leased from a {@linkcode CapacityStore}; while a
  * local stock lasts, a request costs no store call at all.
  */
-export class ServiceLimiter {
+export class ScopeLimiter {
   readonly stats: LimiterStats = {
     tokenLeases: 0,
     tokensLeased: 0,
@@ -76,7 +77,7 @@ export class ServiceLimiter {
   #slots: SlotLease;
   #closed = false;
 
-  constructor(limits: ServiceLimits, options: ServiceLimiterOptions) {
+  constructor(limits: ServiceLimits, options: ScopeLimiterOptions) {
     this.#limits = limits;
     this.#store = options.store;
     this.#clock = options.clock;
@@ -146,7 +147,7 @@ export class ServiceLimiter {
 
   /**
    * An in-flight slot at once, or undefined when the caller must wait for
-   * one with {@linkcode ServiceLimiter.acquireSlot} (none free, or others
+   * one with {@linkcode ScopeLimiter.acquireSlot} (none free, or others
    * already waiting). No promise: the usual request never waits.
    *
    * @param now The clock's reading, when the caller has just taken one. Default: read now.
@@ -167,7 +168,7 @@ export class ServiceLimiter {
 
   /**
    * Spends a token at once and returns true, or returns false when the
-   * caller must wait for one with {@linkcode ServiceLimiter.takeToken}
+   * caller must wait for one with {@linkcode ScopeLimiter.takeToken}
    * (none due yet, or others already waiting).
    *
    * @param now The clock's reading, when the caller has just taken one. Default: read now.
