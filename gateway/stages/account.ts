@@ -122,7 +122,52 @@ const END_SINKS: readonly EndSink[] = [
   logSink,
 ];
 
-/** Counts an upstream answer (or its absence) to a request sent at `sentAt`: metrics, minute counts, a span. */
+/** One attempt's end: the key it went with, its answer's status or why none came, when it left. */
+export interface AttemptRecord {
+  keyId: string;
+  answer: number | "timeout" | "network";
+  sentAt: number;
+}
+
+/** Told of each attempt's answer (or its absence), once. */
+export type AttemptSink = (p: StageDeps, x: Exchange, a: AttemptRecord) => void;
+
+/** This instance's counters: the answer by key and status, the time to its headers. */
+export const attemptMetricsSink: AttemptSink = (p, x, a) => {
+  const service = x.rt.service.name;
+  p.metrics.upstreamAnswer(service, a.keyId, a.answer);
+  if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(service, x.upstreamMs / 1000);
+};
+
+/** The deployment's counts: an upstream 429 in its minute, an attempt on the key's day. */
+export const attemptMinutesSink: AttemptSink = (p, x, a) => {
+  const service = x.rt.service.name;
+  if (a.answer === 429) p.minutes?.upstream429(service, x.now);
+  p.minutes?.keyUsed(service, a.keyId, x.rt.service.dayResetMs, x.now, 1, 0);
+};
+
+/** OpenTelemetry's span of the attempt, when it is on; the model only of a served answer. */
+export const attemptTelemetrySink: AttemptSink = (p, x, a) => {
+  if (!p.telemetry.enabled) return;
+  p.telemetry.attempt({
+    service: x.rt.service.name,
+    keyId: a.keyId,
+    model: typeof a.answer === "number" && a.answer < 300 ? x.model : undefined,
+    attempt: x.attempts,
+    startMs: a.sentAt,
+    endMs: p.clock.now(),
+    outcome: a.answer,
+  });
+};
+
+/** Every attempt sink, in the order they are told. */
+const ATTEMPT_SINKS: readonly AttemptSink[] = [
+  attemptMetricsSink,
+  attemptMinutesSink,
+  attemptTelemetrySink,
+];
+
+/** Tells the attempt sinks of an upstream answer (or its absence) to a request sent at `sentAt`. */
 export function countUpstream(
   p: StageDeps,
   x: Exchange,
@@ -130,20 +175,6 @@ export function countUpstream(
   res: Response | "timeout" | "network",
   sentAt: number,
 ): void {
-  const service = x.rt.service.name;
-  p.metrics.upstreamAnswer(service, keyId, typeof res === "string" ? res : res.status);
-  if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(service, x.upstreamMs / 1000);
-  if (typeof res !== "string" && res.status === 429) p.minutes?.upstream429(service, x.now);
-  p.minutes?.keyUsed(service, keyId, x.rt.service.dayResetMs, x.now, 1, 0);
-  if (p.telemetry.enabled) {
-    p.telemetry.attempt({
-      service,
-      keyId,
-      model: typeof res !== "string" && res.status < 300 ? x.model : undefined,
-      attempt: x.attempts,
-      startMs: sentAt,
-      endMs: p.clock.now(),
-      outcome: typeof res === "string" ? res : res.status,
-    });
-  }
+  const a: AttemptRecord = { keyId, answer: typeof res === "string" ? res : res.status, sentAt };
+  for (let i = 0; i < ATTEMPT_SINKS.length; i++) ATTEMPT_SINKS[i](p, x, a);
 }

@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import {
+  attemptMetricsSink,
+  attemptMinutesSink,
+  attemptTelemetrySink,
   type EndSink,
   keySink,
   logSink,
@@ -64,8 +67,14 @@ function pipeline(telemetryOn = false) {
     minutes: {
       answered: (...a: unknown[]) => minutes.push(["answered", ...a]),
       keyUsed: (...a: unknown[]) => minutes.push(["keyUsed", ...a]),
+      upstream429: (...a: unknown[]) => minutes.push(["upstream429", ...a]),
     },
-    telemetry: { enabled: telemetryOn, request: (r: Record<string, unknown>) => telemetry.push(r) },
+    telemetry: {
+      enabled: telemetryOn,
+      request: (r: Record<string, unknown>) => telemetry.push(r),
+      attempt: (r: Record<string, unknown>) => telemetry.push(r),
+    },
+    clock: { now: () => STARTED + 45 },
     log: (line: Record<string, unknown>) => lines.push(line),
     teams: { budgets: { addTokens: (...a: unknown[]) => tokens.push(a) } },
   } as unknown as StageDeps;
@@ -165,4 +174,53 @@ Deno.test("team sink: the team's slot goes back once; a served answer's tokens g
   tell(teamSink, p, record({ team: pass(400) } as unknown as Partial<Exchange>), end(500));
   assert.equal(released, 2, "each request's slot once");
   assert.deepEqual(tokens, [["t", 90]]);
+});
+
+Deno.test("attempt metrics sink: each answer by key and status (or why none came), and the time to its headers", () => {
+  const { p } = pipeline();
+  attemptMetricsSink(p, record({ now: STARTED + 30 } as Partial<Exchange>), {
+    keyId: "k1",
+    answer: 429,
+    sentAt: STARTED,
+  });
+  attemptMetricsSink(p, record({ upstreamMs: undefined }), {
+    keyId: "k2",
+    answer: "timeout",
+    sentAt: STARTED,
+  });
+  assert.equal(p.metrics.upstream.get("openai", "k1", "429"), 1);
+  assert.equal(p.metrics.upstream.get("openai", "k2", "timeout"), 1);
+  assert.match(p.metrics.ttfb.render(), /_count\{service="openai"\} 1\n/, "no headers, no time");
+});
+
+Deno.test("attempt minutes sink: every attempt on the key's day; an upstream 429 in its minute too", () => {
+  const { p, minutes } = pipeline();
+  const x = record({ now: STARTED + 30 } as Partial<Exchange>);
+  attemptMinutesSink(p, x, { keyId: "k1", answer: 429, sentAt: STARTED });
+  attemptMinutesSink(p, x, { keyId: "k1", answer: 200, sentAt: STARTED });
+  assert.deepEqual(minutes, [
+    ["upstream429", "openai", STARTED + 30],
+    ["keyUsed", "openai", "k1", 0, STARTED + 30, 1, 0],
+    ["keyUsed", "openai", "k1", 0, STARTED + 30, 1, 0],
+  ]);
+});
+
+Deno.test("attempt telemetry sink: a span from the send to now, the model only of a served answer; nothing while off", () => {
+  const off = pipeline(false);
+  attemptTelemetrySink(off.p, record(), { keyId: "k1", answer: 200, sentAt: STARTED });
+  assert.equal(off.telemetry.length, 0);
+  const on = pipeline(true);
+  attemptTelemetrySink(on.p, record({ attempts: 2 }), {
+    keyId: "k1",
+    answer: 200,
+    sentAt: STARTED,
+  });
+  attemptTelemetrySink(on.p, record(), { keyId: "k2", answer: "network", sentAt: STARTED });
+  assert.deepEqual(
+    [on.telemetry[0].startMs, on.telemetry[0].endMs, on.telemetry[0].attempt],
+    [STARTED, STARTED + 45, 2],
+  );
+  assert.equal(on.telemetry[0].model, "gpt-test");
+  assert.equal(on.telemetry[1].model, undefined);
+  assert.equal(on.telemetry[1].outcome, "network");
 });
