@@ -76,30 +76,30 @@ export function backgroundParts(s: BackgroundSources): BackgroundPart[] {
 /**
  * What each service's runtime holds and writes behind: its gate's waiters,
  * its limiter's tokens and slots, its teams' and keys' pacing, its keys'
- * rests. Closed service by service, all services at once.
+ * rests. Closed step by step, each step for all services at once.
  */
 function services(runtimes: ReadonlyMap<string, ServiceRuntime>): BackgroundPart {
   const rts = [...runtimes.values()];
-  const each = (f: (rt: ServiceRuntime) => Promise<unknown>) => Promise.allSettled(rts.map(f));
+  // Step by step over all services, each step settled whatever the others do:
+  // one limiter's failed hand-back must not keep its key rests from being written.
+  const each = (f: (rt: ServiceRuntime) => unknown) => Promise.allSettled(rts.map(f));
   return {
     name: "services",
     start() {},
     stop() {},
     rejoin: () => rts.forEach((rt) => rt.rejoin()),
-    close: () =>
-      each(async (rt) => {
-        rt.gate?.close();
-        await rt.limiter.close();
-        await rt.teams?.close();
-        await rt.pacing?.close();
-        await rt.pool.settled();
-      }),
-    settled: () =>
-      each(async (rt) => {
-        await rt.limiter.settled();
-        await rt.teams?.settled();
-        await rt.pool.settled();
-      }),
+    async close() {
+      for (const rt of rts) rt.gate?.close();
+      await each((rt) => rt.limiter.close());
+      await each((rt) => rt.teams?.close());
+      await each((rt) => rt.pacing?.close());
+      await each((rt) => rt.pool.settled());
+    },
+    async settled() {
+      await each((rt) => rt.limiter.settled());
+      await each((rt) => rt.teams?.settled());
+      await each((rt) => rt.pool.settled());
+    },
   };
 }
 

@@ -40,7 +40,8 @@ export type BackoffTurn =
 /** How often a request waiting on another instance's probe looks again, in ms. */
 export const PROBE_POLL_MS = 250;
 
-const GO: BackoffTurn = Object.freeze({ go: true, probe: false });
+/** The turn of a request that may go (not the probe): one frozen object, allocated once. */
+export const GO: BackoffTurn = Object.freeze({ go: true, probe: false });
 
 /** A service's pause record in KV (see the module doc). */
 export class BackoffStore {

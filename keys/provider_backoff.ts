@@ -4,6 +4,7 @@ import {
   type BackoffRecord,
   BackoffStore,
   type BackoffTurn,
+  GO,
   PROBE_POLL_MS,
 } from "./backoff_store.ts";
 
@@ -29,8 +30,6 @@ export interface ProviderBackoffOptions {
   /** How long a probe may take before another instance may probe, in ms. Default 30000. */
   probeMs?: number;
 }
-
-const GO: BackoffTurn = Object.freeze({ go: true, probe: false });
 
 /**
  * A provider-wide back-off. Provider limits often belong to the account or
