@@ -1,6 +1,7 @@
 import { defaultCooldownMs, type Outcome } from "../providers/classify.ts";
 import type { KeyHealth, KeyHealthStore } from "./health_store.ts";
 import { HealthWriter } from "./health_writer.ts";
+import { type Clock, systemClock, WakeList } from "../limiter/mod.ts";
 
 /** A provider key with its loggable id. The key itself never leaves the process but upstream. */
 export interface PooledKey {
@@ -36,8 +37,8 @@ export interface KeyPoolOptions {
    * means for the key. Without it, a suspect key only rests `checkMs`.
    */
   probe?: (key: PooledKey) => Promise<Outcome | undefined>;
-  /** The time of a probe's verdict. Default: the system clock. */
-  clock?: { now(): number };
+  /** The time of a probe's verdict, and of waits for a key's return. Default: the system clock. */
+  clock?: Clock;
   /** How long a suspect key rests while its probe runs (and when the probe tells nothing), in ms. Default 30000. */
   checkMs?: number;
 }
@@ -67,7 +68,9 @@ export class KeyPool {
   #writer: HealthWriter;
   #probe: KeyPoolOptions["probe"];
   #checkMs: number;
-  #clock: { now(): number };
+  #clock: Clock;
+  /** Requests waiting while every key rests: woken when one may be back. */
+  #returns: WakeList;
   /** Keys whose probe is out. */
   #probing = new Set<string>();
   /** Key faults in a row per team (reset by the team's next success). */
@@ -82,7 +85,8 @@ export class KeyPool {
     this.#log = options.log;
     this.#probe = options.probe;
     this.#checkMs = options.checkMs ?? 30_000;
-    this.#clock = options.clock ?? Date;
+    this.#clock = options.clock ?? systemClock;
+    this.#returns = new WakeList(this.#clock);
     this.#dayResetAfter = options.dayResetAfter ??
       ((now) => Math.floor(now / 86_400_000) * 86_400_000 + 86_400_000);
   }
@@ -97,6 +101,17 @@ export class KeyPool {
       if (!remote || (remote.until < local.until && !newer)) shared.set(id, local);
     }
     this.#health = shared;
+    // Another instance's word may have ended a rest (an admin's enable, a success).
+    this.#returns.wake();
+  }
+
+  /**
+   * Waits until `untilMs` (when the earliest rest ends), or sooner when a
+   * key may be back (a success, an admin's enable, a fresher read of
+   * KV): then pick again. False when `signal` aborts.
+   */
+  waitForReturn(untilMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.#returns.wait(untilMs, signal);
   }
 
   /** The health record of a key, if it has one. */
@@ -168,6 +183,7 @@ export class KeyPool {
     if (!this.keys.some((k) => k.id === keyIdToEnable)) return false;
     const record = await this.#store.enable(this.service, keyIdToEnable, now);
     this.#health.set(keyIdToEnable, record);
+    this.#returns.wake();
     return true;
   }
 
@@ -204,6 +220,7 @@ export class KeyPool {
       if (!old || sentAt < old.until) return;
       this.#health.delete(key.id);
       this.#write(key.id, null, now);
+      this.#returns.wake();
       return;
     }
     if (!rest) return;
@@ -240,6 +257,7 @@ export class KeyPool {
           if (rest?.reason === "checking") {
             this.#health.delete(key.id);
             this.#write(key.id, null, now);
+            this.#returns.wake();
           }
         } else if (verdict?.kind === "key_suspect" || verdict?.kind === "key_rejected") {
           const why = verdict.kind === "key_rejected" ? verdict.reason : reason;

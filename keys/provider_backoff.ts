@@ -1,4 +1,4 @@
-import type { Clock } from "../limiter/mod.ts";
+import { type Clock, WakeList } from "../limiter/mod.ts";
 import type { KvCallOptions, KvCas, KvWrite } from "../kv/mod.ts";
 import {
   type BackoffRecord,
@@ -53,14 +53,19 @@ export class ProviderBackoff {
   #probing = false;
   /** Upstream requests of this service sent from here and not yet answered. */
   #inFlight = 0;
-  /** Retries held until the next answer (see holdRetry). */
-  #held: Array<() => void> = [];
+  /**
+   * Requests waiting for the pause to end and retries held for the next
+   * answer: woken by any change (an answer, a pause begun or ended, the
+   * probe lost, an admin's word, another instance's record).
+   */
+  #changes: WakeList;
   /** When the latest request answered with a success was sent. */
   #lastSuccessSentAt = -Infinity;
 
   constructor(options: ProviderBackoffOptions) {
     this.#o = options;
     this.#store = options.kv && new BackoffStore(options.kv, options.service, options.call);
+    this.#changes = new WakeList(options.clock);
     this.#windowMs = options.windowMs ?? 5000;
     if (!(this.#windowMs > 0)) throw new RangeError(`windowMs must be > 0 (got ${this.#windowMs})`);
   }
@@ -135,10 +140,15 @@ export class ProviderBackoff {
   /** A request sent has its answer (or none): wakes the retries held for it. */
   settled(): void {
     this.#inFlight = Math.max(0, this.#inFlight - 1);
-    const held = this.#held;
-    if (held.length === 0) return;
-    this.#held = [];
-    for (const wake of held) wake();
+    this.#changes.wake();
+  }
+
+  /**
+   * Waits until `untilMs` (a turn's), or sooner when the pause changes (see
+   * {@linkcode ProviderBackoff.turn} again then); false when `signal` aborts.
+   */
+  waitForTurn(untilMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.#changes.wait(untilMs, signal);
   }
 
   /**
@@ -148,26 +158,17 @@ export class ProviderBackoff {
    * the next answer (at most `maxMs`) rather than burn another key, since
    * that answer may start a pause. Undefined when the retry may go at once.
    */
-  holdRetry(sentAt: number, maxMs = 2000): Promise<void> | undefined {
+  holdRetry(sentAt: number, maxMs = 2000): Promise<boolean> | undefined {
     if (this.#inFlight === 0 || this.#pause !== undefined) return undefined;
     if (this.#lastSuccessSentAt >= sentAt) return undefined;
-    return new Promise((resolve) => {
-      const timer = this.#o.clock.setTimeout(() => {
-        this.#held = this.#held.filter((w) => w !== wake);
-        resolve();
-      }, maxMs);
-      const wake = () => {
-        this.#o.clock.clearTimeout(timer);
-        resolve();
-      };
-      this.#held.push(wake);
-    });
+    return this.#changes.wait(this.#o.clock.now() + maxMs);
   }
 
   /** The probe got no answer (network error, timeout): another request may probe. */
   probeLost(): void {
     this.#probing = false;
     if (this.#pause?.probe?.by === this.#o.instanceId) this.#pause.probe = undefined;
+    this.#changes.wake();
   }
 
   /** An admin pauses the service on every instance (within a second), until resumed. */
@@ -180,6 +181,7 @@ export class ProviderBackoff {
       admin: true,
     };
     this.#pause = rec;
+    this.#changes.wake();
     this.#o.log?.("service_paused", { service: this.#o.service });
     await this.#store?.set(rec);
   }
@@ -188,6 +190,7 @@ export class ProviderBackoff {
   async adminResume(): Promise<void> {
     this.#pause = undefined;
     this.#probing = false;
+    this.#changes.wake();
     this.#o.log?.("service_resumed", { service: this.#o.service });
     await this.#store?.remove();
   }
@@ -197,11 +200,13 @@ export class ProviderBackoff {
     if (!this.#store) return;
     const value = await this.#store.read();
     const now = this.#o.clock.now();
+    const before = this.#pause;
     if (value) {
       if (!this.#pause || value.admin || value.until >= this.#pause.until) this.#pause = value;
     } else if (this.#pause && (this.#pause.admin || now >= this.#pause.until) && !this.#probing) {
       this.#pause = undefined;
     }
+    if (!samePause(before, this.#pause)) this.#changes.wake();
   }
 
   /** Records a key's latest answer (the record is reused: one per key, none per request). */
@@ -231,6 +236,7 @@ export class ProviderBackoff {
 
   #start(rec: BackoffRecord, now: number): void {
     this.#pause = rec;
+    this.#changes.wake();
     this.#o.log?.("provider_backoff", {
       service: this.#o.service,
       reason: rec.reason,
@@ -248,6 +254,7 @@ export class ProviderBackoff {
   #end(now: number): void {
     const p = this.#pause!;
     this.#pause = undefined;
+    this.#changes.wake();
     this.#o.log?.("provider_backoff_end", { service: this.#o.service, strikes: p.strikes });
     this.#write(
       (old) => (old && (old.admin || (old.until > now && old.strikes > p.strikes)) ? old : null),
@@ -265,6 +272,7 @@ export class ProviderBackoff {
       if (!turn.go || !turn.probe) {
         this.#probing = false;
         if (turn.go) this.#pause = undefined;
+        this.#changes.wake();
       }
       return turn;
     } catch {
@@ -278,4 +286,11 @@ export class ProviderBackoff {
       this.#o.log?.("provider_backoff_write_failed", { service: this.#o.service, error: String(e) })
     );
   }
+}
+
+/** Whether two reads of the pause say the same (else its waiters look again). */
+function samePause(a: BackoffRecord | undefined, b: BackoffRecord | undefined): boolean {
+  return a === b ||
+    (a !== undefined && b !== undefined && a.until === b.until && a.admin === b.admin &&
+      a.probe?.by === b.probe?.by);
 }

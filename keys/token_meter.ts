@@ -1,5 +1,4 @@
-import { sleep } from "../lib/mod.ts";
-import type { CapacityStore, Clock } from "../limiter/mod.ts";
+import { type CapacityStore, type Clock, WakeList } from "../limiter/mod.ts";
 
 /**
  * Whether a request may go now, or when it may; `tooLarge` when its cost
@@ -53,10 +52,16 @@ export class TokenMeter {
   #chunk: number;
   #burst: number;
   #batches: Batch[] = [];
+  /**
+   * Requests waiting for tokens to fall due, or for a lease after a refusal:
+   * woken early when another gives up and hands its reservation back.
+   */
+  #waits: WakeList;
 
   constructor(options: TokenMeterOptions) {
     this.#store = options.store;
     this.#clock = options.clock;
+    this.#waits = new WakeList(options.clock);
     this.#leaseMs = options.leaseMs ?? 2000;
     if (!(options.tpm > 0)) throw new RangeError(`tpm must be > 0 (got ${options.tpm})`);
     this.#chunk = Math.max(1, Math.ceil(options.tpm / 60));
@@ -109,7 +114,10 @@ export class TokenMeter {
           if (now + lease.retryAfterMs > deadline) {
             return this.#giveUp(mine, lease.retryAfterMs);
           }
-          if (!(await sleep(this.#clock, lease.retryAfterMs, signal))) break;
+          const until = now + lease.retryAfterMs;
+          if (!(await this.#waits.wait(until, signal))) break;
+          // Woken early by a hand-back: a look that is not one of the rounds.
+          if (this.#clock.now() < until) round--;
           continue;
         }
         const first = lease.firstAt ?? now;
@@ -122,7 +130,8 @@ export class TokenMeter {
       const at = Math.max(...this.#batches.map((b) => b.dueAt));
       const wait = at - this.#clock.now();
       if (at > deadline) return this.#giveUp(mine, Math.max(1, Math.ceil(wait)));
-      if (wait > 0 && !(await sleep(this.#clock, wait, signal))) break;
+      if (wait > 0 && !(await this.#waits.wait(at, signal))) break;
+      if (this.#clock.now() < at) round--;
     }
     return this.#giveUp(mine, 1000);
   }
@@ -137,7 +146,9 @@ export class TokenMeter {
       b.n = 0;
     }
     this.#batches = this.#batches.filter((b) => b.n > 0);
-    if (back > 0) this.#store.returnTokens(back).catch(() => {});
+    if (back > 0) {
+      this.#store.returnTokens(back).then(() => this.#waits.wake(), () => {});
+    }
     return { ok: false, retryAfterMs };
   }
 

@@ -18,5 +18,6 @@ export * from "./scope_limiter.ts";
 export * from "./fair_queue.ts";
 export * from "./queue_share.ts";
 export * from "./waiting.ts";
+export * from "./wake_list.ts";
 export * from "./day.ts";
 export * from "./day_budgets.ts";

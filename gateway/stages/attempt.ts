@@ -154,7 +154,8 @@ async function waitForKey(
         gatewayErrors.keysResting(x.rt.service.name, pick.untilMs - now),
       );
     }
-    if (!(await sleep(p.clock, pick.untilMs - now, x.req.signal))) {
+    // Woken sooner when a key may be back (a success, an admin's enable).
+    if (!(await x.rt.pool.waitForReturn(pick.untilMs, x.req.signal))) {
       return answer(p, x, gatewayErrors.clientClosed());
     }
     x.now = p.clock.now();

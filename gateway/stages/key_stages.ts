@@ -9,7 +9,6 @@
  */
 import { estimateInputTokens, type Pick, type PooledKey } from "../../keys/mod.ts";
 import { type Outcome } from "../../providers/mod.ts";
-import { sleep } from "../../lib/mod.ts";
 import { estimateTokens } from "../../providers/mod.ts";
 import type { Bytes } from "./body.ts";
 import { gatewayErrors } from "../error_catalogue.ts";
@@ -36,8 +35,9 @@ export function costOnKeys(x: Exchange, body: Bytes | undefined): GatewayError |
 
 /**
  * Waits while the provider is paused (every key answered 429), within the
- * deadline; undefined when the request may go (and `x.probe` says whether
- * it is the single probe after the pause), else the error to answer with.
+ * deadline, looking again whenever the pause changes; undefined when the
+ * request may go (and `x.probe` says whether it is the single probe after
+ * the pause), else the error to answer with.
  */
 export function providerTurn(
   p: StageDeps,
@@ -60,7 +60,8 @@ export function providerTurn(
       if (turn.untilMs > limit) {
         return gatewayErrors.providerBackoff(x.rt.service.name, turn.untilMs - now);
       }
-      if (!(await sleep(p.clock, turn.untilMs - now, x.req.signal))) {
+      // Woken sooner when the pause changes: an admin's resume, the probe's answer.
+      if (!(await backoff.waitForTurn(turn.untilMs, x.req.signal))) {
         return gatewayErrors.clientClosed();
       }
     }

@@ -10,6 +10,7 @@ import { FakeClock, flush, settle } from "../support/fake_clock.ts";
 import { chatRequest, jsonAnswer } from "../support/in_process.ts";
 
 import { OK, setup } from "../support/key_pacing_setup.ts";
+import { PASSWORD } from "../support/harness.ts";
 
 Deno.test("keyQuota.rpm: keys with room are preferred; with none, a request waits for the earliest, else 429 gateway_keys_resting with Retry-After", async () => {
   await using t = await setup(
@@ -216,6 +217,42 @@ Deno.test("provider-wide pause: another instance holds its requests too, within 
   assert.equal((await held.json()).error.code, "gateway_provider_backoff");
   assert.equal(two.calls.length, 0, "the other instance sent nothing while paused");
   kv.close();
+});
+
+Deno.test("a request waiting out the provider's pause goes at an admin's resume, not when the pause would end", async () => {
+  let refuse = true;
+  await using t = await setup(
+    () =>
+      refuse
+        ? new Response('{"error":{"message":"account limit"}}', {
+          status: 429,
+          headers: { "retry-after": "20", "content-type": "application/json" },
+        })
+        : jsonAnswer(200, OK),
+    {},
+    "sk-a",
+    { queueTimeoutMs: 30_000 },
+  );
+  const t0 = t.clock.now();
+  const waiting = t.gateway.handler(chatRequest());
+  await t.clock.advance(1000);
+  assert.equal(t.calls.length, 1, "refused; the request waits out the 20 s pause");
+  refuse = false;
+  const admin = (path: string) =>
+    t.gateway.handler(
+      new Request(`http://gw/_kvgate/${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${PASSWORD}` },
+      }),
+    );
+  assert.equal((await admin(`keys/openai/${await keyId("sk-a")}/enable`)).status, 200);
+  assert.equal((await admin("services/openai/resume")).status, 200);
+  await flush();
+  const r = await settle(t.clock, waiting, 10);
+  assert.equal(r.status, 200);
+  await r.body?.cancel();
+  assert(t.clock.now() - t0 < 1100, `answered ${t.clock.now() - t0} ms in, not at 20 s`);
+  assert.equal(t.calls.length, 2);
 });
 
 /** The next `hour`:00 UTC after `now`. */

@@ -1,6 +1,7 @@
 /** The key pool's rests, shared through KV, against answers that arrive late. */
 import assert from "node:assert/strict";
 import { KeyHealthStore, KeyPool } from "../../keys/mod.ts";
+import { FakeClock, flush } from "../support/fake_clock.ts";
 
 const keys = [{ id: "k_a", secret: "sk-a" }, { id: "k_b", secret: "sk-b" }];
 
@@ -31,6 +32,34 @@ Deno.test("a success sent before a key's rest was taken does not end the rest, h
     await here.settled();
     assert.equal(here.health("k_a"), undefined);
     assert.equal((await store.list("openai")).has("k_a"), false, "and its record is gone");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a request waiting while every key rests is woken when an admin enables one, or a success ends a rest", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const clock = new FakeClock();
+    const pool = new KeyPool("openai", keys, { store: new KeyHealthStore(kv), clock });
+    const now = clock.now();
+    for (const k of keys) pool.report(k, { kind: "rate_limited", retryAfterMs: 30_000 }, now);
+    const pick = pool.pick(now);
+    assert.deepEqual(pick, { ok: false, untilMs: now + 30_000 });
+    const waiting = pool.waitForReturn(pick.ok ? 0 : pick.untilMs);
+    let woken = false;
+    waiting.then(() => woken = true);
+    await clock.advance(1000);
+    assert.equal(woken, false, "the rests stand");
+    assert.equal(await pool.enable("k_b", clock.now()), true);
+    await flush();
+    assert.equal(woken, true, "woken at the enable, 29 s early");
+    assert.deepEqual(pool.pick(clock.now()), { ok: true, key: keys[1] });
+    const next = pool.waitForReturn(now + 30_000);
+    await clock.advance(30_000);
+    pool.report(keys[0], { kind: "success" }, clock.now(), undefined, clock.now());
+    assert.equal(await next, true);
+    await pool.settled();
   } finally {
     kv.close();
   }

@@ -1,0 +1,92 @@
+/**
+ * The provider-wide pause's waits, in memory on the fake clock: a request
+ * waiting out the pause looks again as soon as the pause changes, not when
+ * the time it was told runs out.
+ */
+import assert from "node:assert/strict";
+import { ProviderBackoff } from "../../keys/mod.ts";
+import { FakeClock, flush } from "../support/fake_clock.ts";
+
+function paused(clock: FakeClock, keys = 1): ProviderBackoff {
+  const backoff = new ProviderBackoff({ service: "openai", keys, clock, instanceId: "i1" });
+  backoff.sending();
+  backoff.answered("k_a", true, 20_000, clock.now(), false);
+  backoff.settled();
+  assert.equal(backoff.pause?.until, clock.now() + 20_000, "the only key's 429 pauses 20 s");
+  return backoff;
+}
+
+async function settledBy<T>(p: Promise<T>): Promise<boolean> {
+  let done = false;
+  p.then(() => done = true);
+  await flush();
+  return done;
+}
+
+Deno.test("a request waiting out the pause is woken by an admin's resume, then may go", async () => {
+  const clock = new FakeClock();
+  const backoff = paused(clock);
+  const turn = await backoff.turn(clock.now());
+  assert.equal(turn.go, false);
+  const waiting = backoff.waitForTurn(turn.go ? 0 : turn.untilMs);
+  await clock.advance(1000);
+  assert.equal(await settledBy(waiting), false, "the pause stands: still waiting");
+  await backoff.adminResume();
+  assert.equal(await settledBy(waiting), true, "woken 19 s early");
+  assert.deepEqual(await backoff.turn(clock.now()), { go: true, probe: false });
+});
+
+Deno.test("a request waiting on the probe is woken by the probe's answer, not a poll later", async () => {
+  const clock = new FakeClock();
+  const backoff = paused(clock);
+  await clock.advance(20_000);
+  assert.deepEqual(await backoff.turn(clock.now()), { go: true, probe: true }, "the one probe");
+  const second = await backoff.turn(clock.now());
+  assert.equal(second.go, false, "another waits for the probe");
+  const waiting = backoff.waitForTurn(second.go ? 0 : second.untilMs);
+  backoff.sending();
+  backoff.answered("k_a", false, undefined, clock.now(), true);
+  backoff.settled();
+  assert.equal(await settledBy(waiting), true, "woken at the probe's success, no time passed");
+  assert.deepEqual(await backoff.turn(clock.now()), { go: true, probe: false });
+});
+
+Deno.test("a waiting request with nothing changing wakes at the pause's end; an abort ends it false", async () => {
+  const clock = new FakeClock();
+  const backoff = paused(clock);
+  const client = new AbortController();
+  const until = clock.now() + 20_000;
+  const waiting = backoff.waitForTurn(until);
+  const leaving = backoff.waitForTurn(until, client.signal);
+  await clock.advance(19_999);
+  assert.equal(await settledBy(waiting), false);
+  client.abort();
+  assert.equal(await leaving, false);
+  await clock.advance(1);
+  assert.equal(await waiting, true);
+});
+
+Deno.test("a held retry goes at the next answer, or after maxMs without one", async () => {
+  const clock = new FakeClock();
+  const backoff = new ProviderBackoff({ service: "openai", keys: 3, clock, instanceId: "i1" });
+  const sentAt = clock.now();
+  backoff.sending(); // this request
+  backoff.sending(); // another, still out
+  backoff.answered("k_a", true, undefined, sentAt, false);
+  backoff.settled();
+  const held = backoff.holdRetry(sentAt);
+  assert(held, "another answer is on its way: the retry waits for it");
+  assert.equal(await settledBy(held), false);
+  backoff.answered("k_b", false, undefined, sentAt, false);
+  backoff.settled();
+  assert.equal(await settledBy(held), true, "the answer came");
+  backoff.sending();
+  const alone = backoff.holdRetry(sentAt - 1);
+  assert.equal(alone, undefined, "a success sent after it: no hold");
+  const later = clock.now() + 1;
+  backoff.answered("k_c", true, undefined, later, false);
+  const unanswered = backoff.holdRetry(later, 2000);
+  assert(unanswered);
+  await clock.advance(2000);
+  assert.equal(await settledBy(unanswered), true, "no answer: it goes after maxMs");
+});
