@@ -1,16 +1,16 @@
-import { type CapacityStore, type Clock, WakeList } from "../limiter/mod.ts";
+import {
+  type CapacityStore,
+  type Clock,
+  type TokenBatch,
+  TokenStock,
+  WakeList,
+} from "../limiter/mod.ts";
 
 /**
  * Whether a request may go now, or when it may; `tooLarge` when its cost
  * is more than the key grants in a window, so that no wait could help.
  */
 export type MeterTurn = { ok: true } | { ok: false; retryAfterMs: number; tooLarge?: boolean };
-
-/** Leased tokens: spendable once the batch's last one falls due, until `leaseMs` after. */
-interface Batch {
-  n: number;
-  dueAt: number;
-}
 
 /** Options for {@linkcode TokenMeter}. */
 export interface TokenMeterOptions {
@@ -48,10 +48,10 @@ const OK: MeterTurn = Object.freeze({ ok: true });
 export class TokenMeter {
   #store: CapacityStore;
   #clock: Clock;
-  #leaseMs: number;
   #chunk: number;
   #burst: number;
-  #batches: Batch[] = [];
+  /** Leased tokens, each lease spendable once its last token falls due, for leaseMs after. */
+  #stock: TokenStock;
   /**
    * Requests waiting for tokens to fall due, or for a lease after a refusal:
    * woken early when another gives up and hands its reservation back.
@@ -62,7 +62,7 @@ export class TokenMeter {
     this.#store = options.store;
     this.#clock = options.clock;
     this.#waits = new WakeList(options.clock);
-    this.#leaseMs = options.leaseMs ?? 2000;
+    this.#stock = new TokenStock(options.leaseMs ?? 2000);
     if (!(options.tpm > 0)) throw new RangeError(`tpm must be > 0 (got ${options.tpm})`);
     this.#chunk = Math.max(1, Math.ceil(options.tpm / 60));
     this.#burst = options.burst ?? options.tpm;
@@ -76,22 +76,8 @@ export class TokenMeter {
 
   /** Spends `cost` tokens from memory if they are due now; no store call. */
   tryTake(cost: number, now: number): boolean {
-    let due = 0;
-    for (const b of this.#batches) {
-      if (b.dueAt + this.#leaseMs < now) b.n = 0;
-      else if (b.dueAt <= now) due += b.n;
-    }
-    this.#batches = this.#batches.filter((b) => b.n > 0);
-    if (due < cost) return false;
-    let left = cost;
-    for (const b of this.#batches) {
-      if (b.dueAt > now || left === 0) continue;
-      const take = Math.min(b.n, left);
-      b.n -= take;
-      left -= take;
-    }
-    this.#batches = this.#batches.filter((b) => b.n > 0);
-    return true;
+    this.#stock.expire(now);
+    return this.#stock.spendDue(cost, now);
   }
 
   /**
@@ -102,12 +88,12 @@ export class TokenMeter {
   async take(cost: number, deadline: number, signal?: AbortSignal): Promise<MeterTurn> {
     if (cost > this.#burst) return { ok: false, retryAfterMs: 60_000, tooLarge: true };
     /** What this call reserved: handed back if it gives up. */
-    const mine: Batch[] = [];
+    const mine: TokenBatch[] = [];
     for (let round = 0; round < 8; round++) {
       const now = this.#clock.now();
       if (this.tryTake(cost, now)) return OK;
-      const held = this.#batches.reduce((s, b) => s + b.n, 0);
-      if (held < cost || !this.#batches.some((b) => b.dueAt > now)) {
+      const held = this.#stock.count;
+      if (held < cost || this.#stock.allDueAt() <= now) {
         const want = Math.min(this.#burst, Math.max(cost - held, this.#chunk));
         const lease = await this.#store.leaseTokens(want);
         if (lease.granted === 0) {
@@ -121,13 +107,11 @@ export class TokenMeter {
           continue;
         }
         const first = lease.firstAt ?? now;
-        // Due before it arrived (a fresh ledger's burst): it lasts leaseMs from now.
+        // Whole once its last token is due; due before it arrived (a fresh ledger's burst): now.
         const dueAt = Math.max(now, first + (lease.granted - 1) * (lease.spacingMs ?? 0));
-        const batch = { n: lease.granted, dueAt };
-        this.#batches.push(batch);
-        mine.push(batch);
+        mine.push(this.#stock.add(lease.granted, dueAt, 0, now));
       }
-      const at = Math.max(...this.#batches.map((b) => b.dueAt));
+      const at = this.#stock.allDueAt();
       const wait = at - this.#clock.now();
       if (at > deadline) return this.#giveUp(mine, Math.max(1, Math.ceil(wait)));
       if (wait > 0 && !(await this.#waits.wait(at, signal))) break;
@@ -137,15 +121,11 @@ export class TokenMeter {
   }
 
   /** Hands back what a request that gives up had reserved and not yet seen fall due. */
-  #giveUp(mine: Batch[], retryAfterMs: number): MeterTurn {
+  #giveUp(mine: TokenBatch[], retryAfterMs: number): MeterTurn {
     const now = this.#clock.now();
     let back = 0;
-    for (const b of mine) {
-      if (b.dueAt <= now) continue; // due now: spendable by the next request here
-      back += b.n;
-      b.n = 0;
-    }
-    this.#batches = this.#batches.filter((b) => b.n > 0);
+    // What has fallen due stays, spendable by the next request here.
+    for (const b of mine) back += this.#stock.withdraw(b, now);
     if (back > 0) {
       this.#store.returnTokens(back).then(() => this.#waits.wake(), () => {});
     }
@@ -164,8 +144,7 @@ export class TokenMeter {
 
   /** The provider says only `available` tokens are left now. */
   leaveAtMost(available: number): void {
-    const held = this.#batches.reduce((s, b) => s + b.n, 0);
-    if (held > available) this.#batches = [];
+    if (this.#stock.count > available) this.#stock.clear();
     this.#store.leaveAtMost?.(available).catch(() => {});
   }
 }

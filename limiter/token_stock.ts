@@ -4,7 +4,7 @@
  * reads named fields only (an array's `shift()` and index reads changed
  * their feedback when a batch ran out, which de-optimized the token fast path).
  */
-class TokenBatch {
+export class TokenBatch {
   n: number;
   nextAt: number;
   spacingMs: number;
@@ -38,11 +38,26 @@ function expiredTokens(b: TokenBatch, cutoff: number): number {
   return Math.max(0, Math.min(b.n, due)) * arrived;
 }
 
+/** How many tokens of `b` have fallen due by `now` (expired ones included). */
+function dueTokens(b: TokenBatch, now: number): number {
+  const due = b.spacingMs > 0
+    ? Math.floor((now - b.nextAt) / b.spacingMs) + 1
+    : (now >= b.nextAt ? b.n : 0);
+  return Math.max(0, Math.min(b.n, due));
+}
+
 /**
  * One instance's stock of leased tokens: batches that fall due in turn and
  * expire `leaseMs` after falling due (a token never spent within τ of
  * falling due is dropped, which is what bounds what all instances send to
  * `burst + rps·(W + τ)`).
+ *
+ * A service's or a team's requests cost one token each ({@linkcode
+ * TokenStock.spend}); a key's tokens per minute are spent many at once
+ * ({@linkcode TokenStock.spendDue}), from batches added whole (spacing 0:
+ * a lease is spendable once its last token falls due, so a cost larger
+ * than τ's worth of tokens can still be met), and a request that gives up
+ * hands its own batch back ({@linkcode TokenStock.withdraw}).
  */
 export class TokenStock {
   /** Tokens held, expired ones not yet counted out. */
@@ -58,12 +73,13 @@ export class TokenStock {
   }
 
   /** Adds a lease of `n` tokens, the first due at `firstAt`, then one every `spacingMs`. */
-  add(n: number, firstAt: number, spacingMs: number, now: number): void {
+  add(n: number, firstAt: number, spacingMs: number, now: number): TokenBatch {
     const batch = new TokenBatch(n, firstAt, spacingMs, now);
     if (this.#last === undefined) this.#first = batch;
     else this.#last.next = batch;
     this.#last = batch;
     this.count += n;
+    return batch;
   }
 
   /**
@@ -91,6 +107,44 @@ export class TokenStock {
     if (--batch.n === 0) this.#dropFirst();
     this.count--;
     return true;
+  }
+
+  /**
+   * Spends `cost` tokens fallen due by `now`, oldest first, if that many
+   * are (call `expire` first); else spends none.
+   */
+  spendDue(cost: number, now: number): boolean {
+    let due = 0;
+    for (let b = this.#first; b !== undefined; b = b.next) due += dueTokens(b, now);
+    if (due < cost) return false;
+    let left = cost;
+    for (let b = this.#first; b !== undefined && left > 0; b = b.next) {
+      const take = Math.min(left, dueTokens(b, now));
+      b.n -= take;
+      b.nextAt += take * b.spacingMs;
+      left -= take;
+    }
+    this.count -= cost;
+    // Spent batches at the front go now; any further in go when they reach it (expire).
+    while (this.#first !== undefined && this.#first.n === 0) this.#dropFirst();
+    return true;
+  }
+
+  /** Takes back the tokens of `batch` not yet due at `now`; returns how many. */
+  withdraw(batch: TokenBatch, now: number): number {
+    const undue = batch.n - dueTokens(batch, now);
+    batch.n -= undue;
+    this.count -= undue;
+    return undue;
+  }
+
+  /** When every token held has fallen due (-Infinity when none is held). */
+  allDueAt(): number {
+    let at = -Infinity;
+    for (let b = this.#first; b !== undefined; b = b.next) {
+      if (b.n > 0) at = Math.max(at, b.nextAt + (b.n - 1) * b.spacingMs);
+    }
+    return at;
   }
 
   /** When the oldest token falls due, or undefined when there is none. */

@@ -19,6 +19,24 @@ Deno.test("TokenStock: tokens fall due in turn, and one not spent within leaseMs
   assert.equal(stock.firstDueAt(), undefined);
 });
 
+Deno.test("TokenStock: a cost of many tokens is spent whole from what is due, or not at all; a giving-up request takes back its undue batch", () => {
+  const stock = new TokenStock(1000);
+  const early = stock.add(30, 100, 0, 0); // whole at 100
+  const late = stock.add(50, 400, 0, 0); // whole at 400
+  assert.equal(stock.allDueAt(), 400);
+  assert.equal(stock.spendDue(31, 399), false, "only 30 are due before 400: none is spent");
+  assert.equal(stock.count, 80);
+  assert.equal(stock.spendDue(20, 399), true);
+  assert.equal(stock.withdraw(late, 399), 50, "the late batch is not due: all of it goes back");
+  assert.equal(stock.withdraw(early, 399), 0, "what is due stays for the next request");
+  assert.deepEqual([stock.count, stock.allDueAt()], [10, 100]);
+  assert.equal(stock.spendDue(10, 400), true, "spent across what is left");
+  assert.deepEqual([stock.count, stock.allDueAt()], [0, -Infinity]);
+  stock.add(5, 500, 0, 500);
+  stock.expire(1500);
+  assert.deepEqual([stock.count, stock.stranded], [0, 5], "unspent leaseMs after falling due");
+});
+
 Deno.test("leaseSize: what waits, or half a lease lifetime of demand, capped at a share of the limit", () => {
   const inputs = {
     limits: { rps: 100, burst: 20, maxConn: 10 },
