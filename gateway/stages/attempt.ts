@@ -1,4 +1,3 @@
-import { sleep } from "../../lib/mod.ts";
 import { type Pick, type PooledKey } from "../../keys/mod.ts";
 import { classifyResponse, type Outcome } from "../../providers/mod.ts";
 import { type Bytes, joinChunks, readUpTo } from "./body.ts";
@@ -11,14 +10,13 @@ import { answer, respondSettled, respondSuccess } from "./respond.ts";
 import type { Route } from "./route.ts";
 import { callUpstream } from "./upstream_call.ts";
 import { NEXT_TARGET, waitLimit } from "./group_stage.ts";
-import { type Ended, endWaiting, giveUp, switchesTarget, type Tries } from "./attempt_end.ts";
+import { afterRefusal, type Ended, endWaiting, giveUp, type Tries } from "./attempt_end.ts";
 import { bodyEncoded } from "../headers.ts";
 import { spendBudget, teamToken, waitOptions } from "./team_stages.ts";
 import {
   costOnKeys,
   lostAnswer,
   pickKey,
-  providerPaused,
   providerTurn,
   readAnswer,
   sendingUpstream,
@@ -93,26 +91,12 @@ export async function attempt(
     }
     const end = await tryOnce(p, x, r, key, body, tries);
     if ("answer" in end) return end.answer;
-    if ((await providerPaused(x, end.retry, end.sentAt)) && paused < MAX_PAUSED_ATTEMPTS) {
-      // The provider refuses every key: a group's request goes to its next target at once…
-      if (switchesTarget(x, tries)) return NEXT_TARGET;
-      // …any other waits out the pause, not counted as a retry.
-      p.metrics.retries.inc(x.rt.service.name, "provider_backoff");
+    const next = await afterRefusal(p, x, tries, end, n, paused < MAX_PAUSED_ATTEMPTS);
+    if (next === "stop") break;
+    if (next === "paused") {
       paused++;
-      n--;
-      tries.tried = undefined;
-      x.key = undefined;
-      continue;
-    }
-    if (n === p.config.maxRetries) break;
-    p.metrics.retries.inc(x.rt.service.name, end.retry.kind);
-    if (end.retry.kind === "upstream_error") {
-      const wait = Math.min(4000, 250 * 2 ** n) * (0.5 + p.random());
-      if (p.clock.now() + wait > x.deadline) break;
-      if (!(await sleep(p.clock, wait, x.req.signal))) {
-        return answer(p, x, gatewayErrors.clientClosed());
-      }
-    }
+      n--; // not counted as a retry
+    } else if (next !== "retry") return next;
   }
   return giveUp(p, x, tries);
 }

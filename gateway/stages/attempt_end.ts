@@ -1,7 +1,9 @@
 /**
- * How the attempts end when no attempt answered: the last upstream answer
- * (its retries spent), kvgate's own refusal (a wait for a key or a token
- * gave up), or, for a model group's request, the next target's turn.
+ * How the attempts go on and end when no attempt answered: what follows a
+ * refused attempt (a retry, the provider's pause waited out), the last
+ * upstream answer (its retries spent), kvgate's own refusal (a wait for a
+ * key or a token gave up), or, for a model group's request, the next
+ * target's turn.
  *
  * @module
  */
@@ -12,6 +14,9 @@ import { hasNextTarget, NEXT_TARGET, targetFailed } from "./group_stage.ts";
 import type { SkipReason } from "./group_walk.ts";
 import type { StageDeps } from "../stage_deps.ts";
 import { answer, respondSettled, type Settled } from "./respond.ts";
+import { sleep } from "../../lib/mod.ts";
+import type { Outcome } from "../../providers/mod.ts";
+import { providerPaused } from "./key_stages.ts";
 
 /** What the attempts end in: an answer, or (a group's target failed) the next target's turn. */
 export type Ended = Response | typeof NEXT_TARGET;
@@ -79,4 +84,39 @@ export function giveUp(p: StageDeps, x: Exchange, tries: Tries): Ended {
       ? gatewayErrors.upstreamTimeout(service, p.config.firstByteTimeoutMs)
       : gatewayErrors.upstreamUnreachable(service),
   );
+}
+
+/**
+ * What follows an attempt refused without an answer to pass on: wait out
+ * a provider-wide pause (`paused`; a model group's request goes to its
+ * next target instead), or retry (after a back-off when the upstream
+ * failed), or `stop` when no retry is left or the back-off would pass the
+ * deadline; the answer when the client left meanwhile.
+ */
+export async function afterRefusal(
+  p: StageDeps,
+  x: Exchange,
+  tries: Tries,
+  end: { retry: Outcome; sentAt: number },
+  n: number,
+  mayPause: boolean,
+): Promise<"paused" | "retry" | "stop" | Ended> {
+  if ((await providerPaused(x, end.retry, end.sentAt)) && mayPause) {
+    // The provider refuses every key: a group's request goes to its next target at once…
+    if (switchesTarget(x, tries)) return NEXT_TARGET;
+    // …any other waits out the pause.
+    p.metrics.retries.inc(x.rt.service.name, "provider_backoff");
+    tries.tried = undefined;
+    x.key = undefined;
+    return "paused";
+  }
+  if (n === p.config.maxRetries) return "stop";
+  p.metrics.retries.inc(x.rt.service.name, end.retry.kind);
+  if (end.retry.kind !== "upstream_error") return "retry";
+  const wait = Math.min(4000, 250 * 2 ** n) * (0.5 + p.random());
+  if (p.clock.now() + wait > x.deadline) return "stop";
+  if (!(await sleep(p.clock, wait, x.req.signal))) {
+    return answer(p, x, gatewayErrors.clientClosed());
+  }
+  return "retry";
 }

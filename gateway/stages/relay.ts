@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from "../../lib/mod.ts";
-import type { Drain } from "../drain.ts";
+import type { Drain, EndableStream } from "../drain.ts";
 import { atEventBoundary, eventEnd, shiftIn } from "./sse.ts";
 import type { CutShort, StopEvents } from "./stream_end.ts";
 
@@ -47,10 +47,6 @@ export interface RelayOptions {
  * drain, upstream silence, an upstream that failed) ends at an event
  * boundary with an error event in the provider's shape, or is cut when it
  * is mid-event; any other body is cut (the client sees an error).
- *
- * One timer per stream, re-armed lazily, watches for silence: a stream of
- * many small SSE chunks costs no timer per chunk. For an SSE stream the last
- * four bytes are kept, so that a shutdown can end it at an event boundary.
  */
 export function relayBody(
   body: ReadableStream<Uint8Array>,
@@ -58,128 +54,179 @@ export function relayBody(
   onEnd: (end: RelayEnd, bytes: number) => void,
   meter?: (chunk: Uint8Array) => void,
 ): ReadableStream<Uint8Array> {
-  const { clock, idleTimeoutMs, eventStream } = options;
-  const reader = body.getReader();
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  let bytes = 0;
+  return new ReadableStream<Uint8Array>(new RelaySource(body, options, onEnd, meter), {
+    highWaterMark: 0,
+  });
+}
+
+/**
+ * The relay's underlying source: the stream calls `pull` when the client
+ * wants a chunk (so nothing is read ahead) and `cancel` when it goes away;
+ * a drain calls `endSoon`/`endNow`. One timer per stream, re-armed lazily,
+ * watches for silence: a stream of many small SSE chunks costs no timer per
+ * chunk. For an SSE stream the last four bytes are kept, so that a
+ * shutdown can end it at an event boundary.
+ */
+class RelaySource implements UnderlyingDefaultSource<Uint8Array>, EndableStream {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #o: RelayOptions;
+  #clock: Clock;
+  #onEnd: (end: RelayEnd, bytes: number) => void;
+  #meter: ((chunk: Uint8Array) => void) | undefined;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #bytes = 0;
   /** The last four bytes sent, newest lowest (SSE streams only). */
-  let tail = 0;
-  let ended = false;
-  let idle = false;
+  #tail = 0;
+  #ended = false;
+  #idle = false;
   /** A shutdown asked the stream to end at its next event boundary. */
-  let ending = false;
+  #ending = false;
   /** When the pending read started (ms), or -1 while none is pending (the client is reading). */
-  let waitingSince = -1;
+  #waitingSince = -1;
   /** When the last chunk was handed on: while no read is pending, the client has not taken it. */
-  let handedAt = clock.now();
-  let timer: TimerHandle | undefined;
-  let leaveDrain: (() => void) | undefined;
-  const watch = (ms: number) => {
-    timer = clock.setTimeout(() => {
-      timer = undefined;
-      if (ended) return;
-      const now = clock.now();
-      const silentFor = waitingSince < 0 ? 0 : now - waitingSince;
+  #handedAt: number;
+  #timer: TimerHandle | undefined;
+  #leaveDrain: (() => void) | undefined;
+
+  constructor(
+    body: ReadableStream<Uint8Array>,
+    options: RelayOptions,
+    onEnd: (end: RelayEnd, bytes: number) => void,
+    meter: ((chunk: Uint8Array) => void) | undefined,
+  ) {
+    this.#reader = body.getReader();
+    this.#o = options;
+    this.#clock = options.clock;
+    this.#onEnd = onEnd;
+    this.#meter = meter;
+    this.#handedAt = options.clock.now();
+    this.#leaveDrain = options.drain?.open(this);
+  }
+
+  start(c: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#controller = c;
+  }
+
+  async pull(c: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    this.#waitingSince = this.#clock.now();
+    if (this.#timer === undefined) this.#watch(this.#o.idleTimeoutMs);
+    try {
+      const read = await this.#reader.read();
+      this.#waitingSince = -1;
+      this.#pass(c, read);
+    } catch {
+      this.#waitingSince = -1;
+      if (!this.#ended) this.#broken(this.#idle ? "idle_timeout" : "upstream_error");
+    }
+  }
+
+  /** Hands a chunk read on (or ends the stream at the upstream's end, or a drain's boundary). */
+  #pass(
+    c: ReadableStreamDefaultController<Uint8Array>,
+    read: ReadableStreamReadResult<Uint8Array>,
+  ) {
+    if (this.#ended) return;
+    if (this.#idle) return this.#broken("idle_timeout");
+    if (read.done) {
+      c.close();
+      return this.#end("complete");
+    }
+    const value = read.value;
+    if (this.#ending) {
+      const at = eventEnd(value, this.#tail);
+      if (at >= 0) {
+        this.#bytes += at;
+        c.enqueue(value.subarray(0, at));
+        return this.#stop("drained");
+      }
+    }
+    this.#bytes += value.byteLength;
+    if (this.#o.eventStream) this.#tail = shiftIn(this.#tail, value);
+    this.#handedAt = this.#clock.now();
+    c.enqueue(value);
+    if (this.#meter !== undefined) this.#meter(value);
+  }
+
+  cancel(reason: unknown): Promise<void> {
+    this.#end("client_abort");
+    return this.#reader.cancel(reason).catch(() => {});
+  }
+
+  /** A drain: ends at the next event boundary (an event stream), else now. */
+  endSoon(): void {
+    if (this.#ended) return;
+    if (this.#atBoundary()) this.#stop("drained");
+    else if (this.#o.eventStream) this.#ending = true;
+    else this.endNow();
+  }
+
+  /** The drain's end: stops an event stream at a boundary, else cuts. */
+  endNow(): void {
+    if (this.#ended) return;
+    if (this.#atBoundary()) return this.#stop("drained");
+    this.#cut("drained", "the gateway is shutting down");
+  }
+
+  #atBoundary(): boolean {
+    return this.#o.eventStream && atEventBoundary(this.#tail, this.#bytes);
+  }
+
+  /** Ends an idle upstream, or cuts a client that stopped reading, after idleTimeoutMs. */
+  #watch(ms: number): void {
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#ended) return;
+      const limit = this.#o.idleTimeoutMs;
+      const now = this.#clock.now();
+      const silentFor = this.#waitingSince < 0 ? 0 : now - this.#waitingSince;
       // No read pending: the client has not taken what it was given (its socket is full).
-      const stalledFor = waitingSince < 0 ? now - handedAt : 0;
-      if (silentFor >= idleTimeoutMs) {
-        idle = true;
-        reader.cancel(new Error("idle timeout")).catch(() => {});
-      } else if (stalledFor >= idleTimeoutMs) {
-        cut("client_stalled", "the client stopped reading");
+      const stalledFor = this.#waitingSince < 0 ? now - this.#handedAt : 0;
+      if (silentFor >= limit) {
+        this.#idle = true;
+        this.#reader.cancel(new Error("idle timeout")).catch(() => {});
+      } else if (stalledFor >= limit) {
+        this.#cut("client_stalled", "the client stopped reading");
       } else {
-        watch(idleTimeoutMs - Math.max(silentFor, stalledFor));
+        this.#watch(limit - Math.max(silentFor, stalledFor));
       }
     }, ms);
-  };
-  const end = (how: RelayEnd) => {
-    if (ended) return;
-    ended = true;
-    if (timer !== undefined) clock.clearTimeout(timer);
-    leaveDrain?.();
-    onEnd(how, bytes);
-  };
+  }
+
+  #end(how: RelayEnd): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#leaveDrain?.();
+    this.#onEnd(how, this.#bytes);
+  }
+
   /** Ends the client's stream with an error (never a clean end) and lets the upstream go. */
-  const cut = (how: RelayEnd, why: string) => {
+  #cut(how: RelayEnd, why: string): void {
     try {
-      controller.error(new Error(why));
+      this.#controller.error(new Error(why));
     } catch { /* already closed */ }
-    end(how);
-    reader.cancel().catch(() => {});
-  };
+    this.#end(how);
+    this.#reader.cancel().catch(() => {});
+  }
+
   /**
    * Ends an event stream before its upstream did, at an event boundary:
    * with the error event for `why`, then the end; cut when it cannot say so.
    */
-  const stop = (why: CutShort) => {
-    const last = options.stops?.[why];
-    if (last === undefined) return cut(why, "the answer was cut short");
+  #stop(why: CutShort): void {
+    const last = this.#o.stops?.[why];
+    if (last === undefined) return this.#cut(why, "the answer was cut short");
     try {
-      controller.enqueue(last);
-      controller.close();
+      this.#controller.enqueue(last);
+      this.#controller.close();
     } catch { /* already closed */ }
-    end(why);
-    reader.cancel().catch(() => {});
-  };
-  /** An upstream that went silent or failed: its stream stops with an error event, any other body is cut. */
-  const broken = (why: "idle_timeout" | "upstream_error") => {
-    if (eventStream && atEventBoundary(tail, bytes)) return stop(why);
-    cut(why, why === "idle_timeout" ? "the upstream went silent" : "the upstream failed");
-  };
-  if (options.drain) {
-    leaveDrain = options.drain.open({
-      endSoon() {
-        if (ended) return;
-        if (eventStream && atEventBoundary(tail, bytes)) stop("drained");
-        else if (eventStream) ending = true;
-        else this.endNow();
-      },
-      endNow() {
-        if (ended) return;
-        if (eventStream && atEventBoundary(tail, bytes)) return stop("drained");
-        cut("drained", "the gateway is shutting down");
-      },
-    });
+    this.#end(why);
+    this.#reader.cancel().catch(() => {});
   }
-  return new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-    async pull(c) {
-      waitingSince = clock.now();
-      if (timer === undefined) watch(idleTimeoutMs);
-      try {
-        const { done, value } = await reader.read();
-        waitingSince = -1;
-        if (ended) return;
-        if (idle) return broken("idle_timeout");
-        if (done) {
-          c.close();
-          end("complete");
-          return;
-        }
-        if (ending) {
-          const at = eventEnd(value, tail);
-          if (at >= 0) {
-            bytes += at;
-            c.enqueue(value.subarray(0, at));
-            return stop("drained");
-          }
-        }
-        bytes += value.byteLength;
-        if (eventStream) tail = shiftIn(tail, value);
-        handedAt = clock.now();
-        c.enqueue(value);
-        if (meter !== undefined) meter(value);
-      } catch {
-        waitingSince = -1;
-        if (ended) return;
-        broken(idle ? "idle_timeout" : "upstream_error");
-      }
-    },
-    cancel(reason) {
-      end("client_abort");
-      return reader.cancel(reason).catch(() => {});
-    },
-  }, { highWaterMark: 0 });
+
+  /** An upstream that went silent or failed: its stream stops with an error event, any other body is cut. */
+  #broken(why: "idle_timeout" | "upstream_error"): void {
+    if (this.#atBoundary()) return this.#stop(why);
+    this.#cut(why, why === "idle_timeout" ? "the upstream went silent" : "the upstream failed");
+  }
 }
