@@ -56,8 +56,6 @@ export function backgroundParts(s: BackgroundSources): BackgroundPart[] {
     services(s.runtimes),
     {
       name: "day_budgets",
-      start() {},
-      stop() {},
       rejoin: () => void s.budgets.flush().catch(() => {}),
       close: () => s.budgets.close(),
       // Once more at the very end: the tokens of the last answers to finish.
@@ -65,8 +63,6 @@ export function backgroundParts(s: BackgroundSources): BackgroundPart[] {
     },
     {
       name: "presence",
-      start() {},
-      stop() {},
       rejoin: () => void s.beat(),
       close: async () => await s.presence?.leave().catch(() => {}),
     },
@@ -85,8 +81,6 @@ function services(runtimes: ReadonlyMap<string, ServiceRuntime>): BackgroundPart
   const each = (f: (rt: ServiceRuntime) => unknown) => Promise.allSettled(rts.map(f));
   return {
     name: "services",
-    start() {},
-    stop() {},
     rejoin: () => rts.forEach((rt) => rt.rejoin()),
     async close() {
       for (const rt of rts) rt.gate?.close();

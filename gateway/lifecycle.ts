@@ -22,10 +22,10 @@ import type { Clock, TimerHandle } from "../lib/mod.ts";
 export interface BackgroundPart {
   /** A name for the log. */
   readonly name: string;
-  /** Starts (or restarts after sleep) its loop. */
-  start(): void;
+  /** Starts (or restarts after sleep) its loop; a part with no loop has none. */
+  start?(): void;
   /** Stops its loop; may write what it holds first. */
-  stop(): void | Promise<void>;
+  stop?(): void | Promise<void>;
   /** KV answers again after an outage: writes what was kept in memory meanwhile. */
   rejoin?(): void;
   /** The gateway ends (the loops stopped): hands back what it holds; resolves once written. */
@@ -76,7 +76,7 @@ export class Lifecycle {
   /** Adds a part; it starts at once if the others run. */
   add(part: BackgroundPart): void {
     this.#parts.push(part);
-    if (this.#awake) part.start();
+    if (this.#awake) part.start?.();
   }
 
   /** Starts every part (the instance has just started: that counts as a request). */
@@ -95,7 +95,7 @@ export class Lifecycle {
     // A part still writing what it held as it went to sleep finishes first.
     this.#stopping.then(() => {
       if (!this.#awake || this.#closed) return;
-      for (const part of this.#parts) part.start();
+      for (const part of this.#parts) part.start?.();
     });
     if (this.#slept) this.#log?.("background_wake", { parts: this.#parts.map((p) => p.name) });
     this.#arm(this.#idleMs);
@@ -143,7 +143,7 @@ export class Lifecycle {
   #sleep(): void {
     this.#awake = false;
     this.#slept = true;
-    const stops = this.#parts.map((part) => Promise.resolve().then(() => part.stop()));
+    const stops = this.#parts.map((part) => Promise.resolve().then(() => part.stop?.()));
     this.#stopping = Promise.allSettled(stops).then(() => {});
   }
 }

@@ -105,11 +105,7 @@ export class KeyPool {
     this.#returns.wake();
   }
 
-  /**
-   * Waits until `untilMs` (when the earliest rest ends), or sooner when a
-   * key may be back (a success, an admin's enable, a fresher read of
-   * KV): then pick again. False when `signal` aborts.
-   */
+  /** Waits until `untilMs` (the earliest rest's end), or until a key may be back; false on abort. */
   waitForReturn(untilMs: number, signal?: AbortSignal): Promise<boolean> {
     return this.#returns.wait(untilMs, signal);
   }

@@ -119,3 +119,21 @@ export class MemoryCapacityStore implements CapacityStore {
     return Promise.resolve(this.#held);
   }
 }
+
+/** The side of a wait line that hands out slots or tokens sees: how many wait, and grant the next. */
+export interface Waiters {
+  waiting(): number;
+  /** Grants the next waiter what was just taken for it (a slot counted in use, a token spent). */
+  grant(): void;
+}
+
+/** What the slots and the tokens one instance holds of a scope are both made of. */
+export interface HeldParts {
+  store: CapacityStore;
+  clock: Clock;
+  /** Live instances sharing the store (sizes leases, backs off slot polls). */
+  peers: () => number;
+  /** Random numbers in [0, 1) for the jitter of retries and polls. */
+  random: () => number;
+  waiters: Waiters;
+}

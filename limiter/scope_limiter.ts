@@ -1,4 +1,4 @@
-import type { CapacityLevels, CapacityStore, ServiceLimits } from "./capacity_store.ts";
+import type { CapacityLevels, CapacityStore, ServiceLimits, Waiters } from "./capacity_store.ts";
 import type { Clock } from "../lib/mod.ts";
 import type { Admission, RefusalReason, SlotAdmission, WaitOptions } from "./admission.ts";
 import { SlotLease } from "./slot_lease.ts";
@@ -89,31 +89,25 @@ export class ScopeLimiter {
     this.#slotQueue = options.slotQueue ?? new WaitQueue();
     this.#tokenQueue = options.tokenQueue ?? new WaitQueue();
     this.#random = options.random ?? Math.random;
-    this.#slots = new SlotLease({
+    // What the slots and the tokens share: the store, time, the peers, jitter, the counts.
+    const shared = {
       store: this.#store,
       clock: this.#clock,
+      peers: this.#peers,
+      random: this.#random,
+      stats: this.stats,
+    };
+    this.#slots = new SlotLease({
+      ...shared,
       maxConn: limits.maxConn,
       ttlMs: this.#slotTtlMs,
-      peers: this.#peers,
-      random: this.#random,
-      stats: this.stats,
-      waiters: {
-        waiting: () => this.#slotQueue.live,
-        grant: () => void this.#grant(this.#slotQueue),
-      },
+      waiters: this.#waitersOf(this.#slotQueue),
     });
     this.#supply = new TokenSupply({
-      store: this.#store,
-      clock: this.#clock,
+      ...shared,
       limits,
       leaseMs: this.#leaseMs,
-      peers: this.#peers,
-      random: this.#random,
-      stats: this.stats,
-      waiters: {
-        waiting: () => this.#tokenQueue.live,
-        grant: () => void this.#grant(this.#tokenQueue),
-      },
+      waiters: this.#waitersOf(this.#tokenQueue),
     });
     if (!(this.#queueLimit >= 0)) {
       throw new RangeError(`queueLimit must be >= 0 (got ${this.#queueLimit})`);
@@ -237,6 +231,11 @@ export class ScopeLimiter {
   }
 
   #refusal = (reason: RefusalReason) => this.#refuse(reason);
+
+  /** A line as the slots or the tokens see it: how many wait, and grant the next. */
+  #waitersOf(queue: AdmissionQueue): Waiters {
+    return { waiting: () => queue.live, grant: () => void this.#grant(queue) };
+  }
 
   #grant(queue: AdmissionQueue): boolean {
     const w = grantNext(queue);

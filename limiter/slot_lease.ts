@@ -1,32 +1,17 @@
-import type { CapacityStore } from "./capacity_store.ts";
+import type { CapacityStore, HeldParts, Waiters } from "./capacity_store.ts";
 import type { Clock, TimerHandle } from "../lib/mod.ts";
 
 /** How long a shared slot may sit idle with this instance before it goes back, in ms. */
 export const SLOT_LINGER_MS = 1000;
 
-/** The side of the wait queue that {@linkcode SlotLease} needs. */
-export interface SlotWaiters {
-  /** Requests waiting for a slot. */
-  waiting(): number;
-  /** Gives the next waiter a slot (already counted in use). */
-  grant(): void;
-}
-
 /** Options for {@linkcode SlotLease}. */
-export interface SlotLeaseOptions {
-  store: CapacityStore;
-  clock: Clock;
+export interface SlotLeaseOptions extends HeldParts {
   /** The service's in-flight cap: all a store of this instance's own holds. */
   maxConn: number;
   /** How long held slots stay valid without renewal, in ms. */
   ttlMs: number;
-  /** Live instances sharing the store (backs off slot polls). */
-  peers: () => number;
-  /** Random numbers in [0, 1) for the jitter of polls. */
-  random: () => number;
   /** Counts the slot writes. */
   stats: { slotWrites: number };
-  waiters: SlotWaiters;
 }
 
 /**
@@ -49,7 +34,7 @@ export class SlotLease {
   #peers: () => number;
   #random: () => number;
   #stats: { slotWrites: number };
-  #queue: SlotWaiters;
+  #queue: Waiters;
   #holding = false;
   /** Asks again for slots after none were free. */
   #pollTimer: TimerHandle | undefined;

@@ -8,31 +8,17 @@
  * @module
  */
 import type { Clock, TimerHandle } from "../lib/mod.ts";
-import type { CapacityStore, ServiceLimits } from "./capacity_store.ts";
+import type { CapacityStore, HeldParts, ServiceLimits } from "./capacity_store.ts";
 import { DemandMeter, leaseSize, pipelineTokens, tokensNeeded } from "./lease_policy.ts";
 import { TokenStock } from "./token_stock.ts";
 
-/** The requests waiting for a token, as the supply sees them. */
-export interface TokenWaiters {
-  waiting(): number;
-  /** Grants the next waiter a token just spent for it. */
-  grant(): void;
-}
-
 /** Options for {@linkcode TokenSupply}. */
-export interface TokenSupplyOptions {
-  store: CapacityStore;
-  clock: Clock;
+export interface TokenSupplyOptions extends HeldParts {
   limits: ServiceLimits;
   /** Lifetime τ of leased tokens, in ms. */
   leaseMs: number;
-  /** Live instances sharing the store, for lease sizing. */
-  peers: () => number;
-  /** Random numbers in [0, 1) for the jitter of lease retries. */
-  random: () => number;
   /** Counts leases and tokens. */
   stats: { tokenLeases: number; tokensLeased: number; tokensSpent: number; tokensStranded: number };
-  waiters: TokenWaiters;
 }
 
 /** The tokens one instance holds of a service (see the module doc). */

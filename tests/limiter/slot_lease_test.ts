@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { CapacityStore } from "../../limiter/mod.ts";
-import { SlotLease, type SlotWaiters } from "../../limiter/slot_lease.ts";
+import { SlotLease } from "../../limiter/slot_lease.ts";
+import type { Waiters } from "../../limiter/capacity_store.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 
 /** A shared store whose slot writes the test controls. */
@@ -29,7 +30,7 @@ function newLease(
   store: CapacityStore,
   clock: FakeClock,
   maxConn: number,
-  waiters: SlotWaiters = { waiting: () => 0, grant: () => {} },
+  waiters: Waiters = { waiting: () => 0, grant: () => {} },
 ): SlotLease {
   return new SlotLease({
     store,
