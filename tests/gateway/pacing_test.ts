@@ -1,171 +1,221 @@
+/**
+ * A service's pace, in-flight cap and queue through the gateway, in process
+ * on the fake clock: when each request leaves is exact, not a window.
+ */
 import assert from "node:assert/strict";
-import { auth, chatBody, postChat, startMocked } from "../support/harness.ts";
+import { FakeClock, flush, settle } from "../support/fake_clock.ts";
+import { chatRequest, fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+import { PASSWORD } from "../support/harness.ts";
+import { OK } from "../support/key_pacing_setup.ts";
+
+/** A provider on the fake clock: answers after `latencyMs`; a stream sends `chunks` events `chunkMs` apart. */
+function slowProvider(clock: FakeClock, latencyMs = 0, chunks = 3, chunkMs = 50) {
+  const sent: number[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const later = <T>(ms: number, f: () => T) =>
+    new Promise<T>((r) => clock.setTimeout(() => r(f()), ms));
+  const answer = async (_key: string | undefined, req: Request): Promise<Response> => {
+    sent.push(clock.now());
+    maxInFlight = Math.max(maxInFlight, ++inFlight);
+    const stream = (await req.json()).stream === true;
+    await later(latencyMs, () => {});
+    if (!stream) {
+      inFlight--;
+      return jsonAnswer(200, OK);
+    }
+    let n = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull: (c) =>
+        later(chunkMs, () => {
+          if (n++ < chunks) return c.enqueue(new TextEncoder().encode(`data: {"n":${n}}\n\n`));
+          c.enqueue(new TextEncoder().encode("data: [DONE]\n\n"));
+          c.close();
+          inFlight--;
+        }),
+    });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  };
+  return { sent, answer, maxInFlight: () => maxInFlight };
+}
+
+/** A gateway with openai (and an Anthropic-shaped claude) over `answer`, on `clock`. */
+async function gatewayOver(
+  clock: FakeClock,
+  answer: (key: string | undefined, req: Request) => Promise<Response>,
+  limits: Record<string, unknown>,
+  settings: Record<string, unknown> = {},
+) {
+  const kv = await Deno.openKv(":memory:");
+  const service = { target: "http://upstream.test", rateLimitHeaders: "none", ...limits };
+  const upstream = fakeUpstream(
+    answer as unknown as (k: string | undefined, r: Request) => Response,
+  );
+  const gateway = await inProcessGateway(
+    { ...settings, services: { openai: service, claude: { ...service, style: "anthropic" } } },
+    { OPENAI_API_KEYS: "sk-one", CLAUDE_API_KEYS: "sk-one" },
+    { kv, clock, fetch: upstream.fetch, random: () => 0.5 },
+  );
+  return {
+    gateway,
+    limiter: gateway.runtimes.get("openai")!.limiter,
+    async [Symbol.asyncDispose]() {
+      await gateway.close();
+      kv.close();
+    },
+  };
+}
+
+/**
+ * Lets queued callbacks and timers due now run until `done()` (a lease is
+ * asked for one turn later, and a KV round trip takes a few); no time passes.
+ */
+async function until(clock: FakeClock, done: () => boolean): Promise<void> {
+  for (let i = 0; i < 50 && !done(); i++) await clock.advance(0);
+  assert(done(), "never happened");
+}
+
+const claudeRequest = (signal?: AbortSignal) =>
+  new Request("http://gw/claude/v1/messages", {
+    method: "POST",
+    headers: { authorization: `Bearer ${PASSWORD}`, "content-type": "application/json" },
+    body: "{}",
+    signal,
+  });
 
 for (const limitMode of ["local", "shared"] as const) {
-  Deno.test(`pacing (${limitMode}): burst 8, rps 4, 20 concurrent → 8 at once, the rest at about 4 per second`, async () => {
-    await using t = await startMocked({}, (url) => ({
-      services: { openai: { target: url, keys: ["sk-one"], rps: 4, burst: 8, maxConn: 20 } },
-      settings: { limitMode },
-    }));
-    const { mock, gw } = t;
-    const started = Date.now();
-    const all = await Promise.all(Array.from({ length: 20 }, () => postChat(gw.url)));
+  Deno.test(`pacing (${limitMode}): burst 8, rps 4, 20 concurrent → 8 at once, then one every 250 ms`, async () => {
+    const clock = new FakeClock();
+    const up = slowProvider(clock);
+    await using t = await gatewayOver(clock, up.answer, { rps: 4, burst: 8, maxConn: 20 }, {
+      limitMode,
+    });
+    const t0 = clock.now();
+    const all = await settle(
+      clock,
+      Promise.all(Array.from({ length: 20 }, () => t.gateway.handler(chatRequest()))),
+      1000, // timers fire at their own times whatever the step
+    );
     for (const r of all) {
-      assert.deepEqual(r.status, 200);
+      assert.equal(r.status, 200);
       await r.body?.cancel();
     }
-    const at = mock.received.map((r) => r.at - started).sort((a, b) => a - b);
-    assert(at[7] < 150, `the first 8 left at once (8th at ${at[7]} ms)`);
-    assert(at[8] >= 150, `the 9th waited for a token (at ${at[8]} ms)`);
-    // 12 more at 4/s: the last about 3 s after the start.
-    assert.ok(
-      at[19] >= 2600 && at[19] <= 3600,
-      `${"the 20th request's arrival (ms)"}: ${at[19]} not in 2600..3600`,
-    );
-    const spacing = (at[19] - at[8]) / 11;
-    assert.ok(
-      spacing >= 200 && spacing <= 300,
-      `${"spacing after the burst (ms)"}: ${spacing} not in 200..300`,
+    const at = up.sent.map((s) => s - t0);
+    assert.deepEqual(at.slice(0, 8), [0, 0, 0, 0, 0, 0, 0, 0], "the burst left at once");
+    assert.deepEqual(
+      at.slice(8),
+      Array.from({ length: 12 }, (_, i) => 250 * (i + 1)),
+      "then 4 per second",
     );
   });
 }
 
 Deno.test("pacing: requests in flight never exceed maxConn; a stream holds its slot to the end", async () => {
-  await using t = await startMocked({ chunkDelayMs: 50, chunks: 3 }, (url) => ({
-    services: {
-      openai: { target: url, keys: ["sk-one"], rps: 1000, burst: 1000, maxConn: 2 },
-    },
-  }));
-  const { mock, gw } = t;
+  const clock = new FakeClock();
+  const up = slowProvider(clock, 0, 3, 50);
+  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 2 });
   const streams = Array.from({ length: 8 }, async () => {
-    const r = await fetch(`${gw.url}/openai/v1/chat/completions`, {
-      method: "POST",
-      headers: auth({ "content-type": "application/json" }),
-      body: chatBody({ stream: true }),
-    });
+    const r = await t.gateway.handler(chatRequest({ stream: true }));
     return await r.text();
   });
-  const texts = await Promise.all(streams);
-  for (const t of texts) assert(t.includes("[DONE]"));
-  assert.deepEqual(mock.received.length, 8);
-  assert.deepEqual(mock.maxInFlight, 2, "upstream high-water mark");
+  const texts = await settle(clock, Promise.all(streams), 100);
+  for (const text of texts) assert(text.includes("[DONE]"));
+  assert.equal(up.sent.length, 8);
+  assert.equal(up.maxInFlight(), 2, "upstream high-water mark");
 });
 
 Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the provider's shape", async () => {
-  await using t = await startMocked({ latencyMs: 300 }, (url) => ({
-    services: {
-      openai: { target: url, keys: ["sk-one"], rps: 1000, burst: 1000, maxConn: 1 },
-      claude: {
-        target: url,
-        keys: ["sk-one"],
-        rps: 1000,
-        burst: 1000,
-        maxConn: 1,
-        style: "anthropic",
-      },
-    },
-    settings: { queueLimit: 2 },
-  }));
-  const { gw } = t;
-  const pause = () => new Promise((r) => setTimeout(r, 50));
-  const held = [postChat(gw.url)]; // in flight
-  await pause();
-  held.push(postChat(gw.url), postChat(gw.url)); // queued: the queue is full
-  await pause();
-  const refused = await postChat(gw.url);
-  assert.deepEqual(refused.status, 429);
-  assert(Number(refused.headers.get("retry-after")) >= 1, "Retry-After in seconds");
-  const body = await refused.json();
-  assert.deepEqual(body.error.type, "rate_limit_error");
-  assert.deepEqual(body.error.code, "gateway_queue_full");
-  for (const r of await Promise.all(held)) {
-    assert.deepEqual(r.status, 200);
-    await r.body?.cancel();
-  }
-  // Anthropic shape on the claude route.
-  const claude = () =>
-    fetch(`${gw.url}/claude/v1/messages`, { method: "POST", headers: auth(), body: "{}" });
-  const c = [claude()];
-  await pause();
-  c.push(claude(), claude());
-  await pause();
-  const cr = await fetch(`${gw.url}/claude/v1/messages`, {
-    method: "POST",
-    headers: auth(),
-    body: "{}",
+  const clock = new FakeClock();
+  const up = slowProvider(clock, 300);
+  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 }, {
+    queueLimit: 2,
   });
-  assert.deepEqual(cr.status, 429);
-  const cb = await cr.json();
-  assert.deepEqual(cb.type, "error");
-  assert.deepEqual(cb.error.type, "rate_limit_error");
-  for (const r of await Promise.all(c)) await r.body?.cancel();
+  const shapes = [[() => chatRequest(), "openai"], [() => claudeRequest(), "claude"]] as const;
+  for (const [request, service] of shapes) {
+    const limiter = t.gateway.runtimes.get(service)!.limiter;
+    // Each answer read whole as it comes, as a client does: the slot goes back at its end.
+    const status = () =>
+      t.gateway.handler(request()).then(async (r) => (await r.arrayBuffer(), r.status));
+    const sent = up.sent.length;
+    const held = [status()]; // in flight
+    await until(clock, () => up.sent.length > sent);
+    held.push(status(), status()); // queued: the queue is full
+    await until(clock, () => limiter.waiting === 2);
+    const refused = await t.gateway.handler(request());
+    assert.equal(refused.status, 429);
+    assert(Number(refused.headers.get("retry-after")) >= 1, "Retry-After in seconds");
+    const body = await refused.json();
+    if (service === "openai") {
+      assert.deepEqual([body.error.type, body.error.code], [
+        "rate_limit_error",
+        "gateway_queue_full",
+      ]);
+    } else {
+      assert.deepEqual(
+        [body.type, body.error.type],
+        ["error", "rate_limit_error"],
+        "Anthropic's shape",
+      );
+    }
+    assert.deepEqual(await settle(clock, Promise.all(held), 100), [200, 200, 200]);
+  }
 });
 
 Deno.test("queue: a request that waits past queueTimeoutMs gets 429 with Retry-After", async () => {
-  await using t = await startMocked({}, (url) => ({
-    services: { openai: { target: url, keys: ["sk-one"], rps: 0.5, burst: 1, maxConn: 5 } },
-    settings: { queueTimeoutMs: 300 },
-  }));
-  const { mock, gw } = t;
-  const first = await postChat(gw.url);
-  assert.deepEqual(first.status, 200);
+  const clock = new FakeClock();
+  const up = slowProvider(clock);
+  await using t = await gatewayOver(clock, up.answer, { rps: 0.5, burst: 1, maxConn: 5 }, {
+    queueTimeoutMs: 300,
+  });
+  const first = await settle(clock, t.gateway.handler(chatRequest()), 100);
+  assert.equal(first.status, 200);
   await first.body?.cancel();
-  const started = Date.now();
-  const second = await postChat(gw.url);
-  assert.deepEqual(second.status, 429);
-  assert.deepEqual((await second.json()).error.code, "gateway_queue_timeout");
-  assert(second.headers.get("retry-after") !== null);
-  assert.ok(
-    Date.now() - started >= 250 && Date.now() - started <= 1000,
-    `${"gave up at the queue deadline (ms)"}: ${Date.now() - started} not in 250..1000`,
-  );
-  assert.deepEqual(mock.received.length, 1);
+  const t0 = clock.now();
+  const second = await settle(clock, t.gateway.handler(chatRequest()), 100);
+  assert.equal(second.status, 429);
+  assert.equal((await second.json()).error.code, "gateway_queue_timeout");
+  assert.notEqual(second.headers.get("retry-after"), null);
+  // Deadlines fire on one sweeper, up to its 100 ms resolution late, never early.
+  assert(clock.now() - t0 >= 300 && clock.now() - t0 <= 400, `gave up at ${clock.now() - t0} ms`);
+  assert.equal(up.sent.length, 1);
 });
 
 Deno.test("queue: a client that disconnects while queued leaves the queue at once", async () => {
-  await using t = await startMocked({ latencyMs: 400 }, (url) => ({
-    services: {
-      openai: { target: url, keys: ["sk-one"], rps: 1000, burst: 1000, maxConn: 1 },
-    },
-  }));
-  const { mock, gw } = t;
-  const limiter = gw.gateway.runtimes.get("openai")!.limiter;
-  const first = postChat(gw.url);
-  await new Promise((r) => setTimeout(r, 50));
-  const ac = new AbortController();
-  const queued = postChat(gw.url, ac.signal).catch(() => "aborted");
-  await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(limiter.waiting, 1);
-  ac.abort();
-  assert.deepEqual(await queued, "aborted");
-  for (let i = 0; i < 20 && limiter.waiting > 0; i++) await new Promise((r) => setTimeout(r, 5));
-  assert.deepEqual(limiter.waiting, 0, "left the queue before the slot freed");
-  const r = await first;
+  const clock = new FakeClock();
+  const up = slowProvider(clock, 400);
+  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
+  const first = t.gateway.handler(chatRequest());
+  await until(clock, () => up.sent.length === 1);
+  const client = new AbortController();
+  const queued = t.gateway.handler(new Request(chatRequest(), { signal: client.signal }));
+  await until(clock, () => t.limiter.waiting === 1);
+  client.abort();
+  await flush();
+  assert.equal(t.limiter.waiting, 0, "left the queue before the slot freed, no time passed");
+  assert.equal((await queued).status, 499);
+  const r = await settle(clock, first, 100);
   await r.body?.cancel();
-  await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(mock.received.length, 1, "the aborted request never went upstream");
+  await clock.advance(1000);
+  assert.equal(up.sent.length, 1, "the aborted request never went upstream");
 });
 
 Deno.test("shutdown: queued requests get 503 gateway_closing at once, the one in flight completes", async () => {
-  await using t = await startMocked({ latencyMs: 300 }, (url) => ({
-    services: { openai: { target: url, keys: ["sk-one"], rps: 1000, burst: 1000, maxConn: 1 } },
-  }));
-  const { mock, gw } = t;
-  const inFlight = postChat(gw.url);
-  await new Promise((r) => setTimeout(r, 100));
-  const queued = [postChat(gw.url), postChat(gw.url)];
-  await new Promise((r) => setTimeout(r, 50));
-  const closed = Date.now();
-  const closing = gw.gateway.close();
-  const answers = await Promise.all(queued);
-  assert(Date.now() - closed < 150, "refused at once, not after the queue timeout");
+  const clock = new FakeClock();
+  const up = slowProvider(clock, 300);
+  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
+  const inFlight = t.gateway.handler(chatRequest());
+  await until(clock, () => up.sent.length === 1);
+  const queued = [t.gateway.handler(chatRequest()), t.gateway.handler(chatRequest())];
+  await until(clock, () => t.limiter.waiting === 2);
+  const closing = t.gateway.close();
+  const answers = await Promise.all(queued); // no time passes: refused at once
   for (const r of answers) {
-    assert.deepEqual(r.status, 503);
-    assert.deepEqual((await r.json()).error.code, "gateway_closing");
+    assert.equal(r.status, 503);
+    assert.equal((await r.json()).error.code, "gateway_closing");
   }
-  const first = await inFlight;
-  assert.deepEqual(first.status, 200);
+  const first = await settle(clock, inFlight, 100);
+  assert.equal(first.status, 200);
   await first.body?.cancel();
-  await closing;
-  assert.deepEqual(mock.received.length, 1, "the queued requests never went upstream");
+  await settle(clock, closing, 100);
+  assert.equal(up.sent.length, 1, "the queued requests never went upstream");
 });
