@@ -271,8 +271,12 @@ export class ProviderBackoff {
       const turn = await this.#store.claimProbe(probe, now);
       if (!turn.go || !turn.probe) {
         this.#probing = false;
-        if (turn.go) this.#pause = undefined;
-        this.#changes.wake();
+        // Another instance's probe ended the pause: the waiters go. (One still
+        // out is not news: woken, they would only claim again, and again.)
+        if (turn.go) {
+          this.#pause = undefined;
+          this.#changes.wake();
+        }
       }
       return turn;
     } catch {

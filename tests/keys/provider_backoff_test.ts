@@ -90,3 +90,29 @@ Deno.test("a held retry goes at the next answer, or after maxMs without one", as
   await clock.advance(2000);
   assert.equal(await settledBy(unanswered), true, "no answer: it goes after maxMs");
 });
+
+Deno.test("a claim of the probe lost to another instance wakes nobody: its waiters wait their turn, not claim again at once", async () => {
+  const clock = new FakeClock();
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const make = (instanceId: string) =>
+      new ProviderBackoff({ service: "openai", keys: 1, clock, instanceId, kv });
+    const here = make("here");
+    const there = make("there");
+    here.sending();
+    here.answered("k_a", true, 2000, clock.now(), false);
+    here.settled();
+    await flush();
+    await there.refresh();
+    await clock.advance(2000);
+    assert.deepEqual(await here.turn(clock.now()), { go: true, probe: true }, "here probes");
+    const first = await there.turn(clock.now());
+    assert.equal(first.go, false, "there lost the claim");
+    const waiting = there.waitForTurn(first.go ? 0 : first.untilMs);
+    const second = await there.turn(clock.now());
+    assert.equal(second.go, false, "lost again");
+    assert.equal(await settledBy(waiting), false, "the second loss woke no one");
+  } finally {
+    kv.close();
+  }
+});
