@@ -8,10 +8,12 @@ import { loadConfig } from "../../config/mod.ts";
 import { createGateway, type Gateway, type GatewayOptions } from "../../gateway/mod.ts";
 import { PASSWORD } from "./harness.ts";
 
-/** What the fake upstream was asked: the key it was called with, and the path. */
+/** What the fake upstream was asked: the key it was called with, the path, the query, the headers. */
 export interface UpstreamCall {
   key: string | undefined;
   path: string;
+  search: string;
+  headers: Headers;
 }
 
 /** An upstream as a `fetch`: answers by key, records every call. */
@@ -20,8 +22,18 @@ export function fakeUpstream(answer: (key: string | undefined, req: Request) => 
   const fetch = (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const req = new Request(input, init);
     const key = req.headers.get("authorization")?.replace(/^Bearer /, "");
-    calls.push({ key, path: new URL(req.url).pathname });
-    return Promise.resolve(answer(key, req));
+    const url = new URL(req.url);
+    calls.push({ key, path: url.pathname, search: url.search, headers: req.headers });
+    const answered = Promise.resolve(answer(key, req));
+    const signal = init?.signal;
+    if (!signal) return answered;
+    // As fetch does: an abort before the answer rejects the call.
+    return new Promise((resolve, reject) => {
+      const abort = () => reject(signal.reason ?? new DOMException("aborted", "AbortError"));
+      if (signal.aborted) return abort();
+      signal.addEventListener("abort", abort, { once: true });
+      answered.then(resolve, reject).finally(() => signal.removeEventListener("abort", abort));
+    });
   };
   return { calls, fetch: fetch as typeof globalThis.fetch };
 }
