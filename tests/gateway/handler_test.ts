@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 import { auth, chatBody, PASSWORD } from "../support/harness.ts";
-import { fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+import { gatewayOver, jsonAnswer } from "../support/in_process.ts";
 import { OK } from "../support/key_pacing_setup.ts";
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -49,14 +49,9 @@ async function setup(
   relay: "observe" | "native" = "native",
 ) {
   const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  const up = fakeUpstream(
-    provider(clock, o) as unknown as (k: string | undefined, r: Request) => Response,
-  );
   const url = "http://upstream.test";
   const limits = { rps: 100, burst: 100, maxConn: 50 };
-  const logs: Record<string, unknown>[] = [];
-  const gateway = await inProcessGateway({
+  const t = await gatewayOver(provider(clock, o), {
     ...settings,
     services: {
       openai: { target: url, ...limits, streamRelay: relay },
@@ -72,20 +67,11 @@ async function setup(
     GEMQ_API_KEYS: "g-one",
     SUB_API_KEYS: "sk-one",
     ...env,
-  }, { kv, clock, fetch: up.fetch, logs, random: () => 0.5 });
-  return {
-    clock,
-    gateway,
-    calls: up.calls,
-    logs,
-    /** The gateway's answer to `path` (on http://gw), the clock moved on while it waits. */
-    fetch: (path: string, init?: RequestInit) =>
-      settle(clock, gateway.handler(new Request(`http://gw${path}`, init)), 100),
-    async [Symbol.asyncDispose]() {
-      await gateway.close();
-      kv.close();
-    },
-  };
+  }, { clock });
+  /** The gateway's answer to `path` (on http://gw), the clock moved on while it waits. */
+  const fetch = (path: string, init?: RequestInit) =>
+    settle(clock, t.gateway.handler(new Request(`http://gw${path}`, init)), 100);
+  return Object.assign(t, { fetch });
 }
 
 Deno.test("routing: the rest of the path and the query go to the target", async () => {

@@ -13,25 +13,19 @@ import { scriptedUpstream } from "../support/scripted_upstream.ts";
 /** A gateway over a scripted provider, with `keys`, on a fresh clock and KV. */
 async function scripted(keys: string, settings: Record<string, unknown> = {}) {
   const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
   const up = scriptedUpstream(clock);
-  const t = await setup(up.answer, {}, keys, settings, { kv, clock });
-  return {
-    ...t,
-    ...up,
+  const t = await setup(up.answer, {}, keys, settings, { clock });
+  const send = () => settle(clock, t.gateway.handler(chatRequest()), 100);
+  return Object.assign(t, up, {
+    send,
     /** The status of one chat completion, its body read. */
     async status(): Promise<number> {
-      const r = await this.send();
+      const r = await send();
       await r.body?.cancel();
       return r.status;
     },
-    send: () => settle(clock, t.gateway.handler(chatRequest()), 100),
     pool: () => t.gateway.runtimes.get("openai")!.pool,
-    async [Symbol.asyncDispose]() {
-      await t[Symbol.asyncDispose]();
-      kv.close();
-    },
-  };
+  });
 }
 
 Deno.test("keys rotate round-robin across requests", async () => {

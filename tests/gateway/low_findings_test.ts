@@ -7,26 +7,16 @@ import assert from "node:assert/strict";
 import { RouteCache } from "../../gateway/stages/route.ts";
 import { countTopLevelKey } from "../../gateway/stages/team_stages.ts";
 import { loadConfig } from "../../config/mod.ts";
-import { FakeClock, settle } from "../support/fake_clock.ts";
+import { settle } from "../support/fake_clock.ts";
 import { PASSWORD, startMocked } from "../support/harness.ts";
-import { fakeUpstream, inProcessGateway } from "../support/in_process.ts";
+import { type Answer, gatewayOver } from "../support/in_process.ts";
 import { openaiBadKey, providerAnswer } from "../support/provider_answers.ts";
 
-async function setup(
-  answer: (key: string | undefined, req: Request) => Response,
-  settings: Record<string, unknown> = {},
-) {
-  const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  const upstream = fakeUpstream(answer);
-  const gateway = await inProcessGateway(
-    {
-      ...settings,
-      services: { openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 10 } },
-    },
-    { OPENAI_API_KEYS: "sk-live-aaaa-1111,sk-live-bbbb-2222" },
-    { kv, clock, fetch: upstream.fetch },
-  );
+async function setup(answer: Answer, settings: Record<string, unknown> = {}) {
+  const openai = { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 10 };
+  const t = await gatewayOver(answer, { ...settings, services: { openai } }, {
+    OPENAI_API_KEYS: "sk-live-aaaa-1111,sk-live-bbbb-2222",
+  });
   const send = async (init: RequestInit & { path?: string; host?: string } = {}) => {
     const headers = new Headers(init.headers);
     if (!headers.has("authorization")) headers.set("authorization", `Bearer ${PASSWORD}`);
@@ -36,17 +26,10 @@ async function setup(
       headers,
       body: init.method === "GET" || init.method === "TRACE" ? undefined : (init.body ?? "{}"),
     });
-    const res = await settle(clock, gateway.handler(req));
+    const res = await settle(t.clock, t.gateway.handler(req));
     return { status: res.status, headers: res.headers, text: await res.text() };
   };
-  return {
-    send,
-    calls: upstream.calls,
-    async [Symbol.asyncDispose]() {
-      await gateway.close();
-      kv.close();
-    },
-  };
+  return Object.assign(t, { send });
 }
 
 Deno.test("L2: the provider's cookies, org and project ids and server name never reach the client", async () => {

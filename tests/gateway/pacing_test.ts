@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { FakeClock, flush, settle } from "../support/fake_clock.ts";
-import { chatRequest, fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+import { type Answer, chatRequest, gatewayOver, jsonAnswer } from "../support/in_process.ts";
 import { PASSWORD } from "../support/harness.ts";
 import { OK } from "../support/key_pacing_setup.ts";
 
@@ -40,30 +40,20 @@ function slowProvider(clock: FakeClock, latencyMs = 0, chunks = 3, chunkMs = 50)
 }
 
 /** A gateway with openai (and an Anthropic-shaped claude) over `answer`, on `clock`. */
-async function gatewayOver(
+async function paced(
   clock: FakeClock,
-  answer: (key: string | undefined, req: Request) => Promise<Response>,
+  answer: Answer,
   limits: Record<string, unknown>,
   settings: Record<string, unknown> = {},
 ) {
-  const kv = await Deno.openKv(":memory:");
   const service = { target: "http://upstream.test", rateLimitHeaders: "none", ...limits };
-  const upstream = fakeUpstream(
-    answer as unknown as (k: string | undefined, r: Request) => Response,
-  );
-  const gateway = await inProcessGateway(
+  const t = await gatewayOver(
+    answer,
     { ...settings, services: { openai: service, claude: { ...service, style: "anthropic" } } },
     { OPENAI_API_KEYS: "sk-one", CLAUDE_API_KEYS: "sk-one" },
-    { kv, clock, fetch: upstream.fetch, random: () => 0.5 },
+    { clock },
   );
-  return {
-    gateway,
-    limiter: gateway.runtimes.get("openai")!.limiter,
-    async [Symbol.asyncDispose]() {
-      await gateway.close();
-      kv.close();
-    },
-  };
+  return Object.assign(t, { limiter: t.gateway.runtimes.get("openai")!.limiter });
 }
 
 /**
@@ -87,7 +77,7 @@ for (const limitMode of ["local", "shared"] as const) {
   Deno.test(`pacing (${limitMode}): burst 8, rps 4, 20 concurrent → 8 at once, then one every 250 ms`, async () => {
     const clock = new FakeClock();
     const up = slowProvider(clock);
-    await using t = await gatewayOver(clock, up.answer, { rps: 4, burst: 8, maxConn: 20 }, {
+    await using t = await paced(clock, up.answer, { rps: 4, burst: 8, maxConn: 20 }, {
       limitMode,
     });
     const t0 = clock.now();
@@ -113,7 +103,7 @@ for (const limitMode of ["local", "shared"] as const) {
 Deno.test("pacing: requests in flight never exceed maxConn; a stream holds its slot to the end", async () => {
   const clock = new FakeClock();
   const up = slowProvider(clock, 0, 3, 50);
-  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 2 });
+  await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 2 });
   const streams = Array.from({ length: 8 }, async () => {
     const r = await t.gateway.handler(chatRequest({ stream: true }));
     return await r.text();
@@ -127,7 +117,7 @@ Deno.test("pacing: requests in flight never exceed maxConn; a stream holds its s
 Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the provider's shape", async () => {
   const clock = new FakeClock();
   const up = slowProvider(clock, 300);
-  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 }, {
+  await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 }, {
     queueLimit: 2,
   });
   const shapes = [[() => chatRequest(), "openai"], [() => claudeRequest(), "claude"]] as const;
@@ -164,7 +154,7 @@ Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the pro
 Deno.test("queue: a request that waits past queueTimeoutMs gets 429 with Retry-After", async () => {
   const clock = new FakeClock();
   const up = slowProvider(clock);
-  await using t = await gatewayOver(clock, up.answer, { rps: 0.5, burst: 1, maxConn: 5 }, {
+  await using t = await paced(clock, up.answer, { rps: 0.5, burst: 1, maxConn: 5 }, {
     queueTimeoutMs: 300,
   });
   const first = await settle(clock, t.gateway.handler(chatRequest()), 100);
@@ -183,7 +173,7 @@ Deno.test("queue: a request that waits past queueTimeoutMs gets 429 with Retry-A
 Deno.test("queue: a client that disconnects while queued leaves the queue at once", async () => {
   const clock = new FakeClock();
   const up = slowProvider(clock, 400);
-  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
+  await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
   const first = t.gateway.handler(chatRequest());
   await until(clock, () => up.sent.length === 1);
   const client = new AbortController();
@@ -202,7 +192,7 @@ Deno.test("queue: a client that disconnects while queued leaves the queue at onc
 Deno.test("shutdown: queued requests get 503 gateway_closing at once, the one in flight completes", async () => {
   const clock = new FakeClock();
   const up = slowProvider(clock, 300);
-  await using t = await gatewayOver(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
+  await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
   const inFlight = t.gateway.handler(chatRequest());
   await until(clock, () => up.sent.length === 1);
   const queued = [t.gateway.handler(chatRequest()), t.gateway.handler(chatRequest())];

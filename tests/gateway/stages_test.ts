@@ -3,52 +3,26 @@
  * against an injected upstream `fetch` and the fake clock, no sockets.
  */
 import assert from "node:assert/strict";
-import type { Gateway } from "../../gateway/mod.ts";
-import { FakeClock, settle } from "../support/fake_clock.ts";
+import { settle } from "../support/fake_clock.ts";
 import { PASSWORD } from "../support/harness.ts";
-import { chatRequest, fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+import {
+  type Answer,
+  chatRequest,
+  gatewayOver,
+  type InProcess,
+  jsonAnswer,
+} from "../support/in_process.ts";
 
 const OK = { id: "c", choices: [{ message: { role: "assistant", content: "hi" } }] };
 
-interface Setup {
-  clock: FakeClock;
-  gateway: Gateway;
-  calls: ReturnType<typeof fakeUpstream>["calls"];
-  logs: Record<string, unknown>[];
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-async function setup(
-  answer: (key: string | undefined, req: Request) => Response | Promise<Response>,
+function setup(
+  answer: Answer,
   settings: Record<string, unknown> = {},
   env: Record<string, string> = { OPENAI_API_KEYS: "sk-a,sk-b" },
-): Promise<Setup> {
-  const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  const upstream = fakeUpstream(answer as (k: string | undefined, r: Request) => Response);
-  const logs: Record<string, unknown>[] = [];
+): Promise<InProcess> {
   const services = (settings.services ?? {}) as Record<string, unknown>;
-  const gateway = await inProcessGateway(
-    {
-      ...settings,
-      services: {
-        openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 10 },
-        ...services,
-      },
-    },
-    env,
-    { kv, clock, fetch: upstream.fetch, logs, random: () => 0.5 },
-  );
-  return {
-    clock,
-    gateway,
-    calls: upstream.calls,
-    logs,
-    async [Symbol.asyncDispose]() {
-      await gateway.close();
-      kv.close();
-    },
-  };
+  const openai = { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 10 };
+  return gatewayOver(answer, { ...settings, services: { openai, ...services } }, env);
 }
 
 const requestLines = (logs: Record<string, unknown>[]) => logs.filter((l) => "outcome" in l);

@@ -6,19 +6,17 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../config/mod.ts";
 import { endpointAllowed } from "../../teams/mod.ts";
-import { FakeClock, settle } from "../support/fake_clock.ts";
+import { settle } from "../support/fake_clock.ts";
 import { PASSWORD } from "../support/harness.ts";
-import { fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+import { gatewayOver, jsonAnswer } from "../support/in_process.ts";
 
 const ALPHA = "alpha-token-0123456789abcdef";
 const FILES = "files-token-0123456789abcdef";
 const ALL = "every-token-0123456789abcdef";
 
 async function setup() {
-  const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  const upstream = fakeUpstream(() => jsonAnswer(200, { object: "list", data: [] }));
-  const gateway = await inProcessGateway(
+  const t = await gatewayOver(
+    () => jsonAnswer(200, { object: "list", data: [] }),
     {
       teams: {
         alpha: { token: ALPHA },
@@ -31,7 +29,6 @@ async function setup() {
       },
     },
     { OPENAI_API_KEYS: "sk-a", GEMINI_API_KEYS: "gk-a" },
-    { kv, clock, fetch: upstream.fetch },
   );
   const send = async (token: string, method: string, path: string) => {
     const body = method === "POST" ? JSON.stringify({ model: "m", contents: [] }) : undefined;
@@ -40,17 +37,10 @@ async function setup() {
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body,
     });
-    const res = await settle(clock, gateway.handler(req));
+    const res = await settle(t.clock, t.gateway.handler(req));
     return { status: res.status, text: await res.text() };
   };
-  return {
-    send,
-    calls: upstream.calls,
-    async [Symbol.asyncDispose]() {
-      await gateway.close();
-      kv.close();
-    },
-  };
+  return Object.assign(t, { send });
 }
 
 Deno.test("M5: a team with no paths reaches inference and model lists, and gets 403 on files, batches, stored objects and organization endpoints", async () => {

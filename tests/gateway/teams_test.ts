@@ -3,33 +3,20 @@
  * through `handler(new Request(…))` with an injected upstream and the fake clock.
  */
 import assert from "node:assert/strict";
-import type { Gateway } from "../../gateway/mod.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 import { PASSWORD } from "../support/harness.ts";
-import { fakeUpstream, inProcessGateway, jsonAnswer } from "../support/in_process.ts";
+import { gatewayOver, type InProcess, jsonAnswer } from "../support/in_process.ts";
 
 const TRANSLATE = "translate-token-0123456789";
 
-interface Setup {
-  clock: FakeClock;
-  kv: Deno.Kv;
-  gateway: Gateway;
-  calls: ReturnType<typeof fakeUpstream>["calls"];
-  logs: Record<string, unknown>[];
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-async function setup(
+function setup(
   teams: Record<string, unknown>,
   answer: (req: Request) => Response | Promise<Response> = () => chatAnswer(10),
   settings: Record<string, unknown> = {},
   start = Date.UTC(2026, 10, 29, 12, 0, 0),
-): Promise<Setup> {
-  const clock = new FakeClock(start);
-  const kv = await Deno.openKv(":memory:");
-  const upstream = fakeUpstream((_, req) => answer(req) as Response);
-  const logs: Record<string, unknown>[] = [];
-  const gateway = await inProcessGateway(
+): Promise<InProcess> {
+  return gatewayOver(
+    (_, req) => answer(req),
     {
       queueTimeoutMs: 5000,
       ...settings,
@@ -41,19 +28,8 @@ async function setup(
       },
     },
     { OPENAI_API_KEYS: "sk-a", CLAUDE_API_KEYS: "ck-a", GEMINI_API_KEYS: "gk-a" },
-    { kv, clock, fetch: upstream.fetch, logs, random: () => 0.5 },
+    { clock: new FakeClock(start) },
   );
-  return {
-    clock,
-    kv,
-    gateway,
-    calls: upstream.calls,
-    logs,
-    async [Symbol.asyncDispose]() {
-      await gateway.close();
-      kv.close();
-    },
-  };
 }
 
 function chatAnswer(totalTokens: number | undefined): Response {
@@ -84,7 +60,7 @@ function admin(method: string, path: string, body?: unknown, token = PASSWORD): 
   });
 }
 
-async function send(t: Setup, req: Request) {
+async function send(t: InProcess, req: Request) {
   const res = await settle(t.clock, t.gateway.handler(req));
   const text = await res.text();
   return { res, status: res.status, body: text ? JSON.parse(text) : undefined };

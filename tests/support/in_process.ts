@@ -7,6 +7,7 @@
 import { loadConfig } from "../../config/mod.ts";
 import { createGateway, type Gateway, type GatewayOptions } from "../../gateway/mod.ts";
 import { PASSWORD } from "./harness.ts";
+import { FakeClock } from "./fake_clock.ts";
 
 /** What the fake upstream was asked: the key it was called with, the path, the query, the headers. */
 export interface UpstreamCall {
@@ -16,8 +17,11 @@ export interface UpstreamCall {
   headers: Headers;
 }
 
+/** How a fake provider answers a call made with `key`. */
+export type Answer = (key: string | undefined, req: Request) => Response | Promise<Response>;
+
 /** An upstream as a `fetch`: answers by key, records every call. */
-export function fakeUpstream(answer: (key: string | undefined, req: Request) => Response) {
+export function fakeUpstream(answer: Answer) {
   const calls: UpstreamCall[] = [];
   const fetch = (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const req = new Request(input, init);
@@ -52,6 +56,52 @@ export async function inProcessGateway(
   const config = loadConfig((n) => all[n]);
   const logs = options.logs ?? [];
   return await createGateway(config, { ...options, log: (l) => logs.push(l) });
+}
+
+/** An in-process gateway with what it runs on; disposing it closes the gateway, and the KV unless shared. */
+export interface InProcess {
+  clock: FakeClock;
+  kv: Deno.Kv;
+  gateway: Gateway;
+  calls: UpstreamCall[];
+  logs: Record<string, unknown>[];
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * The usual in-process setup: a gateway from `settings` and `env` over a
+ * fake provider answering with `answer`, on the fake clock (and `:memory:`
+ * KV, unless `shared` gives a clock and KV several gateways use), with
+ * `random` fixed at 0.5 so that jittered times are exact.
+ */
+export async function gatewayOver(
+  answer: Answer,
+  settings: Record<string, unknown>,
+  env: Record<string, string>,
+  shared: { clock?: FakeClock; kv?: Deno.Kv } = {},
+): Promise<InProcess> {
+  const clock = shared.clock ?? new FakeClock();
+  const kv = shared.kv ?? await Deno.openKv(":memory:");
+  const upstream = fakeUpstream(answer);
+  const logs: Record<string, unknown>[] = [];
+  const gateway = await inProcessGateway(settings, env, {
+    kv,
+    clock,
+    fetch: upstream.fetch,
+    logs,
+    random: () => 0.5,
+  });
+  return {
+    clock,
+    kv,
+    gateway,
+    calls: upstream.calls,
+    logs,
+    async [Symbol.asyncDispose]() {
+      await gateway.close();
+      if (!shared.kv) kv.close();
+    },
+  };
 }
 
 /** A POST of a chat completion to the gateway's openai service, with the password. */

@@ -4,9 +4,8 @@
  *
  * @module
  */
-import type { Gateway } from "../../gateway/mod.ts";
-import { FakeClock } from "./fake_clock.ts";
-import { fakeUpstream, inProcessGateway } from "./in_process.ts";
+import type { FakeClock } from "./fake_clock.ts";
+import { type Answer, gatewayOver, type InProcess } from "./in_process.ts";
 
 export const OK = {
   id: "c",
@@ -14,27 +13,17 @@ export const OK = {
   usage: { prompt_tokens: 3, completion_tokens: 3, total_tokens: 6 },
 };
 
-export interface Setup {
-  clock: FakeClock;
-  gateway: Gateway;
-  calls: ReturnType<typeof fakeUpstream>["calls"];
-  logs: Record<string, unknown>[];
-  kv: Deno.Kv;
-  [Symbol.asyncDispose](): Promise<void>;
-}
+export type Setup = InProcess;
 
-export async function setup(
-  answer: (key: string | undefined, req: Request) => Response | Promise<Response>,
+export function setup(
+  answer: Answer,
   service: Record<string, unknown>,
   keys: string,
   settings: Record<string, unknown> = {},
-  shared?: { kv: Deno.Kv; clock: FakeClock },
+  shared?: { kv?: Deno.Kv; clock?: FakeClock },
 ): Promise<Setup> {
-  const clock = shared?.clock ?? new FakeClock();
-  const kv = shared?.kv ?? await Deno.openKv(":memory:");
-  const upstream = fakeUpstream(answer as (k: string | undefined, r: Request) => Response);
-  const logs: Record<string, unknown>[] = [];
-  const gateway = await inProcessGateway(
+  return gatewayOver(
+    answer,
     {
       ...settings,
       services: {
@@ -49,17 +38,6 @@ export async function setup(
       },
     },
     { OPENAI_API_KEYS: keys },
-    { kv, clock, fetch: upstream.fetch, logs, random: () => 0.5 },
+    shared,
   );
-  return {
-    clock,
-    gateway,
-    calls: upstream.calls,
-    logs,
-    kv,
-    async [Symbol.asyncDispose]() {
-      await gateway.close();
-      if (!shared) kv.close();
-    },
-  };
 }
