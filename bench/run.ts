@@ -28,8 +28,8 @@
  * queued behind a binding limit, then all aborted.
  *
  * Run: `deno task bench` (needs wrk: `apt-get install -y wrk`; the task installs it if missing).
- * `BENCH_BASELINE_ROOT=<another checkout>` adds that kvgate as a fifth target, for before/after
- * figures in one run; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS`, `BENCH_PAIRED_ROUNDS` (0
+ * `BENCH_BASELINE_ROOT=<another checkout>` adds that kvgate (both relays) as more targets, for
+ * before/after figures in one run, requests and streams; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS`, `BENCH_PAIRED_ROUNDS` (0
  * skips the paired phase) and `BENCH_QUEUED` (0 skips memory) shorten it.
  * `BENCH_ONLY_PAIRED=1 BENCH_PAIRED_CONNS=32` runs the paired phases alone, requests at 32
  * connections; `BENCH_PAIRED_STREAM_CONNS` (default 8) sets each target's connections for streams.
@@ -267,16 +267,23 @@ async function main() {
   // Another checkout of kvgate (an earlier commit, say), measured in the same run.
   const beforeRoot = Deno.env.get("BENCH_BASELINE_ROOT");
   if (beforeRoot) {
-    targets.push(
-      await start(
-        "kvgate-baseline",
-        "main.ts",
-        kvgateEnv(mock.base, `${dir}/baseline.sqlite3`, { rps: 1e6, burst: 1e6, maxConn: 10_000 }),
-        "/openai/v1/chat/completions",
-        1,
-        beforeRoot,
-      ),
-    );
+    for (const relay of ["native", "observe"]) {
+      targets.push(
+        await start(
+          relay === "native" ? "kvgate-baseline" : "kvgate-observe-baseline",
+          "main.ts",
+          kvgateEnv(mock.base, `${dir}/baseline-${relay}.sqlite3`, {
+            rps: 1e6,
+            burst: 1e6,
+            maxConn: 10_000,
+            streamRelay: relay,
+          }),
+          "/openai/v1/chat/completions",
+          1,
+          beforeRoot,
+        ),
+      );
+    }
   }
   const mem = await Deno.readTextFile("/proc/meminfo").then((t) =>
     Math.round(Number(/MemTotal:\s+(\d+)/.exec(t)?.[1]) / 1024 / 1024)
@@ -301,9 +308,10 @@ async function main() {
     }
     if (PAIRED_ROUNDS > 0) {
       const baseline = targets.filter((t) => t.name === "kvgate-baseline");
+      const streamBaselines = targets.filter((t) => t.name.endsWith("-baseline"));
       paired = [
         ...await pairedPhase([minimal, kvgate, ...baseline]),
-        ...await pairedStreamPhase([minimal, jsRelay, kvgate, observe]),
+        ...await pairedStreamPhase([minimal, jsRelay, kvgate, observe, ...streamBaselines]),
       ];
     }
   } finally {
@@ -405,7 +413,9 @@ async function pairedStreamPhase(targets: Proc[]): Promise<string[]> {
       targets.map((t) => t.name).join(", ")
     } at once, each under its own wrk at ${PAIRED_STREAM_CONNS} connections (${PAIRED_ROUNDS} rounds of ${PHASE_S} s)`;
     const perRound = await pairedRounds(targets, load, PAIRED_ROUNDS);
-    out.push(...pairedTable(title, targets, perRound, [[2, 0], [1, 0], [3, 1]]));
+    // With a baseline checkout: each relay against the same relay of the commit before.
+    const before: [number, number][] = targets.length === 6 ? [[2, 4], [3, 5]] : [];
+    out.push(...pairedTable(title, targets, perRound, [[2, 0], [1, 0], [3, 1], ...before]));
   }
   return out;
 }
