@@ -45,3 +45,9 @@ export function msUntilToken(state: BucketState, rate: BucketRate): number {
 export function returnTokens(state: BucketState, n: number, rate: BucketRate): BucketState {
   return { ...state, tokens: Math.min(rate.burst, state.tokens + n) };
 }
+
+/** The provider says only `available` are left: at most that many (the same state when it holds no more). */
+export function capTokens(state: BucketState, available: number): BucketState {
+  const cap = Math.max(0, available);
+  return state.tokens <= cap ? state : { ...state, tokens: cap };
+}

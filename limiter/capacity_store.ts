@@ -1,5 +1,6 @@
 import {
   type BucketRate,
+  capTokens,
   fullBucket,
   msUntilToken,
   refill,
@@ -109,8 +110,7 @@ export class MemoryCapacityStore implements CapacityStore {
   }
 
   leaveAtMost(available: number): Promise<void> {
-    const state = refill(this.#bucket, this.#clock.now(), this.#limits);
-    this.#bucket = { ...state, tokens: Math.min(state.tokens, Math.max(0, available)) };
+    this.#bucket = capTokens(refill(this.#bucket, this.#clock.now(), this.#limits), available);
     return Promise.resolve();
   }
 

@@ -10,6 +10,7 @@ import type { Clock } from "../lib/mod.ts";
 import { casUpdate, type KvCallOptions, type KvCas } from "../kv/mod.ts";
 import {
   type BucketState,
+  capTokens,
   fullBucket,
   msUntilToken,
   refill,
@@ -82,8 +83,8 @@ export class KvBucket {
     const now = this.#o.clock.now();
     await casUpdate<BucketState, void>(this.#kv, this.#key, (value) => {
       const state = refill(value ?? fullBucket(now, this.#limits), now, this.#limits);
-      if (state.tokens <= available) return { done: undefined };
-      return { write: { ...state, tokens: Math.max(0, available) }, result: undefined };
+      const next = capTokens(state, available);
+      return next === state ? { done: undefined } : { write: next, result: undefined };
     }, { attempts: this.#o.attempts, call: this.#o.call });
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fullBucket, msUntilToken, refill, takeTokens } from "../../limiter/mod.ts";
+import { capTokens, fullBucket, msUntilToken, refill, takeTokens } from "../../limiter/mod.ts";
 
 const rate = { rps: 4, burst: 8 };
 
@@ -25,4 +25,11 @@ Deno.test("msUntilToken() tells how long until one whole token", () => {
   assert.deepEqual(msUntilToken({ tokens: 0, updatedAt: 0 }, rate), 250);
   assert.deepEqual(msUntilToken({ tokens: 0.5, updatedAt: 0 }, rate), 125);
   assert.deepEqual(msUntilToken({ tokens: 1, updatedAt: 0 }, rate), 0);
+});
+
+Deno.test("capTokens: the provider's word lowers the bucket to what is left, never raises it or below 0", () => {
+  const s = { tokens: 5, updatedAt: 100 };
+  assert.deepEqual(capTokens(s, 2), { tokens: 2, updatedAt: 100 });
+  assert.equal(capTokens(s, 9), s, "holding no more: the same state, nothing to write");
+  assert.deepEqual(capTokens(s, -3), { tokens: 0, updatedAt: 100 });
 });
