@@ -8,42 +8,14 @@
 import assert from "node:assert/strict";
 import { FakeClock, settle } from "../support/fake_clock.ts";
 import { auth, chatBody, PASSWORD } from "../support/harness.ts";
-import { gatewayOver, jsonAnswer } from "../support/in_process.ts";
-import { OK } from "../support/key_pacing_setup.ts";
+import { gatewayOver } from "../support/in_process.ts";
+import { timedProvider, type Timing } from "../support/timed_provider.ts";
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
-/** How the fake provider answers: after `latencyMs`; a stream's events `chunkMs` apart. */
-interface Provider {
-  latencyMs?: number;
-  chunks?: number;
-  chunkMs?: number;
-}
-
-/** A provider on the fake clock: a model list, a completion (or its stream), else `{}`. */
-function provider(clock: FakeClock, o: Provider) {
-  const later = (ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
-  return async (_key: string | undefined, req: Request): Promise<Response> => {
-    await later(o.latencyMs ?? 0);
-    const path = new URL(req.url).pathname;
-    if (path.endsWith("/models")) return jsonAnswer(200, { object: "list", data: [] });
-    const body = req.method === "POST" ? await req.text() : "";
-    if (!body.includes('"stream":true')) return jsonAnswer(200, path.includes("chat") ? OK : {});
-    let n = 0;
-    const events = new ReadableStream<Uint8Array>({
-      async pull(c) {
-        if (n > 0) await later(o.chunkMs ?? 0);
-        if (n === (o.chunks ?? 3)) return c.close();
-        c.enqueue(new TextEncoder().encode(`data: {"part":"part${n++}"}\n\n`));
-      },
-    });
-    return new Response(events, { headers: { "content-type": "text/event-stream" } });
-  };
-}
-
 /** The services under test, in process; `relay` is openai's `streamRelay`. */
 async function setup(
-  o: Provider = {},
+  o: Timing = {},
   settings: Record<string, unknown> = {},
   env: Record<string, string> = {},
   relay: "observe" | "native" = "native",
@@ -51,7 +23,7 @@ async function setup(
   const clock = new FakeClock();
   const url = "http://upstream.test";
   const limits = { rps: 100, burst: 100, maxConn: 50 };
-  const t = await gatewayOver(provider(clock, o), {
+  const t = await gatewayOver(timedProvider(clock, o).answer, {
     ...settings,
     services: {
       openai: { target: url, ...limits, streamRelay: relay },

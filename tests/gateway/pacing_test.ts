@@ -4,40 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { FakeClock, flush, settle } from "../support/fake_clock.ts";
-import { type Answer, chatRequest, gatewayOver, jsonAnswer } from "../support/in_process.ts";
+import { type Answer, chatRequest, gatewayOver } from "../support/in_process.ts";
 import { PASSWORD } from "../support/harness.ts";
-import { OK } from "../support/key_pacing_setup.ts";
-
-/** A provider on the fake clock: answers after `latencyMs`; a stream sends `chunks` events `chunkMs` apart. */
-function slowProvider(clock: FakeClock, latencyMs = 0, chunks = 3, chunkMs = 50) {
-  const sent: number[] = [];
-  let inFlight = 0;
-  let maxInFlight = 0;
-  const later = <T>(ms: number, f: () => T) =>
-    new Promise<T>((r) => clock.setTimeout(() => r(f()), ms));
-  const answer = async (_key: string | undefined, req: Request): Promise<Response> => {
-    sent.push(clock.now());
-    maxInFlight = Math.max(maxInFlight, ++inFlight);
-    const stream = (await req.json()).stream === true;
-    await later(latencyMs, () => {});
-    if (!stream) {
-      inFlight--;
-      return jsonAnswer(200, OK);
-    }
-    let n = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull: (c) =>
-        later(chunkMs, () => {
-          if (n++ < chunks) return c.enqueue(new TextEncoder().encode(`data: {"n":${n}}\n\n`));
-          c.enqueue(new TextEncoder().encode("data: [DONE]\n\n"));
-          c.close();
-          inFlight--;
-        }),
-    });
-    return new Response(body, { headers: { "content-type": "text/event-stream" } });
-  };
-  return { sent, answer, maxInFlight: () => maxInFlight };
-}
+import { timedProvider } from "../support/timed_provider.ts";
 
 /** A gateway with openai (and an Anthropic-shaped claude) over `answer`, on `clock`. */
 async function paced(
@@ -76,7 +45,7 @@ const claudeRequest = (signal?: AbortSignal) =>
 for (const limitMode of ["local", "shared"] as const) {
   Deno.test(`pacing (${limitMode}): burst 8, rps 4, 20 concurrent → 8 at once, then one every 250 ms`, async () => {
     const clock = new FakeClock();
-    const up = slowProvider(clock);
+    const up = timedProvider(clock);
     await using t = await paced(clock, up.answer, { rps: 4, burst: 8, maxConn: 20 }, {
       limitMode,
     });
@@ -102,7 +71,7 @@ for (const limitMode of ["local", "shared"] as const) {
 
 Deno.test("pacing: requests in flight never exceed maxConn; a stream holds its slot to the end", async () => {
   const clock = new FakeClock();
-  const up = slowProvider(clock, 0, 3, 50);
+  const up = timedProvider(clock, { latencyMs: 0, chunks: 3, chunkMs: 50 });
   await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 2 });
   const streams = Array.from({ length: 8 }, async () => {
     const r = await t.gateway.handler(chatRequest({ stream: true }));
@@ -116,7 +85,7 @@ Deno.test("pacing: requests in flight never exceed maxConn; a stream holds its s
 
 Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the provider's shape", async () => {
   const clock = new FakeClock();
-  const up = slowProvider(clock, 300);
+  const up = timedProvider(clock, { latencyMs: 300 });
   await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 }, {
     queueLimit: 2,
   });
@@ -153,7 +122,7 @@ Deno.test("queue: past queueLimit a request gets 429 with Retry-After in the pro
 
 Deno.test("queue: a request that waits past queueTimeoutMs gets 429 with Retry-After", async () => {
   const clock = new FakeClock();
-  const up = slowProvider(clock);
+  const up = timedProvider(clock);
   await using t = await paced(clock, up.answer, { rps: 0.5, burst: 1, maxConn: 5 }, {
     queueTimeoutMs: 300,
   });
@@ -172,7 +141,7 @@ Deno.test("queue: a request that waits past queueTimeoutMs gets 429 with Retry-A
 
 Deno.test("queue: a client that disconnects while queued leaves the queue at once", async () => {
   const clock = new FakeClock();
-  const up = slowProvider(clock, 400);
+  const up = timedProvider(clock, { latencyMs: 400 });
   await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
   const first = t.gateway.handler(chatRequest());
   await until(clock, () => up.sent.length === 1);
@@ -191,7 +160,7 @@ Deno.test("queue: a client that disconnects while queued leaves the queue at onc
 
 Deno.test("shutdown: queued requests get 503 gateway_closing at once, the one in flight completes", async () => {
   const clock = new FakeClock();
-  const up = slowProvider(clock, 300);
+  const up = timedProvider(clock, { latencyMs: 300 });
   await using t = await paced(clock, up.answer, { rps: 1000, burst: 1000, maxConn: 1 });
   const inFlight = t.gateway.handler(chatRequest());
   await until(clock, () => up.sent.length === 1);
