@@ -16,8 +16,8 @@ import type { Clock, TimerHandle } from "../lib/mod.ts";
 
 /**
  * A piece of background work: a timer loop, or what an instance keeps and
- * writes behind (hand-backs, counts, rests), or both. Only `start` and
- * `stop` are asked of every part.
+ * writes behind (hand-backs, counts, rests), or both: each implements
+ * what it has (a loop `start`/`stop`, what is kept `rejoin`/`close`/`settled`).
  */
 export interface BackgroundPart {
   /** A name for the log. */
