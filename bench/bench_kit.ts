@@ -35,16 +35,16 @@ wrk.headers["Authorization"] = "Bearer ${BENCH_PASSWORD}"
 `;
 
 /**
- * The wrk (Lua) script of a streamed chat completion of `chunks` SSE events
- * sent back to back (bench/mock_upstream.ts reads `bench_chunks`), plus its
- * finish and `[DONE]`.
+ * The wrk (Lua) script of a streamed chat completion of `chunks` SSE events,
+ * `delayMs` apart (0: back to back; bench/mock_upstream.ts reads
+ * `bench_chunks` and `bench_chunk_delay_ms`), plus its finish and `[DONE]`.
  */
-export function streamLua(chunks: number): string {
+export function streamLua(chunks: number, delayMs = 0): string {
   const body = JSON.stringify({
     model: "bench-model",
     stream: true,
     bench_chunks: chunks,
-    bench_chunk_delay_ms: 0,
+    bench_chunk_delay_ms: delayMs,
     messages: [{ role: "user", content: "Translate: hello" }],
   });
   return `wrk.method = "POST"

@@ -32,7 +32,9 @@
  * before/after figures in one run, requests and streams; `BENCH_PHASE_S`, `BENCH_WARM_S`, `BENCH_STREAMS`, `BENCH_PAIRED_ROUNDS` (0
  * skips the paired phase) and `BENCH_QUEUED` (0 skips memory) shorten it.
  * `BENCH_ONLY_PAIRED=1 BENCH_PAIRED_CONNS=32` runs the paired phases alone, requests at 32
- * connections; `BENCH_PAIRED_STREAM_CONNS` (default 8) sets each target's connections for streams.
+ * connections; `BENCH_PAIRED_STREAM_CONNS` (default 8) sets each target's connections for streams,
+ * `BENCH_PAIRED_EVENT_MS` (default 0) the time between their events, and `BENCH_PAIRED_CONTROL=1`
+ * adds a second copy of the JavaScript relay to them: its ratio to the first is the harness's noise.
  *
  * @module
  */
@@ -58,6 +60,9 @@ const PAIRED_ROUNDS = Number(Deno.env.get("BENCH_PAIRED_ROUNDS") ?? 6);
 const PAIRED_CONNS = Number(Deno.env.get("BENCH_PAIRED_CONNS") ?? 1);
 /** Connections of each target's wrk in the paired stream phase. */
 const PAIRED_STREAM_CONNS = Number(Deno.env.get("BENCH_PAIRED_STREAM_CONNS") ?? 8);
+/** `BENCH_PAIRED_EVENT_MS`: the events of the paired stream phases this far apart (default 0, back to back). */
+const PAIRED_EVENT_MS = Number(Deno.env.get("BENCH_PAIRED_EVENT_MS") ?? 0);
+const CONTROL = Deno.env.get("BENCH_PAIRED_CONTROL") === "1";
 /** `BENCH_ONLY_PAIRED=1`: the paired phases alone (no load phases, no memory, no micro-benchmarks). */
 const ONLY_PAIRED = Deno.env.get("BENCH_ONLY_PAIRED") === "1";
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
@@ -104,9 +109,13 @@ const wrk = (url: string, connections: number, seconds: number, script = LUA) =>
 /** Streamed answers under load: 20 events (a short answer) and 500 (a long one), back to back. */
 const STREAM_LOADS = [20, 500] as const;
 const STREAM_LUA: Record<number, string> = {};
+/** The paired stream phases' scripts: events `PAIRED_EVENT_MS` apart. */
+const PAIRED_STREAM_LUA: Record<number, string> = {};
 for (const n of STREAM_LOADS) {
   STREAM_LUA[n] = await Deno.makeTempFile({ suffix: ".lua" });
   await Deno.writeTextFile(STREAM_LUA[n], streamLua(n));
+  PAIRED_STREAM_LUA[n] = await Deno.makeTempFile({ suffix: ".lua" });
+  await Deno.writeTextFile(PAIRED_STREAM_LUA[n], streamLua(n, PAIRED_EVENT_MS));
 }
 
 function percentile(xs: number[], p: number): number {
@@ -264,6 +273,15 @@ async function main() {
     "/openai/v1/chat/completions",
   );
   const targets = [mock, minimal, jsRelay, kvgate, binding, observe];
+  // BENCH_PAIRED_CONTROL=1: a second JavaScript relay, paired with the first in the stream phases.
+  if (CONTROL) {
+    targets.push(
+      await start("js-relay-control", "bench/minimal_proxy.ts", {
+        TARGET: mock.base,
+        RELAY: "pull",
+      }, "/v1/chat/completions"),
+    );
+  }
   // Another checkout of kvgate (an earlier commit, say), measured in the same run.
   const beforeRoot = Deno.env.get("BENCH_BASELINE_ROOT");
   if (beforeRoot) {
@@ -311,7 +329,14 @@ async function main() {
       const streamBaselines = targets.filter((t) => t.name.endsWith("-baseline"));
       paired = [
         ...await pairedPhase([minimal, kvgate, ...baseline]),
-        ...await pairedStreamPhase([minimal, jsRelay, kvgate, observe, ...streamBaselines]),
+        ...await pairedStreamPhase([
+          minimal,
+          jsRelay,
+          kvgate,
+          observe,
+          ...streamBaselines,
+          ...targets.filter((t) => t.name === "js-relay-control"),
+        ]),
       ];
     }
   } finally {
@@ -376,6 +401,7 @@ async function main() {
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(LUA);
   for (const n of STREAM_LOADS) await Deno.remove(STREAM_LUA[n]);
+  for (const n of STREAM_LOADS) await Deno.remove(PAIRED_STREAM_LUA[n]);
 }
 
 /**
@@ -404,18 +430,35 @@ async function pairedPhase(targets: Proc[]): Promise<string[]> {
  * kvgate's default against the minimal proxy, its observed relay against
  * the cheapest JavaScript relay.
  */
+/**
+ * The ratios a paired stream phase reports, of the targets it has: each
+ * relay against its floor; with a baseline checkout, each relay against
+ * itself of the commit before; with the control, the JavaScript relay
+ * against a second copy of itself — the harness's own noise, the spread a
+ * ratio between two relays must beat before it says anything.
+ */
+function streamRatios(targets: Proc[]): [number, number][] {
+  const at = (name: string) => targets.findIndex((t) => t.name === name);
+  return [
+    ["kvgate", "minimal"],
+    ["js-relay", "minimal"],
+    ["kvgate-observe", "js-relay"],
+    ["js-relay-control", "js-relay"],
+    ["kvgate", "kvgate-baseline"],
+    ["kvgate-observe", "kvgate-observe-baseline"],
+  ].map(([a, b]): [number, number] => [at(a), at(b)]).filter(([i, j]) => i >= 0 && j >= 0);
+}
+
 async function pairedStreamPhase(targets: Proc[]): Promise<string[]> {
   const out: string[] = [];
   for (const n of STREAM_LOADS) {
-    const load = { conns: PAIRED_STREAM_CONNS, seconds: PHASE_S, script: STREAM_LUA[n] };
+    const load = { conns: PAIRED_STREAM_CONNS, seconds: PHASE_S, script: PAIRED_STREAM_LUA[n] };
     await pairedRound(targets, { ...load, seconds: WARM_S });
     const title = `\n## CPU per stream of ${n} events, paired: ${
       targets.map((t) => t.name).join(", ")
-    } at once, each under its own wrk at ${PAIRED_STREAM_CONNS} connections (${PAIRED_ROUNDS} rounds of ${PHASE_S} s)`;
+    } at once, each under its own wrk at ${PAIRED_STREAM_CONNS} connections, events ${PAIRED_EVENT_MS} ms apart (${PAIRED_ROUNDS} rounds of ${PHASE_S} s)`;
     const perRound = await pairedRounds(targets, load, PAIRED_ROUNDS);
-    // With a baseline checkout: each relay against the same relay of the commit before.
-    const before: [number, number][] = targets.length === 6 ? [[2, 4], [3, 5]] : [];
-    out.push(...pairedTable(title, targets, perRound, [[2, 0], [1, 0], [3, 1], ...before]));
+    out.push(...pairedTable(title, targets, perRound, streamRatios(targets)));
   }
   return out;
 }
