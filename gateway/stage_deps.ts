@@ -6,7 +6,7 @@ import type { Drain } from "./drain.ts";
 import { LoginGuard } from "./stages/login_guard.ts";
 import { BodyBudget } from "./stages/body_budget.ts";
 import type { LogLine } from "./log.ts";
-import type { RelayOptions } from "./stages/relay.ts";
+import { type RelayOptions, silenceSweeper } from "./stages/relay.ts";
 import type { ServiceRuntime } from "./runtime.ts";
 import type { TeamRegistry } from "../teams/mod.ts";
 import { GenAiTelemetry, Metrics, type MinuteCounts, type StatusBoard } from "../status/mod.ts";
@@ -63,7 +63,13 @@ export interface StageDeps extends HandlerDeps {
 /** Builds the shared part of the pipeline from its dependencies. */
 export function createStageDeps(deps: HandlerDeps): StageDeps {
   const { config, clock, drain } = deps;
-  const bodyRelay = { idleTimeoutMs: config.idleTimeoutMs, clock, eventStream: false, drain };
+  const bodyRelay = {
+    idleTimeoutMs: config.idleTimeoutMs,
+    clock,
+    timeouts: silenceSweeper(clock, config.idleTimeoutMs),
+    eventStream: false,
+    drain,
+  };
   const sse = (style: ServiceStyle) => ({
     ...bodyRelay,
     eventStream: true,

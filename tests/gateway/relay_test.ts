@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { Drain } from "../../gateway/drain.ts";
-import { relayBody, type RelayEnd } from "../../gateway/stages/relay.ts";
+import { relayBody, type RelayEnd, silenceSweeper } from "../../gateway/stages/relay.ts";
 import { atEventBoundary, eventEnd, shiftIn } from "../../gateway/stages/sse.ts";
 import { stopEvents } from "../../gateway/stages/stream_end.ts";
 import type { ServiceStyle } from "../../config/mod.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
+import { TimeoutSweeper } from "../../lib/mod.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -53,7 +54,14 @@ function relay(eventStream: boolean, idleTimeoutMs = 60_000, style: ServiceStyle
   const stops = eventStream ? stopEvents(style) : undefined;
   const out = relayBody(
     up.body,
-    { clock, idleTimeoutMs, eventStream, drain, stops },
+    {
+      clock,
+      timeouts: silenceSweeper(clock, idleTimeoutMs),
+      idleTimeoutMs,
+      eventStream,
+      drain,
+      stops,
+    },
     (e, b) => ends.push([e, b]),
   );
   const reader = out.getReader();
@@ -83,6 +91,39 @@ Deno.test("relay: chunks pass as they arrive, and the end is told once with the 
   await settle(r.clock, r.reading);
   assert.deepEqual(r.ends, [["complete", 18]]);
   assert.equal(r.drain.inFlight, 0);
+});
+
+Deno.test("relay: 100 open streams watch for silence on one timer, and each ends at its own silence", async () => {
+  const clock = new FakeClock();
+  const timeouts = new TimeoutSweeper(clock, 50);
+  const ends: RelayEnd[][] = [];
+  const ups = Array.from({ length: 100 }, (_, i) => {
+    const up = upstream();
+    ends.push([]);
+    const out = relayBody(
+      up.body,
+      { clock, timeouts, idleTimeoutMs: 1000, eventStream: true, stops: stopEvents("openai") },
+      (e) => ends[i].push(e),
+    );
+    (async () => {
+      for await (const _ of out) { /* the client reads all */ }
+    })();
+    return up;
+  });
+  await clock.advance(1);
+  assert.equal(clock.pending, 1, "one runtime timer for all of them");
+  // The even streams keep talking every 600 ms; the odd ones say nothing.
+  for (let t = 0; t < 3; t++) {
+    ups.forEach((up, i) => i % 2 === 0 && up.push(`data: ${t}\n\n`));
+    await clock.advance(600);
+  }
+  assert.deepEqual(ends.filter((e) => e.length > 0).length, 50);
+  assert(ends.every((e, i) => i % 2 === 0 ? e.length === 0 : e[0] === "idle_timeout"));
+  ups.forEach((up, i) => i % 2 === 0 && up.end());
+  await clock.advance(1);
+  assert(ends.every((e, i) => i % 2 === 1 || e[0] === "complete"));
+  await clock.advance(100);
+  assert.equal(clock.pending, 0, "no timer left once every stream has ended");
 });
 
 /** The last event of `text`, parsed: what an SDK reads last. */
@@ -208,7 +249,7 @@ Deno.test("M6: a client that stops reading while the upstream has more is cut af
   const ends: Array<[RelayEnd, number]> = [];
   const out = relayBody(
     up.body,
-    { clock, idleTimeoutMs: 5000, eventStream: true },
+    { clock, timeouts: silenceSweeper(clock, 5000), idleTimeoutMs: 5000, eventStream: true },
     (e, b) => ends.push([e, b]),
   );
   const reader = out.getReader();
