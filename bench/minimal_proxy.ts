@@ -11,22 +11,11 @@
  *
  * @module
  */
+import { passThrough } from "./pass_through.ts";
+
 const target = Deno.env.get("TARGET") ?? "http://127.0.0.1:8001";
 const port = Number(Deno.env.get("PORT") ?? 8002);
 const pull = Deno.env.get("RELAY") === "pull";
-
-/** The body, chunk by chunk through JavaScript, nothing else done. */
-function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(c) {
-      const { done, value } = await reader.read();
-      if (done) c.close();
-      else c.enqueue(value);
-    },
-    cancel: (reason) => reader.cancel(reason),
-  }, { highWaterMark: 0 });
-}
 
 Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
   const url = new URL(req.url);

@@ -14,6 +14,7 @@ import { Drain } from "../gateway/drain.ts";
 import { relayBody, silenceSweeper } from "../gateway/stages/relay.ts";
 import { stopEvents } from "../gateway/stages/stream_end.ts";
 import { systemClock } from "../lib/mod.ts";
+import { passThrough } from "./pass_through.ts";
 
 const encoder = new TextEncoder();
 
@@ -31,19 +32,6 @@ const chunks = Array.from(
   { length: 50 },
   (_, i) => encoder.encode(`data: {"choices":[{"delta":{"content":"token ${i}"}}]}\n\n`),
 );
-
-/** The cheapest JavaScript relay: reads one chunk when asked for one, passes it on as it is. */
-function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(c) {
-      const { done, value } = await reader.read();
-      if (done) c.close();
-      else c.enqueue(value);
-    },
-    cancel: (reason) => reader.cancel(reason),
-  }, { highWaterMark: 0 });
-}
 
 async function readAll(body: ReadableStream<Uint8Array>): Promise<void> {
   const reader = body.getReader();
