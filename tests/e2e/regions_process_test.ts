@@ -231,9 +231,14 @@ Deno.test({
             stop.abort();
             await load;
             const n = { a: 0, b: 0 };
+            // Per second too, so that a run out of bounds shows when a team went short.
+            const perSecond = { a: [] as number[], b: [] as number[] };
             for (const r of mock.received) {
               if (r.at < from || r.at >= to) continue;
-              n[JSON.parse(r.body).user as "a" | "b"]++;
+              const team = JSON.parse(r.body).user as "a" | "b";
+              n[team]++;
+              const s = Math.floor((r.at - from) / 1000);
+              perSecond[team][s] = (perSecond[team][s] ?? 0) + 1;
             }
             const ratio = n.a / n.b;
             const used = (n.a + n.b) / ((to - from) / 1000) / RATE;
@@ -242,6 +247,11 @@ Deno.test({
                 (used * 100).toFixed(0)
               }% of the rate`,
             );
+            if (!(ratio >= 2.7 && ratio <= 3.3 && used >= 0.85)) {
+              const row = (xs: number[]) =>
+                Array.from({ length: 12 }, (_, i) => xs[i] ?? 0).join(" ");
+              console.log(`  per second: A ${row(perSecond.a)} / B ${row(perSecond.b)}`);
+            }
             assert.ok(ratio >= 2.7 && ratio <= 3.3, `run ${run}: A:B ${ratio.toFixed(2)}`);
             assert.ok(used >= 0.85, `run ${run}: ${(used * 100).toFixed(0)}% of the rate`);
           } finally {
