@@ -46,6 +46,11 @@ export class TimeoutSweeper {
     return () => this.#remove(entry);
   }
 
+  /** How late a timeout may fire, in ms: the sweep's period. */
+  get resolutionMs(): number {
+    return this.#resolutionMs;
+  }
+
   /** Timeouts pending. */
   get size(): number {
     return this.#entries.length;

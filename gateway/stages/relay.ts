@@ -24,8 +24,9 @@ export interface RelayOptions {
   clock: Clock;
   /**
    * The one timer every relayed stream's silence watch is kept on
-   * ({@linkcode silenceSweeper}): a list entry costs a fraction of a
-   * runtime timer (0.07 against 1.4 µs to arm and cancel).
+   * ({@linkcode silenceSweeper}); the watch looks once per its resolution. A
+   * list entry costs a fraction of a runtime timer (0.07 against 1.4 µs to
+   * arm and cancel).
    */
   timeouts: TimeoutSweeper;
   /**
@@ -44,14 +45,12 @@ export interface RelayOptions {
   stops?: StopEvents;
 }
 
-/** How often a relayed stream's silence watch looks: 1/20 of `idleTimeoutMs`, 5 ms to 1 s. */
-function watchStepMs(idleTimeoutMs: number): number {
-  return Math.min(1000, Math.max(5, idleTimeoutMs / 20));
-}
-
-/** The sweeper relayed streams keep their silence watch on, at the watch's step. */
+/**
+ * The sweeper relayed streams keep their silence watch on: its resolution,
+ * the watch's step, is 1/20 of `idleTimeoutMs`, 5 ms to 1 s.
+ */
 export function silenceSweeper(clock: Clock, idleTimeoutMs: number): TimeoutSweeper {
-  return new TimeoutSweeper(clock, watchStepMs(idleTimeoutMs));
+  return new TimeoutSweeper(clock, Math.min(1000, Math.max(5, idleTimeoutMs / 20)));
 }
 
 /**
@@ -106,7 +105,6 @@ class RelaySource implements UnderlyingDefaultSource<Uint8Array>, EndableStream 
   #movesSeen = 0;
   /** When the watch last saw the stream move (ms). */
   #quietSince: number;
-  #step: number;
   /** Cancels the pending silence watch, or undefined while none is pending. */
   #unwatch: (() => void) | undefined;
   #leaveDrain: (() => void) | undefined;
@@ -123,7 +121,6 @@ class RelaySource implements UnderlyingDefaultSource<Uint8Array>, EndableStream 
     this.#onEnd = onEnd;
     this.#meter = meter;
     this.#quietSince = options.clock.now();
-    this.#step = watchStepMs(options.idleTimeoutMs);
     this.#leaveDrain = options.drain?.open(this);
   }
 
@@ -197,17 +194,19 @@ class RelaySource implements UnderlyingDefaultSource<Uint8Array>, EndableStream 
   }
 
   /**
-   * Looks every step whether the stream moved (a read asked for, a chunk
-   * handed on) since the last look; quiet for `idleTimeoutMs`, it ends: the
-   * upstream went silent if a read is pending, else the client stopped
-   * reading (its socket is full). A move is dated at the look that sees it,
-   * never before it happened, so a stream ends at most two steps (1/10 of
+   * Looks every step (the sweeper's resolution) whether the stream moved
+   * (a read asked for, a chunk handed on) since the last look; quiet for
+   * `idleTimeoutMs`, it ends: the upstream went silent if a read is
+   * pending, else the client stopped reading (its socket is full). A move
+   * is dated at the look that sees it, never before it happened, so a
+   * stream ends at most two steps (on `silenceSweeper`, 1/10 of
    * `idleTimeoutMs`, ≤ 2 s) late and never early — and passing a chunk on
    * reads no clock: two `Date.now()` a chunk were most of what this relay
    * cost over a bare pass-through (bench/relay_bench.ts).
    */
   #watch(): void {
-    this.#unwatch = this.#o.timeouts.add(this.#step, () => {
+    const timeouts = this.#o.timeouts;
+    this.#unwatch = timeouts.add(timeouts.resolutionMs, () => {
       this.#unwatch = undefined;
       if (this.#ended) return;
       const now = this.#clock.now();
