@@ -400,8 +400,10 @@ async function main() {
   await stop(mock);
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(LUA);
-  for (const n of STREAM_LOADS) await Deno.remove(STREAM_LUA[n]);
-  for (const n of STREAM_LOADS) await Deno.remove(PAIRED_STREAM_LUA[n]);
+  for (const n of STREAM_LOADS) {
+    await Deno.remove(STREAM_LUA[n]);
+    await Deno.remove(PAIRED_STREAM_LUA[n]);
+  }
 }
 
 /**
@@ -425,12 +427,6 @@ async function pairedPhase(targets: Proc[]): Promise<string[]> {
 }
 
 /**
- * CPU per stream, 20 and 500 events, with the minimal proxy, the JavaScript
- * relay and kvgate's two relays loaded at once (`targets` in that order):
- * kvgate's default against the minimal proxy, its observed relay against
- * the cheapest JavaScript relay.
- */
-/**
  * The ratios a paired stream phase reports, of the targets it has: each
  * relay against its floor; with a baseline checkout, each relay against
  * itself of the commit before; with the control, the JavaScript relay
@@ -449,6 +445,11 @@ function streamRatios(targets: Proc[]): [number, number][] {
   ].map(([a, b]): [number, number] => [at(a), at(b)]).filter(([i, j]) => i >= 0 && j >= 0);
 }
 
+/**
+ * CPU per stream, 20 and 500 events, with the minimal proxy, the JavaScript
+ * relay, kvgate's two relays (and any baseline or control) loaded at once:
+ * the ratios of {@linkcode streamRatios}.
+ */
 async function pairedStreamPhase(targets: Proc[]): Promise<string[]> {
   const out: string[] = [];
   for (const n of STREAM_LOADS) {
