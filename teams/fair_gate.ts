@@ -264,14 +264,17 @@ export class FairGate {
     const now = this.#clock.now();
     for (const [name, lane] of this.#lanes) {
       const share = this.#shares?.get(name);
-      const here = mine[name]?.demand ?? 0;
+      // Its demand here now, not as sent: a team that arrived while the
+      // exchange was out is in no record yet, and its part must not be 0.
+      const here = lane.arrivals.rate(now) + lane.pending;
+      const everywhere = (total.get(name)?.demand ?? 0) - (mine[name]?.demand ?? 0) + here;
       lane.share = this.#shares === undefined
         ? this.#rate
         : share === undefined
         ? this.#newcomerRate(lane.weight)
-        : localPart(share, here, total.get(name)!.demand);
-      lane.rate = lane.share;
-      if (!wasHeld && this.#shares !== undefined) {
+        : localPart(share, here, everywhere);
+      lane.pace(lane.share, now);
+      if (!wasHeld && this.#shares !== undefined && lane.rate > 0) {
         // Teams are held back from now on: what a team let past the gate
         // before (still waiting for a token) counts against its pace, or it
         // would be served on top of its share.

@@ -24,6 +24,20 @@ export class TeamLane {
   timer: TimerHandle | undefined;
 
   /**
+   * Paces the team at `rate` (per second) from `now`. Passes it is behind
+   * (`tat` ahead of now) stay owed as passes, not as time: at a pace twice
+   * as fast they are made up twice as fast. Kept as time, a debt run up at
+   * a slow pace held the team back long after its pace had risen.
+   */
+  pace(rate: number, now: number): void {
+    const owedMs = this.tat - now;
+    if (owedMs > 0 && this.rate > 0 && rate > 0 && Number.isFinite(this.rate)) {
+      this.tat = now + (owedMs * this.rate) / rate;
+    }
+    this.rate = rate;
+  }
+
+  /**
    * Spends one pass of the team's pace if it has one now (GCRA). Held back,
    * a team may run 100 ms of its pace ahead (one pass at least); otherwise it is paced as the
    * service itself is (its rate and burst), which holds back no request the

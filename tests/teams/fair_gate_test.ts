@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type DemandBoard, FairGate, type InstanceDemand } from "../../teams/mod.ts";
+import { TeamLane } from "../../teams/team_lane.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 
 /** A board several gates share in memory, as instances share KV. */
@@ -156,4 +157,45 @@ Deno.test("fair gate: paceOf() is each team's pace here: its share, split by whe
   assert.ok(b1 > a1, `here a ${a1.toFixed(2)}, b ${b1.toFixed(2)}`);
   g1.close();
   g2.close();
+});
+
+/** `board`'s exchange for `id`, answered `ms` later on the fake clock (KV 120 ms away). */
+function slow(board: MemoryBoard, id: string, clock: FakeClock, ms: number): DemandBoard {
+  const inner = board.for(id);
+  return {
+    exchange: (mine) =>
+      new Promise((resolve) => clock.setTimeout(() => resolve(inner.exchange(mine)), ms)),
+  };
+}
+
+Deno.test("fair gate: a team that arrives here while an exchange is out gets its part of its share here, not a pace of 0 that holds it for good", async () => {
+  const clock = new FakeClock();
+  const board = new MemoryBoard();
+  const here = new FairGate({ rate: 20, board: slow(board, "i1", clock, 120), clock });
+  const there = new FairGate({ rate: 20, board: board.for("i2"), clock });
+  const passed = new Map<string, number>();
+  flood(clock, there, "a", 3, 6, passed);
+  flood(clock, there, "b", 1, 6, passed);
+  flood(clock, here, "b", 1, 6, passed);
+  // Here, the first exchange leaves at 250 ms and is answered at 370 ms; team a comes at 300 ms,
+  // in no record of this instance's yet, and its requests wait upstream (not yet sent).
+  await clock.advance(300);
+  const entered = Array.from({ length: 4 }, () => here.enter("a", 3, false, Infinity));
+  await clock.advance(3000);
+  const passes = await Promise.all(entered);
+  assert.deepEqual(passes.map((p) => p.ok), [true, true, true, true]);
+  assert.ok((here.paceOf("a") ?? 0) > 0, `a's pace here: ${here.paceOf("a")}`);
+  here.close();
+  there.close();
+});
+
+Deno.test("team lane: passes owed stay owed as passes when its pace changes, not as time", () => {
+  const lane = new TeamLane();
+  lane.pace(1, 0);
+  lane.tat = 6000; // six passes behind at one a second
+  lane.pace(6, 0);
+  assert.equal(lane.tat, 1000, "made up in a second at six a second");
+  lane.pace(0, 0);
+  lane.pace(3, 0);
+  assert.equal(lane.tat, 1000, "no pace to scale by: left as it was");
 });
