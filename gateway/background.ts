@@ -87,11 +87,14 @@ function services(runtimes: ReadonlyMap<string, ServiceRuntime>): BackgroundPart
       await each((rt) => rt.limiter.close());
       await each((rt) => rt.teams?.close());
       await each((rt) => rt.pacing?.close());
+      await each((rt) => rt.keyDays.close());
       await each((rt) => rt.pool.settled());
     },
     async settled() {
       await each((rt) => rt.limiter.settled());
       await each((rt) => rt.teams?.settled());
+      // Once more at the very end: the tokens of the last answers to finish.
+      await each((rt) => rt.keyDays.close());
       await each((rt) => rt.pool.settled());
     },
   };

@@ -1,7 +1,7 @@
 import type { Service } from "../config/mod.ts";
 import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
 import type { KvStatus } from "../kv/mod.ts";
-import type { Clock, ScopeLimiter } from "../limiter/mod.ts";
+import type { Clock, DayBudgets, ScopeLimiter } from "../limiter/mod.ts";
 import type { FairGate, TeamLimiters } from "../teams/mod.ts";
 
 /** How stale a key-health view may be before a request refreshes it in the background. */
@@ -31,6 +31,8 @@ export interface ServiceRuntimeParts {
   teams?: TeamLimiters;
   /** Each key's pacing (quota, the provider's headers), when there is any. */
   pacing?: KeyPacing;
+  /** Each key's requests and tokens on the provider's day (its `rpd` budget too, with one). */
+  keyDays: DayBudgets;
   /** The pause of the whole service when its provider refuses every key. */
   backoff?: ProviderBackoff;
 }
@@ -49,6 +51,7 @@ export class ServiceRuntime {
   readonly teams: TeamLimiters | undefined;
   /** Undefined when no key is paced (no quota, no headers): the request path skips it. */
   readonly pacing: KeyPacing | undefined;
+  readonly keyDays: DayBudgets;
   readonly backoff: ProviderBackoff | undefined;
   #clock: Clock;
   #checkedAt = -Infinity;
@@ -69,6 +72,7 @@ export class ServiceRuntime {
     this.gate = parts.gate;
     this.teams = parts.teams;
     this.pacing = parts.pacing?.active ? parts.pacing : undefined;
+    this.keyDays = parts.keyDays;
     this.backoff = parts.backoff;
     this.#clock = parts.clock;
     this.#onError = parts.onError;
@@ -78,6 +82,7 @@ export class ServiceRuntime {
   /** KV is back: health learned meanwhile goes to KV, and the next request reads KV's. */
   rejoin(): void {
     this.pool.writeBack(this.#clock.now());
+    this.keyDays.flush().catch(() => {});
     this.#checkedAt = -Infinity;
   }
 

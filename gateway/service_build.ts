@@ -89,7 +89,18 @@ export async function buildServiceRuntime(
       slotQueue: new FairQueue(),
       tokenQueue: new FairQueue(),
     });
-  const pacing = keyPacing(service, pool, limiterFor, storeFor, c);
+  // Each key's requests and tokens on the provider's day (the status); with `rpd`, its budget too.
+  const keyDays = new DayBudgets({
+    kv: c.kv,
+    clock: c.clock,
+    call: c.call,
+    peers: c.peers,
+    dayStartMs: service.dayResetMs,
+    // Counts alone go to KV as seldom as the minute counts; an `rpd` is read back each second.
+    flushMs: service.keyQuota.rpd === undefined ? 5000 : 1000,
+    usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
+  });
+  const pacing = keyPacing(service, pool, limiterFor, storeFor, keyDays, c);
   const rt = new ServiceRuntime({
     service,
     pool,
@@ -106,6 +117,7 @@ export async function buildServiceRuntime(
       (team, l) => limiterFor({ service: service.name, team }, l),
     ),
     pacing,
+    keyDays,
     backoff: new ProviderBackoff({
       service: service.name,
       keys: keys.length,
@@ -126,6 +138,7 @@ function keyPacing(
   pool: KeyPool,
   limiterFor: (scope: LimitScope, l: TeamLimits) => ScopeLimiter,
   storeFor: (scope: LimitScope, l: TeamLimits) => CapacityStore,
+  keyDays: DayBudgets,
   c: ServiceContext,
 ): KeyPacing {
   return new KeyPacing({
@@ -137,14 +150,7 @@ function keyPacing(
     leaseMs: c.config.leaseMs,
     requestLimiter: (key, l) => limiterFor({ service: service.name, key, per: "requests" }, l),
     tokenStore: (key, l) => storeFor({ service: service.name, key, per: "tokens" }, l),
-    days: service.keyQuota.rpd === undefined ? undefined : new DayBudgets({
-      kv: c.kv,
-      clock: c.clock,
-      call: c.call,
-      peers: c.peers,
-      dayStartMs: service.dayResetMs,
-      usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
-    }),
+    days: keyDays,
     rates: c.rateStore,
     rest: (key, until, reason) => pool.rest(key, until, reason, c.clock.now()),
     log: c.logEvent,

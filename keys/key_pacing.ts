@@ -36,7 +36,7 @@ export interface KeyPacingOptions {
   requestLimiter: (keyId: string, limits: ServiceLimits) => ScopeLimiter;
   /** Builds the shared ledger of one key's model tokens. */
   tokenStore: (keyId: string, limits: ServiceLimits) => CapacityStore;
-  /** The keys' day counts (`rpd`), one budget per key id. Required with `quota.rpd`. */
+  /** The keys' day counter (`rpd`: one budget per key id), closed by its owner. Needed for `rpd`. */
   days?: DayBudgets;
   /** Where the providers' word on each key is shared. Default: this instance only. */
   rates?: KeyRateStore;
@@ -197,19 +197,9 @@ export class KeyPacing {
     for (const p of this.#paces.values()) p.requests?.heartbeat();
   }
 
-  /** Hands back what the key limiters hold and writes the day counts. */
+  /** Hands back what the key limiters hold. */
   async close(): Promise<void> {
-    await Promise.allSettled([
-      ...[...this.#paces.values()].map((p) => p.requests?.close()),
-      this.#o.days?.close(),
-    ]);
-  }
-
-  /** A key's requests today against `rpd` (KV's count and this instance's), or undefined without one. */
-  async today(keyId: string): Promise<{ day: string; requests: number } | undefined> {
-    if (this.#o.quota.rpd === undefined || !this.#o.days) return undefined;
-    const u = await this.#o.days.usage(keyId);
-    return { day: u.day, requests: u.requests };
+    await Promise.allSettled([...this.#paces.values()].map((p) => p.requests?.close()));
   }
 
   /** What this instance paces a key by, for the status page and tests. */

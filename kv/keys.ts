@@ -113,9 +113,10 @@ export const keyRateKey = (service: string, keyId: string) => ["key_rate", servi
 export const keyRatePrefix = (service: string) => ["key_rate", service] as const;
 
 /**
- * A key's requests on one provider day (`day`: the day's start, `YYYY-MM-DD`
- * UTC date), for `keyQuota.rpd`: a `Deno.KvU64`, reserved in chunks as team
- * budgets are.
+ * A key's use on one provider day (`day`: the day's start, `YYYY-MM-DD` UTC
+ * date): `what` is `"requests"` (sent with it) or `"tokens"`, each a
+ * `Deno.KvU64` summed by every instance; with `keyQuota.rpd` the requests
+ * are reserved in chunks as team budgets are.
  */
 export const keyDayUsageKey = (service: string, keyId: string, day: string, what: string) =>
   ["key_usage", service, keyId, day, what] as const;
@@ -141,14 +142,6 @@ export const minuteCountRange = (service: string, fromMinute: number, toMinute: 
 });
 
 /**
- * One key's use on one day of its provider (`day`: the day's start date,
- * UTC): `what` is `"requests"` (upstream attempts) or `"tokens"`, each a
- * `Deno.KvU64` summed by every instance, for the status page.
- */
-export const keyDayKey = (service: string, keyId: string, day: string, what: string) =>
-  ["key_day", service, keyId, day, what] as const;
-
-/**
  * The day records that are summed (so cannot carry an expiry) and are
  * pruned instead: each prefix, and where the day (`YYYY-MM-DD`) sits in
  * its keys. See `kv/prune_days.ts`.
@@ -156,5 +149,6 @@ export const keyDayKey = (service: string, keyId: string, day: string, what: str
 export const DAY_RECORDS: readonly { prefix: Deno.KvKey; dayAt: number }[] = [
   { prefix: ["team_usage"], dayAt: 2 },
   { prefix: ["key_usage"], dayAt: 3 },
+  // Kept by versions before key_usage held every key's day; pruned until none is left.
   { prefix: ["key_day"], dayAt: 3 },
 ];

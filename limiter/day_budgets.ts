@@ -2,23 +2,22 @@ import type { Clock, TimerHandle } from "../lib/mod.ts";
 import { casUpdate, kvCall, type KvCallOptions, type KvCas, u64 } from "../kv/mod.ts";
 import { budgetDay } from "./day.ts";
 import {
+  type Budgeted,
   type BudgetVerdict,
-  chunkSize,
   type DailyBudget,
+  type DayEntries,
   type DayState,
   exhausted,
+  type Flushing,
+  keep,
   newDayState,
-  refusal,
+  offlineSpend,
+  reserveStep,
+  take,
   tokensOver,
 } from "./day_policy.ts";
 
-export type { BudgetVerdict, DailyBudget };
-
-/** Whose day is counted: a team, or a provider key with its `rpd`. */
-export interface Budgeted {
-  name: string;
-  daily: DailyBudget;
-}
+export type { Budgeted, BudgetVerdict, DailyBudget };
 
 /** Options for {@linkcode DayBudgets}. */
 export interface DayBudgetsOptions {
@@ -35,22 +34,30 @@ export interface DayBudgetsOptions {
   usageKey: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
 }
 
+const WHAT = ["requests", "tokens"] as const;
+
+/** Names whose counts one commit adds (two sums each, well under KV's 1000 mutations). */
+const COMMIT_BATCH = 200;
 /** A reservation unused for this long goes back, so that other instances may spend it. */
 const IDLE_RETURN_MS = 2000;
 const OK: BudgetVerdict = Object.freeze({ ok: true });
 
 /**
- * Daily budgets shared by every instance: a team's requests and tokens a
- * day, and a provider key's `rpd` (each with its own `usageKey`). Requests are reserved in KV in
- * small chunks before they are sent (compare-and-set, never past the
- * budget), so an instance spends from memory and requests never overshoot;
- * a chunk left unused for 2 s goes back. Tokens are added from answers
- * every `flushMs` and read back with each reservation and each flush: a
- * tokens budget is overshot by at most the answers admitted on that stale
- * view (one chunk per instance) plus those already in flight.
+ * The one day counter: each team's and each provider key's requests and
+ * tokens a day (each with its own `usageKey`), summed by every instance in
+ * one commit a flush; and their budgets (a team's, a key's `rpd`) where
+ * there is one. Budgeted requests are reserved in KV in small chunks before
+ * they are sent (compare-and-set, never past the budget), so an instance
+ * spends from memory and requests never overshoot; a chunk left unused for
+ * 2 s goes back. Tokens are added from answers every `flushMs` and read
+ * back with each reservation and each flush: a tokens budget is overshot by
+ * at most the answers admitted on that stale view (one chunk per instance)
+ * plus those already in flight.
  */
 export class DayBudgets {
   #days = new Map<string, DayState>();
+  /** Days that ended with counts (or a reservation) not yet written. */
+  #ended: [string, DayState][] = [];
   #kv: KvCas;
   #clock: Clock;
   #dayStartMs: number;
@@ -94,15 +101,15 @@ export class DayBudgets {
    * a reservation (or the team has no budget); a promise when it must reserve.
    */
   spend(team: Budgeted, now: number): BudgetVerdict | Promise<BudgetVerdict> {
-    const s = this.#state(team.name, now);
-    s.lastUse = now;
-    s.demand.count(1, now);
     const daily = team.daily;
     if (daily.requests === undefined && daily.tokens === undefined) {
-      s.pendingRequests++;
-      this.#wake();
+      this.count(team.name, now);
       return OK;
     }
+    const s = this.#state(team.name, now);
+    s.budgeted = true;
+    s.lastUse = now;
+    s.demand.count(1, now);
     const over = exhausted(daily, s, now);
     // Spent as last read; but other instances hand back what they reserved
     // and left idle, so once a flushMs the reservation reads the day again.
@@ -115,6 +122,14 @@ export class DayBudgets {
     return s.reserving.then((v) => v.ok ? this.spend(team, this.#clock.now()) : v);
   }
 
+  /** Counts one request of a name with no budget (a key without `rpd`), for the next flush. */
+  count(name: string, now: number): void {
+    const s = this.#state(name, now);
+    s.lastUse = now;
+    s.pendingRequests++;
+    this.#wake();
+  }
+
   /** Adds the tokens of an answer to the team's day. */
   addTokens(teamName: string, tokens: number): void {
     if (!(tokens > 0)) return;
@@ -122,11 +137,13 @@ export class DayBudgets {
     this.#wake();
   }
 
-  /** The team's counts today: KV's plus what this instance has not yet written. */
-  async usage(teamName: string): Promise<{ day: string; requests: number; tokens: number }> {
-    const { day } = budgetDay(this.#clock.now(), this.#dayStartMs);
-    const [r, t] = await this.#readDay(teamName, day);
-    const s = this.#days.get(teamName);
+  /** A name's counts on `day` (default: today): KV's plus what this instance has not written. */
+  async usage(
+    name: string,
+    day = budgetDay(this.#clock.now(), this.#dayStartMs).day,
+  ): Promise<{ day: string; requests: number; tokens: number }> {
+    const [[r, t]] = await this.#readDays([name], day);
+    const s = this.#days.get(name);
     const mine = s?.day === day ? s : undefined;
     return {
       day,
@@ -143,65 +160,88 @@ export class DayBudgets {
     await this.flush(true);
   }
 
-  /** Writes pending counts, reads the day's counts back, and hands back idle reservations. */
+  /**
+   * Writes every pending count in one commit, reads the budgeted days back,
+   * and hands back idle reservations. A count KV refuses is kept for the
+   * next flush.
+   */
   async flush(all = false): Promise<void> {
     const now = this.#clock.now();
-    await Promise.allSettled([...this.#days].map(async ([name, s]) => {
-      const giveBack = all || now - s.lastUse >= IDLE_RETURN_MS ? s.allowance : 0;
-      if (s.pendingRequests === 0 && s.pendingTokens === 0 && giveBack === 0) return;
-      const requests = s.pendingRequests, tokens = s.pendingTokens;
-      s.pendingRequests = s.pendingTokens = 0;
-      s.allowance -= giveBack;
-      try {
-        await this.#add(name, s.day, requests - giveBack, tokens);
-        const [r, t] = await this.#readDay(name, s.day);
-        s.requestsSeen = u64(r);
-        s.tokensSeen = u64(t);
-        s.readAt = now;
-      } catch {
-        // KV is down: keep the counts for the next flush.
-        s.pendingRequests += requests;
-        s.pendingTokens += tokens;
-        s.allowance += giveBack;
-      }
-    }));
-  }
-
-  /** Adds `requests` (may be negative: a hand-back) and `tokens` to the day's counts. */
-  async #add(name: string, day: string, requests: number, tokens: number): Promise<void> {
-    const rKey = this.#usageKey(name, day, "requests");
-    if (requests < 0) {
-      // KvU64 sums cannot go down: a hand-back is a compare-and-set.
-      const back = requests;
-      await casUpdate<Deno.KvU64, void>(this.#kv, rKey, (cur) => ({
-        write: new Deno.KvU64(BigInt(Math.max(0, (cur === null ? 0 : Number(cur.value)) + back))),
-        result: undefined,
-      }), { call: this.#call });
-      requests = 0;
+    const ended = this.#ended;
+    this.#ended = [];
+    const batch: Flushing[] = [];
+    for (const [name, s] of ended) take(batch, name, s, s.allowance);
+    for (const [name, s] of this.#days) {
+      take(batch, name, s, all || now - s.lastUse >= IDLE_RETURN_MS ? s.allowance : 0);
     }
-    if (requests === 0 && tokens === 0) return;
-    const op = this.#kv.atomic();
-    if (requests > 0) op.sum(rKey, BigInt(requests));
-    if (tokens > 0) op.sum(this.#usageKey(name, day, "tokens"), BigInt(Math.round(tokens)));
-    await kvCall(() => op.commit(), this.#call);
+    // KvU64 sums cannot go down: a hand-back beyond what was counted is a compare-and-set.
+    const lowering = batch.filter((f) => f.requests < f.giveBack);
+    await Promise.all(
+      lowering.map((f) =>
+        this.#lower(f.name, f.s.day, f.giveBack - f.requests).then(() => {
+          f.requests = f.giveBack = 0;
+        }, () => keep(f))
+      ),
+    );
+    // Those whose hand-back failed wait for the next flush, tokens and all.
+    const written = await this.#commit(batch.filter((f) => f.requests >= f.giveBack));
+    // An ended day whose counts KV refused waits for the next flush.
+    this.#ended.push(...ended.filter(([, e]) => e.pendingRequests > 0 || e.pendingTokens > 0));
+    await this.#readBack(written.filter((f) => f.s.budgeted), now);
   }
 
-  /** The day's two counts, read in one snapshot. */
-  #readDay(name: string, day: string) {
-    return kvCall(
-      () =>
-        this.#kv.getMany<[Deno.KvU64, Deno.KvU64]>([
-          this.#usageKey(name, day, "requests"),
-          this.#usageKey(name, day, "tokens"),
-        ]),
-      this.#call,
-    );
+  /** Adds the counts in KV, one commit per 200 names; resolves to those written. */
+  async #commit(adding: Flushing[]): Promise<Flushing[]> {
+    const written: Flushing[] = [];
+    for (let i = 0; i < adding.length; i += COMMIT_BATCH) {
+      const part = adding.slice(i, i + COMMIT_BATCH);
+      const op = this.#kv.atomic();
+      for (const { name, s, requests, giveBack, tokens } of part) {
+        const n = requests - giveBack;
+        if (n > 0) op.sum(this.#usageKey(name, s.day, "requests"), BigInt(n));
+        if (tokens > 0) op.sum(this.#usageKey(name, s.day, "tokens"), BigInt(Math.round(tokens)));
+      }
+      // KV refusing, the counts wait for the next flush.
+      await kvCall(() => op.commit(), this.#call).then(() => written.push(...part), () => {
+        part.forEach(keep);
+      });
+    }
+    return written;
+  }
+
+  /** Reads budgeted days back, five to a read (one of another day: at its next reservation). */
+  async #readBack(written: Flushing[], now: number): Promise<void> {
+    for (let i = 0; i < written.length; i += 5) {
+      const day = written[i].s.day;
+      const part = written.slice(i, i + 5).filter((f) => f.s.day === day);
+      const counts = await this.#readDays(part.map((f) => f.name), day).catch(() => undefined);
+      part.forEach((f, j) => {
+        if (counts === undefined) return;
+        [f.s.requestsSeen, f.s.tokensSeen] = [u64(counts[j][0]), u64(counts[j][1])];
+        f.s.readAt = now;
+      });
+    }
+  }
+
+  /** Takes `n` unspent requests back off a day's count. */
+  async #lower(name: string, day: string, n: number): Promise<void> {
+    await casUpdate<Deno.KvU64, void>(this.#kv, this.#usageKey(name, day, "requests"), (cur) => ({
+      write: new Deno.KvU64(BigInt(Math.max(0, (cur === null ? 0 : Number(cur.value)) - n))),
+      result: undefined,
+    }), { call: this.#call });
+  }
+
+  /** Each name's two counts on `day`, read in one snapshot (at most 5 names: 10 keys). */
+  async #readDays(names: string[], day: string): Promise<DayEntries[]> {
+    const keys = names.flatMap((n) => WHAT.map((w) => this.#usageKey(n, day, w)));
+    const entries = await kvCall(() => this.#kv.getMany<Deno.KvU64[]>(keys), this.#call);
+    return names.map((_, j) => [entries[2 * j], entries[2 * j + 1]]);
   }
 
   /**
-   * Reserves a chunk of the day's requests (see `#chunk`), never past the
-   * budget: a compare-and-set on the requests count, with the tokens count
-   * read in the same snapshot.
+   * Reserves a chunk of the day's requests (see `reserveStep`), never past
+   * the budget: a compare-and-set on the requests count, with the tokens
+   * count read in the same snapshot.
    */
   async #reserve(team: Budgeted, s: DayState): Promise<BudgetVerdict> {
     const peers = Math.max(1, this.#peers());
@@ -211,15 +251,8 @@ export class DayBudgets {
         this.#kv,
         this.#usageKey(team.name, s.day, "requests"),
         (requests, [tokens]) => {
-          s.requestsSeen = requests === null ? 0 : Number(requests.value);
-          s.tokensSeen = u64(tokens as Deno.KvEntryMaybe<Deno.KvU64>);
-          const now = this.#clock.now();
-          s.readAt = now;
-          const over = exhausted(team.daily, s, now);
-          if (over) return { done: over };
-          const chunk = chunkSize(team.daily, s, peers, now);
-          if (chunk === 0) return { done: refusal(s, now) };
-          return { write: new Deno.KvU64(BigInt(s.requestsSeen + chunk)), result: chunk };
+          const counts = [Number(requests?.value ?? 0), u64(tokens as DayEntries[1])] as const;
+          return reserveStep(team.daily, s, peers, this.#clock.now(), ...counts);
         },
         { call: this.#call, alsoRead: [this.#usageKey(team.name, s.day, "tokens")] },
       );
@@ -230,17 +263,9 @@ export class DayBudgets {
       s.allowance += chunk;
       return OK;
     } catch {
-      // KV is down: this instance's share of what was left when KV last
-      // answered, counted to be written on return.
-      const left = (team.daily.requests ?? Infinity) - s.requestsSeen;
-      if (left <= 0 || s.pendingRequests * peers >= left) {
-        return refusal(s, this.#clock.now());
-      }
-      // Held as an allowance of one that is not in KV: the request is summed on the next flush.
-      s.pendingRequests++;
-      s.allowance++;
-      this.#wake();
-      return OK;
+      const verdict = offlineSpend(team.daily, s, peers, this.#clock.now());
+      if (verdict.ok) this.#wake();
+      return verdict;
     }
   }
 
@@ -249,10 +274,8 @@ export class DayBudgets {
     let s = this.#days.get(name);
     if (s === undefined || now >= s.resetsAt) {
       const { day, resetsAt } = budgetDay(now, this.#dayStartMs);
-      if (s !== undefined && (s.pendingRequests > 0 || s.pendingTokens > 0)) {
-        // Yesterday's last counts still go to yesterday.
-        this.#add(name, s.day, s.pendingRequests, s.pendingTokens).catch(() => {});
-      }
+      // Yesterday's last counts still go to yesterday, at the next flush.
+      if (s !== undefined) this.#ended.push([name, s]);
       s = newDayState(day, resetsAt, now);
       this.#days.set(name, s);
     }
@@ -264,9 +287,10 @@ export class DayBudgets {
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.flush().finally(() => {
-        const busy = [...this.#days.values()].some((s) =>
-          s.pendingRequests > 0 || s.pendingTokens > 0 || s.allowance > 0
-        );
+        const busy = this.#ended.length > 0 ||
+          [...this.#days.values()].some((s) =>
+            s.pendingRequests > 0 || s.pendingTokens > 0 || s.allowance > 0
+          );
         if (busy) this.#wake();
       });
     }, this.#flushMs);

@@ -13,6 +13,15 @@ export interface DailyBudget {
   tokens?: number;
 }
 
+/** Whose day is counted: a team, or a provider key (its budget: `rpd`). */
+export interface Budgeted {
+  name: string;
+  daily: DailyBudget;
+}
+
+/** A day's requests and tokens as KV holds them. */
+export type DayEntries = [Deno.KvEntryMaybe<Deno.KvU64>, Deno.KvEntryMaybe<Deno.KvU64>];
+
 /** May a team's request go upstream? If not, until when the budget is spent. */
 export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; resetsAt: number };
 
@@ -20,7 +29,7 @@ export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; re
 const MIN_CHUNK_CAP = 20;
 const MAX_CHUNK_CAP = 5000;
 
-/** One team's day as this instance knows it. */
+/** One name's day (a team's, a key's) as this instance knows it. */
 export interface DayState {
   day: string;
   resetsAt: number;
@@ -29,6 +38,8 @@ export interface DayState {
   /** The day's counts as last read from KV. */
   requestsSeen: number;
   tokensSeen: number;
+  /** Whether a budget applies (its counts are read back at each flush). */
+  budgeted: boolean;
   /** When they were read (a spent day may come back: others hand back reservations). */
   readAt: number;
   /** Counted here, not yet added in KV. */
@@ -48,6 +59,7 @@ export function newDayState(day: string, resetsAt: number, now: number): DayStat
     allowance: 0,
     requestsSeen: 0,
     tokensSeen: 0,
+    budgeted: false,
     readAt: -Infinity,
     pendingRequests: 0,
     pendingTokens: 0,
@@ -77,6 +89,47 @@ export function chunkSize(daily: DailyBudget, s: DayState, peers: number, now: n
   return Math.max(1, chunk);
 }
 
+/**
+ * The step of a reservation's compare-and-set, given the day's counts as KV
+ * has them: the chunk to add to the requests count, or the refusal when
+ * nothing can be reserved. Notes the counts on `s`.
+ */
+export function reserveStep(
+  daily: DailyBudget,
+  s: DayState,
+  peers: number,
+  now: number,
+  requests: number,
+  tokens: number,
+): { done: BudgetVerdict } | { write: Deno.KvU64; result: number } {
+  s.requestsSeen = requests;
+  s.tokensSeen = tokens;
+  s.readAt = now;
+  const over = exhausted(daily, s, now);
+  if (over) return { done: over };
+  const chunk = chunkSize(daily, s, peers, now);
+  if (chunk === 0) return { done: refusal(s, now) };
+  return { write: new Deno.KvU64(BigInt(requests + chunk)), result: chunk };
+}
+
+/**
+ * A request while KV does not answer: this instance's share of what was
+ * left when KV last answered, held as an allowance of one that is not in
+ * KV, its request summed at the next flush.
+ */
+export function offlineSpend(
+  daily: DailyBudget,
+  s: DayState,
+  peers: number,
+  now: number,
+): BudgetVerdict {
+  const left = (daily.requests ?? Infinity) - s.requestsSeen;
+  if (left <= 0 || s.pendingRequests * peers >= left) return refusal(s, now);
+  s.pendingRequests++;
+  s.allowance++;
+  return { ok: true };
+}
+
 /** Whether the day's tokens are spent (those counted here included). */
 export function tokensOver(daily: DailyBudget, s: DayState): boolean {
   return daily.tokens !== undefined && s.tokensSeen + s.pendingTokens >= daily.tokens;
@@ -93,4 +146,35 @@ export function exhausted(daily: DailyBudget, s: DayState, now: number): BudgetV
 /** A refusal until the day resets (at least a second). */
 export function refusal(s: DayState, now: number): BudgetVerdict {
   return { ok: false, retryAfterMs: Math.max(1000, s.resetsAt - now), resetsAt: s.resetsAt };
+}
+
+/** One name's counts on their way to KV in a flush. */
+export interface Flushing {
+  name: string;
+  s: DayState;
+  requests: number;
+  tokens: number;
+  /** Reserved requests handed back (idle, or at the end). */
+  giveBack: number;
+}
+
+/** Takes a state's counts (and `giveBack` of its reservation) into a flush's batch. */
+export function take(batch: Flushing[], name: string, s: DayState, giveBack: number): void {
+  if (s.pendingRequests === 0 && s.pendingTokens === 0 && giveBack === 0) return;
+  batch.push({
+    name,
+    s,
+    requests: s.pendingRequests,
+    tokens: s.pendingTokens,
+    giveBack,
+  });
+  s.pendingRequests = s.pendingTokens = 0;
+  s.allowance -= giveBack;
+}
+
+/** The counts taken for a flush go back to the state, to be written at the next one. */
+export function keep(f: Flushing): void {
+  f.s.pendingRequests += f.requests;
+  f.s.pendingTokens += f.tokens;
+  f.s.allowance += f.giveBack;
 }

@@ -19,7 +19,9 @@ export interface BoardService {
   readonly service: Service;
   readonly pool: Pick<KeyPool, "keys" | "health">;
   readonly limiter: Pick<ScopeLimiter, "waiting" | "waitingByTeam" | "levels">;
-  readonly pacing?: Pick<KeyPacing, "paceOf" | "today">;
+  readonly pacing?: Pick<KeyPacing, "paceOf">;
+  /** Each key's day: requests and tokens, KV's and this instance's. */
+  readonly keyDays: Pick<DayBudgets, "usage">;
   readonly backoff?: Pick<ProviderBackoff, "pause">;
 }
 
@@ -194,17 +196,13 @@ export class StatusBoard {
       }
       if (pace?.rate) out.provider = pace.rate;
       const q = rt.service.keyQuota;
-      const minutes = this.#p.minutes;
-      if (minutes && this.#p.kvStatus.up) {
-        const day = minutes.dayOf(rt.service.name, rt.service.dayResetMs, now);
-        const used = await minutes.keyDay(rt.service.name, key.id, day).catch(() => undefined);
-        const counted = q.rpd === undefined ? undefined : await rt.pacing?.today(key.id)
-          .catch(() => undefined);
-        if (used) {
-          out.today = { day, requests: counted?.requests ?? used.requests, tokens: used.tokens };
-          if (q.rpd !== undefined) out.today.rpd = q.rpd;
-          if (q.tpm !== undefined) out.today.tpm = q.tpm;
-        }
+      const today = this.#p.kvStatus.up
+        ? await rt.keyDays.usage(key.id).catch(() => undefined)
+        : undefined;
+      if (today) {
+        out.today = today;
+        if (q.rpd !== undefined) out.today.rpd = q.rpd;
+        if (q.tpm !== undefined) out.today.tpm = q.tpm;
       }
       return out;
     }));

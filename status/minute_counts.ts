@@ -1,16 +1,12 @@
 import type { Clock, TimerHandle } from "../lib/mod.ts";
-import { budgetDay } from "../limiter/mod.ts";
 import {
-  keyDayKey,
   kvCall,
   type KvCallOptions,
   type KvCommit,
-  type KvGetMany,
   type KvList,
   minuteCountKey,
   minuteCountRange,
   pruneOldDays,
-  u64,
 } from "../kv/mod.ts";
 
 /** One service's counts in one minute. */
@@ -37,19 +33,9 @@ interface Tally extends MinuteCount {
   written: Record<What, number>;
 }
 
-/** One key's use on one provider day here, and how much of it KV already has. */
-interface KeyDay {
-  service: string;
-  keyId: string;
-  day: string;
-  requests: number;
-  tokens: number;
-  written: { requests: number; tokens: number };
-}
-
 /** Options for {@linkcode MinuteCounts}. */
 export interface MinuteCountsOptions {
-  kv: KvCommit & KvGetMany & KvList;
+  kv: KvCommit & KvList;
   clock: Clock;
   call?: KvCallOptions;
   /** How often counts are added in KV, in ms. Default 5000. */
@@ -76,22 +62,17 @@ const PRUNE_DAYS_EVERY_MS = 3_600_000;
 
 /**
  * Requests, 429s and errors per service and minute, for the status page's
- * chart and its last five minutes, and each key's requests and tokens per
- * provider day: counted in memory (a request touches one or two objects),
- * added in KV by one atomic `sum` commit every few seconds for everything,
- * so that every instance reads and shows the same deployment-wide figures.
- * (Day records are few, two per key a day, and go after 8 days.)
+ * chart and its last five minutes: counted in memory (a request touches one
+ * object), added in KV by one atomic `sum` commit every few seconds, so
+ * that every instance reads and shows the same deployment-wide figures.
+ * It also clears what sums leave behind (they carry no expiry): old minute
+ * records, and the day counts of keys and teams (`DayBudgets`) after 8 days.
  */
 export class MinuteCounts {
   #o: MinuteCountsOptions;
   #tallies = new Map<string, Tally>();
   /** Minutes that ended with counts not yet in KV. */
   #ended: Tally[] = [];
-  /** Each key's current provider day, by service and key id. */
-  #keyDays = new Map<string, KeyDay>();
-  #endedDays: KeyDay[] = [];
-  /** Each service's current provider day label, and the span it holds for. */
-  #dayLabels = new Map<string, { label: string; from: number; until: number }>();
   /** When old records were last looked for; set back a random part of a period at the start. */
   #prunedAt: number;
   #prunedDaysAt: number;
@@ -116,60 +97,6 @@ export class MinuteCounts {
   /** Counts a 429 from the upstream. */
   upstream429(service: string, now: number): void {
     this.#tally(service, now).upstream429++;
-  }
-
-  /**
-   * Counts `requests` upstream attempts with a key and `tokens` its answers
-   * used, on the provider day holding `now` (days start `dayStartMs` after
-   * UTC midnight).
-   */
-  keyUsed(
-    service: string,
-    keyId: string,
-    dayStartMs: number,
-    now: number,
-    requests: number,
-    tokens: number,
-  ): void {
-    const day = this.dayOf(service, dayStartMs, now);
-    const id = service + "\u0001" + keyId;
-    let d = this.#keyDays.get(id);
-    if (d === undefined || d.day !== day) {
-      if (d !== undefined) this.#endedDays.push(d);
-      d = { service, keyId, day, requests: 0, tokens: 0, written: { requests: 0, tokens: 0 } };
-      this.#keyDays.set(id, d);
-    }
-    d.requests += requests;
-    d.tokens += tokens;
-  }
-
-  /** The label of the provider day holding `now` (cached until that day ends). */
-  dayOf(service: string, dayStartMs: number, now: number): string {
-    const c = this.#dayLabels.get(service);
-    if (c !== undefined && now >= c.from && now < c.until) return c.label;
-    const { day, resetsAt } = budgetDay(now, dayStartMs);
-    this.#dayLabels.set(service, { label: day, from: resetsAt - 86_400_000, until: resetsAt });
-    return day;
-  }
-
-  /** A key's use on `day`, all instances, as KV has it (up to one flush behind). */
-  async keyDay(
-    service: string,
-    keyId: string,
-    day: string,
-  ): Promise<{ requests: number; tokens: number }> {
-    const [r, t] = await kvCall(
-      () =>
-        this.#o.kv.getMany<[Deno.KvU64, Deno.KvU64]>([
-          keyDayKey(service, keyId, day, "requests"),
-          keyDayKey(service, keyId, day, "tokens"),
-        ], { consistency: "eventual" }),
-      this.#o.call ?? {},
-    );
-    return {
-      requests: u64(r),
-      tokens: u64(t),
-    };
   }
 
   /** Starts adding the counts in KV every `flushMs`. */
@@ -201,27 +128,14 @@ export class MinuteCounts {
         adds.push([t, w, n]);
       }
     }
-    const days = [...this.#endedDays, ...this.#keyDays.values()];
-    const dayAdds: Array<[KeyDay, "requests" | "tokens", number]> = [];
-    for (const d of days) {
-      for (const w of ["requests", "tokens"] as const) {
-        const n = Math.round(d[w] - d.written[w]);
-        if (n <= 0) continue;
-        op.sum(keyDayKey(d.service, d.keyId, d.day, w), BigInt(n));
-        dayAdds.push([d, w, n]);
-      }
-    }
-    if (adds.length === 0 && dayAdds.length === 0) {
+    if (adds.length === 0) {
       this.#ended = [];
-      this.#endedDays = [];
       return;
     }
     // Sums cannot carry an expiry: the records are found by range and old ones deleted by prune().
     await kvCall(() => op.commit(), this.#o.call ?? {});
     for (const [t, w, n] of adds) t.written[w] += n;
-    for (const [d, w, n] of dayAdds) d.written[w] += n;
     this.#ended = [];
-    this.#endedDays = [];
     await this.#prune(tallies).catch(() => {});
   }
 

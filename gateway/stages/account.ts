@@ -23,9 +23,9 @@ export type EndSink = (p: StageDeps, x: Exchange, end: RequestEnd) => void;
  * The last stage of every request, however it ended, run once: what the
  * request holds goes back (its service slot), then each sink is told, in
  * order: the team (its slot and place back, its tokens on its budget), the
- * key (its `tpm` charged what the answer used), the metrics, the minute
- * counts, OpenTelemetry, and one log line. No secret reaches any of them:
- * the key is its id.
+ * key (its `tpm` charged what the answer used, its tokens on its day), the
+ * metrics, the minute counts, OpenTelemetry, and one log line. No secret
+ * reaches any of them: the key is its id.
  */
 export function account(
   p: StageDeps,
@@ -43,9 +43,15 @@ export function account(
 /** The team's end: its slot and its place go back; an answer's tokens go on its day's budget. */
 export const teamSink: EndSink = (p, x, end) => leaveTeam(p, x, end.status, end.bytes);
 
-/** The key's end: its `tpm` is charged what a served answer used (estimated when unread). */
+/**
+ * The key's end: its `tpm` is charged what a served answer used (estimated
+ * when unread), and the tokens an answer reported go on the key's day.
+ */
 export const keySink: EndSink = (_p, x, end) => {
   if (end.status < 400) chargeKey(x, end.bytes ?? 0);
+  if (x.usedTokens !== undefined && x.key !== undefined) {
+    x.rt.keyDays.addTokens(x.key.id, x.usedTokens);
+  }
 };
 
 /** This instance's counters: requests by status, the queue wait, the tokens answers reported. */
@@ -65,13 +71,9 @@ export const metricsSink: EndSink = (p, x, end) => {
   }
 };
 
-/** The deployment's counts (status chart, each key's day): the answer, and the tokens it used. */
+/** The deployment's answers per minute (the status chart). */
 export const minutesSink: EndSink = (p, x, end) => {
-  const service = x.rt.service.name;
-  p.minutes?.answered(service, end.status, end.now);
-  if (x.usedTokens !== undefined && x.key !== undefined) {
-    p.minutes?.keyUsed(service, x.key.id, x.rt.service.dayResetMs, end.now, 0, x.usedTokens);
-  }
+  p.minutes?.answered(x.rt.service.name, end.status, end.now);
 };
 
 /** OpenTelemetry's GenAI metrics, when it is on. */
@@ -139,11 +141,14 @@ export const attemptMetricsSink: AttemptSink = (p, x, a) => {
   if (x.upstreamMs !== undefined) p.metrics.ttfb.observe(service, x.upstreamMs / 1000);
 };
 
-/** The deployment's counts: an upstream 429 in its minute, an attempt on the key's day. */
+/** The deployment's counts: an upstream 429 in its minute. */
 export const attemptMinutesSink: AttemptSink = (p, x, a) => {
-  const service = x.rt.service.name;
-  if (a.answer === 429) p.minutes?.upstream429(service, x.now);
-  p.minutes?.keyUsed(service, a.keyId, x.rt.service.dayResetMs, x.now, 1, 0);
+  if (a.answer === 429) p.minutes?.upstream429(x.rt.service.name, x.now);
+};
+
+/** The attempt on the key's day, unless its `rpd` pacing counted it as it went. */
+export const attemptKeySink: AttemptSink = (_p, x, a) => {
+  if (x.rt.service.keyQuota.rpd === undefined) x.rt.keyDays.count(a.keyId, x.now);
 };
 
 /** OpenTelemetry's span of the attempt, when it is on; the model only of a served answer. */
@@ -164,6 +169,7 @@ export const attemptTelemetrySink: AttemptSink = (p, x, a) => {
 const ATTEMPT_SINKS: readonly AttemptSink[] = [
   attemptMetricsSink,
   attemptMinutesSink,
+  attemptKeySink,
   attemptTelemetrySink,
 ];
 

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  attemptKeySink,
   attemptMetricsSink,
   attemptMinutesSink,
   attemptTelemetrySink,
@@ -24,13 +25,25 @@ import { Metrics } from "../../status/mod.ts";
 const STARTED = 1_700_000_000_000;
 const SECRET = "sk-live-secret-0123456789";
 
+/** What the key's day counter was told, by every record made since the last call. */
+let dayCalls: unknown[][] = [];
+const keyDays = {
+  count: (...a: unknown[]) => dayCalls.push(["count", ...a]),
+  addTokens: (...a: unknown[]) => dayCalls.push(["addTokens", ...a]),
+};
+function told(): unknown[][] {
+  const calls = dayCalls;
+  dayCalls = [];
+  return calls;
+}
+
 /** A served request of team `t` on key `k1`, 40 ms after it started. */
 function record(over: Partial<Exchange> = {}): Exchange {
   return {
     id: "req-1",
     req: new Request("http://gw.test/openai/v1/chat/completions", { method: "POST" }),
     target: { path: "/v1/chat/completions" },
-    rt: { service: { name: "openai", dayResetMs: 0 }, pacing: undefined },
+    rt: { service: { name: "openai", dayResetMs: 0, keyQuota: {} }, pacing: undefined, keyDays },
     team: undefined,
     key: { id: "k1", secret: SECRET },
     attempts: 1,
@@ -66,7 +79,6 @@ function pipeline(telemetryOn = false) {
     metrics: new Metrics(),
     minutes: {
       answered: (...a: unknown[]) => minutes.push(["answered", ...a]),
-      keyUsed: (...a: unknown[]) => minutes.push(["keyUsed", ...a]),
       upstream429: (...a: unknown[]) => minutes.push(["upstream429", ...a]),
     },
     telemetry: {
@@ -105,13 +117,12 @@ Deno.test("metrics sink: the request by service, team and status; its queue wait
   );
 });
 
-Deno.test("minutes sink: the answer in its minute, and the tokens it used on the key's day (none when unread)", () => {
+Deno.test("minutes sink: the answer in its minute", () => {
   const { p, minutes } = pipeline();
   tell(minutesSink, p, record({ usedTokens: 42 }), end(200));
   tell(minutesSink, p, record(), end(502));
   assert.deepEqual(minutes, [
     ["answered", "openai", 200, STARTED + 40],
-    ["keyUsed", "openai", "k1", 0, STARTED + 40, 0, 42],
     ["answered", "openai", 502, STARTED + 40],
   ]);
 });
@@ -151,12 +162,20 @@ Deno.test("key sink: a served answer charges the key's tpm what it used; a refus
     record({
       keyCost: 100,
       usedTokens: 60,
-      rt: { service: { name: "openai", dayResetMs: 0 }, pacing },
+      rt: { service: { name: "openai", dayResetMs: 0 }, pacing, keyDays },
     } as unknown as Partial<Exchange>);
   tell(keySink, p, x(), end(200));
   tell(keySink, p, x(), end(429));
   assert.equal(charged.length, 1);
   assert.deepEqual(charged[0].slice(1), [100, 60], "reserved 100, used 60");
+  told();
+});
+
+Deno.test("key sink: the tokens an answer reported go on the key's day; none when unread", () => {
+  const { p } = pipeline();
+  tell(keySink, p, record({ usedTokens: 42 }), end(200));
+  tell(keySink, p, record(), end(200));
+  assert.deepEqual(told(), [["addTokens", "k1", 42]]);
 });
 
 Deno.test("team sink: the team's slot goes back once; a served answer's tokens go on its budget, a refused one's do not", () => {
@@ -193,16 +212,26 @@ Deno.test("attempt metrics sink: each answer by key and status (or why none came
   assert.match(p.metrics.ttfb.render(), /_count\{service="openai"\} 1\n/, "no headers, no time");
 });
 
-Deno.test("attempt minutes sink: every attempt on the key's day; an upstream 429 in its minute too", () => {
+Deno.test("attempt minutes sink: an upstream 429 in its minute", () => {
   const { p, minutes } = pipeline();
   const x = record({ now: STARTED + 30 } as Partial<Exchange>);
   attemptMinutesSink(p, x, { keyId: "k1", answer: 429, sentAt: STARTED });
   attemptMinutesSink(p, x, { keyId: "k1", answer: 200, sentAt: STARTED });
-  assert.deepEqual(minutes, [
-    ["upstream429", "openai", STARTED + 30],
-    ["keyUsed", "openai", "k1", 0, STARTED + 30, 1, 0],
-    ["keyUsed", "openai", "k1", 0, STARTED + 30, 1, 0],
-  ]);
+  assert.deepEqual(minutes, [["upstream429", "openai", STARTED + 30]]);
+});
+
+Deno.test("attempt key sink: every attempt on the key's day, unless the key's rpd pacing counted it", () => {
+  const { p } = pipeline();
+  const x = record({ now: STARTED + 30 } as Partial<Exchange>);
+  attemptKeySink(p, x, { keyId: "k1", answer: 429, sentAt: STARTED });
+  attemptKeySink(p, x, { keyId: "k1", answer: 200, sentAt: STARTED });
+  assert.deepEqual(told(), [["count", "k1", STARTED + 30], ["count", "k1", STARTED + 30]]);
+  const rpd = record({
+    now: STARTED + 30,
+    rt: { service: { name: "openai", keyQuota: { rpd: 100 } }, keyDays },
+  } as unknown as Partial<Exchange>);
+  attemptKeySink(p, rpd, { keyId: "k1", answer: 200, sentAt: STARTED });
+  assert.deepEqual(told(), []);
 });
 
 Deno.test("attempt telemetry sink: a span from the send to now, the model only of a served answer; nothing while off", () => {

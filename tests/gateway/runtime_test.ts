@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { Service } from "../../config/mod.ts";
 import type { KeyPool } from "../../keys/mod.ts";
-import type { ScopeLimiter } from "../../limiter/mod.ts";
+import type { DayBudgets, ScopeLimiter } from "../../limiter/mod.ts";
 import { ServiceRuntime } from "../../gateway/runtime.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 
@@ -24,6 +24,7 @@ function slowReads(clock: FakeClock) {
     service: { name: "groq" } as Service,
     pool,
     limiter: {} as ScopeLimiter,
+    keyDays: {} as DayBudgets,
     clock,
     onError: (e) => {
       throw e;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type Budgeted, DayBudgets } from "../../limiter/mod.ts";
-import { teamUsageKey as usageKey } from "../../kv/mod.ts";
+import { keyDayUsageKey, teamUsageKey as usageKey } from "../../kv/mod.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
@@ -122,6 +122,92 @@ Deno.test("DayBudgets: KV down → an instance spends only its share of what was
       { day: (await down.usage("acme")).day, requests: 5, tokens: 70 },
     );
     await down.close();
+  });
+});
+
+Deno.test("DayBudgets: a key's requests and tokens on its provider's day, which starts at dayStartMs; yesterday's last counts go to yesterday", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(Date.UTC(2026, 11, 7, 7, 0));
+    const eight = 8 * 3_600_000;
+    const usageKey = (key: string, day: string, what: string) =>
+      keyDayUsageKey("groq", key, day, what);
+    const days = new DayBudgets({ kv, clock, usageKey, dayStartMs: eight });
+    days.count("k_a", clock.now());
+    days.addTokens("k_a", 120);
+    days.count("k_a", clock.now());
+    days.addTokens("k_a", 30);
+    assert.equal((await days.usage("k_a")).day, "2026-12-06", "before 08:00: yesterday's");
+    await clock.advance(2 * 3_600_000);
+    days.count("k_a", clock.now());
+    days.addTokens("k_a", 5);
+    await days.flush();
+    const other = new DayBudgets({ kv, clock, usageKey, dayStartMs: eight });
+    assert.deepEqual(await other.usage("k_a", "2026-12-06"), {
+      day: "2026-12-06",
+      requests: 2,
+      tokens: 150,
+    });
+    assert.deepEqual(await other.usage("k_a"), { day: "2026-12-07", requests: 1, tokens: 5 });
+    await days.close();
+  });
+});
+
+Deno.test("DayBudgets: counts of many names go to KV in one commit a flush, and only budgeted days are read back", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    let commits = 0, reads = 0;
+    const counted = new Proxy(kv, {
+      get(target, prop) {
+        if (prop === "atomic") {
+          return () => {
+            const op = target.atomic();
+            const commit = op.commit.bind(op);
+            op.commit = () => (commits++, commit());
+            return op;
+          };
+        }
+        if (prop === "getMany") reads++;
+        const v = Reflect.get(target, prop);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const days = new DayBudgets({ kv: counted, clock, usageKey });
+    for (let i = 0; i < 30; i++) {
+      days.count(`key-${i}`, clock.now());
+      days.addTokens(`key-${i}`, 10);
+    }
+    await days.flush();
+    assert.deepEqual([commits, reads], [1, 0], "one commit, nothing read back");
+    assert.deepEqual(await days.usage("key-29"), {
+      day: (await days.usage("key-0")).day,
+      requests: 1,
+      tokens: 10,
+    });
+    await days.close();
+  });
+});
+
+Deno.test("DayBudgets: KV failing → counts without a budget are kept, and reach KV once when it answers", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const faults = { latencyMs: 0, failing: true, ops: 0 };
+    const days = new DayBudgets({
+      kv: faultyKv(kv, faults),
+      clock,
+      usageKey,
+      call: { attempts: 1 },
+    });
+    days.count("k_a", clock.now());
+    days.addTokens("k_a", 10);
+    await days.flush();
+    faults.failing = false;
+    await days.flush();
+    await days.flush();
+    assert.deepEqual(
+      await new DayBudgets({ kv, clock, usageKey }).usage("k_a"),
+      { day: (await days.usage("k_a")).day, requests: 1, tokens: 10 },
+    );
+    await days.close();
   });
 });
 

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../../config/mod.ts";
 import { KeyHealthStore, KeyPool } from "../../keys/mod.ts";
-import { KvStatus } from "../../kv/mod.ts";
+import { keyDayUsageKey, KvStatus } from "../../kv/mod.ts";
+import { DayBudgets } from "../../limiter/mod.ts";
 import { type BoardService, Metrics, StatusBoard } from "../../status/mod.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { withMemoryKv } from "../support/kv.ts";
@@ -21,6 +22,11 @@ function parts(kv: Deno.Kv, clock: FakeClock, levels: BoardService["limiter"]["l
     service: groq,
     pool,
     limiter: { waiting: 3, waitingByTeam: () => ({ acme: 2, "": 1 }), levels },
+    keyDays: new DayBudgets({
+      kv,
+      clock,
+      usageKey: (key, day, what) => keyDayUsageKey("groq", key, day, what),
+    }),
     backoff: {
       pause: { until: clock.now() + 5000, strikes: 2, pauseMs: 5000, reason: "provider_429" },
     },
@@ -56,6 +62,23 @@ Deno.test("StatusBoard: a service's limits, its queue here, its shared levels, i
       s.keys.map((k) => [k.id, k.state, k.reason]),
       [["k_a", "active", undefined], ["k_b", "cooling", "unauthorized"]],
     );
+  });
+});
+
+Deno.test("StatusBoard: a key's day is the day counter's (KV's count and this instance's), never a second count", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const p = parts(kv, clock, () => Promise.resolve(null));
+    const keyDays = p.runtimes.get("groq")!.keyDays as DayBudgets;
+    keyDays.count("k_a", clock.now());
+    keyDays.addTokens("k_a", 40);
+    await keyDays.flush();
+    keyDays.count("k_a", clock.now());
+    const [a, b] = (await new StatusBoard(p).snapshot()).services.groq.keys;
+    const day = new Date(clock.now()).toISOString().slice(0, 10);
+    assert.deepEqual(a.today, { day, requests: 2, tokens: 40 }, "one in KV, one not yet written");
+    assert.deepEqual(b.today, { day, requests: 0, tokens: 0 });
+    await keyDays.close();
   });
 });
 

@@ -1,14 +1,14 @@
 /**
  * MinuteCounts on `:memory:` KV and the fake clock: answers per service and
- * minute, and each key's use per provider day, summed over every instance,
- * nothing lost or counted twice through a KV outage.
+ * minute, summed over every instance, nothing lost or counted twice through
+ * a KV outage; old records cleared.
  */
 import assert from "node:assert/strict";
 import { MinuteCounts } from "../../status/mod.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
-import { keyDayKey, minuteCountKey } from "../../kv/mod.ts";
+import { keyDayUsageKey, minuteCountKey } from "../../kv/mod.ts";
 
 const MINUTE = 60_000;
 const minuteOf = (ms: number) => ms - (ms % MINUTE);
@@ -50,30 +50,6 @@ Deno.test("MinuteCounts: each minute is its own record; a flush adds only what K
   });
 });
 
-Deno.test("MinuteCounts: a key's requests and tokens per provider day, which starts at dayStartMs", async () => {
-  await withMemoryKv(async (kv) => {
-    const clock = new FakeClock(Date.UTC(2026, 11, 7, 7, 0));
-    const counts = new MinuteCounts({ kv, clock });
-    const eight = 8 * 3_600_000;
-    assert.equal(
-      counts.dayOf("groq", eight, clock.now()),
-      "2026-12-06",
-      "before 08:00: yesterday's",
-    );
-    counts.keyUsed("groq", "k_a", eight, clock.now(), 1, 120);
-    counts.keyUsed("groq", "k_a", eight, clock.now(), 1, 30);
-    const later = Date.UTC(2026, 11, 7, 9, 0);
-    assert.equal(counts.dayOf("groq", eight, later), "2026-12-07");
-    counts.keyUsed("groq", "k_a", eight, later, 1, 5);
-    await counts.flush();
-    assert.deepEqual(await counts.keyDay("groq", "k_a", "2026-12-06"), {
-      requests: 2,
-      tokens: 150,
-    });
-    assert.deepEqual(await counts.keyDay("groq", "k_a", "2026-12-07"), { requests: 1, tokens: 5 });
-  });
-});
-
 Deno.test("MinuteCounts: KV failing → the flush throws and keeps everything; the next one adds it once", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock(minuteOf(1_700_000_000_000));
@@ -81,7 +57,6 @@ Deno.test("MinuteCounts: KV failing → the flush throws and keeps everything; t
     const counts = new MinuteCounts({ kv: faultyKv(kv, faults), clock, call: { attempts: 1 } });
     const now = clock.now();
     counts.answered("groq", 200, now);
-    counts.keyUsed("groq", "k_a", 0, now, 1, 10);
     await assert.rejects(counts.flush());
     counts.answered("groq", 200, now + MINUTE);
     faults.failing = false;
@@ -92,8 +67,6 @@ Deno.test("MinuteCounts: KV failing → the flush throws and keeps everything; t
       (await read.read("groq", now, now + 2 * MINUTE)).map((c) => c.requests),
       [1, 1],
     );
-    const day = read.dayOf("groq", 0, now);
-    assert.deepEqual(await read.keyDay("groq", "k_a", day), { requests: 1, tokens: 10 });
   });
 });
 
@@ -141,7 +114,7 @@ Deno.test("MinuteCounts: an instance looks for old records at a random time with
     const clock = new FakeClock(minuteOf(Date.UTC(2026, 11, 7, 12, 0)));
     const hourAgo = minuteOf(clock.now() - 2 * 3_600_000);
     const oldMinute = minuteCountKey("groq", hourAgo, "requests");
-    const oldDay = keyDayKey("groq", "k1", "2026-11-20", "requests");
+    const oldDay = keyDayUsageKey("groq", "k1", "2026-11-20", "requests");
     await kv.set(oldMinute, new Deno.KvU64(1n));
     await kv.set(oldDay, new Deno.KvU64(1n));
     // Halfway: the first look at minute records after 5 of their 10 minutes, at day records after 30 of 60.
