@@ -96,6 +96,7 @@ export async function createGateway(
     flushMs: options.minuteFlushMs,
     random: parts.random,
   });
+  for (const rt of runtimes.values()) if (!rt.keyDays.timed) minutes.join(rt.keyDays);
   const lifecycle = startBackground(parts, runtimes, minutes, drain, options.watchKv !== false);
   const status = new StatusBoard({
     ...parts,

@@ -96,8 +96,8 @@ export async function buildServiceRuntime(
     call: c.call,
     peers: c.peers,
     dayStartMs: service.dayResetMs,
-    // Counts alone go to KV as seldom as the minute counts; an `rpd` is read back each second.
-    flushMs: service.keyQuota.rpd === undefined ? 5000 : 1000,
+    // Counts alone go to KV in the minute counts' commit; an `rpd` is read back each second.
+    timer: service.keyQuota.rpd !== undefined,
     usageKey: (key, day, what) => keyDayUsageKey(service.name, key, day, what),
   });
   const pacing = keyPacing(service, pool, limiterFor, storeFor, keyDays, c);

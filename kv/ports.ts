@@ -24,3 +24,16 @@ export type KvGetMany = Pick<Deno.Kv, "getMany">;
 
 /** A watch on known keys. */
 export type KvWatchPort = Pick<Deno.Kv, "watch">;
+
+/**
+ * Counts written behind by `sum` in another's commit, so that several
+ * write-behind counters cost one KV call a flush: the host puts each
+ * source's counts into its atomic operation and tells it how the commit went.
+ */
+export interface SumSource {
+  /**
+   * Puts the pending counts into `op`; the function returned is told whether
+   * they were written. Undefined when there was nothing to put.
+   */
+  sumInto(op: Deno.AtomicOperation): ((written: boolean) => void) | undefined;
+}

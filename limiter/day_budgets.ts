@@ -1,11 +1,10 @@
 import type { Clock, TimerHandle } from "../lib/mod.ts";
-import { casUpdate, kvCall, type KvCallOptions, type KvCas, u64 } from "../kv/mod.ts";
+import { type KvCallOptions, type KvCas, type SumSource, u64 } from "../kv/mod.ts";
 import { budgetDay } from "./day.ts";
 import {
   type Budgeted,
   type BudgetVerdict,
   type DailyBudget,
-  type DayEntries,
   type DayState,
   exhausted,
   type Flushing,
@@ -16,6 +15,7 @@ import {
   take,
   tokensOver,
 } from "./day_policy.ts";
+import { DayStore, type UsageKey } from "./day_store.ts";
 
 export type { Budgeted, BudgetVerdict, DailyBudget };
 
@@ -29,15 +29,16 @@ export interface DayBudgetsOptions {
   peers?: () => number;
   /** How often counts are written and read back, in ms. Default 1000. */
   flushMs?: number;
+  /**
+   * False: no flush timer of its own; the counts go into another's commit
+   * through {@linkcode DayBudgets.sumInto} (a service's keys without `rpd`
+   * go in the minute counts'). Only for names without a budget. Default true.
+   */
+  timer?: boolean;
   call?: KvCallOptions;
   /** Where a day's counts are kept (`teamUsageKey` for teams, `keyDayUsageKey` for keys). */
-  usageKey: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
+  usageKey: UsageKey;
 }
-
-const WHAT = ["requests", "tokens"] as const;
-
-/** Names whose counts one commit adds (two sums each, well under KV's 1000 mutations). */
-const COMMIT_BATCH = 200;
 /** A reservation unused for this long goes back, so that other instances may spend it. */
 const IDLE_RETURN_MS = 2000;
 const OK: BudgetVerdict = Object.freeze({ ok: true });
@@ -54,28 +55,27 @@ const OK: BudgetVerdict = Object.freeze({ ok: true });
  * at most the answers admitted on that stale view (one chunk per instance)
  * plus those already in flight.
  */
-export class DayBudgets {
+export class DayBudgets implements SumSource {
   #days = new Map<string, DayState>();
   /** Days that ended with counts (or a reservation) not yet written. */
   #ended: [string, DayState][] = [];
-  #kv: KvCas;
+  #store: DayStore;
   #clock: Clock;
   #dayStartMs: number;
   #peers: () => number;
   #flushMs: number;
-  #call: KvCallOptions;
-  #usageKey: (name: string, day: string, what: "requests" | "tokens") => Deno.KvKey;
+  /** Whether a timer of its own flushes the counts (see `DayBudgetsOptions.timer`). */
+  readonly timed: boolean;
   #timer: TimerHandle | undefined;
   #closed = false;
 
   constructor(options: DayBudgetsOptions) {
-    this.#kv = options.kv;
+    this.#store = new DayStore(options.kv, options.usageKey, options.call ?? {});
     this.#clock = options.clock;
     this.#dayStartMs = options.dayStartMs ?? 0;
     this.#peers = options.peers ?? (() => 1);
     this.#flushMs = options.flushMs ?? 1000;
-    this.#call = options.call ?? {};
-    this.#usageKey = options.usageKey;
+    this.timed = options.timer ?? true;
     if (!(this.#flushMs > 0)) throw new RangeError(`flushMs must be > 0 (got ${this.#flushMs})`);
   }
 
@@ -142,7 +142,7 @@ export class DayBudgets {
     name: string,
     day = budgetDay(this.#clock.now(), this.#dayStartMs).day,
   ): Promise<{ day: string; requests: number; tokens: number }> {
-    const [[r, t]] = await this.#readDays([name], day);
+    const [[r, t]] = await this.#store.read([name], day);
     const s = this.#days.get(name);
     const mine = s?.day === day ? s : undefined;
     return {
@@ -167,6 +167,39 @@ export class DayBudgets {
    */
   async flush(all = false): Promise<void> {
     const now = this.#clock.now();
+    const { batch, ended } = this.#take(all, now);
+    // KvU64 sums cannot go down: a hand-back beyond what was counted is a compare-and-set.
+    const lowering = batch.filter((f) => f.requests < f.giveBack);
+    await Promise.all(
+      lowering.map((f) =>
+        this.#store.lower(f.name, f.s.day, f.giveBack - f.requests).then(() => {
+          f.requests = f.giveBack = 0;
+        }, () => keep(f))
+      ),
+    );
+    // Those whose hand-back failed wait for the next flush, tokens and all.
+    const written = await this.#store.commit(batch.filter((f) => f.requests >= f.giveBack));
+    this.#keepEnded(ended);
+    await this.#readBack(written.filter((f) => f.s.budgeted), now);
+  }
+
+  /**
+   * Puts every pending count into `op`, another's commit (see
+   * `DayBudgetsOptions.timer`); the function returned is told whether it
+   * went through, and keeps the counts for the next one if not.
+   */
+  sumInto(op: Deno.AtomicOperation): ((written: boolean) => void) | undefined {
+    const { batch, ended } = this.#take(false, this.#clock.now());
+    if (batch.length === 0) return void this.#keepEnded(ended);
+    for (const f of batch) this.#store.sum(op, f);
+    return (written) => {
+      if (!written) batch.forEach(keep);
+      this.#keepEnded(ended);
+    };
+  }
+
+  /** Takes the pending counts (and idle reservations, or all with `all`) for a flush. */
+  #take(all: boolean, now: number): { batch: Flushing[]; ended: [string, DayState][] } {
     const ended = this.#ended;
     this.#ended = [];
     const batch: Flushing[] = [];
@@ -174,39 +207,12 @@ export class DayBudgets {
     for (const [name, s] of this.#days) {
       take(batch, name, s, all || now - s.lastUse >= IDLE_RETURN_MS ? s.allowance : 0);
     }
-    // KvU64 sums cannot go down: a hand-back beyond what was counted is a compare-and-set.
-    const lowering = batch.filter((f) => f.requests < f.giveBack);
-    await Promise.all(
-      lowering.map((f) =>
-        this.#lower(f.name, f.s.day, f.giveBack - f.requests).then(() => {
-          f.requests = f.giveBack = 0;
-        }, () => keep(f))
-      ),
-    );
-    // Those whose hand-back failed wait for the next flush, tokens and all.
-    const written = await this.#commit(batch.filter((f) => f.requests >= f.giveBack));
-    // An ended day whose counts KV refused waits for the next flush.
-    this.#ended.push(...ended.filter(([, e]) => e.pendingRequests > 0 || e.pendingTokens > 0));
-    await this.#readBack(written.filter((f) => f.s.budgeted), now);
+    return { batch, ended };
   }
 
-  /** Adds the counts in KV, one commit per 200 names; resolves to those written. */
-  async #commit(adding: Flushing[]): Promise<Flushing[]> {
-    const written: Flushing[] = [];
-    for (let i = 0; i < adding.length; i += COMMIT_BATCH) {
-      const part = adding.slice(i, i + COMMIT_BATCH);
-      const op = this.#kv.atomic();
-      for (const { name, s, requests, giveBack, tokens } of part) {
-        const n = requests - giveBack;
-        if (n > 0) op.sum(this.#usageKey(name, s.day, "requests"), BigInt(n));
-        if (tokens > 0) op.sum(this.#usageKey(name, s.day, "tokens"), BigInt(Math.round(tokens)));
-      }
-      // KV refusing, the counts wait for the next flush.
-      await kvCall(() => op.commit(), this.#call).then(() => written.push(...part), () => {
-        part.forEach(keep);
-      });
-    }
-    return written;
+  /** An ended day whose counts KV refused waits for the next flush. */
+  #keepEnded(ended: [string, DayState][]): void {
+    this.#ended.push(...ended.filter(([, e]) => e.pendingRequests > 0 || e.pendingTokens > 0));
   }
 
   /** Reads budgeted days back, five to a read (one of another day: at its next reservation). */
@@ -214,28 +220,13 @@ export class DayBudgets {
     for (let i = 0; i < written.length; i += 5) {
       const day = written[i].s.day;
       const part = written.slice(i, i + 5).filter((f) => f.s.day === day);
-      const counts = await this.#readDays(part.map((f) => f.name), day).catch(() => undefined);
+      const counts = await this.#store.read(part.map((f) => f.name), day).catch(() => undefined);
       part.forEach((f, j) => {
         if (counts === undefined) return;
         [f.s.requestsSeen, f.s.tokensSeen] = [u64(counts[j][0]), u64(counts[j][1])];
         f.s.readAt = now;
       });
     }
-  }
-
-  /** Takes `n` unspent requests back off a day's count. */
-  async #lower(name: string, day: string, n: number): Promise<void> {
-    await casUpdate<Deno.KvU64, void>(this.#kv, this.#usageKey(name, day, "requests"), (cur) => ({
-      write: new Deno.KvU64(BigInt(Math.max(0, (cur === null ? 0 : Number(cur.value)) - n))),
-      result: undefined,
-    }), { call: this.#call });
-  }
-
-  /** Each name's two counts on `day`, read in one snapshot (at most 5 names: 10 keys). */
-  async #readDays(names: string[], day: string): Promise<DayEntries[]> {
-    const keys = names.flatMap((n) => WHAT.map((w) => this.#usageKey(n, day, w)));
-    const entries = await kvCall(() => this.#kv.getMany<Deno.KvU64[]>(keys), this.#call);
-    return names.map((_, j) => [entries[2 * j], entries[2 * j + 1]]);
   }
 
   /**
@@ -247,14 +238,11 @@ export class DayBudgets {
     const peers = Math.max(1, this.#peers());
     try {
       // The update gives the chunk reserved, or the refusal when nothing can be.
-      const update = await casUpdate<Deno.KvU64, number | BudgetVerdict>(
-        this.#kv,
-        this.#usageKey(team.name, s.day, "requests"),
-        (requests, [tokens]) => {
-          const counts = [Number(requests?.value ?? 0), u64(tokens as DayEntries[1])] as const;
-          return reserveStep(team.daily, s, peers, this.#clock.now(), ...counts);
-        },
-        { call: this.#call, alsoRead: [this.#usageKey(team.name, s.day, "tokens")] },
+      const update = await this.#store.reserve<number | BudgetVerdict>(
+        team.name,
+        s.day,
+        (requests, tokens) =>
+          reserveStep(team.daily, s, peers, this.#clock.now(), requests, tokens),
       );
       if (!update.ok) return { ok: false, retryAfterMs: 1000, resetsAt: s.resetsAt };
       const chunk = update.result;
@@ -283,7 +271,7 @@ export class DayBudgets {
   }
 
   #wake(): void {
-    if (this.#timer !== undefined || this.#closed) return;
+    if (this.#timer !== undefined || this.#closed || !this.timed) return;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.flush().finally(() => {

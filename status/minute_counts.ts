@@ -7,6 +7,7 @@ import {
   minuteCountKey,
   minuteCountRange,
   pruneOldDays,
+  type SumSource,
 } from "../kv/mod.ts";
 
 /** One service's counts in one minute. */
@@ -77,6 +78,8 @@ export class MinuteCounts {
   #prunedAt: number;
   #prunedDaysAt: number;
   #timer: TimerHandle | undefined;
+  /** Counters whose sums go in this one's commit (see {@linkcode MinuteCounts.join}). */
+  #joined: SumSource[] = [];
 
   constructor(options: MinuteCountsOptions) {
     this.#o = options;
@@ -115,7 +118,15 @@ export class MinuteCounts {
     await this.flush().catch(() => {});
   }
 
-  /** Adds the counts not yet in KV, in one atomic commit. */
+  /**
+   * Adds the counts of a write-behind counter (a service's key days) to each
+   * flush's commit: one KV call every `flushMs` for all of them.
+   */
+  join(source: SumSource): void {
+    this.#joined.push(source);
+  }
+
+  /** Adds the counts not yet in KV (and the joined counters'), in one atomic commit. */
   async flush(): Promise<void> {
     const tallies = [...this.#ended, ...this.#tallies.values()];
     const op = this.#o.kv.atomic();
@@ -128,12 +139,17 @@ export class MinuteCounts {
         adds.push([t, w, n]);
       }
     }
-    if (adds.length === 0) {
+    const joined = this.#joined.flatMap((source) => source.sumInto(op) ?? []);
+    if (adds.length === 0 && joined.length === 0) {
       this.#ended = [];
       return;
     }
     // Sums cannot carry an expiry: the records are found by range and old ones deleted by prune().
-    await kvCall(() => op.commit(), this.#o.call ?? {});
+    const committed = await kvCall(() => op.commit(), this.#o.call ?? {}).catch((e) => {
+      joined.forEach((told) => told(false));
+      throw e;
+    });
+    joined.forEach((told) => told(committed.ok));
     for (const [t, w, n] of adds) t.written[w] += n;
     this.#ended = [];
     await this.#prune(tallies).catch(() => {});

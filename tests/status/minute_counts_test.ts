@@ -9,6 +9,7 @@ import { FakeClock } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
 import { keyDayUsageKey, minuteCountKey } from "../../kv/mod.ts";
+import { DayBudgets } from "../../limiter/mod.ts";
 
 const MINUTE = 60_000;
 const minuteOf = (ms: number) => ms - (ms % MINUTE);
@@ -47,6 +48,39 @@ Deno.test("MinuteCounts: each minute is its own record; a flush adds only what K
       (await counts.read("groq", first, first + 2 * MINUTE)).map((c) => [c.minute, c.requests]),
       [[first, 2], [first + MINUTE, 1]],
     );
+  });
+});
+
+Deno.test("MinuteCounts: a joined day counter's counts go in the same commit (one KV call); kept while KV fails, written once when it answers", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(1_700_000_000_000));
+    const faults = { latencyMs: 0, failing: false, ops: 0 };
+    const flaky = faultyKv(kv, faults);
+    const counts = new MinuteCounts({ kv: flaky, clock, call: { attempts: 1 }, random: () => 0 });
+    const usageKey = (key: string, day: string, what: string) =>
+      keyDayUsageKey("groq", key, day, what);
+    const days = new DayBudgets({ kv: flaky, clock, usageKey, timer: false });
+    counts.join(days);
+    const now = clock.now();
+    counts.answered("groq", 200, now);
+    days.count("k_a", now);
+    days.addTokens("k_a", 10);
+    await clock.advance(10_000);
+    assert.equal(faults.ops, 0, "the day counter has no timer of its own");
+    faults.failing = true;
+    await assert.rejects(counts.flush());
+    faults.failing = false;
+    faults.ops = 0;
+    await counts.flush();
+    assert.equal(faults.ops, 1, "minutes and the key's day in one commit");
+    await counts.flush();
+    const read = new DayBudgets({ kv, clock, usageKey });
+    assert.deepEqual(await read.usage("k_a"), {
+      day: (await read.usage("k_b")).day,
+      requests: 1,
+      tokens: 10,
+    });
+    assert.equal((await counts.read("groq", now, now + MINUTE))[0].requests, 1);
   });
 });
 
