@@ -89,9 +89,15 @@ export function cpuUs(pid: number): number {
 
 /** wrk from Debian's packages: installed here when missing (needs root and the package registry). */
 export async function ensureWrk(): Promise<void> {
-  const has = () =>
-    new Deno.Command("wrk", { args: ["-v"], stdout: "null", stderr: "null" }).output()
-      .then(() => true, () => false);
+  // An async function: Deno throws a missing command at spawn, before any promise is made.
+  const has = async () => {
+    try {
+      await new Deno.Command("wrk", { args: ["-v"], stdout: "null", stderr: "null" }).output();
+      return true;
+    } catch {
+      return false;
+    }
+  };
   if (await has()) return;
   console.error("bench: wrk is missing; installing it with apt-get");
   const apt = (args: string[]) =>
