@@ -6,6 +6,7 @@ import {
   type BudgetVerdict,
   type DailyBudget,
   type DayState,
+  type DayUsage,
   exhausted,
   type Flushing,
   keep,
@@ -17,7 +18,7 @@ import {
 } from "./day_policy.ts";
 import { DayStore, type UsageKey } from "./day_store.ts";
 
-export type { Budgeted, BudgetVerdict, DailyBudget };
+export type { Budgeted, BudgetVerdict, DailyBudget, DayUsage };
 
 /** Options for {@linkcode DayBudgets}. */
 export interface DayBudgetsOptions {
@@ -138,18 +139,29 @@ export class DayBudgets implements SumSource {
   }
 
   /** A name's counts on `day` (default: today): KV's plus what this instance has not written. */
-  async usage(
-    name: string,
+  async usage(name: string, day?: string): Promise<DayUsage> {
+    return (await this.usageOf([name], day))[0];
+  }
+
+  /** {@linkcode DayBudgets.usage} of several names, five to a KV read (the status's keys). */
+  async usageOf(
+    names: readonly string[],
     day = budgetDay(this.#clock.now(), this.#dayStartMs).day,
-  ): Promise<{ day: string; requests: number; tokens: number }> {
-    const [[r, t]] = await this.#store.read([name], day);
-    const s = this.#days.get(name);
-    const mine = s?.day === day ? s : undefined;
-    return {
-      day,
-      requests: u64(r) + (mine?.pendingRequests ?? 0) - (mine?.allowance ?? 0),
-      tokens: u64(t) + (mine?.pendingTokens ?? 0),
-    };
+  ): Promise<DayUsage[]> {
+    const reads = [];
+    for (let i = 0; i < names.length; i += 5) {
+      reads.push(this.#store.read(names.slice(i, i + 5), day));
+    }
+    const counts = (await Promise.all(reads)).flat();
+    return names.map((name, j) => {
+      const s = this.#days.get(name);
+      const mine = s?.day === day ? s : undefined;
+      return {
+        day,
+        requests: u64(counts[j][0]) + (mine?.pendingRequests ?? 0) - (mine?.allowance ?? 0),
+        tokens: u64(counts[j][1]) + (mine?.pendingTokens ?? 0),
+      };
+    });
   }
 
   /** Writes every pending count and hands back every reservation; stops the timer. */

@@ -19,6 +19,13 @@ export interface Budgeted {
   daily: DailyBudget;
 }
 
+/** A name's counts on one day. */
+export interface DayUsage {
+  day: string;
+  requests: number;
+  tokens: number;
+}
+
 /** A day's requests and tokens as KV holds them. */
 export type DayEntries = [Deno.KvEntryMaybe<Deno.KvU64>, Deno.KvEntryMaybe<Deno.KvU64>];
 

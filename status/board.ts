@@ -21,7 +21,7 @@ export interface BoardService {
   readonly limiter: Pick<ScopeLimiter, "waiting" | "waitingByTeam" | "levels">;
   readonly pacing?: Pick<KeyPacing, "paceOf">;
   /** Each key's day: requests and tokens, KV's and this instance's. */
-  readonly keyDays: Pick<DayBudgets, "usage">;
+  readonly keyDays: Pick<DayBudgets, "usageOf">;
   readonly backoff?: Pick<ProviderBackoff, "pause">;
 }
 
@@ -172,8 +172,12 @@ export class StatusBoard {
     return i.expiresAt - i.seenAt;
   }
 
-  #keys(rt: BoardService, now: number): Promise<KeyStatus[]> {
-    return Promise.all(rt.pool.keys.map(async (key) => {
+  async #keys(rt: BoardService, now: number): Promise<KeyStatus[]> {
+    const ids = rt.pool.keys.map((k) => k.id);
+    const todays = this.#p.kvStatus.up
+      ? await rt.keyDays.usageOf(ids).catch(() => undefined)
+      : undefined;
+    return rt.pool.keys.map((key, i) => {
       const h = rt.pool.health(key.id);
       const pace = rt.pacing?.paceOf(key.id);
       const out: KeyStatus = {
@@ -196,16 +200,14 @@ export class StatusBoard {
       }
       if (pace?.rate) out.provider = pace.rate;
       const q = rt.service.keyQuota;
-      const today = this.#p.kvStatus.up
-        ? await rt.keyDays.usage(key.id).catch(() => undefined)
-        : undefined;
+      const today = todays?.[i];
       if (today) {
         out.today = today;
         if (q.rpd !== undefined) out.today.rpd = q.rpd;
         if (q.tpm !== undefined) out.today.tpm = q.tpm;
       }
       return out;
-    }));
+    });
   }
 
   /** Teams: budgets and use today (KV), requests waiting here and 429s answered here. */

@@ -152,7 +152,7 @@ Deno.test("DayBudgets: a key's requests and tokens on its provider's day, which 
   });
 });
 
-Deno.test("DayBudgets: counts of many names go to KV in one commit a flush, and only budgeted days are read back", async () => {
+Deno.test("DayBudgets: counts of many names go to KV in one commit a flush, only budgeted days are read back, and many are read five to a read", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     let commits = 0, reads = 0;
@@ -178,6 +178,13 @@ Deno.test("DayBudgets: counts of many names go to KV in one commit a flush, and 
     }
     await days.flush();
     assert.deepEqual([commits, reads], [1, 0], "one commit, nothing read back");
+    days.count("key-3", clock.now());
+    const twelve = await days.usageOf(Array.from({ length: 12 }, (_, i) => `key-${i}`));
+    assert.equal(reads, 3, "the status's twelve keys in three reads");
+    assert.deepEqual(twelve.map((u) => [u.requests, u.tokens]).slice(2, 5), [[1, 10], [2, 10], [
+      1,
+      10,
+    ]]);
     assert.deepEqual(await days.usage("key-29"), {
       day: (await days.usage("key-0")).day,
       requests: 1,
