@@ -220,16 +220,16 @@ export class StatusBoard {
         waiting[team] = (waiting[team] ?? 0) + n;
       }
     }
-    return await Promise.all(
-      teams.registry.list().map(async (t) => ({
-        name: t.name,
-        weight: t.weight,
-        daily: t.daily,
-        usageToday: await teams.budgets.usage(t.name).catch(() => null),
-        waitingHere: waiting[t.name] ?? 0,
-        refusedHere: this.#p.metrics.requests.sumWhere(1, t.name, 2, "429"),
-      })),
-    );
+    const list = teams.registry.list();
+    const usage = await teams.budgets.usageOf(list.map((t) => t.name)).catch(() => undefined);
+    return list.map((t, i) => ({
+      name: t.name,
+      weight: t.weight,
+      daily: t.daily,
+      usageToday: usage?.[i] ?? null,
+      waitingHere: waiting[t.name] ?? 0,
+      refusedHere: this.#p.metrics.requests.sumWhere(1, t.name, 2, "429"),
+    }));
   }
 }
 
