@@ -40,6 +40,7 @@ export interface DayBudgetsOptions {
   /** Where a day's counts are kept (`teamUsageKey` for teams, `keyDayUsageKey` for keys). */
   usageKey: UsageKey;
 }
+
 /** A reservation unused for this long goes back, so that other instances may spend it. */
 const IDLE_RETURN_MS = 2000;
 const OK: BudgetVerdict = Object.freeze({ ok: true });
