@@ -228,7 +228,7 @@ export class FairGate {
     const now = this.#clock.now();
     const mine: InstanceDemand = {};
     for (const [name, lane] of this.#lanes) {
-      const demand = lane.arrivals.rate(now) + lane.pending;
+      const demand = lane.demand(now);
       if (demand > 0) mine[name] = { weight: lane.weight, demand };
     }
     try {
@@ -266,7 +266,7 @@ export class FairGate {
       const share = this.#shares?.get(name);
       // Its demand here now, not as sent: a team that arrived while the
       // exchange was out is in no record yet, and its part must not be 0.
-      const here = lane.arrivals.rate(now) + lane.pending;
+      const here = lane.demand(now);
       const everywhere = (total.get(name)?.demand ?? 0) - (mine[name]?.demand ?? 0) + here;
       lane.share = this.#shares === undefined
         ? this.#rate

@@ -23,6 +23,11 @@ export class TeamLane {
   line = new LaneLine();
   timer: TimerHandle | undefined;
 
+  /** Its demand here, per second: requests arriving, plus its backlog spread over a second. */
+  demand(now: number): number {
+    return this.arrivals.rate(now) + this.pending;
+  }
+
   /**
    * Paces the team at `rate` (per second) from `now`. Passes it is behind
    * (`tat` ahead of now) stay owed as passes, not as time: at a pace twice
