@@ -132,10 +132,10 @@ export class DayBudgets implements SumSource {
     this.#wake();
   }
 
-  /** Adds the tokens of an answer to the team's day. */
-  addTokens(teamName: string, tokens: number): void {
+  /** Adds the tokens of an answer to a name's day (a team's, a key's). */
+  addTokens(name: string, tokens: number): void {
     if (!(tokens > 0)) return;
-    this.#state(teamName, this.#clock.now()).pendingTokens += tokens;
+    this.#state(name, this.#clock.now()).pendingTokens += tokens;
     this.#wake();
   }
 
@@ -149,11 +149,8 @@ export class DayBudgets implements SumSource {
     names: readonly string[],
     day = budgetDay(this.#clock.now(), this.#dayStartMs).day,
   ): Promise<DayUsage[]> {
-    const reads = [];
-    for (let i = 0; i < names.length; i += 5) {
-      reads.push(this.#store.read(names.slice(i, i + 5), day));
-    }
-    const counts = (await Promise.all(reads)).flat();
+    // Only shown (the status, the admin API): an eventual read, near the instance.
+    const counts = await this.#store.read(names, day, "eventual");
     return names.map((name, j) => {
       const s = this.#days.get(name);
       const mine = s?.day === day ? s : undefined;
@@ -228,18 +225,17 @@ export class DayBudgets implements SumSource {
     this.#ended.push(...ended.filter(([, e]) => e.pendingRequests > 0 || e.pendingTokens > 0));
   }
 
-  /** Reads budgeted days back, five to a read (one of another day: at its next reservation). */
+  /** Reads budgeted days back (one of another day than the first's: at its next reservation). */
   async #readBack(written: Flushing[], now: number): Promise<void> {
-    for (let i = 0; i < written.length; i += 5) {
-      const day = written[i].s.day;
-      const part = written.slice(i, i + 5).filter((f) => f.s.day === day);
-      const counts = await this.#store.read(part.map((f) => f.name), day).catch(() => undefined);
-      part.forEach((f, j) => {
-        if (counts === undefined) return;
-        [f.s.requestsSeen, f.s.tokensSeen] = [u64(counts[j][0]), u64(counts[j][1])];
-        f.s.readAt = now;
-      });
-    }
+    if (written.length === 0) return;
+    const day = written[0].s.day;
+    const same = written.filter((f) => f.s.day === day);
+    const counts = await this.#store.read(same.map((f) => f.name), day).catch(() => undefined);
+    same.forEach((f, j) => {
+      if (counts === undefined) return;
+      [f.s.requestsSeen, f.s.tokensSeen] = [u64(counts[j][0]), u64(counts[j][1])];
+      f.s.readAt = now;
+    });
   }
 
   /**

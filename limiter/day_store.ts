@@ -58,10 +58,21 @@ export class DayStore {
     }), { call: this.#call });
   }
 
-  /** Each name's two counts on `day`, read in one snapshot (at most 5 names: 10 keys). */
-  async read(names: string[], day: string): Promise<DayEntries[]> {
-    const keys = names.flatMap((n) => WHAT.map((w) => this.#usageKey(n, day, w)));
-    const entries = await kvCall(() => this.#kv.getMany<Deno.KvU64[]>(keys), this.#call);
+  /**
+   * Each name's two counts on `day`, five names (ten keys, a KV read's most)
+   * to a read, the reads at once. `"eventual"` for what is only shown.
+   */
+  async read(
+    names: readonly string[],
+    day: string,
+    consistency: Deno.KvConsistencyLevel = "strong",
+  ): Promise<DayEntries[]> {
+    const reads: Promise<Deno.KvEntryMaybe<Deno.KvU64>[]>[] = [];
+    for (let i = 0; i < names.length; i += 5) {
+      const keys = names.slice(i, i + 5).flatMap((n) => WHAT.map((w) => this.#usageKey(n, day, w)));
+      reads.push(kvCall(() => this.#kv.getMany<Deno.KvU64[]>(keys, { consistency }), this.#call));
+    }
+    const entries = (await Promise.all(reads)).flat();
     return names.map((_, j) => [entries[2 * j], entries[2 * j + 1]]);
   }
 
