@@ -31,9 +31,11 @@ export interface DayBudgetsOptions {
   /** How often counts are written and read back, in ms. Default 1000. */
   flushMs?: number;
   /**
-   * False: no flush timer of its own; the counts go into another's commit
-   * through {@linkcode DayBudgets.sumInto} (a service's keys without `rpd`
-   * go in the minute counts'). Only for names without a budget. Default true.
+   * False: the counts go into another's commit through
+   * {@linkcode DayBudgets.sumInto} (a service's keys without `rpd` go in the
+   * minute counts'), and no flush timer runs for them; a name spent against a
+   * budget still starts it (its reservation must be read back and go back
+   * when idle). Default true.
    */
   timer?: boolean;
   call?: KvCallOptions;
@@ -111,6 +113,8 @@ export class DayBudgets implements SumSource {
     const s = this.#state(team.name, now);
     s.budgeted = true;
     s.lastUse = now;
+    // The flushes read the day back and hand an idle reservation back: no answer need wake them.
+    this.#wake(true);
     s.demand.count(1, now);
     const over = exhausted(daily, s, now);
     // Spent as last read; but other instances hand back what they reserved
@@ -279,16 +283,17 @@ export class DayBudgets implements SumSource {
     return s;
   }
 
-  #wake(): void {
-    if (this.#timer !== undefined || this.#closed || !this.timed) return;
+  /** Flushes in `flushMs` (a timer of its own, unless `timed` is false and no budget asks for one). */
+  #wake(budgeted = false): void {
+    if (this.#timer !== undefined || this.#closed || !(this.timed || budgeted)) return;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.flush().finally(() => {
-        const busy = this.#ended.length > 0 ||
-          [...this.#days.values()].some((s) =>
-            s.pendingRequests > 0 || s.pendingTokens > 0 || s.allowance > 0
-          );
-        if (busy) this.#wake();
+        const days = [...this.#days.values()];
+        const held = days.some((s) => s.allowance > 0);
+        const pending = this.#ended.length > 0 ||
+          days.some((s) => s.pendingRequests > 0 || s.pendingTokens > 0);
+        if (held || pending) this.#wake(held);
       });
     }, this.#flushMs);
   }

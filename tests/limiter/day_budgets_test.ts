@@ -63,6 +63,27 @@ Deno.test("DayBudgets: a reservation idle for 2 s goes back at the next flush, a
   });
 });
 
+for (const timer of [true, false]) {
+  Deno.test(`DayBudgets${timer ? "" : " (timer: false)"}: a reservation left idle goes back by itself, with no answer's tokens to wake a flush`, async () => {
+    await withMemoryKv(async (kv) => {
+      const clock = new FakeClock();
+      const a = new DayBudgets({ kv, clock, usageKey, timer });
+      const b = new DayBudgets({ kv, clock, usageKey });
+      const t = team({ requests: 40 });
+      assert.ok((await spend(a, t, clock)).ok, "a reserves a chunk and spends one of it");
+      let granted = 0;
+      while ((await spend(b, t, clock)).ok) granted++;
+      assert.ok(granted < 39, `b cannot spend what a holds (${granted})`);
+      // Neither flush() nor addTokens(): only time passes.
+      for (let s = 0; s < 4; s++) await clock.advance(1000);
+      while ((await spend(b, t, clock)).ok) granted++;
+      assert.equal(granted, 39, "every request of the day but a's one");
+      await a.close();
+      await b.close();
+    });
+  });
+}
+
 Deno.test("DayBudgets: a new budget day starts from zero, at dayStartMs", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
