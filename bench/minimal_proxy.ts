@@ -9,6 +9,10 @@
  * client wants one and enqueues it as it is — the floor for any relay that
  * looks at the chunks (kvgate's observed relay is measured against it).
  *
+ * `BODY=whole`: the request's body is read whole before it is sent, as any
+ * proxy that may send a request again (on another key) must: the floor for
+ * a retrying gateway (kvgate is measured against it too).
+ *
  * @module
  */
 import { passThrough } from "./pass_through.ts";
@@ -16,6 +20,7 @@ import { passThrough } from "./pass_through.ts";
 const target = Deno.env.get("TARGET") ?? "http://127.0.0.1:8001";
 const port = Number(Deno.env.get("PORT") ?? 8002);
 const pull = Deno.env.get("RELAY") === "pull";
+const whole = Deno.env.get("BODY") === "whole";
 
 Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
   const url = new URL(req.url);
@@ -24,7 +29,7 @@ Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
   const upstream = await fetch(target + url.pathname + url.search, {
     method: req.method,
     headers,
-    body: req.body,
+    body: whole ? await req.bytes() : req.body,
     redirect: "manual",
     signal: req.signal,
   });

@@ -35,6 +35,9 @@
  * connections; `BENCH_PAIRED_STREAM_CONNS` (default 8) sets each target's connections for streams,
  * `BENCH_PAIRED_EVENT_MS` (default 0) the time between their events, and `BENCH_PAIRED_CONTROL=1`
  * adds a second copy of the JavaScript relay to them: its ratio to the first is the harness's noise.
+ * `BENCH_PAIRED_FLOOR=1` adds the minimal proxy that reads each request's body whole before sending
+ * it (`BODY=whole`, what any gateway that can retry must do) to the paired phases: kvgate ÷ it is
+ * what kvgate's own work costs beyond that.
  *
  * @module
  */
@@ -63,6 +66,7 @@ const PAIRED_STREAM_CONNS = Number(Deno.env.get("BENCH_PAIRED_STREAM_CONNS") ?? 
 /** `BENCH_PAIRED_EVENT_MS`: the events of the paired stream phases this far apart (default 0, back to back). */
 const PAIRED_EVENT_MS = Number(Deno.env.get("BENCH_PAIRED_EVENT_MS") ?? 0);
 const CONTROL = Deno.env.get("BENCH_PAIRED_CONTROL") === "1";
+const FLOOR = Deno.env.get("BENCH_PAIRED_FLOOR") === "1";
 /** `BENCH_ONLY_PAIRED=1`: the paired phases alone (no load phases, no memory, no micro-benchmarks). */
 const ONLY_PAIRED = Deno.env.get("BENCH_ONLY_PAIRED") === "1";
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s.
@@ -282,6 +286,15 @@ async function main() {
       }, "/v1/chat/completions"),
     );
   }
+  // BENCH_PAIRED_FLOOR=1: the floor of a proxy that can retry (it reads the body whole).
+  if (FLOOR) {
+    targets.push(
+      await start("minimal-whole-body", "bench/minimal_proxy.ts", {
+        TARGET: mock.base,
+        BODY: "whole",
+      }, "/v1/chat/completions"),
+    );
+  }
   // Another checkout of kvgate (an earlier commit, say), measured in the same run.
   const beforeRoot = Deno.env.get("BENCH_BASELINE_ROOT");
   if (beforeRoot) {
@@ -327,8 +340,9 @@ async function main() {
     if (PAIRED_ROUNDS > 0) {
       const baseline = targets.filter((t) => t.name === "kvgate-baseline");
       const streamBaselines = targets.filter((t) => t.name.endsWith("-baseline"));
+      const floor = targets.filter((t) => t.name === "minimal-whole-body");
       paired = [
-        ...await pairedPhase([minimal, kvgate, ...baseline]),
+        ...await pairedPhase([minimal, kvgate, ...baseline, ...floor]),
         ...await pairedStreamPhase([
           minimal,
           jsRelay,
@@ -336,6 +350,7 @@ async function main() {
           observe,
           ...streamBaselines,
           ...targets.filter((t) => t.name === "js-relay-control"),
+          ...floor,
         ]),
       ];
     }
@@ -409,7 +424,8 @@ async function main() {
 /**
  * CPU per request at `PAIRED_CONNS` connection(s) with the targets loaded at
  * the same time, each by its own wrk, all pinned to the same core (see
- * bench/paired.ts): every ratio is against the first target.
+ * bench/paired.ts): every ratio is against the first target, and kvgate's (the second) against
+ * the floor of a retrying proxy when it is there.
  */
 async function pairedPhase(targets: Proc[]): Promise<string[]> {
   await pairedRound(targets, { conns: 32, seconds: WARM_S, script: LUA });
@@ -423,6 +439,8 @@ async function pairedPhase(targets: Proc[]): Promise<string[]> {
     2 * WARM_S
   } s at 1 connection)`;
   const ratios = targets.slice(1).map((_, i): [number, number] => [i + 1, 0]);
+  const floor = targets.findIndex((t) => t.name === "minimal-whole-body");
+  if (floor > 0) ratios.push([1, floor]);
   return pairedTable(title, targets, await pairedRounds(targets, load, PAIRED_ROUNDS), ratios);
 }
 
@@ -440,6 +458,8 @@ function streamRatios(targets: Proc[]): [number, number][] {
     ["js-relay", "minimal"],
     ["kvgate-observe", "js-relay"],
     ["js-relay-control", "js-relay"],
+    ["kvgate", "minimal-whole-body"],
+    ["minimal-whole-body", "minimal"],
     ["kvgate", "kvgate-baseline"],
     ["kvgate-observe", "kvgate-observe-baseline"],
   ].map(([a, b]): [number, number] => [at(a), at(b)]).filter(([i, j]) => i >= 0 && j >= 0);
