@@ -43,41 +43,40 @@ Deno.test("DayBudgets: two instances spend exactly the day's requests between th
   });
 });
 
-Deno.test("DayBudgets: a reservation idle for 2 s goes back at the next flush, and the other instance spends it", async () => {
-  await withMemoryKv(async (kv) => {
-    const clock = new FakeClock();
-    const a = new DayBudgets({ kv, clock, usageKey });
-    const b = new DayBudgets({ kv, clock, usageKey });
-    const t = team({ requests: 40 });
-    assert.ok((await spend(a, t, clock)).ok, "a reserves a chunk and spends one of it");
-    let granted = 0;
-    while ((await spend(b, t, clock)).ok) granted++;
-    assert.ok(granted < 39, `b cannot spend what a holds (${granted})`);
-    await clock.advance(2000);
-    await a.flush();
-    while ((await spend(b, t, clock)).ok) granted++;
-    assert.equal(granted, 39, "every request of the day but a's one");
-    assert.equal((await b.usage("acme")).requests, 40);
-    await a.close();
-    await b.close();
-  });
-});
+/** How a reservation is left idle: with a flush asked for, or only time passing (no answer's tokens to wake one). */
+const idleWays = [
+  {
+    name: "a reservation idle for 2 s goes back at the next flush",
+    timer: true,
+    wait: async (a: DayBudgets, clock: FakeClock) => {
+      await clock.advance(2000);
+      await a.flush();
+    },
+  },
+  ...[true, false].map((timer) => ({
+    name: `${timer ? "" : "(timer: false) "}a reservation left idle goes back by itself`,
+    timer,
+    wait: async (_a: DayBudgets, clock: FakeClock) => {
+      for (let s = 0; s < 4; s++) await clock.advance(1000);
+    },
+  })),
+];
 
-for (const timer of [true, false]) {
-  Deno.test(`DayBudgets${timer ? "" : " (timer: false)"}: a reservation left idle goes back by itself, with no answer's tokens to wake a flush`, async () => {
+for (const way of idleWays) {
+  Deno.test(`DayBudgets: ${way.name}, and the other instance spends it`, async () => {
     await withMemoryKv(async (kv) => {
       const clock = new FakeClock();
-      const a = new DayBudgets({ kv, clock, usageKey, timer });
+      const a = new DayBudgets({ kv, clock, usageKey, timer: way.timer });
       const b = new DayBudgets({ kv, clock, usageKey });
       const t = team({ requests: 40 });
       assert.ok((await spend(a, t, clock)).ok, "a reserves a chunk and spends one of it");
       let granted = 0;
       while ((await spend(b, t, clock)).ok) granted++;
       assert.ok(granted < 39, `b cannot spend what a holds (${granted})`);
-      // Neither flush() nor addTokens(): only time passes.
-      for (let s = 0; s < 4; s++) await clock.advance(1000);
+      await way.wait(a, clock);
       while ((await spend(b, t, clock)).ok) granted++;
       assert.equal(granted, 39, "every request of the day but a's one");
+      assert.equal((await b.usage("acme")).requests, 40);
       await a.close();
       await b.close();
     });
