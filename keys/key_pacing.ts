@@ -131,7 +131,9 @@ export class KeyPacing {
     if (p.day) {
       const spent = await this.#o.days!.spend(p.day, this.#o.clock.now());
       if (!spent.ok) {
-        this.#o.rest(key, spent.resetsAt, "daily_quota");
+        // Until the reset, or (a day just seen spent, see `settle`) until it is looked at again.
+        const until = Math.min(spent.resetsAt, this.#o.clock.now() + spent.retryAfterMs);
+        this.#o.rest(key, until, "daily_quota");
         return { ok: false, retryAfterMs: spent.retryAfterMs };
       }
     }

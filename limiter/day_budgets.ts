@@ -9,10 +9,12 @@ import {
   type DayUsage,
   exhausted,
   type Flushing,
+  IDLE_RETURN_MS,
   keep,
   newDayState,
   offlineSpend,
   reserveStep,
+  settle,
   take,
   tokensOver,
 } from "./day_policy.ts";
@@ -43,8 +45,6 @@ export interface DayBudgetsOptions {
   usageKey: UsageKey;
 }
 
-/** A reservation unused for this long goes back, so that other instances may spend it. */
-const IDLE_RETURN_MS = 2000;
 const OK: BudgetVerdict = Object.freeze({ ok: true });
 
 /**
@@ -86,7 +86,7 @@ export class DayBudgets implements SumSource {
   /** Whether `team` is known to be past its budget (no KV call). */
   check(team: Budgeted, now: number): BudgetVerdict {
     const s = this.#state(team.name, now);
-    return exhausted(team.daily, s, now) ?? OK;
+    return this.#settle(exhausted(team.daily, s, now) ?? OK, team, s, now);
   }
 
   /**
@@ -119,13 +119,23 @@ export class DayBudgets implements SumSource {
     const over = exhausted(daily, s, now);
     // Spent as last read; but other instances hand back what they reserved
     // and left idle, so once a flushMs the reservation reads the day again.
-    if (over && (tokensOver(daily, s) || now - s.readAt < this.#flushMs)) return over;
+    if (over && (tokensOver(daily, s) || now - s.readAt < this.#flushMs)) {
+      return this.#settle(over, team, s, now);
+    }
     if (s.allowance > 0) {
       s.allowance--;
       return OK;
     }
     s.reserving ??= this.#reserve(team, s).finally(() => s.reserving = undefined);
-    return s.reserving.then((v) => v.ok ? this.spend(team, this.#clock.now()) : v);
+    return s.reserving.then((v) =>
+      v.ok ? this.spend(team, this.#clock.now()) : this.#settle(v, team, s, this.#clock.now())
+    );
+  }
+
+  /** {@linkcode settle}: a day just seen spent is looked at again once peers' idle reservations are back. */
+  #settle(v: BudgetVerdict, team: Budgeted, s: DayState, now: number): BudgetVerdict {
+    const settleMs = this.#peers() > 1 ? IDLE_RETURN_MS + 2 * this.#flushMs : 0;
+    return settle(v, team.daily, s, now, settleMs);
   }
 
   /** Counts one request of a name with no budget (a key without `rpd`), for the next flush. */
@@ -182,17 +192,7 @@ export class DayBudgets implements SumSource {
   async flush(all = false): Promise<void> {
     const now = this.#clock.now();
     const { batch, ended } = this.#take(all, now);
-    // KvU64 sums cannot go down: a hand-back beyond what was counted is a compare-and-set.
-    const lowering = batch.filter((f) => f.requests < f.giveBack);
-    await Promise.all(
-      lowering.map((f) =>
-        this.#store.lower(f.name, f.s.day, f.giveBack - f.requests).then(() => {
-          f.requests = f.giveBack = 0;
-        }, () => keep(f))
-      ),
-    );
-    // Those whose hand-back failed wait for the next flush, tokens and all.
-    const written = await this.#store.commit(batch.filter((f) => f.requests >= f.giveBack));
+    const written = await this.#store.commit(await this.#store.handBack(batch));
     this.#keepEnded(ended);
     await this.#readBack(written.filter((f) => f.s.budgeted), now);
   }

@@ -32,6 +32,9 @@ export type DayEntries = [Deno.KvEntryMaybe<Deno.KvU64>, Deno.KvEntryMaybe<Deno.
 /** May a team's request go upstream? If not, until when the budget is spent. */
 export type BudgetVerdict = { ok: true } | { ok: false; retryAfterMs: number; resetsAt: number };
 
+/** A reservation unused for this long goes back, so that other instances may spend it. */
+export const IDLE_RETURN_MS = 2000;
+
 /** Most requests one instance reserves at once: 20, or a second of the team's recent rate. */
 const MIN_CHUNK_CAP = 20;
 const MAX_CHUNK_CAP = 5000;
@@ -49,6 +52,8 @@ export interface DayState {
   budgeted: boolean;
   /** When they were read (a spent day may come back: others hand back reservations). */
   readAt: number;
+  /** The read from which the requests count has been at the budget (Infinity: it is not). */
+  fullSince: number;
   /** Counted here, not yet added in KV. */
   pendingRequests: number;
   pendingTokens: number;
@@ -68,6 +73,7 @@ export function newDayState(day: string, resetsAt: number, now: number): DayStat
     tokensSeen: 0,
     budgeted: false,
     readAt: -Infinity,
+    fullSince: Infinity,
     pendingRequests: 0,
     pendingTokens: 0,
     lastUse: now,
@@ -148,6 +154,28 @@ export function exhausted(daily: DailyBudget, s: DayState, now: number): BudgetV
   const requestsOver = daily.requests !== undefined && s.allowance === 0 &&
     s.requestsSeen >= daily.requests;
   return spent || requestsOver ? refusal(s, now) : undefined;
+}
+
+/**
+ * A refusal of a day whose requests were seen spent, made to look again soon
+ * while the day may still gain room: other instances hand back what they
+ * reserved and left idle ({@linkcode IDLE_RETURN_MS} after their last use, at
+ * their next flush), seen here at the next read. From the first read that
+ * showed the day full, for `settleMs` (0 with no other instance), the refusal
+ * says to come back then, not at the reset. A spent tokens budget is final.
+ */
+export function settle(
+  v: BudgetVerdict,
+  daily: DailyBudget,
+  s: DayState,
+  now: number,
+  settleMs: number,
+): BudgetVerdict {
+  const full = daily.requests !== undefined && s.requestsSeen >= daily.requests;
+  s.fullSince = full ? Math.min(s.fullSince, s.readAt) : Infinity;
+  if (v.ok || !full || tokensOver(daily, s)) return v;
+  const until = s.fullSince + settleMs;
+  return until > now ? { ok: false, retryAfterMs: until - now, resetsAt: v.resetsAt } : v;
 }
 
 /** A refusal until the day resets (at least a second). */

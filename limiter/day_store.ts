@@ -50,6 +50,23 @@ export class DayStore {
     return written;
   }
 
+  /**
+   * Hands back the reservations a flush gives beyond what it counts: KvU64
+   * sums cannot go down, so each is a compare-and-set ({@linkcode DayStore.lower}).
+   * One KV refuses waits for the next flush, tokens and all. Resolves to the
+   * rest of the batch, to be summed.
+   */
+  async handBack(batch: Flushing[]): Promise<Flushing[]> {
+    await Promise.all(
+      batch.filter((f) => f.requests < f.giveBack).map((f) =>
+        this.lower(f.name, f.s.day, f.giveBack - f.requests).then(() => {
+          f.requests = f.giveBack = 0;
+        }, () => keep(f))
+      ),
+    );
+    return batch.filter((f) => f.requests >= f.giveBack);
+  }
+
   /** Takes `n` unspent requests back off a day's count: a compare-and-set (sums cannot go down). */
   async lower(name: string, day: string, n: number): Promise<void> {
     await casUpdate<Deno.KvU64, void>(this.#kv, this.#usageKey(name, day, "requests"), (cur) => ({

@@ -73,6 +73,46 @@ Deno.test("keyQuota.rpd: the key rests at its daily count until dayResetsAt, the
   assert.equal(t.calls.length, 4);
 });
 
+Deno.test("keyQuota.rpd across instances: what another instance reserved and left unused is sent here within seconds; the key rests until the reset once the day stays spent", async () => {
+  const clock = new FakeClock(Date.UTC(2026, 10, 29, 12, 0));
+  await using kv = await Deno.openKv(":memory:");
+  const instance = () =>
+    setup(() => jsonAnswer(200, OK), { keyQuota: { rpd: 40 } }, "sk-a", { queueTimeoutMs: 1000 }, {
+      kv,
+      clock,
+    });
+  await using a = await instance();
+  await using b = await instance();
+  // Little time passes while these are served: the clock moves a millisecond at a time.
+  const send = async (g: typeof a) => {
+    const r = await settle(clock, g.gateway.handler(chatRequest()), 1);
+    await r.body?.cancel();
+    return r;
+  };
+  assert.equal((await send(a)).status, 200, "a reserves a part of the day and sends one");
+  const drain = async () => {
+    for (let served = 0; served < 45; served++) {
+      const r = await send(b);
+      if (r.status !== 200) return { served, retryAfter: Number(r.headers.get("retry-after")) };
+    }
+    throw new Error("more than the day's 40 requests served");
+  };
+  const first = await drain();
+  assert.ok(first.served < 39, `b cannot send what a holds (${first.served})`);
+  assert.ok(first.retryAfter <= 4, `just seen spent: looked at again soon (${first.retryAfter} s)`);
+  await clock.advance(5000);
+  const second = await drain();
+  assert.equal(first.served + second.served, 39, "every request of the key's day but a's one");
+  assert.equal(a.calls.length + b.calls.length, 40);
+  await clock.advance(5000);
+  const after = await send(b);
+  assert.equal(after.status, 429);
+  const reset = Date.UTC(2026, 10, 30);
+  const retryAfter = Number(after.headers.get("retry-after"));
+  assert.ok(Math.abs(retryAfter - (reset - clock.now()) / 1000) <= 2, `${retryAfter} s`);
+  assert.equal(a.calls.length + b.calls.length, 40, "nothing past the day's 40");
+});
+
 Deno.test("keyQuota.rpd: a key whose day another instance spent is skipped for one that has room, not answered 429", async () => {
   await using t = await setup(() => jsonAnswer(200, OK), { keyQuota: { rpd: 3 } }, "sk-a,sk-b");
   const day = new Date(Math.floor(t.clock.now() / 86_400_000) * 86_400_000).toISOString()

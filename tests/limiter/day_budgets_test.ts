@@ -18,7 +18,7 @@ async function spend(b: DayBudgets, t: Budgeted, clock: FakeClock) {
   return await b.spend(t, clock.now());
 }
 
-Deno.test("DayBudgets: two instances spend exactly the day's requests between them, then both refuse until the day resets", async () => {
+Deno.test("DayBudgets: two instances spend exactly the day's requests between them, then both refuse: for a few seconds while a peer may still hand some back, then until the day resets", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const peers = () => 2;
@@ -30,6 +30,11 @@ Deno.test("DayBudgets: two instances spend exactly the day's requests between th
       if ((await spend(i % 2 ? b : a, t, clock)).ok) granted++;
     }
     assert.equal(granted, 30);
+    // Just seen spent, the day is looked at again once a peer's idle reservation would be back.
+    const first = await spend(b, t, clock);
+    assert.equal(first.ok, false);
+    assert.ok(!first.ok && first.retryAfterMs <= 2000 + 2 * 1000, `${JSON.stringify(first)}`);
+    await clock.advance(4000);
     const refused = await spend(b, t, clock);
     const midnight = Math.ceil(clock.now() / DAY) * DAY;
     assert.deepEqual(refused, {
