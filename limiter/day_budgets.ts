@@ -83,10 +83,13 @@ export class DayBudgets implements SumSource {
     if (!(this.#flushMs > 0)) throw new RangeError(`flushMs must be > 0 (got ${this.#flushMs})`);
   }
 
-  /** Whether `team` is known to be past its budget (no KV call). */
+  /**
+   * Whether `team` is known to be past its budget (no KV call): as
+   * {@linkcode DayBudgets.spend} would say from memory, so a requests count
+   * read over `flushMs` ago is no refusal here (spend reads it again).
+   */
   check(team: Budgeted, now: number): BudgetVerdict {
-    const s = this.#state(team.name, now);
-    return this.#settle(exhausted(team.daily, s, now) ?? OK, team, s, now);
+    return this.#refusal(team, this.#state(team.name, now), now) ?? OK;
   }
 
   /**
@@ -116,24 +119,27 @@ export class DayBudgets implements SumSource {
     // The flushes read the day back and hand an idle reservation back: no answer need wake them.
     this.#wake(true);
     s.demand.count(1, now);
-    const over = exhausted(daily, s, now);
-    // Spent as last read; but other instances hand back what they reserved
-    // and left idle, so once a flushMs the reservation reads the day again.
-    if (over && (tokensOver(daily, s) || now - s.readAt < this.#flushMs)) {
-      return this.#settle(over, team, s, now);
-    }
+    const over = this.#refusal(team, s, now);
+    if (over) return over;
     if (s.allowance > 0) {
       s.allowance--;
       return OK;
     }
     s.reserving ??= this.#reserve(team, s).finally(() => s.reserving = undefined);
     return s.reserving.then((v) =>
-      v.ok ? this.spend(team, this.#clock.now()) : this.#settle(v, team, s, this.#clock.now())
+      v.ok ? this.spend(team, this.#clock.now()) : this.#refusal(team, s, this.#clock.now(), v) ?? v
     );
   }
 
-  /** {@linkcode settle}: a day just seen spent is looked at again once peers' idle reservations are back. */
-  #settle(v: BudgetVerdict, team: Budgeted, s: DayState, now: number): BudgetVerdict {
+  /**
+   * The refusal of a day spent as last read (`v`: from memory), made to look
+   * again soon by {@linkcode settle}; none when only its requests are spent
+   * and that read is `flushMs` old: other instances hand back what they
+   * reserved and left idle, so spend() reads it again.
+   */
+  #refusal(team: Budgeted, s: DayState, now: number, v = exhausted(team.daily, s, now)) {
+    if (v === undefined || v.ok) return undefined;
+    if (now - s.readAt >= this.#flushMs && !tokensOver(team.daily, s)) return undefined;
     const settleMs = this.#peers() > 1 ? IDLE_RETURN_MS + 2 * this.#flushMs : 0;
     return settle(v, team.daily, s, now, settleMs);
   }
@@ -194,7 +200,7 @@ export class DayBudgets implements SumSource {
     const { batch, ended } = this.#take(all, now);
     const written = await this.#store.commit(await this.#store.handBack(batch));
     this.#keepEnded(ended);
-    await this.#readBack(written.filter((f) => f.s.budgeted), now);
+    await this.#store.readBack(written.filter((f) => f.s.budgeted), now);
   }
 
   /**
@@ -227,19 +233,6 @@ export class DayBudgets implements SumSource {
   /** An ended day whose counts KV refused waits for the next flush. */
   #keepEnded(ended: [string, DayState][]): void {
     this.#ended.push(...ended.filter(([, e]) => e.pendingRequests > 0 || e.pendingTokens > 0));
-  }
-
-  /** Reads budgeted days back (one of another day than the first's: at its next reservation). */
-  async #readBack(written: Flushing[], now: number): Promise<void> {
-    if (written.length === 0) return;
-    const day = written[0].s.day;
-    const same = written.filter((f) => f.s.day === day);
-    const counts = await this.#store.read(same.map((f) => f.name), day).catch(() => undefined);
-    same.forEach((f, j) => {
-      if (counts === undefined) return;
-      [f.s.requestsSeen, f.s.tokensSeen] = [u64(counts[j][0]), u64(counts[j][1])];
-      f.s.readAt = now;
-    });
   }
 
   /**

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type CasStep, casUpdate, kvCall, type KvCallOptions, type KvCas } from "../kv/mod.ts";
+import { type CasStep, casUpdate, kvCall, type KvCallOptions, type KvCas, u64 } from "../kv/mod.ts";
 import { type DayEntries, type Flushing, keep } from "./day_policy.ts";
 
 /** Builds the key of a name's count (`teamUsageKey` for teams, `keyDayUsageKey` for keys). */
@@ -91,6 +91,22 @@ export class DayStore {
     }
     const entries = (await Promise.all(reads)).flat();
     return names.map((_, j) => [entries[2 * j], entries[2 * j + 1]]);
+  }
+
+  /**
+   * Reads the days of a flush's `written` names back onto their states (one
+   * of another day than the first's: at its next reservation); KV failing,
+   * they keep the view they had.
+   */
+  async readBack(written: Flushing[], now: number): Promise<void> {
+    if (written.length === 0) return;
+    const same = written.filter((f) => f.s.day === written[0].s.day);
+    const counts = await this.read(same.map((f) => f.name), same[0].s.day).catch(() => undefined);
+    same.forEach((f, j) => {
+      if (counts === undefined) return;
+      [f.s.requestsSeen, f.s.tokensSeen] = [u64(counts[j][0]), u64(counts[j][1])];
+      f.s.readAt = now;
+    });
   }
 
   /**

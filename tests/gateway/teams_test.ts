@@ -3,7 +3,7 @@
  * through `handler(new Request(…))` with an injected upstream and the fake clock.
  */
 import assert from "node:assert/strict";
-import { FakeClock, settle } from "../support/fake_clock.ts";
+import { FakeClock, passes, settle } from "../support/fake_clock.ts";
 import { PASSWORD } from "../support/harness.ts";
 import { gatewayOver, type InProcess, jsonAnswer } from "../support/in_process.ts";
 
@@ -170,6 +170,55 @@ Deno.test("budget: past its daily requests a team gets 429 team_budget_exhausted
   );
   await t.clock.advance(resetsAt - t.clock.now());
   assert.equal((await send(t, chat(TRANSLATE))).status, 200);
+});
+
+Deno.test("budget across instances: what another instance reserved and left unused is spent here within seconds; Retry-After says so, then says the reset", async () => {
+  const clock = new FakeClock(Date.UTC(2026, 10, 29, 12, 0, 0));
+  await using kv = await Deno.openKv(":memory:");
+  const instance = () =>
+    gatewayOver(
+      () => chatAnswer(10),
+      {
+        queueTimeoutMs: 1000,
+        teams: { translate: { token: TRANSLATE, daily: { requests: 40 } } },
+        services: { openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 10 } },
+      },
+      { OPENAI_API_KEYS: "sk-a" },
+      { clock, kv },
+    );
+  await using a = await instance();
+  await using b = await instance();
+  // Little time passes while these are served: the clock moves a millisecond at a time.
+  const one = async (g: InProcess) => {
+    const res = await settle(clock, g.gateway.handler(chat(TRANSLATE)), 1);
+    const body = await res.json();
+    return { status: res.status, body, retryAfter: Number(res.headers.get("retry-after")) };
+  };
+  assert.equal((await one(a)).status, 200, "a reserves a part of the day and sends one");
+  const drain = async () => {
+    for (let served = 0; served < 45; served++) {
+      const r = await one(b);
+      if (r.status !== 200) return { served, ...r };
+    }
+    throw new Error("more than the day's 40 requests served");
+  };
+  const first = await drain();
+  assert.ok(first.served < 39, `b cannot send what a holds (${first.served})`);
+  assert.equal(first.body.error.code, "team_budget_exhausted");
+  assert.ok(first.retryAfter <= 4, `just seen spent: come back soon (${first.retryAfter} s)`);
+  await passes(clock, 5000);
+  const second = await drain();
+  assert.equal(first.served + second.served, 39, "every request of the day but a's one");
+  assert.equal(a.calls.length + b.calls.length, 40);
+  await passes(clock, 5000);
+  const after = await one(b);
+  assert.equal(after.body.error.code, "team_budget_exhausted");
+  const reset = Date.UTC(2026, 10, 30);
+  assert.ok(
+    Math.abs(after.retryAfter - (reset - clock.now()) / 1000) <= 2,
+    `${after.retryAfter} s`,
+  );
+  assert.equal(a.calls.length + b.calls.length, 40, "nothing past the day's 40");
 });
 
 Deno.test("budget: retries count as requests sent", async () => {

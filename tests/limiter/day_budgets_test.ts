@@ -42,6 +42,9 @@ Deno.test("DayBudgets: two instances spend exactly the day's requests between th
       retryAfterMs: midnight - clock.now(),
       resetsAt: midnight,
     });
+    // a's view is 4 s old: check() leaves it to spend(), which reads the day again.
+    assert.deepEqual(a.check(t, clock.now()), { ok: true }, "a stale view is no refusal");
+    assert.deepEqual(await spend(a, t, clock), refused, "a reads it and says the same");
     assert.deepEqual(a.check(t, clock.now()), refused, "check() says the same from memory");
     await a.close();
     await b.close();

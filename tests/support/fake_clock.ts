@@ -74,6 +74,17 @@ export async function settle<T>(
   return await tracked;
 }
 
+/**
+ * Moves `clock` on by `ms` in steps of `stepMs`: the work a timer starts
+ * (KV calls in memory, which take a few macrotasks each) finishes, and arms
+ * the timers that follow it, before time moves past them.
+ */
+export async function passes(clock: FakeClock, ms: number, stepMs = 100): Promise<void> {
+  for (let moved = 0; moved < ms; moved += stepMs) {
+    await clock.advance(Math.min(stepMs, ms - moved));
+  }
+}
+
 /** Lets every queued promise callback run (KV in memory settles within a few macrotasks). */
 export async function flush(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
