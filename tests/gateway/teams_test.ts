@@ -3,7 +3,8 @@
  * through `handler(new Request(…))` with an injected upstream and the fake clock.
  */
 import assert from "node:assert/strict";
-import { FakeClock, passes, settle } from "../support/fake_clock.ts";
+import { FakeClock, settle } from "../support/fake_clock.ts";
+import { dayAcrossInstances } from "../support/day_across.ts";
 import { PASSWORD } from "../support/harness.ts";
 import { gatewayOver, type InProcess, jsonAnswer } from "../support/in_process.ts";
 
@@ -188,37 +189,9 @@ Deno.test("budget across instances: what another instance reserved and left unus
     );
   await using a = await instance();
   await using b = await instance();
-  // Little time passes while these are served: the clock moves a millisecond at a time.
-  const one = async (g: InProcess) => {
-    const res = await settle(clock, g.gateway.handler(chat(TRANSLATE)), 1);
-    const body = await res.json();
-    return { status: res.status, body, retryAfter: Number(res.headers.get("retry-after")) };
-  };
-  assert.equal((await one(a)).status, 200, "a reserves a part of the day and sends one");
-  const drain = async () => {
-    for (let served = 0; served < 45; served++) {
-      const r = await one(b);
-      if (r.status !== 200) return { served, ...r };
-    }
-    throw new Error("more than the day's 40 requests served");
-  };
-  const first = await drain();
-  assert.ok(first.served < 39, `b cannot send what a holds (${first.served})`);
-  assert.equal(first.body.error.code, "team_budget_exhausted");
-  assert.ok(first.retryAfter <= 4, `just seen spent: come back soon (${first.retryAfter} s)`);
-  await passes(clock, 5000);
-  const second = await drain();
-  assert.equal(first.served + second.served, 39, "every request of the day but a's one");
-  assert.equal(a.calls.length + b.calls.length, 40);
-  await passes(clock, 5000);
-  const after = await one(b);
-  assert.equal(after.body.error.code, "team_budget_exhausted");
-  const reset = Date.UTC(2026, 10, 30);
-  assert.ok(
-    Math.abs(after.retryAfter - (reset - clock.now()) / 1000) <= 2,
-    `${after.retryAfter} s`,
-  );
-  assert.equal(a.calls.length + b.calls.length, 40, "nothing past the day's 40");
+  const { first, last } = await dayAcrossInstances(clock, [a, b], () => chat(TRANSLATE), 40);
+  assert.equal(first.body.error?.code, "team_budget_exhausted");
+  assert.equal(last.body.error?.code, "team_budget_exhausted");
 });
 
 Deno.test("budget: retries count as requests sent", async () => {
