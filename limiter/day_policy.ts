@@ -163,6 +163,7 @@ export function exhausted(daily: DailyBudget, s: DayState, now: number): BudgetV
  * their next flush), seen here at the next read. From the first read that
  * showed the day full, for `settleMs` (0 with no other instance), the refusal
  * says to come back then, not at the reset. A spent tokens budget is final.
+ * Notes on `s` the read from which the day has been full.
  */
 export function settle(
   v: BudgetVerdict,

@@ -53,8 +53,8 @@ export class DayStore {
   /**
    * Hands back the reservations a flush gives beyond what it counts: KvU64
    * sums cannot go down, so each is a compare-and-set ({@linkcode DayStore.lower}).
-   * One KV refuses waits for the next flush, tokens and all. Resolves to the
-   * rest of the batch, to be summed.
+   * One that KV refuses waits for the next flush, tokens and all. Resolves to
+   * the rest of the batch, to be summed.
    */
   async handBack(batch: Flushing[]): Promise<Flushing[]> {
     await Promise.all(
