@@ -277,23 +277,15 @@ async function main() {
     "/openai/v1/chat/completions",
   );
   const targets = [mock, minimal, jsRelay, kvgate, binding, observe];
-  // BENCH_PAIRED_CONTROL=1: a second JavaScript relay, paired with the first in the stream phases.
-  if (CONTROL) {
-    targets.push(
-      await start("js-relay-control", "bench/minimal_proxy.ts", {
-        TARGET: mock.base,
-        RELAY: "pull",
-      }, "/v1/chat/completions"),
-    );
-  }
-  // BENCH_PAIRED_FLOOR=1: the floor of a proxy that can retry (it reads the body whole).
-  if (FLOOR) {
-    targets.push(
-      await start("minimal-whole-body", "bench/minimal_proxy.ts", {
-        TARGET: mock.base,
-        BODY: "whole",
-      }, "/v1/chat/completions"),
-    );
+  // More minimal proxies for the paired phases: BENCH_PAIRED_CONTROL=1, a second JavaScript relay
+  // (paired with the first); BENCH_PAIRED_FLOOR=1, the floor of a proxy that can retry (it reads
+  // the body whole).
+  const variants: Record<string, Record<string, string>> = {};
+  if (CONTROL) variants["js-relay-control"] = { RELAY: "pull" };
+  if (FLOOR) variants["minimal-whole-body"] = { BODY: "whole" };
+  for (const [name, env] of Object.entries(variants)) {
+    const variant = { TARGET: mock.base, ...env };
+    targets.push(await start(name, "bench/minimal_proxy.ts", variant, "/v1/chat/completions"));
   }
   // Another checkout of kvgate (an earlier commit, say), measured in the same run.
   const beforeRoot = Deno.env.get("BENCH_BASELINE_ROOT");
