@@ -1,6 +1,6 @@
 import type { Service } from "../config/mod.ts";
 import type { KeyPacing, KeyPool, ProviderBackoff } from "../keys/mod.ts";
-import type { KvStatus } from "../kv/mod.ts";
+import { FreshView, type KvStatus } from "../kv/mod.ts";
 import type { Clock, DayBudgets, ScopeLimiter } from "../limiter/mod.ts";
 import type { FairGate, TeamLimiters } from "../teams/mod.ts";
 
@@ -10,10 +10,6 @@ const REFRESH_AFTER_MS = 500;
 const WAIT_AFTER_MS = 1000;
 /** The longest a request waits on that refresh; KV trouble must not stall requests. */
 const WAIT_AT_MOST_MS = 250;
-/** While a watch tells of changes (key_watch.ts), the view is read again at least this often. */
-const BACKSTOP_MS = 30_000;
-/** Refreshes that changes ask for start at least this far apart, in ms. */
-const CHANGED_SPACING_MS = 250;
 
 /** What {@linkcode ServiceRuntime} is made of. */
 export interface ServiceRuntimeParts {
@@ -54,16 +50,8 @@ export class ServiceRuntime {
   readonly keyDays: DayBudgets;
   readonly backoff: ProviderBackoff | undefined;
   #clock: Clock;
-  #checkedAt = -Infinity;
-  #refreshing: Promise<void> | undefined;
-  #onError: (e: unknown) => void;
-  #status: KvStatus | undefined;
-  /** Watches covering this service's key records, and how many of them are live. */
-  #watches = 0;
-  #watchesLive = 0;
-  #refreshStartedAt = -Infinity;
-  #again = false;
-  #changedTimer: ReturnType<Clock["setTimeout"]> | undefined;
+  /** What other instances learned of the keys, read when a request needs it (kv/fresh_view.ts). */
+  #view: FreshView;
 
   constructor(parts: ServiceRuntimeParts) {
     this.service = parts.service;
@@ -75,15 +63,27 @@ export class ServiceRuntime {
     this.keyDays = parts.keyDays;
     this.backoff = parts.backoff;
     this.#clock = parts.clock;
-    this.#onError = parts.onError;
-    this.#status = parts.status;
+    this.#view = new FreshView({
+      clock: parts.clock,
+      read: () =>
+        Promise.all([
+          this.pool.refresh(),
+          this.pacing?.refresh(this.pool.keys),
+          this.backoff?.refresh(),
+        ]),
+      onError: parts.onError,
+      status: parts.status,
+      refreshAfterMs: REFRESH_AFTER_MS,
+      waitAfterMs: WAIT_AFTER_MS,
+      waitAtMostMs: WAIT_AT_MOST_MS,
+    });
   }
 
   /** KV is back: health learned meanwhile goes to KV, and the next request reads KV's. */
   rejoin(): void {
     this.pool.writeBack(this.#clock.now());
     this.keyDays.flush().catch(() => {});
-    this.#checkedAt = -Infinity;
+    this.#view.forget();
   }
 
   /**
@@ -93,73 +93,27 @@ export class ServiceRuntime {
    *
    * @param now The clock's reading, when the caller has just taken one. Default: read now.
    */
-  fresh(now: number = this.#clock.now()): Promise<void> | undefined {
-    const age = now - this.#checkedAt;
-    if (age < REFRESH_AFTER_MS) return undefined;
-    // Watched, the view is read again when it changes: it is as fresh as the watch, and the slow
-    // backstop read goes on in the background. (Waited for, it put a KV round trip on the path of
-    // one request every 30 s: bench:regions saw 180 ms against 50 at KV 120 ms away.)
-    if (this.watched) {
-      if (age >= BACKSTOP_MS) this.#refresh();
-      return undefined;
-    }
-    // KV is down: the view in memory is all there is; waiting would only add latency.
-    if (this.#status !== undefined && !this.#status.up) return undefined;
-    this.#refresh();
-    if (age < WAIT_AFTER_MS) return undefined;
-    let timer: ReturnType<Clock["setTimeout"]> | undefined;
-    return Promise.race([
-      this.#refreshing!,
-      new Promise<void>((r) => timer = this.#clock.setTimeout(r, WAIT_AT_MOST_MS)),
-    ]).finally(() => this.#clock.clearTimeout(timer!));
+  fresh(now?: number): Promise<void> | undefined {
+    return this.#view.fresh(now);
   }
 
   /** Whether every watch over this service's key records is live (see key_watch.ts). */
   get watched(): boolean {
-    return this.#watches > 0 && this.#watchesLive === this.#watches;
+    return this.#view.watched;
   }
 
   /** How many watches cover this service's key records (0: none; polled). */
   watchedBy(watches: number): void {
-    this.#watches = watches;
-    this.#watchesLive = 0;
+    this.#view.watchedBy(watches);
   }
 
   /** One of those watches is live, or no longer. */
   watchLive(live: boolean): void {
-    this.#watchesLive = Math.max(0, this.#watchesLive + (live ? 1 : -1));
+    this.#view.watchLive(live);
   }
 
-  /**
-   * A watched record changed: read the view again now (in the background),
-   * or, when a refresh has just started, once it is over.
-   */
+  /** A watched record changed: the view is read again (see {@linkcode FreshView.changed}). */
   changed(): void {
-    if (this.#refreshing || this.#changedTimer !== undefined) {
-      this.#again = true;
-      return;
-    }
-    const wait = this.#refreshStartedAt + CHANGED_SPACING_MS - this.#clock.now();
-    if (wait <= 0) return void this.#refresh();
-    this.#changedTimer = this.#clock.setTimeout(() => {
-      this.#changedTimer = undefined;
-      this.#refresh();
-    }, wait);
-  }
-
-  /** Reads the shared view (key health, the providers' word, the pause), one refresh at a time. */
-  #refresh(): void {
-    if (this.#refreshing) return;
-    this.#again = false;
-    this.#refreshStartedAt = this.#clock.now();
-    this.#refreshing = Promise.all([
-      this.pool.refresh(),
-      this.pacing?.refresh(this.pool.keys),
-      this.backoff?.refresh(),
-    ]).then(() => {}, this.#onError).finally(() => {
-      this.#checkedAt = this.#clock.now();
-      this.#refreshing = undefined;
-      if (this.#again) this.changed();
-    });
+    this.#view.changed();
   }
 }

@@ -13,3 +13,4 @@ export * from "./update.ts";
 export * from "./watch.ts";
 export * from "./prune_days.ts";
 export * from "./ports.ts";
+export * from "./fresh_view.ts";
