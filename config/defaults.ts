@@ -99,7 +99,7 @@ export interface GatewaySettings {
   shutdownMs: number;
   /**
    * After this long without a request (none in flight either), the
-   * instance's background work sleeps: no heartbeat, team refresh, minute
+   * instance's background work sleeps: no heartbeat, watch, minute
    * flush or KV probe, so an idle instance makes no KV call. The next
    * request wakes it. In ms; default 60000.
    */

@@ -1,8 +1,8 @@
 /**
  * The gateway's background parts, as {@linkcode Lifecycle} runs them: the
  * heartbeat (presence, and each service's limiter, team pacing and key
- * pacing), the watch on the services' key records, the team list's
- * refresh, the minute counts' flush and the KV probe, each asleep when the
+ * pacing), the watches on the services' key records and on the teams'
+ * changes, the minute counts' flush and the KV probe, each asleep when the
  * instance has been idle a while; and what is written behind — each
  * service's hand-backs and key rests, the teams' day budgets, the presence
  * record — written again when KV returns, handed back at the end in this
@@ -46,7 +46,7 @@ export function backgroundParts(s: BackgroundSources): BackgroundPart[] {
   return [
     ...parts,
     {
-      name: "team_refresh",
+      name: "team_watch",
       start: () => s.registry.resume(),
       stop: () => s.registry.pause(),
       close: () => Promise.resolve(s.registry.close()),

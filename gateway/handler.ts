@@ -98,7 +98,13 @@ async function serve(
   shapes: ShapeKeeper,
   x: Exchange,
 ): Promise<Response> {
-  let r = checkRequest(p, routes, x);
+  let r = checkRequest(p, routes, x, false);
+  while (r instanceof Promise) {
+    // The teams' view was too old to decide on (an instance woken from sleep): read first.
+    await r;
+    x.now = p.clock.now();
+    r = checkRequest(p, routes, x, true);
+  }
   if (r instanceof Response) return r;
   // Read the body whole: a retry must be able to send it again.
   const read = await readBody(x.req, p.config.maxBodyBytes, x.head.contentLength, p.bodies);
@@ -157,12 +163,19 @@ async function serveOnService(
  * The stages before the body: a Host that would move the path, the
  * preflight, who is asking (a stranger sees the disguise), the drain,
  * methods never forwarded, the route, and whether the service has keys.
- * The route, or the answer.
+ * The route, or the answer; or, before `viewChecked`, what to wait for
+ * before asking again (the teams are being read: see authenticate.ts).
  */
-function checkRequest(p: StageDeps, routes: RouteCache, x: Exchange): Route | Response {
+function checkRequest(
+  p: StageDeps,
+  routes: RouteCache,
+  x: Exchange,
+  viewChecked: boolean,
+): Route | Response | Promise<void> {
   if (x.head.badHost) return badRequest(x.req.method);
   if (x.req.method === "OPTIONS") return preflight(x.req);
-  const denied = authenticate(p, x);
+  const denied = authenticate(p, x, viewChecked);
+  if (denied instanceof Promise) return denied;
   // No credential at all: a stranger, who sees what any other path shows.
   if (denied?.code === "missing_api_key") return disguise(x.target.path, x.req.method);
   if (p.drain.closing) return answer(p, x, gatewayErrors.closing());

@@ -25,7 +25,7 @@ export interface GatewayOptions {
   clock?: Clock;
   /** Receives one object per log line. Default: JSON on stdout. */
   log?: (line: LogLine) => void;
-  /** How often teams made through the admin API are read again, in ms. Default 2000. */
+  /** The oldest view of the teams made through the admin API a request acts on, in ms. Default 2000. */
   teamRefreshMs?: number;
   /** This instance's id in KV. Default: a fresh ULID. */
   instanceId?: string;

@@ -220,6 +220,7 @@ export class StatusBoard {
         waiting[team] = (waiting[team] ?? 0) + n;
       }
     }
+    await teams.registry.fresh();
     const list = teams.registry.list();
     const usage = await teams.budgets.usageOf(list.map((t) => t.name)).catch(() => undefined);
     return list.map((t, i) => ({

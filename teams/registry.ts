@@ -1,6 +1,7 @@
-import type { Clock, TimerHandle } from "../lib/mod.ts";
+import type { Clock } from "../lib/mod.ts";
 import {
   casUpdate,
+  FreshView,
   KeyWatch,
   kvCall,
   type KvCallOptions,
@@ -21,8 +22,8 @@ import {
 } from "./team.ts";
 import { newTeamToken, tokenSha256 } from "./token.ts";
 
-/** While the watch is live, the teams are still read this often, in ms. */
-const BACKSTOP_MS = 30_000;
+/** The longest a request waits for the teams to be read when its view is too old, in ms. */
+const WAIT_AT_MOST_MS = 250;
 
 /** What KV holds of a team made through the admin API: its hash, never its token. */
 interface StoredTeam {
@@ -42,12 +43,17 @@ export interface TeamRegistryOptions {
   clock: Clock;
   /** The services a team may name, with their limits (team limits may not exceed them). */
   context: TeamContext;
-  /** How often the teams made through the API are read again, in ms. Default 2000. */
+  /**
+   * The oldest view of the teams made through the API that a request acts
+   * on, in ms: a request that finds it older has it read first (waiting
+   * 250 ms at most: KV slow or down, the last view decides); at half that
+   * age it is read in the background. Default 2000.
+   */
   refreshMs?: number;
   call?: KvCallOptions;
   /**
-   * Hear changes through `kv.watch` (the read every `refreshMs` becomes a
-   * 30 s backstop). Only where KV tells every instance of every write:
+   * Hear changes through `kv.watch` (reads on a request's account become
+   * a 30 s backstop). Only where KV tells every instance of every write:
    * Deploy's KV and KV Connect; a local SQLite file does not tell one
    * process of another's writes. Default true.
    */
@@ -64,9 +70,11 @@ export class TeamChangeError extends Error {
 
 /**
  * Every team this instance knows: those declared in config (fixed) and
- * those made through the admin API (in KV, read again every `refreshMs`,
- * so a change made on any instance holds on every one within that time
- * plus a KV read). A client's token is found by its SHA-256.
+ * those made through the admin API (in KV). The API's teams are read when
+ * a request needs them ({@linkcode TeamRegistry.fresh}), so a change made
+ * on any instance holds on every one within `refreshMs`, an instance
+ * woken after a long sleep included, and an idle one reads nothing. A
+ * client's token is found by its SHA-256.
  */
 export class TeamRegistry {
   #config: ReadonlyMap<string, Team>;
@@ -75,33 +83,35 @@ export class TeamRegistry {
   #kv: KvCas & KvList & KvWatchPort;
   #clock: Clock;
   #context: TeamContext;
-  #refreshMs: number;
   #call: KvCallOptions;
-  #timer: TimerHandle | undefined;
-  #closed = false;
-  #paused = false;
+  /** When the API's teams were last read, and reading them again (kv/fresh_view.ts). */
+  #view: FreshView;
   /** Hears a change to the API's teams (the stamp each change bumps) as it is made. */
   #watch: KeyWatch | undefined;
-  #watchLive = false;
-  #refreshing: Promise<void> | undefined;
-  #again = false;
 
   constructor(configTeams: readonly Team[], options: TeamRegistryOptions) {
     this.#config = new Map(configTeams.map((t) => [t.name, t]));
     this.#kv = options.kv;
     this.#clock = options.clock;
     this.#context = options.context;
-    this.#refreshMs = options.refreshMs ?? 2000;
+    const refreshMs = options.refreshMs ?? 2000;
+    if (!(refreshMs > 0)) throw new RangeError(`refreshMs must be > 0 (got ${refreshMs})`);
     this.#call = options.call ?? {};
+    this.#view = new FreshView({
+      clock: this.#clock,
+      read: () => this.refresh(),
+      status: this.#call.status,
+      refreshAfterMs: refreshMs / 2,
+      waitAfterMs: refreshMs,
+      waitAtMostMs: WAIT_AT_MOST_MS,
+    });
     this.#watch = options.watch === false
       ? undefined
       : new KeyWatch(this.#kv, [teamsChangedKey()], this.#clock, {
-        changed: () => this.#changed(),
-        live: (on) => this.#watchLive = on,
+        changed: () => this.#view.changed(),
+        live: (on) => this.#view.watchLive(on),
       });
-    if (!(this.#refreshMs > 0)) {
-      throw new RangeError(`refreshMs must be > 0 (got ${this.#refreshMs})`);
-    }
+    this.#view.watchedBy(this.#watch ? 1 : 0);
     this.#index();
   }
 
@@ -126,27 +136,28 @@ export class TeamRegistry {
     return [...[...this.#config.values()].sort(byName), ...[...this.#api.values()].sort(byName)];
   }
 
-  /** Reads the teams made through the API now, then every `refreshMs` until closed. */
-  async start(): Promise<void> {
-    await this.refresh().catch(() => {});
-    this.#schedule();
+  /**
+   * Makes sure the view of the API's teams is no older than `refreshMs`
+   * before a request acts on it. Returns a promise only when the request
+   * must wait for a read (see kv/fresh_view.ts).
+   */
+  fresh(now?: number): Promise<void> | undefined {
+    return this.#view.fresh(now);
   }
 
-  /** Stops refreshing while the instance sleeps (see gateway/lifecycle.ts). */
+  /** Reads the teams made through the API, once, as the instance starts. */
+  async start(): Promise<void> {
+    await this.#view.readNow();
+  }
+
+  /** Stops the watch while the instance sleeps (see gateway/lifecycle.ts). */
   pause(): void {
     this.#watch?.stop();
-    this.#paused = true;
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
   }
 
-  /** Refreshes now and every `refreshMs` again, after {@linkcode TeamRegistry.pause}. */
+  /** Starts the watch again after {@linkcode TeamRegistry.pause}; its first word reads the teams. */
   resume(): void {
-    // The watch's first word reads the teams: a change made while asleep is learned at once.
     this.#watch?.start();
-    if (!this.#paused) return;
-    this.#paused = false;
-    this.refresh().catch(() => {}).finally(() => this.#schedule());
   }
 
   /** Reads the teams made through the API from KV (keeps the last view if KV fails). */
@@ -224,11 +235,10 @@ export class TeamRegistry {
     this.#index();
   }
 
-  /** Stops the periodic read. */
+  /** Stops the watch and any read a change scheduled. */
   close(): void {
-    this.#closed = true;
     this.#watch?.stop();
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#view.close();
   }
 
   async #change(name: string, edit: (s: StoredTeam) => StoredTeam): Promise<StoredTeam> {
@@ -259,29 +269,6 @@ export class TeamRegistry {
     for (const t of this.#api.values()) byHash.set(t.tokenSha256, t);
     for (const t of this.#config.values()) byHash.set(t.tokenSha256, t);
     this.#byHash = byHash;
-  }
-
-  #schedule(): void {
-    if (this.#closed || this.#paused || this.#timer !== undefined) return;
-    // Heard through the watch, the timer is only a backstop.
-    const ms = this.#watchLive ? Math.max(this.#refreshMs, BACKSTOP_MS) : this.#refreshMs;
-    this.#timer = this.#clock.setTimeout(() => {
-      this.#timer = undefined;
-      this.refresh().catch(() => {}).finally(() => this.#schedule());
-    }, ms);
-  }
-
-  /** The stamp changed (or the watch started): read the teams, once at a time. */
-  #changed(): void {
-    if (this.#refreshing) {
-      this.#again = true;
-      return;
-    }
-    this.#again = false;
-    this.#refreshing = this.refresh().catch(() => {}).finally(() => {
-      this.#refreshing = undefined;
-      if (this.#again) this.#changed();
-    });
   }
 
   #readOnly(name: string): TeamChangeError {

@@ -211,6 +211,7 @@ function isAdmin(
 /** `/_kvgate/teams`: GET lists every team with today's usage; POST makes one. */
 async function onTeams(p: StageDeps, teams: TeamServices, req: Request) {
   if (req.method === "GET") {
+    await teams.registry.fresh();
     const list = teams.registry.list();
     const usage = await teams.budgets.usageOf(list.map((t) => t.name)).catch(() => undefined);
     return json(200, { teams: list.map((t, i) => shown(t, usage?.[i] ?? "unavailable (KV)")) });

@@ -17,10 +17,24 @@ import { clientAddress } from "./login_guard.ts";
  * Guessing is slowed: an address that presented too many wrong credentials
  * is shut out for a while (429, whatever it presents), and every refusal's
  * log line names the address (see login_guard.ts).
+ *
+ * A decision that rests on the teams made through the admin API waits for
+ * them to be read when this instance's view of them is too old (see
+ * `TeamRegistry.fresh`): the promise to wait for, then ask again with
+ * `viewChecked`. So a token deleted or rotated elsewhere is refused here
+ * too, also by an instance that slept through the change.
  */
-export function authenticate(p: StageDeps, x: Exchange): GatewayError | undefined {
+export function authenticate(
+  p: StageDeps,
+  x: Exchange,
+  viewChecked: boolean,
+): GatewayError | Promise<void> | undefined {
   const password = p.config.password;
   const registry = p.teams?.registry;
+  if (password === undefined && !viewChecked) {
+    const reading = registry?.fresh(x.now);
+    if (reading) return reading;
+  }
   const teams = registry !== undefined && registry.any;
   if (password === undefined && !teams) return gatewayErrors.notConfigured();
   if (p.logins.watching) {
@@ -41,7 +55,13 @@ export function authenticate(p: StageDeps, x: Exchange): GatewayError | undefine
     if (teams) x.team = teamPass(ADMIN, x.head.bulk);
     return undefined;
   }
-  const team = teams ? registry.byHash(tokenSha256(cred)) : undefined;
+  if (password !== undefined && !viewChecked) {
+    const reading = registry?.fresh(x.now);
+    if (reading) return reading;
+  }
+  const team = registry !== undefined && registry.any
+    ? registry.byHash(tokenSha256(cred))
+    : undefined;
   if (team === undefined) {
     const wait = p.logins.refused(addressOf(p, x), cred, x.now);
     return wait > 0 ? gatewayErrors.tooManyFailedLogins(wait) : gatewayErrors.badCredential(false);

@@ -34,7 +34,7 @@ function recordingKv(kv: Deno.Kv, reads: string[]): Deno.Kv {
   });
 }
 
-Deno.test("the team list's refresh and the status page's reads are eventual", async () => {
+Deno.test("the team list's read and the status page's reads are eventual", async () => {
   const clock = new FakeClock();
   const store = await Deno.openKv(":memory:");
   const reads: string[] = [];
@@ -48,7 +48,7 @@ Deno.test("the team list's refresh and the status page's reads are eventual", as
   );
   try {
     reads.length = 0;
-    await clock.advance(2100); // a team refresh
+    await clock.advance(2100); // the teams' view old enough for the status page to read it again
     const r = await settle(
       clock,
       gateway.handler(

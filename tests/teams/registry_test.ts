@@ -1,7 +1,8 @@
 /**
  * TeamRegistry on `:memory:` KV and the fake clock: teams made, changed and
  * removed through the admin API on one instance hold on every instance
- * within a refresh; KV keeps token hashes only; config teams are fixed.
+ * within `refreshMs` (a request there finding its view that old waits for
+ * the teams to be read); KV keeps token hashes only; config teams are fixed.
  */
 import assert from "node:assert/strict";
 import {
@@ -40,7 +41,7 @@ function registry(kv: Deno.Kv, clock: FakeClock, extra: Partial<TeamRegistryOpti
 const kind = (k: TeamChangeError["kind"]) => (e: unknown) =>
   e instanceof TeamChangeError && e.kind === k;
 
-Deno.test("TeamRegistry: a team made on one instance is known there at once and on another after its refresh", async () => {
+Deno.test("TeamRegistry: a team made on one instance is known there at once, and on another once a request there finds its view refreshMs old", async () => {
   await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const here = registry(kv, clock);
@@ -51,7 +52,11 @@ Deno.test("TeamRegistry: a team made on one instance is known there at once and 
     assert.equal(team.weight, 3);
     assert.equal(here.byHash(tokenSha256(token))?.name, "translate");
     assert.equal(there.byHash(tokenSha256(token)), undefined, "not yet");
+    assert.equal(there.fresh(), undefined, "a view younger than refreshMs is acted on");
     await clock.advance(1000);
+    const reading = there.fresh();
+    assert.ok(reading instanceof Promise, "refreshMs old: the request waits for the read");
+    await reading;
     assert.equal(there.byHash(tokenSha256(token))?.name, "translate");
     assert.deepEqual(there.list().map((t) => t.name), ["ops", "translate"], "config teams first");
     here.close();
@@ -86,6 +91,7 @@ Deno.test("TeamRegistry: a rotated token stops at once here and within a refresh
     assert.equal(here.byHash(tokenSha256(first.token)), undefined);
     assert.equal(here.byHash(tokenSha256(second.token))?.name, "translate");
     await clock.advance(1000);
+    await there.fresh();
     assert.equal(there.byHash(tokenSha256(first.token)), undefined);
     assert.equal(there.byHash(tokenSha256(second.token))?.name, "translate");
     here.close();
@@ -145,6 +151,31 @@ Deno.test("TeamRegistry: with KV failing a refresh keeps the last view", async (
     faults.failing = true;
     await assert.rejects(teams.refresh());
     assert.equal(teams.byHash(tokenSha256(token))?.name, "translate");
+    maker.close();
+    teams.close();
+  });
+});
+
+Deno.test("TeamRegistry: an instance that no request asks reads nothing; the first to come after a long quiet reads before it is decided", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const faults = { latencyMs: 0, failing: false, ops: 0 };
+    const maker = registry(kv, clock);
+    const teams = registry(faultyKv(kv, faults, clock), clock);
+    const { token } = await maker.create({ name: "translate" });
+    await teams.start();
+    faults.ops = 0;
+    await clock.advance(600_000);
+    assert.equal(faults.ops, 0, "ten quiet minutes: no KV call");
+    await maker.delete("translate");
+    assert.equal(teams.byHash(tokenSha256(token))?.name, "translate", "what it knew");
+    await teams.fresh();
+    assert.equal(faults.ops, 1, "one read");
+    assert.equal(
+      teams.byHash(tokenSha256(token)),
+      undefined,
+      "the deletion, learned before deciding",
+    );
     maker.close();
     teams.close();
   });
