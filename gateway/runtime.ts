@@ -97,6 +97,11 @@ export class ServiceRuntime {
     return this.#view.fresh(now);
   }
 
+  /** The view is read again in the background if it is getting old (see {@linkcode FreshView.refreshSoon}). */
+  refreshSoon(now: number): void {
+    this.#view.refreshSoon(now);
+  }
+
   /** Whether every watch over this service's key records is live (see key_watch.ts). */
   get watched(): boolean {
     return this.#view.watched;

@@ -73,23 +73,22 @@ export class FreshView {
    */
   fresh(now: number = this.#clock.now()): Promise<void> | undefined {
     const age = now - this.#checkedAt;
-    if (age < this.#o.refreshAfterMs) return undefined;
-    // Watched, the view is read again when it changes: it is as fresh as the watch, and the slow
-    // backstop read goes on in the background. (Waited for, it put a KV round trip on the path of
-    // one request every 30 s: bench:regions saw 180 ms against 50 at KV 120 ms away.)
-    if (this.watched) {
-      if (age >= this.#backstopMs) this.#read();
-      return undefined;
-    }
-    // KV is down: the view in memory is all there is; waiting would only add latency.
-    if (this.#o.status !== undefined && !this.#o.status.up) return undefined;
-    this.#read();
-    if (age < this.#o.waitAfterMs) return undefined;
+    if (!this.#readIfOld(age) || age < this.#o.waitAfterMs) return undefined;
     let timer: TimerHandle | undefined;
     return Promise.race([
       this.#reading!,
       new Promise<void>((r) => timer = this.#clock.setTimeout(r, this.#o.waitAtMostMs)),
     ]).finally(() => this.#clock.clearTimeout(timer!));
+  }
+
+  /**
+   * Has the view read again in the background when it is `refreshAfterMs`
+   * old, with no one waiting: for a choice made from memory (a model
+   * group's target, judged without a KV call) that the next request should
+   * make on a current view.
+   */
+  refreshSoon(now: number = this.#clock.now()): void {
+    this.#readIfOld(now - this.#checkedAt);
   }
 
   /** Reads the view now (or joins the read under way); resolves once it has ended. */
@@ -141,6 +140,22 @@ export class FreshView {
     if (this.#changedTimer !== undefined) this.#clock.clearTimeout(this.#changedTimer);
     this.#changedTimer = undefined;
     this.#again = false;
+  }
+
+  /** Starts a read when the view is `age` old and one is worth making; true when it may be waited for. */
+  #readIfOld(age: number): boolean {
+    if (age < this.#o.refreshAfterMs) return false;
+    // Watched, the view is read again when it changes: it is as fresh as the watch, and the slow
+    // backstop read goes on in the background. (Waited for, it put a KV round trip on the path of
+    // one request every 30 s: bench:regions saw 180 ms against 50 at KV 120 ms away.)
+    if (this.watched) {
+      if (age >= this.#backstopMs) this.#read();
+      return false;
+    }
+    // KV is down: the view in memory is all there is; waiting would only add latency.
+    if (this.#o.status !== undefined && !this.#o.status.up) return false;
+    this.#read();
+    return true;
   }
 
   #read(): void {

@@ -49,7 +49,8 @@ export function endWaiting(
 /**
  * Whether a group's request goes on to its next target: this one failed
  * (429 or 5xx after its retries, no answer, or its keys or provider turned
- * out resting while it waited) and a target is left. A refusal of the
+ * out resting, or the service paused by an admin, when its view was read
+ * before sending) and a target is left. A refusal of the
  * request itself (4xx) or of the team is the answer on any target.
  */
 export function switchesTarget(x: Exchange, tries: Tries, err?: GatewayError): boolean {
@@ -60,15 +61,17 @@ export function switchesTarget(x: Exchange, tries: Tries, err?: GatewayError): b
     reason = "upstream_error";
   } else if (status === 429) reason = "upstream_429";
   else if (status === 401 || status === 403) reason = "keys_refused";
-  else if (status === undefined && SWITCHING_CODES.has(err?.code ?? "")) {
-    reason = err!.code === "gateway_provider_backoff" ? "provider_backoff" : "keys_resting";
-  }
+  else if (status === undefined) reason = SWITCHING_CODES.get(err?.code ?? "");
   if (reason !== undefined) targetFailed(x.group!, reason);
   return reason !== undefined;
 }
 
-/** kvgate's own refusals on a target that another target may not share. */
-const SWITCHING_CODES = new Set(["gateway_keys_resting", "gateway_provider_backoff"]);
+/** kvgate's own refusals on a target that another target may not share, and the skip they are. */
+const SWITCHING_CODES = new Map<string, SkipReason>([
+  ["gateway_keys_resting", "keys_resting"],
+  ["gateway_provider_backoff", "provider_backoff"],
+  ["service_paused", "service_paused"],
+]);
 
 /** After the last attempt: the last upstream answer, or why there was none. */
 export function giveUp(p: StageDeps, x: Exchange, tries: Tries): Ended {

@@ -47,8 +47,10 @@ export function startGroupWalk(served: ServedGroup, path: string): GroupWalk {
 /**
  * Why the target's service cannot take a request within `withinMs`, or
  * undefined when it can. Reads memory only: the key health and the
- * provider's pause are those every instance shares through KV (read at
- * most about a second ago), the queue is this instance's.
+ * provider's pause every instance shares through KV, as this instance last
+ * read them (a target chosen has them read again before it is sent to, in
+ * the admit stage; one passed over, in the background: see
+ * {@linkcode nextTarget}), and this instance's queue.
  */
 export function whyNot(rt: ServiceRuntime, now: number, withinMs: number): Skip | undefined {
   const target = "";
@@ -80,7 +82,11 @@ export function whyNot(rt: ServiceRuntime, now: number, withinMs: number): Skip 
 /**
  * Moves the walk to the next target that can take the request, from the
  * one after the current: binds the request to it (its service, its path).
- * Every target passed over is noted with why. The answer when none is left.
+ * Every target passed over is noted with why, and its view read again in
+ * the background if it is getting old: a target no request is sent to
+ * would otherwise be judged on what this instance last knew of it for
+ * ever (an admin's resume made on another instance, a rest ended there).
+ * The answer when none is left.
  */
 export function nextTarget(x: Exchange, walk: GroupWalk, now: number): GatewayError | undefined {
   const { group, runtimes } = walk.served;
@@ -90,6 +96,7 @@ export function nextTarget(x: Exchange, walk: GroupWalk, now: number): GatewayEr
       bindTarget(x, walk, i);
       return undefined;
     }
+    runtimes[i].refreshSoon(now);
     skip.target = targetName(group.targets[i]);
     walk.skipped.push(skip);
   }

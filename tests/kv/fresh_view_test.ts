@@ -118,3 +118,20 @@ Deno.test("FreshView: refreshAfterMs <= waitAfterMs and waitAtMostMs > 0, named 
   assert.throws(() => new FreshView({ ...base, refreshAfterMs: -1 }), /refreshAfterMs/);
   assert.throws(() => new FreshView({ ...base, waitAtMostMs: 0 }), /waitAtMostMs/);
 });
+
+Deno.test("FreshView: refreshSoon() reads a view refreshAfterMs old in the background and returns; a younger one is left", async () => {
+  const clock = new FakeClock();
+  const s = slowView(clock);
+  const first = s.view.fresh()!;
+  s.answer();
+  await first;
+  await clock.advance(999);
+  s.view.refreshSoon();
+  assert.equal(s.reads(), 1);
+  await clock.advance(5000);
+  s.view.refreshSoon();
+  assert.equal(s.reads(), 2, "old: read, no one waiting");
+  s.answer();
+  await clock.advance(0);
+  assert.equal(s.view.fresh(), undefined, "and the next request finds it fresh");
+});
