@@ -29,6 +29,15 @@ function slowView(clock: FakeClock, extra: Partial<FreshViewOptions> = {}) {
   return { view, reads: () => reads, answer: (ok = true) => settle(ok), errors };
 }
 
+/** A view read once, at the clock's start. */
+async function readOnce(clock: FakeClock) {
+  const s = slowView(clock);
+  const first = s.view.fresh()!;
+  s.answer();
+  await first;
+  return s;
+}
+
 /** Whether `p` has settled once the clock has moved `ms` (0: only the pending jobs run). */
 async function settledAfter(clock: FakeClock, p: Promise<void>, ms: number): Promise<boolean> {
   let done = false;
@@ -54,10 +63,7 @@ Deno.test("FreshView: a request waits for a view older than waitAfterMs, at most
 
 Deno.test("FreshView: between refreshAfterMs and waitAfterMs the view is read in the background, once; a failed read keeps the view and is told", async () => {
   const clock = new FakeClock();
-  const s = slowView(clock);
-  const first = s.view.fresh()!;
-  s.answer();
-  await first;
+  const s = await readOnce(clock);
   await clock.advance(999);
   assert.equal(s.view.fresh(), undefined);
   assert.equal(s.reads(), 1, "younger than refreshAfterMs: no read");
@@ -121,10 +127,7 @@ Deno.test("FreshView: refreshAfterMs <= waitAfterMs and waitAtMostMs > 0, named 
 
 Deno.test("FreshView: refreshSoon() reads a view refreshAfterMs old in the background and returns; a younger one is left", async () => {
   const clock = new FakeClock();
-  const s = slowView(clock);
-  const first = s.view.fresh()!;
-  s.answer();
-  await first;
+  const s = await readOnce(clock);
   await clock.advance(999);
   s.view.refreshSoon();
   assert.equal(s.reads(), 1);
