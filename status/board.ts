@@ -23,6 +23,12 @@ export interface BoardService {
   /** Each key's day: requests and tokens, KV's and this instance's. */
   readonly keyDays: Pick<DayBudgets, "usageOf">;
   readonly backoff?: Pick<ProviderBackoff, "pause">;
+  /**
+   * Has what other instances learned of the keys (health, the provider's
+   * word, the pause) read again when it is getting old; a promise when it
+   * is too old to show without waiting for the read.
+   */
+  fresh(now?: number): Promise<void> | undefined;
 }
 
 /**
@@ -116,6 +122,9 @@ export class StatusBoard {
 
   async #build(now: number): Promise<StatusSnapshot> {
     const p = this.#p;
+    // An instance that serves the page but not a service (the admin's, say) knows of its keys only
+    // what it last read: every service's view is read again first when it is over a second old.
+    await Promise.all([...p.runtimes.values()].map((rt) => rt.fresh(now)));
     const services: StatusSnapshot["services"] = {};
     for (const [name, rt] of p.runtimes) {
       const shared = p.kvStatus.up ? await rt.limiter.levels().catch(() => null) : null;

@@ -30,6 +30,7 @@ function parts(kv: Deno.Kv, clock: FakeClock, levels: BoardService["limiter"]["l
     backoff: {
       pause: { until: clock.now() + 5000, strikes: 2, pauseMs: 5000, reason: "provider_429" },
     },
+    fresh: () => undefined,
   };
   const up = new KvStatus({ clock, probe: () => Promise.resolve() });
   return {
