@@ -138,9 +138,9 @@ export class DayBudgets implements SumSource {
    * reserved and left idle, so spend() reads it again.
    */
   #refusal(team: Budgeted, s: DayState, now: number, v = exhausted(team.daily, s, now)) {
-    if (v === undefined || v.ok) return undefined;
-    if (now - s.readAt >= this.#flushMs && !tokensOver(team.daily, s)) return undefined;
-    const settleMs = this.#peers() > 1 ? IDLE_RETURN_MS + 2 * this.#flushMs : 0;
+    const refused = v !== undefined && !v.ok;
+    if (refused && now - s.readAt >= this.#flushMs && !tokensOver(team.daily, s)) return undefined;
+    const settleMs = refused && this.#peers() > 1 ? IDLE_RETURN_MS + 2 * this.#flushMs : 0;
     return settle(v, team.daily, s, now, settleMs);
   }
 

@@ -163,18 +163,22 @@ export function exhausted(daily: DailyBudget, s: DayState, now: number): BudgetV
  * their next flush), seen here at the next read. From the first read that
  * showed the day full, for `settleMs` (0 with no other instance), the refusal
  * says to come back then, not at the reset. A spent tokens budget is final.
- * Notes on `s` the read from which the day has been full.
+ * Notes on `s` the read from which the day has been full; a read that shows
+ * room clears it, so a day that fills again gets its own few seconds. `v`
+ * undefined (no refusal): only that; undefined again.
  */
 export function settle(
-  v: BudgetVerdict,
+  v: BudgetVerdict | undefined,
   daily: DailyBudget,
   s: DayState,
   now: number,
   settleMs: number,
-): BudgetVerdict {
+): BudgetVerdict | undefined {
   const full = daily.requests !== undefined && s.requestsSeen >= daily.requests;
-  s.fullSince = full ? Math.min(s.fullSince, s.readAt) : Infinity;
-  if (v.ok || !full || tokensOver(daily, s)) return v;
+  if (!full) s.fullSince = Infinity;
+  if (v === undefined || v.ok) return undefined;
+  if (!full || tokensOver(daily, s)) return v;
+  s.fullSince = Math.min(s.fullSince, s.readAt);
   const until = s.fullSince + settleMs;
   return until > now ? { ok: false, retryAfterMs: until - now, resetsAt: v.resetsAt } : v;
 }

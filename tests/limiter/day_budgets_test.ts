@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Budgeted, DayBudgets } from "../../limiter/mod.ts";
 import { keyDayUsageKey, teamUsageKey as usageKey } from "../../kv/mod.ts";
-import { FakeClock } from "../support/fake_clock.ts";
+import { FakeClock, passes } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
 
@@ -48,6 +48,51 @@ Deno.test("DayBudgets: two instances spend exactly the day's requests between th
     assert.deepEqual(a.check(t, clock.now()), refused, "check() says the same from memory");
     await a.close();
     await b.close();
+  });
+});
+
+Deno.test("DayBudgets: a day that fills again once room came back is looked at again within seconds too, not refused until the reset while a peer still holds some", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const peers = () => 2;
+    const [a, b, c] = [0, 1, 2].map(() => new DayBudgets({ kv, clock, usageKey, peers }));
+    const t = team({ requests: 200 });
+    const drain = async () => {
+      let served = 0;
+      for (;;) {
+        const v = await spend(b, t, clock);
+        if (!v.ok) return { served, v };
+        served++;
+      }
+    };
+    assert.ok(
+      (await spend(a, t, clock)).ok,
+      "a reserves a chunk, spends one, leaves the rest idle",
+    );
+    const first = await drain();
+    assert.ok(!first.v.ok && first.v.retryAfterMs <= 4000, JSON.stringify(first.v));
+    await passes(clock, 6000);
+    assert.ok((await spend(c, t, clock)).ok, "a's idle part went back; c reserves some of it");
+    const second = await drain();
+    assert.ok(
+      !second.v.ok && second.v.retryAfterMs <= 4000,
+      `c still holds some: ${JSON.stringify(second.v)}`,
+    );
+    await passes(clock, 6000);
+    const third = await drain();
+    assert.equal(
+      1 + first.served + 1 + second.served + third.served,
+      200,
+      "every request of the day",
+    );
+    await passes(clock, 5000);
+    const midnight = Math.ceil(clock.now() / DAY) * DAY;
+    assert.deepEqual(await spend(b, t, clock), {
+      ok: false,
+      retryAfterMs: midnight - clock.now(),
+      resetsAt: midnight,
+    });
+    for (const x of [a, b, c]) await x.close();
   });
 });
 
