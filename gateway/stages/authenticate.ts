@@ -31,10 +31,9 @@ export function authenticate(
 ): GatewayError | Promise<void> | undefined {
   const password = p.config.password;
   const registry = p.teams?.registry;
-  if (password === undefined && !viewChecked) {
-    const reading = registry?.fresh(x.now);
-    if (reading) return reading;
-  }
+  // With no password, whether anyone may come in at all rests on the teams.
+  const reading = password === undefined ? teamsRead(p, x, viewChecked) : undefined;
+  if (reading) return reading;
   const teams = registry !== undefined && registry.any;
   if (password === undefined && !teams) return gatewayErrors.notConfigured();
   if (p.logins.watching) {
@@ -55,19 +54,21 @@ export function authenticate(
     if (teams) x.team = teamPass(ADMIN, x.head.bulk);
     return undefined;
   }
-  if (password !== undefined && !viewChecked) {
-    const reading = registry?.fresh(x.now);
-    if (reading) return reading;
-  }
-  const team = registry !== undefined && registry.any
-    ? registry.byHash(tokenSha256(cred))
-    : undefined;
+  // Not the password: a team's token, or a guess, as the teams are now.
+  const read = teamsRead(p, x, viewChecked);
+  if (read) return read;
+  const team = teams ? registry.byHash(tokenSha256(cred)) : undefined;
   if (team === undefined) {
     const wait = p.logins.refused(addressOf(p, x), cred, x.now);
     return wait > 0 ? gatewayErrors.tooManyFailedLogins(wait) : gatewayErrors.badCredential(false);
   }
   x.team = teamPass(team, x.head.bulk);
   return undefined;
+}
+
+/** The read of the teams to wait for when this instance's view is too old (none once waited for). */
+function teamsRead(p: StageDeps, x: Exchange, viewChecked: boolean): Promise<void> | undefined {
+  return viewChecked ? undefined : p.teams?.registry.fresh(x.now);
 }
 
 /** The client's address, kept on the request for its log line. */
