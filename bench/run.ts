@@ -417,7 +417,7 @@ async function main() {
  * CPU per request at `PAIRED_CONNS` connection(s) with the targets loaded at
  * the same time, each by its own wrk, all pinned to the same core (see
  * bench/paired.ts): every ratio is against the first target, and kvgate's (the second) against
- * the floor of a retrying proxy when it is there.
+ * the other checkout and the floor of a retrying proxy when they are there.
  */
 async function pairedPhase(targets: Proc[]): Promise<string[]> {
   await pairedRound(targets, { conns: 32, seconds: WARM_S, script: LUA });
@@ -431,8 +431,10 @@ async function pairedPhase(targets: Proc[]): Promise<string[]> {
     2 * WARM_S
   } s at 1 connection)`;
   const ratios = targets.slice(1).map((_, i): [number, number] => [i + 1, 0]);
-  const floor = targets.findIndex((t) => t.name === "minimal-whole-body");
-  if (floor > 0) ratios.push([1, floor]);
+  for (const name of ["kvgate-baseline", "minimal-whole-body"]) {
+    const other = targets.findIndex((t) => t.name === name);
+    if (other > 0) ratios.push([1, other]);
+  }
   return pairedTable(title, targets, await pairedRounds(targets, load, PAIRED_ROUNDS), ratios);
 }
 
