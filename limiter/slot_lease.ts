@@ -65,15 +65,31 @@ export class SlotLease {
     return this.releaser();
   }
 
-  /** Renews held slots so other instances keep counting them; call every ttlMs/3. */
+  /**
+   * Renews held slots so other instances keep counting them; call every
+   * ttlMs/3. Skipped while another slot write is out (that write renews the
+   * claim too). The lease has one slot write out at a time: a renewal that
+   * landed after a larger claim would shrink KV's count below the slots in
+   * use, and other instances would take them.
+   */
   async heartbeat(): Promise<void> {
-    if (this.held === 0 || this.#closed || !this.#store.shared) return;
+    if (this.held === 0 || this.#closed || !this.#store.shared || this.#holding) return;
+    this.#holding = true;
+    const asked = this.#clock.now();
+    const write = this.#store.holdSlots(Math.max(this.inUse, this.held));
+    this.#pendingHold = write.catch(() => {});
+    this.#stats.slotWrites++;
     try {
-      this.held = await this.#store.holdSlots(Math.max(this.inUse, this.held));
-      this.#stats.slotWrites++;
-      this.validUntil = this.#clock.now() + this.#ttlMs;
+      const held = await write;
+      if (this.#closed) return;
+      this.held = held;
+      this.validUntil = asked + this.#ttlMs;
     } catch {
       // Fenced by free() once validUntil passes: no admissions past the lease.
+    } finally {
+      this.#holding = false;
+      // Requests that came for a slot while it was out.
+      if (!this.#closed) this.pump();
     }
   }
 
