@@ -43,6 +43,9 @@ export class Presence {
   #peers: number | undefined;
   #startedAt: number;
   #region: string | undefined;
+  /** The beat under way, which leave() lets land before it deletes the record. */
+  #beating: Promise<void> = Promise.resolve();
+  #left = false;
 
   constructor(kv: KvWrite & KvList, instanceId: string, options: PresenceOptions) {
     this.#kv = kv;
@@ -62,8 +65,15 @@ export class Presence {
     return this.#peers;
   }
 
-  /** Writes this instance's record and recounts the live ones. */
-  async beat(): Promise<void> {
+  /** Writes this instance's record and recounts the live ones; after leave(), nothing. */
+  beat(): Promise<void> {
+    if (this.#left) return Promise.resolve();
+    const beat = this.#beat();
+    this.#beating = beat.catch(() => {});
+    return beat;
+  }
+
+  async #beat(): Promise<void> {
     const now = this.#clock.now();
     const record: InstanceRecord = {
       seenAt: now,
@@ -101,8 +111,14 @@ export class Presence {
     }, this.#call);
   }
 
-  /** Removes this instance's record (graceful shutdown). */
+  /**
+   * Removes this instance's record (graceful shutdown), after a beat still
+   * under way has landed: landing after the delete, it would count this
+   * instance as live for three more periods.
+   */
   async leave(): Promise<void> {
+    this.#left = true;
+    await this.#beating;
     await kvCall(() => this.#kv.delete(instanceKey(this.#id)), this.#call);
   }
 }

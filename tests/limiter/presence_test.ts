@@ -1,7 +1,7 @@
 /** Presence on `:memory:` KV and the fake clock: how many instances are live. */
 import assert from "node:assert/strict";
 import { Presence } from "../../limiter/mod.ts";
-import { FakeClock } from "../support/fake_clock.ts";
+import { FakeClock, settle } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
 
@@ -70,5 +70,24 @@ Deno.test("Presence: its port is set, delete and list — handed only those, it 
     assert.equal(a.peers, 1);
     await a.leave();
     assert.deepEqual(await a.list(5000), []);
+  });
+});
+
+Deno.test("Presence: leave() while a beat is still on its way removes the record after it lands, and a beat after leave() writes none", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock();
+    const faults = { latencyMs: 100, failing: false, ops: 0 };
+    const slow = faultyKv(kv, faults, clock);
+    const a = new Presence(kv, "a", { clock, intervalMs: 1000 });
+    const b = new Presence(slow, "b", { clock, intervalMs: 1000 });
+    const beating = b.beat(); // its write lands 100 ms from now
+    faults.latencyMs = 10; // a delete sent now would land first
+    const leaving = b.leave();
+    await settle(clock, Promise.all([beating, leaving]), 10);
+    await a.beat();
+    assert.equal(a.peers, 1, "b's record is gone: its beat did not land after the delete");
+    await b.beat(); // KV came back, say, and the rejoin beats
+    await a.beat();
+    assert.equal(a.peers, 1, "an instance that has left writes no record again");
   });
 });
