@@ -80,6 +80,9 @@ export class MinuteCounts {
   #timer: TimerHandle | undefined;
   /** Counters whose sums go in this one's commit (see {@linkcode MinuteCounts.join}). */
   #joined: SumSource[] = [];
+  /** The flush under way, and the one asked for meanwhile (see {@linkcode MinuteCounts.flush}). */
+  #flushing: Promise<void> | undefined;
+  #nextFlush: Promise<void> | undefined;
 
   constructor(options: MinuteCountsOptions) {
     this.#o = options;
@@ -126,9 +129,33 @@ export class MinuteCounts {
     this.#joined.push(source);
   }
 
-  /** Adds the counts not yet in KV (and the joined counters'), in one atomic commit. */
-  async flush(): Promise<void> {
-    const tallies = [...this.#ended, ...this.#tallies.values()];
+  /**
+   * Adds the counts not yet in KV (and the joined counters'), in one atomic
+   * commit. One flush at a time: a flush asked for while one is under way
+   * (the shutdown's during the timer's, on slow KV) runs after it, so that
+   * both never add the same counts from the same `written` marks.
+   */
+  flush(): Promise<void> {
+    if (this.#flushing === undefined) return this.#startFlush();
+    return this.#nextFlush ??= this.#flushing.catch(() => {}).then(() => {
+      this.#nextFlush = undefined;
+      return this.#startFlush();
+    });
+  }
+
+  #startFlush(): Promise<void> {
+    const run: Promise<void> = this.#flushOnce().finally(() => {
+      if (this.#flushing === run) this.#flushing = undefined;
+    });
+    this.#flushing = run;
+    return run;
+  }
+
+  async #flushOnce(): Promise<void> {
+    // The minutes ended so far; one that ends during the commit waits for the next flush.
+    const ended = this.#ended;
+    this.#ended = [];
+    const tallies = [...ended, ...this.#tallies.values()];
     const op = this.#o.kv.atomic();
     const adds: Array<[Tally, What, number]> = [];
     for (const t of tallies) {
@@ -140,18 +167,15 @@ export class MinuteCounts {
       }
     }
     const joined = this.#joined.flatMap((source) => source.sumInto(op) ?? []);
-    if (adds.length === 0 && joined.length === 0) {
-      this.#ended = [];
-      return;
-    }
+    if (adds.length === 0 && joined.length === 0) return;
     // Sums cannot carry an expiry: the records are found by range and old ones deleted by prune().
     const committed = await kvCall(() => op.commit(), this.#o.call ?? {}).catch((e) => {
       joined.forEach((told) => told(false));
+      this.#ended = [...ended, ...this.#ended];
       throw e;
     });
     joined.forEach((told) => told(committed.ok));
     for (const [t, w, n] of adds) t.written[w] += n;
-    this.#ended = [];
     await this.#prune(tallies).catch(() => {});
   }
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { MinuteCounts } from "../../status/mod.ts";
-import { FakeClock } from "../support/fake_clock.ts";
+import { FakeClock, settle } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
 import { withMemoryKv } from "../support/kv.ts";
 import { keyDayUsageKey, minuteCountKey } from "../../kv/mod.ts";
@@ -165,5 +165,42 @@ Deno.test("MinuteCounts: an instance looks for old records at a random time with
     assert.notEqual((await kv.get(oldDay)).value, null, "day records wait for their own period");
     await flushAt(25 * 60_000);
     assert.equal((await kv.get(oldDay)).value, null, "day records older than 8 days go");
+  });
+});
+
+Deno.test("MinuteCounts: two flushes at once (the timer's and the shutdown's, on slow KV) add each answer once", async () => {
+  await withMemoryKv(async (kv) => {
+    const clock = new FakeClock(minuteOf(1_700_000_000_000));
+    const slow = faultyKv(kv, { latencyMs: 100, failing: false, ops: 0 }, clock);
+    const counts = new MinuteCounts({ kv: slow, clock, random: () => 0 });
+    const now = clock.now();
+    for (let i = 0; i < 3; i++) counts.answered("groq", 200, now);
+    const first = counts.flush();
+    counts.answered("groq", 200, now);
+    counts.answered("groq", 200, now);
+    const second = counts.flush();
+    await settle(clock, Promise.all([first, second]), 10);
+    const direct = new MinuteCounts({ kv, clock });
+    assert.equal((await direct.read("groq", now, now + MINUTE))[0].requests, 5);
+  });
+});
+
+Deno.test("MinuteCounts: a minute that ends while a flush is on its way keeps its last answers for the next flush", async () => {
+  await withMemoryKv(async (kv) => {
+    const start = minuteOf(1_700_000_000_000) + MINUTE - 50;
+    const clock = new FakeClock(start);
+    const slow = faultyKv(kv, { latencyMs: 100, failing: false, ops: 0 }, clock);
+    const counts = new MinuteCounts({ kv: slow, clock, random: () => 0 });
+    counts.answered("groq", 200, clock.now());
+    const flushing = counts.flush(); // lands 100 ms from now, in the next minute
+    await clock.advance(10);
+    counts.answered("groq", 200, clock.now()); // still the first minute, after the flush began
+    await clock.advance(50);
+    counts.answered("groq", 200, clock.now()); // the next minute: the first one ends
+    await settle(clock, flushing, 10);
+    await settle(clock, counts.flush(), 10);
+    const direct = new MinuteCounts({ kv, clock });
+    const minutes = await direct.read("groq", minuteOf(start), minuteOf(start) + 2 * MINUTE);
+    assert.deepEqual(minutes.map((c) => c.requests), [2, 1], "every answer, in its minute");
   });
 });
