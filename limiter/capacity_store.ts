@@ -30,6 +30,18 @@ export interface TokenLease {
 }
 
 /**
+ * A slot write that met other instances' writes at every turn of its
+ * compare-and-set: KV answers, but the claim was neither changed nor
+ * renewed. Not an outage: the shared store stays in use.
+ */
+export class SlotContention extends Error {
+  constructor() {
+    super("the slot record kept changing under this write");
+    this.name = "SlotContention";
+  }
+}
+
+/**
  * Where a service's capacity lives. The in-memory store limits one
  * instance; the KV store limits the deployment. The limiter in front of
  * either is the same, so the request pipeline never knows which it has.
@@ -42,7 +54,9 @@ export interface CapacityStore {
   /**
    * Asks to hold `target` in-flight slots in all (an absolute figure, so a
    * repeat or a late write is harmless). Returns how many are now held:
-   * `target` when lowering, up to `target` when raising.
+   * `target` when lowering, up to `target` when raising. Rejects when
+   * nothing was written (KV down, or {@linkcode SlotContention}): the claim
+   * was not renewed.
    */
   holdSlots(target: number): Promise<number>;
   /** True when the store's tokens are shared with other instances (worth batching). */

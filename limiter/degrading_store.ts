@@ -3,6 +3,7 @@ import {
   type CapacityStore,
   MemoryCapacityStore,
   type ServiceLimits,
+  SlotContention,
   type TokenLease,
 } from "./capacity_store.ts";
 import type { Clock } from "../lib/mod.ts";
@@ -83,7 +84,9 @@ export class DegradingStore implements CapacityStore {
       const result = await op(this.#primary);
       this.#fallback = undefined;
       return result;
-    } catch {
+    } catch (e) {
+      // KV answered (others' writes won every turn): the caller tries the shared store again.
+      if (e instanceof SlotContention) throw e;
       return op(this.#local());
     }
   }

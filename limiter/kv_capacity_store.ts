@@ -13,7 +13,13 @@ import {
 } from "../kv/mod.ts";
 import { KvBucket } from "./kv_bucket.ts";
 import { emissionMicros, handBack, ledgerNow, reservationEnd, scheduleOf } from "./gcra.ts";
-import type { CapacityLevels, CapacityStore, ServiceLimits, TokenLease } from "./capacity_store.ts";
+import {
+  type CapacityLevels,
+  type CapacityStore,
+  type ServiceLimits,
+  SlotContention,
+  type TokenLease,
+} from "./capacity_store.ts";
 import { readLevels, type SlotHolder, type SlotsState } from "./capacity_levels.ts";
 import type { Clock } from "../lib/mod.ts";
 
@@ -81,7 +87,6 @@ export class KvCapacityStore implements CapacityStore {
   #call: KvCallOptions;
   #maxConflicts: number;
   #tokens: "ledger" | "compare_and_set";
-  #held = 0;
   #lastReservation: LastReservation | undefined;
   #claimSeq = 0;
   #clockSkewMs: number;
@@ -253,11 +258,8 @@ export class KvCapacityStore implements CapacityStore {
       },
       { attempts: this.#maxConflicts, call: this.#call },
     );
-    if (update.ok) {
-      this.#held = update.result;
-      return update.result;
-    }
-    // Under heavy contention keep what we held; lowering is retried on the next release.
-    return Math.min(this.#held, target);
+    // Under contention nothing was written, so nothing was renewed: the lease must not count on it.
+    if (!update.ok) throw new SlotContention();
+    return update.result;
   }
 }

@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
 import { withMemoryKv } from "../support/kv.ts";
-import { FakeClock } from "../support/fake_clock.ts";
+import { FakeClock, settle } from "../support/fake_clock.ts";
 import {
+  DegradingStore,
   KvCapacityStore,
   ScopeLimiter,
   type ServiceLimits,
+  SlotContention,
   type TokenLease,
 } from "../../limiter/mod.ts";
-import { slotsKey, tokenLedgerKey } from "../../kv/mod.ts";
+import { KvStatus, slotsKey, tokenLedgerKey } from "../../kv/mod.ts";
 
 const limits: ServiceLimits = { rps: 10, burst: 5, maxConn: 4 };
 
@@ -166,4 +168,60 @@ Deno.test("KvCapacityStore.levels(): tokens free and slots held by every instanc
       assert.equal((await a.levels())?.inFlight, 0, `${tokens}: claims past their TTL`);
     });
   }
+});
+
+/** A KV whose compare-and-set commits all fail their check while `conflicting.on` is set: other instances win every turn. */
+function losingEveryTurn(kv: Deno.Kv, conflicting: { on: boolean }): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop !== "atomic") return Reflect.get(target, prop, target).bind?.(target);
+      return () => {
+        const op = target.atomic();
+        const commit = op.commit.bind(op);
+        op.commit = () =>
+          conflicting.on ? Promise.resolve({ ok: false } as Deno.KvCommitError) : commit();
+        return op;
+      };
+    },
+  });
+}
+
+Deno.test("slots under contention: a write that loses every turn renews nothing, so the lease stops admitting when its last written claim runs out", async () => {
+  await withMemoryKv(async (base) => {
+    const clock = new FakeClock();
+    const conflicting = { on: false };
+    const kv = losingEveryTurn(base, conflicting);
+    const store = new KvCapacityStore(kv, "svc", limits, {
+      instanceId: "a",
+      clock,
+      slotTtlMs: 3000,
+      maxConflicts: 3,
+    });
+    const status = new KvStatus({ clock, probe: () => Promise.resolve() });
+    const degrading = new DegradingStore(store, limits, { clock, peers: () => 1, status });
+    const limiter = new ScopeLimiter(limits, { store: degrading, clock, slotTtlMs: 3000 });
+    const claimedAt = clock.now();
+    const slot = await settle(clock, limiter.acquireSlot({ deadline: claimedAt + 1000 }), 0);
+    assert.ok(slot.ok, "the first claim is written");
+    conflicting.on = true;
+    await assert.rejects(store.holdSlots(1), SlotContention);
+    await assert.rejects(degrading.holdSlots(1), SlotContention, "passed on: KV answers");
+    assert.equal(degrading.degraded, false, "contention is no outage: no local share");
+    clock.advanceSync(1000);
+    await limiter.heartbeat(); // loses every turn: the claim in KV still ends at claimedAt + 3000
+    slot.release();
+    clock.advanceSync(2999 - 1000);
+    const within = limiter.trySlot();
+    assert.ok(within?.ok, "still within the written claim (ttl 3000)");
+    within.release();
+    clock.advanceSync(1);
+    assert.equal(
+      limiter.trySlot(),
+      undefined,
+      "past it: not admitted on a claim KV no longer holds",
+    );
+    conflicting.on = false;
+    await limiter.close();
+    status.close();
+  });
 });
