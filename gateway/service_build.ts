@@ -75,7 +75,8 @@ export async function buildServiceRuntime(
   });
   const limits = { rps: service.rps, burst: service.burst, maxConn: service.maxConn };
   const gate = fairGate(service, limits, c);
-  const storeFor = (scope: LimitScope, l: TeamLimits) => capacityStore(scope, l, c);
+  let stores = 0;
+  const storeFor = (scope: LimitScope, l: TeamLimits) => capacityStore(scope, l, c, stores++);
   const limiterFor = (scope: LimitScope, l: TeamLimits, leasePeers = c.peers) =>
     new ScopeLimiter(l, {
       store: storeFor(scope, l),
@@ -180,12 +181,24 @@ function fairGate(service: Service, limits: TeamLimits, c: ServiceContext): Fair
   });
 }
 
-/** Where one scope's capacity lives: KV (falling back to a local share while KV is down), or memory. */
-function capacityStore(scope: LimitScope, l: TeamLimits, c: ServiceContext): CapacityStore {
+/**
+ * Where one scope's capacity lives: KV (falling back to a local share while
+ * KV is down), or memory. The `n`th store of the service files its slot
+ * claim under a name of its own: a team's limits changed by the admin API
+ * get a new limiter on the same scope while the old one's requests are
+ * still in flight, and two claims under one name would overwrite each
+ * other (the new one taking the old one's slots as its own).
+ */
+function capacityStore(
+  scope: LimitScope,
+  l: TeamLimits,
+  c: ServiceContext,
+  n: number,
+): CapacityStore {
   if (!c.shared) return new MemoryCapacityStore(l, c.clock);
   return new DegradingStore(
     new KvCapacityStore(c.kv, scope, l, {
-      instanceId: c.instanceId,
+      instanceId: `${c.instanceId}.${n}`,
       clock: c.clock,
       slotTtlMs: c.config.slotTtlMs,
       call: c.call,
