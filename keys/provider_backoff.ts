@@ -202,7 +202,9 @@ export class ProviderBackoff {
     const now = this.#o.clock.now();
     const before = this.#pause;
     if (value) {
-      if (!this.#pause || value.admin || value.until >= this.#pause.until) this.#pause = value;
+      // An admin's pause held here ends when the record is no longer one (resumed, paused since).
+      const p = this.#pause;
+      if (!p || value.admin || p.admin || value.until >= p.until) this.#pause = value;
     } else if (this.#pause && (this.#pause.admin || now >= this.#pause.until) && !this.#probing) {
       this.#pause = undefined;
     }
@@ -212,12 +214,10 @@ export class ProviderBackoff {
   /** Records a key's latest answer (the record is reused: one per key, none per request). */
   #note(keyId: string, at: number, limited: boolean, sentAt: number): void {
     const a = this.#answers.get(keyId);
-    if (a === undefined) this.#answers.set(keyId, { at, limited, sentAt });
-    else {
-      a.at = at;
-      a.limited = limited;
-      a.sentAt = sentAt;
-    }
+    if (a === undefined) return void this.#answers.set(keyId, { at, limited, sentAt });
+    a.at = at;
+    a.limited = limited;
+    a.sentAt = sentAt;
   }
 
   #max(): number {

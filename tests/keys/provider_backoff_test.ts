@@ -116,3 +116,29 @@ Deno.test("a claim of the probe lost to another instance wakes nobody: its waite
     kv.close();
   }
 });
+
+Deno.test("an admin's pause replaced in KV by a provider's pause (resumed, then 429s) ends on an instance that reads it: it does not stay paused for good", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const clock = new FakeClock();
+    const at = (instanceId: string) =>
+      new ProviderBackoff({ service: "openai", keys: 1, clock, instanceId, kv });
+    const [a, b, c] = [at("a"), at("b"), at("c")];
+    await a.adminPause();
+    await b.refresh();
+    assert.equal(b.pause?.admin, true, "b has read the admin's pause");
+    await a.adminResume();
+    // Before b reads again, c (which had not read the pause) has its only key refused.
+    c.sending();
+    c.answered("k_a", true, 10_000, clock.now(), false);
+    c.settled();
+    await flush();
+    await b.refresh();
+    assert.equal(b.pause?.admin, undefined, "the admin's pause is over on b too");
+    assert.equal(b.pause?.until, clock.now() + 10_000, "b holds the provider's pause instead");
+    await clock.advance(10_000);
+    assert.deepEqual(await b.turn(clock.now()), { go: true, probe: true }, "and probes after it");
+  } finally {
+    kv.close();
+  }
+});
