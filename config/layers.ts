@@ -96,6 +96,12 @@ export function mergeLayers(layers: readonly Layer[]): {
 /** Checks every setting, naming the one at fault; returns `dayStartsAt` in ms after UTC midnight. */
 export function checkSettings(settings: Record<string, unknown>): number {
   for (const f of POSITIVE_SETTINGS) checkPositive(`GATEWAY_CONFIG.${f}`, settings[f], false);
+  // A body the budget cannot hold would get 429 gateway_busy on every try, never an answer.
+  if ((settings.bodyBudgetBytes as number) < (settings.maxBodyBytes as number)) {
+    throw new ConfigError(
+      `GATEWAY_CONFIG.bodyBudgetBytes (${settings.bodyBudgetBytes}) must be at least maxBodyBytes (${settings.maxBodyBytes}): a body of that size could never be held`,
+    );
+  }
   for (const f of INTEGER_SETTINGS) {
     const v = settings[f];
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {

@@ -149,6 +149,23 @@ Deno.test("invalid configuration stops start-up with one message naming the serv
   );
 });
 
+Deno.test("a body budget smaller than maxBodyBytes is refused at start-up: such a body could never be held", () => {
+  const load = (cfg: unknown) => () => loadConfig(env({ GATEWAY_CONFIG: JSON.stringify(cfg) }));
+  assert.throws(
+    load({ maxBodyBytes: 256 * 1024 * 1024 }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.includes(
+        "GATEWAY_CONFIG.bodyBudgetBytes (201326592) must be at least maxBodyBytes (268435456)",
+      ),
+  );
+  assert.throws(
+    load({ bodyBudgetBytes: 1000, maxBodyBytes: 1001 }),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("bodyBudgetBytes (1000)"),
+  );
+  assert.equal(load({ bodyBudgetBytes: 1000, maxBodyBytes: 1000 })().bodyBudgetBytes, 1000);
+});
+
 Deno.test("a bad config makes `deno task start` exit with the message, before serving", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", "main.ts"],

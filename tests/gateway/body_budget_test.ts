@@ -45,6 +45,7 @@ Deno.test("M7: bodies queued past the instance's budget get 429 gateway_busy at 
   const gateway = await inProcessGateway(
     {
       bodyBudgetBytes: 10 * MiB,
+      maxBodyBytes: 8 * MiB,
       queueTimeoutMs: 3_600_000,
       services: { openai: { target: "http://upstream.test", rps: 100, burst: 100, maxConn: 1 } },
     },
