@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { ConfigError, type GatewayConfig, loadConfig } from "./config/mod.ts";
+import { ConfigError, type GatewayConfig, loadConfig, settingWarnings } from "./config/mod.ts";
 import {
   createGateway,
   flushLog,
@@ -215,6 +215,7 @@ function startLog(config: GatewayConfig, gateway: Gateway, kv: KvConnection): vo
         "ACCESS_PASSWORD also opens the admin API. Set ADMIN_PASSWORD to give the admin a credential of its own.",
     });
   }
+  for (const message of settingWarnings(config)) jsonLog({ event: "warning", message });
   jsonLog({
     event: "start",
     instance: gateway.instanceId,

@@ -125,6 +125,28 @@ export function loadConfig(env: EnvReader, options: LoadConfigOptions = {}): Gat
   };
 }
 
+/** Deno Deploy sends SIGKILL this long after SIGINT, in ms. */
+const DEPLOY_KILL_MS = 5000;
+/** What kvgate's exit takes after the shutdown's budget at most (the last log lines), in ms. */
+const EXIT_MARGIN_MS = 250;
+
+/**
+ * Settings that hold but will not do what they say where the instance runs,
+ * one sentence each (logged as warnings at start): on Deno Deploy, a
+ * `shutdownMs` that outlasts the 5 s between SIGINT and SIGKILL.
+ */
+export function settingWarnings(config: GatewayConfig): string[] {
+  const warnings: string[] = [];
+  if (config.onDeploy && config.shutdownMs + EXIT_MARGIN_MS > DEPLOY_KILL_MS) {
+    warnings.push(
+      `shutdownMs is ${config.shutdownMs}: Deno Deploy kills an instance ${DEPLOY_KILL_MS} ms after SIGINT, so the last hand-backs and writes of a shutdown may be cut. Keep it at ${
+        DEPLOY_KILL_MS - EXIT_MARGIN_MS
+      } or less there.`,
+    );
+  }
+  return warnings;
+}
+
 /** Each service with its keys (from its `envKey`) and its day's reset in ms. */
 function resolveServices(
   services: Readonly<Record<string, ServiceConfig>>,

@@ -3,7 +3,7 @@
  * and `LD_*`: nothing kvgate needs there may be named so.
  */
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig } from "../../config/mod.ts";
+import { ConfigError, loadConfig, settingWarnings } from "../../config/mod.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 /** Set by Deploy itself, or by an operator only off Deploy (OTEL_DENO, DENO_KV_ACCESS_TOKEN for a self-hosted denokv). */
@@ -67,4 +67,17 @@ Deno.test("a service whose keys' variable Deploy would refuse is refused at star
 Deno.test("on Deno Deploy (DENO_DEPLOY=true) kvgate's OpenTelemetry is on without any OTEL_ variable", () => {
   assert.equal(loadConfig((n) => (n === "DENO_DEPLOY" ? "true" : undefined)).otel, true);
   assert.equal(loadConfig(() => undefined).otel, false);
+});
+
+Deno.test("on Deno Deploy, a shutdownMs that outlasts the 5 s before SIGKILL is warned of at start; the default is not", () => {
+  const on = (extra: Record<string, string>) =>
+    loadConfig((n) => ({ ACCESS_PASSWORD: "p".repeat(24), DENO_DEPLOYMENT_ID: "x", ...extra })[n]);
+  assert.deepEqual(settingWarnings(on({})), [], "the default 4500 fits");
+  assert.deepEqual(settingWarnings(on({ GATEWAY_CONFIG: '{"shutdownMs":4750}' })), []);
+  const [warning] = settingWarnings(on({ GATEWAY_CONFIG: '{"shutdownMs":6000}' }));
+  assert.match(warning, /^shutdownMs is 6000: Deno Deploy kills an instance 5000 ms after SIGINT/);
+  const local = loadConfig((n) =>
+    ({ ACCESS_PASSWORD: "p".repeat(24), GATEWAY_CONFIG: '{"shutdownMs":6000}' })[n]
+  );
+  assert.deepEqual(settingWarnings(local), [], "off Deploy nothing kills it at 5 s");
 });
