@@ -50,6 +50,11 @@ export class HealthWriter {
     );
   }
 
+  /** Whether a key's latest word is not in KV yet: its write is under way, or failed and kept. */
+  holds(id: string): boolean {
+    return this.#writes.has(id) || this.#unwritten.has(id);
+  }
+
   /**
    * Writes the rests that could not be written while KV was down (those
    * still running; a rest that has ended meanwhile needs no record).

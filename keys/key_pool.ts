@@ -91,14 +91,15 @@ export class KeyPool {
       ((now) => Math.floor(now / 86_400_000) * 86_400_000 + 86_400_000);
   }
 
-  /** Reads the shared health records; local rests not yet written are kept. */
+  /** Reads the shared health records; local rests not yet in KV are kept (one gone from KV ended). */
   async refresh(): Promise<void> {
     const shared = await this.#store.list(this.service);
     for (const [id, local] of this.#health) {
       const remote = shared.get(id);
       // A later decision (an admin's enable) wins; else the longer rest.
       const newer = remote?.setAt !== undefined && remote.setAt > (local.setAt ?? -Infinity);
-      if (!remote || (remote.until < local.until && !newer)) shared.set(id, local);
+      const kept = remote ? remote.until < local.until && !newer : this.#writer.holds(id);
+      if (kept) shared.set(id, local);
     }
     this.#health = shared;
     // Another instance's word may have ended a rest (an admin's enable, a success).

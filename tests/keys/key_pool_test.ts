@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { KeyHealthStore, KeyPool } from "../../keys/mod.ts";
 import { FakeClock, flush } from "../support/fake_clock.ts";
+import { faultyKv } from "../support/faulty_kv.ts";
 
 const keys = [{ id: "k_a", secret: "sk-a" }, { id: "k_b", secret: "sk-b" }];
 
@@ -60,6 +61,52 @@ Deno.test("a request waiting while every key rests is woken when an admin enable
     pool.report(keys[0], { kind: "success" }, clock.now(), undefined, clock.now());
     assert.equal(await next, true);
     await pool.settled();
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a suspect key's probe that finds it good ends its rest on the instances that had read the rest, at their next read", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const clock = new FakeClock();
+    const store = new KeyHealthStore(kv);
+    let answer: (verdict: { kind: "success" }) => void = () => {};
+    const probe = () => new Promise<{ kind: "success" }>((r) => answer = r);
+    const here = new KeyPool("openai", keys, { store, clock, probe, checkMs: 30_000 });
+    const there = new KeyPool("openai", keys, { store, clock });
+    here.report(keys[0], { kind: "key_suspect", reason: "unauthorized" }, clock.now());
+    await flush();
+    await there.refresh();
+    assert.equal(
+      there.health("k_a")?.reason,
+      "checking",
+      "there reads the rest while the probe runs",
+    );
+    answer({ kind: "success" });
+    await here.settled();
+    assert.equal(here.health("k_a"), undefined, "the probe ends it here");
+    await there.refresh();
+    assert.equal(there.health("k_a"), undefined, "and there, 30 s before the rest would end");
+    assert.deepEqual(there.pick(clock.now()), { ok: true, key: keys[0] });
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a rest this instance could not write (KV down) is kept at a read that does not find it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const clock = new FakeClock();
+    const faults = { latencyMs: 0, failing: true, ops: 0 };
+    const store = new KeyHealthStore(faultyKv(kv, faults), { call: { attempts: 1 } });
+    const pool = new KeyPool("openai", keys, { store, clock });
+    pool.report(keys[0], { kind: "rate_limited", retryAfterMs: 30_000 }, clock.now());
+    await pool.settled(); // the write failed
+    faults.failing = false; // KV answers reads again; the rest is not written yet
+    await pool.refresh();
+    assert.equal((await store.list("openai")).has("k_a"), false, "KV has not heard of it");
+    assert.equal(pool.health("k_a")?.until, clock.now() + 30_000, "kept");
   } finally {
     kv.close();
   }
