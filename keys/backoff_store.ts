@@ -43,6 +43,24 @@ export const PROBE_POLL_MS = 250;
 /** The turn of a request that may go (not the probe): one frozen object, allocated once. */
 export const GO: BackoffTurn = Object.freeze({ go: true, probe: false });
 
+/** An admin's pause: no end, until an admin resumes the service. */
+export function adminPauseRecord(): BackoffRecord {
+  return {
+    until: Number.MAX_SAFE_INTEGER,
+    strikes: 0,
+    pauseMs: 0,
+    reason: "paused by an admin",
+    admin: true,
+  };
+}
+
+/** Whether two reads of the pause say the same (else its waiters look again). */
+export function samePause(a: BackoffRecord | undefined, b: BackoffRecord | undefined): boolean {
+  return a === b ||
+    (a !== undefined && b !== undefined && a.until === b.until && a.admin === b.admin &&
+      a.probe?.by === b.probe?.by);
+}
+
 /** A service's pause record in KV (see the module doc). */
 export class BackoffStore {
   #kv: KvCas & KvWrite;

@@ -1,11 +1,13 @@
 import { type Clock, WakeList } from "../limiter/mod.ts";
 import type { KvCallOptions, KvCas, KvWrite } from "../kv/mod.ts";
 import {
+  adminPauseRecord,
   type BackoffRecord,
   BackoffStore,
   type BackoffTurn,
   GO,
   PROBE_POLL_MS,
+  samePause,
 } from "./backoff_store.ts";
 
 export type { BackoffRecord, BackoffTurn };
@@ -61,6 +63,9 @@ export class ProviderBackoff {
   #changes: WakeList;
   /** When the latest request answered with a success was sent. */
   #lastSuccessSentAt = -Infinity;
+  /** Pause writes under way, and whether the last one failed: KV may not hold this pause. */
+  #writing = 0;
+  #unwritten = false;
 
   constructor(options: ProviderBackoffOptions) {
     this.#o = options;
@@ -173,13 +178,7 @@ export class ProviderBackoff {
 
   /** An admin pauses the service on every instance (within a second), until resumed. */
   async adminPause(): Promise<void> {
-    const rec: BackoffRecord = {
-      until: Number.MAX_SAFE_INTEGER,
-      strikes: 0,
-      pauseMs: 0,
-      reason: "paused by an admin",
-      admin: true,
-    };
+    const rec = adminPauseRecord();
     this.#pause = rec;
     this.#changes.wake();
     this.#o.log?.("service_paused", { service: this.#o.service });
@@ -205,8 +204,10 @@ export class ProviderBackoff {
       // An admin's pause held here ends when the record is no longer one (resumed, paused since).
       const p = this.#pause;
       if (!p || value.admin || p.admin || value.until >= p.until) this.#pause = value;
-    } else if (this.#pause && (this.#pause.admin || now >= this.#pause.until) && !this.#probing) {
-      this.#pause = undefined;
+    } else if (this.#pause && !this.#probing) {
+      // Gone from KV: over, or ended elsewhere (an admin resumed), unless KV has not heard of it.
+      const held = this.#writing > 0 || this.#unwritten;
+      if (this.#pause.admin || now >= this.#pause.until || !held) this.#pause = undefined;
     }
     if (!samePause(before, this.#pause)) this.#changes.wake();
   }
@@ -286,15 +287,14 @@ export class ProviderBackoff {
   }
 
   #write(next: (old: BackoffRecord | null) => BackoffRecord | null, now: number): void {
-    this.#store?.update(next, now).catch((e) =>
-      this.#o.log?.("provider_backoff_write_failed", { service: this.#o.service, error: String(e) })
-    );
+    if (!this.#store) return;
+    this.#writing++;
+    this.#store.update(next, now).then(() => this.#unwritten = false, (e) => {
+      this.#unwritten = true;
+      this.#o.log?.("provider_backoff_write_failed", {
+        service: this.#o.service,
+        error: String(e),
+      });
+    }).finally(() => this.#writing--);
   }
-}
-
-/** Whether two reads of the pause say the same (else its waiters look again). */
-function samePause(a: BackoffRecord | undefined, b: BackoffRecord | undefined): boolean {
-  return a === b ||
-    (a !== undefined && b !== undefined && a.until === b.until && a.admin === b.admin &&
-      a.probe?.by === b.probe?.by);
 }

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { ProviderBackoff } from "../../keys/mod.ts";
 import { FakeClock, flush } from "../support/fake_clock.ts";
+import { faultyKv } from "../support/faulty_kv.ts";
 
 function paused(clock: FakeClock, keys = 1): ProviderBackoff {
   const backoff = new ProviderBackoff({ service: "openai", keys, clock, instanceId: "i1" });
@@ -138,6 +139,53 @@ Deno.test("an admin's pause replaced in KV by a provider's pause (resumed, then 
     assert.equal(b.pause?.until, clock.now() + 10_000, "b holds the provider's pause instead");
     await clock.advance(10_000);
     assert.deepEqual(await b.turn(clock.now()), { go: true, probe: true }, "and probes after it");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("an admin's resume ends a provider's pause on every instance that had read it, at its next read", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const clock = new FakeClock();
+    const at = (instanceId: string) =>
+      new ProviderBackoff({ service: "openai", keys: 1, clock, instanceId, kv });
+    const [a, b] = [at("a"), at("b")];
+    a.sending();
+    a.answered("k_a", true, 60_000, clock.now(), false);
+    a.settled();
+    await flush();
+    await b.refresh();
+    assert.equal(b.pause?.until, clock.now() + 60_000, "b has read the provider's pause");
+    await a.adminResume();
+    await b.refresh();
+    assert.equal(b.pause, undefined, "the resume reaches b, 60 s before the pause's end");
+    assert.deepEqual(await b.turn(clock.now()), { go: true, probe: false });
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a provider's pause this instance could not write (KV down) is kept at a read that does not find it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const clock = new FakeClock();
+    const faults = { latencyMs: 0, failing: true, ops: 0 };
+    const backoff = new ProviderBackoff({
+      service: "openai",
+      keys: 1,
+      clock,
+      instanceId: "a",
+      kv: faultyKv(kv, faults),
+      call: { attempts: 1 },
+    });
+    backoff.sending();
+    backoff.answered("k_a", true, 60_000, clock.now(), false);
+    backoff.settled();
+    await flush();
+    faults.failing = false;
+    await backoff.refresh();
+    assert.equal(backoff.pause?.until, clock.now() + 60_000, "kept: KV has not heard of it");
   } finally {
     kv.close();
   }
