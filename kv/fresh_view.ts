@@ -4,8 +4,11 @@ import type { KvStatus } from "./status.ts";
 /** Options for {@linkcode FreshView}. */
 export interface FreshViewOptions {
   clock: Clock;
-  /** Reads the view again (from KV); a failure goes to `onError` and the last view stays. */
-  read: () => Promise<unknown>;
+  /**
+   * Reads the view again (from KV); a failure goes to `onError` and the last
+   * view stays. `changed`: a watch told of a change, so the read must see it.
+   */
+  read: (changed: boolean) => Promise<unknown>;
   /** Told of a failed read. Default: nothing. */
   onError?: (e: unknown) => void;
   /** Whether KV answers: while it does not, the view in memory decides and no one waits. */
@@ -119,19 +122,20 @@ export class FreshView {
   }
 
   /**
-   * A watched record changed: read the view again now (in the background),
-   * or, when a read has just started, once it is over.
+   * A watched record changed (`changed` false: a watch has just started, so
+   * nothing is known to have changed): read the view again now (in the
+   * background), or, when a read has just started, once it is over.
    */
-  changed(): void {
+  changed(changed = true): void {
     if (this.#reading || this.#changedTimer !== undefined) {
       this.#again = true;
       return;
     }
     const wait = this.#startedAt + this.#spacingMs - this.#clock.now();
-    if (wait <= 0) return void this.#read();
+    if (wait <= 0) return void this.#read(changed);
     this.#changedTimer = this.#clock.setTimeout(() => {
       this.#changedTimer = undefined;
-      this.#read();
+      this.#read(changed);
     }, wait);
   }
 
@@ -158,14 +162,16 @@ export class FreshView {
     return true;
   }
 
-  #read(): void {
+  #read(changed = false): void {
     if (this.#reading) return;
     this.#again = false;
     this.#startedAt = this.#clock.now();
-    this.#reading = this.#o.read().then(() => {}, (e) => this.#o.onError?.(e)).finally(() => {
-      this.#checkedAt = this.#clock.now();
-      this.#reading = undefined;
-      if (this.#again) this.changed();
-    });
+    this.#reading = this.#o.read(changed).then(() => {}, (e) => this.#o.onError?.(e)).finally(
+      () => {
+        this.#checkedAt = this.#clock.now();
+        this.#reading = undefined;
+        if (this.#again) this.changed();
+      },
+    );
   }
 }

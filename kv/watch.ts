@@ -17,8 +17,8 @@ const RETRY_MS = 5000;
 
 /** What a {@linkcode KeyWatch} tells. */
 export interface KeyWatchHandlers {
-  /** A record changed (or the watch has just started: read them all). */
-  changed(): void;
+  /** A record changed, or (`first`) the watch has just started: read them all. */
+  changed(first: boolean): void;
   /** The watch became live, or stopped being so. */
   live(on: boolean): void;
 }
@@ -72,11 +72,12 @@ export class KeyWatch {
       for (;;) {
         const { done } = await reader.read();
         if (done || !current()) break;
-        if (!live) {
+        const first = !live;
+        if (first) {
           live = true;
           this.#on.live(true);
         }
-        this.#on.changed();
+        this.#on.changed(first);
       }
     } catch { /* KV down, or the stream broke: tried again below */ }
     if (live) this.#on.live(false);

@@ -88,6 +88,8 @@ export class TeamRegistry {
   #view: FreshView;
   /** Hears a change to the API's teams (the stamp each change bumps) as it is made. */
   #watch: KeyWatch | undefined;
+  /** Changes made here: a read that began before one is older than this view. */
+  #changesHere = 0;
 
   constructor(configTeams: readonly Team[], options: TeamRegistryOptions) {
     this.#config = new Map(configTeams.map((t) => [t.name, t]));
@@ -99,7 +101,8 @@ export class TeamRegistry {
     this.#call = options.call ?? {};
     this.#view = new FreshView({
       clock: this.#clock,
-      read: () => this.refresh(),
+      // Told of a change, read it where it was made: a replica may not have it yet.
+      read: (changed) => this.refresh(changed ? "strong" : "eventual"),
       status: this.#call.status,
       refreshAfterMs: refreshMs / 2,
       waitAfterMs: refreshMs,
@@ -108,7 +111,7 @@ export class TeamRegistry {
     this.#watch = options.watch === false
       ? undefined
       : new KeyWatch(this.#kv, [teamsChangedKey()], this.#clock, {
-        changed: () => this.#view.changed(),
+        changed: (first) => this.#view.changed(!first),
         live: (on) => this.#view.watchLive(on),
       });
     this.#view.watchedBy(this.#watch ? 1 : 0);
@@ -160,17 +163,21 @@ export class TeamRegistry {
     this.#watch?.start();
   }
 
-  /** Reads the teams made through the API from KV (keeps the last view if KV fails). */
-  async refresh(): Promise<void> {
+  /**
+   * Reads the teams made through the API from KV (keeps the last view if KV
+   * fails). Eventual by default: in-region, and a change is heard by the watch.
+   */
+  async refresh(consistency: Deno.KvConsistencyLevel = "eventual"): Promise<void> {
+    const changes = this.#changesHere;
     const entries = await kvCall(async () => {
       const out: Deno.KvEntry<StoredTeam>[] = [];
-      // Eventual: a team made elsewhere shows within a refresh anyway, and the read stays in-region.
-      const teams = this.#kv.list<StoredTeam>({ prefix: teamPrefix() }, {
-        consistency: "eventual",
-      });
+      const teams = this.#kv.list<StoredTeam>({ prefix: teamPrefix() }, { consistency });
       for await (const e of teams) out.push(e);
       return out;
     }, this.#call);
+    // Older than a change made here meanwhile (it would bring back a deleted team or a rotated
+    // token): the view stays as it is until the next read.
+    if (this.#changesHere !== changes) return;
     const api = new Map<string, Team>();
     for (const e of entries) {
       const name = e.key[1] as string;
@@ -232,6 +239,7 @@ export class TeamRegistry {
     );
     if (!res.ok) throw new TeamChangeError("clash", `Team "${name}" changed meanwhile; retry.`);
     this.#api.delete(name);
+    this.#changesHere++;
     this.#index();
   }
 
@@ -260,6 +268,7 @@ export class TeamRegistry {
   #learn(name: string, stored: StoredTeam): Team {
     const team = apiTeam(name, stored);
     this.#api.set(name, team);
+    this.#changesHere++;
     this.#index();
     return team;
   }

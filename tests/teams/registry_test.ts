@@ -194,3 +194,83 @@ Deno.test("TeamRegistry: refreshMs must be positive", () => {
     (e: unknown) => e instanceof RangeError && e.message.includes("refreshMs"),
   );
 });
+
+/** A KV whose lists take their snapshot at once and hand it over when `release()` is called. */
+function heldLists(kv: Deno.Kv) {
+  const held: (() => void)[] = [];
+  const wrapped = new Proxy(kv, {
+    get(target, prop) {
+      if (prop !== "list") return Reflect.get(target, prop, target).bind?.(target);
+      return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
+        (async function* () {
+          const snapshot = [];
+          for await (const e of target.list(selector, options)) snapshot.push(e);
+          await new Promise<void>((r) => held.push(r));
+          yield* snapshot;
+        })();
+    },
+  });
+  return { kv: wrapped, release: () => held.splice(0).forEach((r) => r()) };
+}
+
+Deno.test("TeamRegistry: a read that began before a team was deleted or its token rotated here, and ends after, does not bring the old token back", async () => {
+  await withMemoryKv(async (base) => {
+    const clock = new FakeClock();
+    const { kv, release } = heldLists(base);
+    const here = registry(kv, clock);
+    const { token } = await here.create({ name: "translate" });
+    const { token: other } = await here.create({ name: "agents" });
+    const reading = here.refresh(); // its snapshot holds both teams
+    await new Promise((r) => setTimeout(r, 0));
+    const rotated = await here.rotate("translate");
+    await here.delete("agents");
+    release();
+    await reading;
+    assert.equal(here.byHash(tokenSha256(token)), undefined, "the rotated token stays refused");
+    assert.equal(here.byHash(tokenSha256(other)), undefined, "the deleted team stays gone");
+    assert.equal(here.byHash(tokenSha256(rotated.token))?.name, "translate");
+    const again = here.refresh();
+    await new Promise((r) => setTimeout(r, 0));
+    release();
+    await again;
+    assert.equal(
+      here.byHash(tokenSha256(rotated.token))?.name,
+      "translate",
+      "and a new read agrees",
+    );
+  });
+});
+
+Deno.test("TeamRegistry: watched, a change told by the watch is read strongly (a replica may not have it yet); other reads are eventual", async () => {
+  await withMemoryKv(async (base) => {
+    const clock = new FakeClock();
+    const reads: (string | undefined)[] = [];
+    const kv = new Proxy(base, {
+      get(target, prop) {
+        if (prop !== "list") return Reflect.get(target, prop, target).bind?.(target);
+        return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+          reads.push(options?.consistency);
+          return target.list(selector, options);
+        };
+      },
+    });
+    const admin = registry(base, clock);
+    const there = registry(kv, clock, { watch: true });
+    await there.start();
+    assert.deepEqual(reads, ["eventual"], "the first read, at start");
+    there.resume(); // the watch, as the lifecycle starts it
+    for (let i = 0; i < 50 && reads.length < 2; i++) {
+      await clock.advance(300);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.deepEqual(reads, ["eventual", "eventual"], "its first word: a read, no change known");
+    const { token } = await admin.create({ name: "translate" });
+    for (let i = 0; i < 50 && there.byHash(tokenSha256(token)) === undefined; i++) {
+      await clock.advance(300);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(there.byHash(tokenSha256(token))?.name, "translate", "heard and read");
+    assert.equal(reads.at(-1), "strong", "the read the watch asked for");
+    there.close();
+  });
+});
