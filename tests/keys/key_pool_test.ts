@@ -3,12 +3,12 @@ import assert from "node:assert/strict";
 import { KeyHealthStore, KeyPool } from "../../keys/mod.ts";
 import { FakeClock, flush } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
+import { withMemoryKv } from "../support/kv.ts";
 
 const keys = [{ id: "k_a", secret: "sk-a" }, { id: "k_b", secret: "sk-b" }];
 
 Deno.test("a success sent before a key's rest was taken does not end the rest, here or in another instance; one sent after it ran out ends it", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const store = new KeyHealthStore(kv);
     const here = new KeyPool("openai", keys, { store });
     const there = new KeyPool("openai", keys, { store });
@@ -33,14 +33,11 @@ Deno.test("a success sent before a key's rest was taken does not end the rest, h
     await here.settled();
     assert.equal(here.health("k_a"), undefined);
     assert.equal((await store.list("openai")).has("k_a"), false, "and its record is gone");
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("a request waiting while every key rests is woken when an admin enables one, or a success ends a rest", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const pool = new KeyPool("openai", keys, { store: new KeyHealthStore(kv), clock });
     const now = clock.now();
@@ -61,14 +58,11 @@ Deno.test("a request waiting while every key rests is woken when an admin enable
     pool.report(keys[0], { kind: "success" }, clock.now(), undefined, clock.now());
     assert.equal(await next, true);
     await pool.settled();
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("a suspect key's probe that finds it good ends its rest on the instances that had read the rest, at their next read", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const store = new KeyHealthStore(kv);
     let answer: (verdict: { kind: "success" }) => void = () => {};
@@ -89,14 +83,11 @@ Deno.test("a suspect key's probe that finds it good ends its rest on the instanc
     await there.refresh();
     assert.equal(there.health("k_a"), undefined, "and there, 30 s before the rest would end");
     assert.deepEqual(there.pick(clock.now()), { ok: true, key: keys[0] });
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("a rest this instance could not write (KV down) is kept at a read that does not find it", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const faults = { latencyMs: 0, failing: true, ops: 0 };
     const store = new KeyHealthStore(faultyKv(kv, faults), { call: { attempts: 1 } });
@@ -107,7 +98,5 @@ Deno.test("a rest this instance could not write (KV down) is kept at a read that
     await pool.refresh();
     assert.equal((await store.list("openai")).has("k_a"), false, "KV has not heard of it");
     assert.equal(pool.health("k_a")?.until, clock.now() + 30_000, "kept");
-  } finally {
-    kv.close();
-  }
+  });
 });

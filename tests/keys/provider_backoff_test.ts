@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { ProviderBackoff } from "../../keys/mod.ts";
 import { FakeClock, flush } from "../support/fake_clock.ts";
 import { faultyKv } from "../support/faulty_kv.ts";
+import { withMemoryKv } from "../support/kv.ts";
 
 function paused(clock: FakeClock, keys = 1): ProviderBackoff {
   const backoff = new ProviderBackoff({ service: "openai", keys, clock, instanceId: "i1" });
@@ -94,8 +95,7 @@ Deno.test("a held retry goes at the next answer, or after maxMs without one", as
 
 Deno.test("a claim of the probe lost to another instance wakes nobody: its waiters wait their turn, not claim again at once", async () => {
   const clock = new FakeClock();
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const make = (instanceId: string) =>
       new ProviderBackoff({ service: "openai", keys: 1, clock, instanceId, kv });
     const here = make("here");
@@ -113,14 +113,11 @@ Deno.test("a claim of the probe lost to another instance wakes nobody: its waite
     const second = await there.turn(clock.now());
     assert.equal(second.go, false, "lost again");
     assert.equal(await settledBy(waiting), false, "the second loss woke no one");
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("an admin's pause replaced in KV by a provider's pause (resumed, then 429s) ends on an instance that reads it: it does not stay paused for good", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const at = (instanceId: string) =>
       new ProviderBackoff({ service: "openai", keys: 1, clock, instanceId, kv });
@@ -139,14 +136,11 @@ Deno.test("an admin's pause replaced in KV by a provider's pause (resumed, then 
     assert.equal(b.pause?.until, clock.now() + 10_000, "b holds the provider's pause instead");
     await clock.advance(10_000);
     assert.deepEqual(await b.turn(clock.now()), { go: true, probe: true }, "and probes after it");
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("an admin's resume ends a provider's pause on every instance that had read it, at its next read", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const at = (instanceId: string) =>
       new ProviderBackoff({ service: "openai", keys: 1, clock, instanceId, kv });
@@ -161,14 +155,11 @@ Deno.test("an admin's resume ends a provider's pause on every instance that had 
     await b.refresh();
     assert.equal(b.pause, undefined, "the resume reaches b, 60 s before the pause's end");
     assert.deepEqual(await b.turn(clock.now()), { go: true, probe: false });
-  } finally {
-    kv.close();
-  }
+  });
 });
 
 Deno.test("a provider's pause this instance could not write (KV down) is kept at a read that does not find it", async () => {
-  const kv = await Deno.openKv(":memory:");
-  try {
+  await withMemoryKv(async (kv) => {
     const clock = new FakeClock();
     const faults = { latencyMs: 0, failing: true, ops: 0 };
     const backoff = new ProviderBackoff({
@@ -186,7 +177,5 @@ Deno.test("a provider's pause this instance could not write (KV down) is kept at
     faults.failing = false;
     await backoff.refresh();
     assert.equal(backoff.pause?.until, clock.now() + 60_000, "kept: KV has not heard of it");
-  } finally {
-    kv.close();
-  }
+  });
 });
