@@ -72,25 +72,12 @@ export class SlotLease {
    * landed after a larger claim would shrink KV's count below the slots in
    * use, and other instances would take them.
    */
-  async heartbeat(): Promise<void> {
-    if (this.held === 0 || this.#closed || !this.#store.shared || this.#holding) return;
-    this.#holding = true;
-    const asked = this.#clock.now();
-    const write = this.#store.holdSlots(Math.max(this.inUse, this.held));
-    this.#pendingHold = write.catch(() => {});
-    this.#stats.slotWrites++;
-    try {
-      const held = await write;
-      if (this.#closed) return;
-      this.held = held;
-      this.validUntil = asked + this.#ttlMs;
-    } catch {
-      // Fenced by free() once validUntil passes: no admissions past the lease.
-    } finally {
-      this.#holding = false;
-      // Requests that came for a slot while it was out.
-      if (!this.#closed) this.pump();
+  heartbeat(): Promise<void> {
+    if (this.held === 0 || this.#closed || !this.#store.shared || this.#holding) {
+      return Promise.resolve();
     }
+    // A renewal is a hold of what is held: one write path, one write out at a time.
+    return this.#hold(Math.max(this.inUse, this.held));
   }
 
   /**
@@ -193,7 +180,8 @@ export class SlotLease {
     }
   }
 
-  #hold(target: number): void {
+  /** Writes a claim of `target` slots; resolves once its answer has been acted on. */
+  #hold(target: number): Promise<void> {
     // Lowering takes effect here at once, so no request is admitted on a
     // slot that the write is giving back.
     if (target < this.held) this.held = target;
@@ -202,7 +190,7 @@ export class SlotLease {
     const asked = this.#clock.now();
     const write = this.#store.holdSlots(target);
     this.#pendingHold = write.catch(() => {});
-    write.then(
+    return write.then(
       (held) => {
         this.#holding = false;
         if (this.#closed) return;
@@ -242,6 +230,8 @@ export class SlotLease {
   }
 
   #pollIn(ms: number): void {
+    // One poll pending at a time (a renewal's answer may come while one is).
+    if (this.#pollTimer !== undefined) return;
     this.#pollTimer = this.#clock.setTimeout(() => {
       this.#pollTimer = undefined;
       this.pump();
