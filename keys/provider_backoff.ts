@@ -199,17 +199,16 @@ export class ProviderBackoff {
     if (!this.#store) return;
     const value = await this.#store.read();
     const now = this.#o.clock.now();
-    const before = this.#pause;
+    const p = this.#pause;
     if (value) {
       // An admin's pause held here ends when the record is no longer one (resumed, paused since).
-      const p = this.#pause;
       if (!p || value.admin || p.admin || value.until >= p.until) this.#pause = value;
-    } else if (this.#pause && !this.#probing) {
+    } else if (p && !this.#probing) {
       // Gone from KV: over, or ended elsewhere (an admin resumed), unless KV has not heard of it.
       const held = this.#writing > 0 || this.#unwritten;
-      if (this.#pause.admin || now >= this.#pause.until || !held) this.#pause = undefined;
+      if (p.admin || now >= p.until || !held) this.#pause = undefined;
     }
-    if (!samePause(before, this.#pause)) this.#changes.wake();
+    if (!samePause(p, this.#pause)) this.#changes.wake();
   }
 
   /** Records a key's latest answer (the record is reused: one per key, none per request). */
